@@ -1,0 +1,76 @@
+# lit-colorization: every command of the project. `make help` lists them.
+# Variables map to config overrides; ARGS="key=value ..." passes any other override.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+PRESET ?= sample
+DATA ?=
+MODEL ?=
+RUN ?=
+GPUS ?=
+NODES ?=
+MAX_STEPS ?=
+LOGGER ?=
+RESUME ?=
+ARGS ?=
+CKPT ?=
+OUT ?=
+INPUT ?=
+TEMPERATURE ?= 0.38
+
+# Makefile variables -> config overrides (only those that are set).
+PRETRAIN_OVERRIDES = $(if $(DATA),data.source=folder data.root=$(DATA)) $(if $(MODEL),model.name=$(MODEL)) \
+	$(if $(RUN),run=$(RUN)) $(if $(GPUS),trainer.devices=$(GPUS)) $(if $(NODES),trainer.num_nodes=$(NODES)) \
+	$(if $(MAX_STEPS),trainer.max_steps=$(MAX_STEPS)) $(if $(LOGGER),logger.kind=$(LOGGER)) \
+	$(if $(RESUME),resume=$(RESUME)) $(ARGS)
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test test-slow lint format demo pretrain priors colorize bench-color clean
+
+help: ## List the commands
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv and install the project with its dev tools (idempotent)
+
+test: setup ## Run the default (fast) test suite
+	$(PY) -m pytest
+
+test-slow: setup ## Run the slow tests (long training runs, browser end-to-end)
+	$(PY) -m pytest -m slow
+
+lint: setup ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup ## Apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+pretrain: setup ## Pretrain a colorizer: PRESET DATA MODEL RUN GPUS NODES MAX_STEPS LOGGER RESUME ARGS
+	$(PY) -m lit_colorization.pretrain --preset $(PRESET) $(PRETRAIN_OVERRIDES)
+
+priors: setup ## Compute the ab prior of a training set: DATA PRESET RUN OUT ARGS
+	$(PY) -m lit_colorization.priors --preset $(PRESET) $(if $(OUT),--out $(OUT)) \
+		$(if $(DATA),data.source=folder data.root=$(DATA)) $(if $(RUN),run=$(RUN)) $(ARGS)
+
+colorize: setup ## Colorize photos: CKPT INPUT (files/folders) OUT TEMPERATURE
+	$(PY) -m lit_colorization.colorize --ckpt $(CKPT) --out $(or $(OUT),colorized) --temperature $(TEMPERATURE) $(INPUT)
+
+demo: setup ## The main job end to end on the embedded photos, on the CPU (under 10 minutes)
+	$(PY) -m lit_colorization.demo
+
+bench-color: setup ## Soft-encoding throughput: fast path vs exact vs scikit-learn (the original release)
+	$(PY) benchmarks/bench_color.py
+
+clean: ## Remove caches (keeps .venv, runs/ and results/)
+	rm -rf .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
