@@ -1,0 +1,133 @@
+"""The one place where pretraining checkpoints are described, read and turned back into networks.
+
+A checkpoint is a Lightning checkpoint whose ``lit_colorization`` entry says everything needed to rebuild the
+colorizer from the file alone: network name and constructor arguments, ab bins, prior and the resolved config, all
+as plain containers and tensors so ``torch.load(..., weights_only=True)`` accepts it.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from lit_colorization.models import ColorizationNet, create_model
+
+CHECKPOINT_KEY = "lit_colorization"
+FORMAT_VERSION = 1
+NETWORK_PREFIX = "net."
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used, with a one-line message naming the file."""
+
+
+@dataclass(frozen=True)
+class PretrainedColorizer:
+    """What a pretraining checkpoint holds, independent of the LightningModule that wrote it."""
+
+    path: str
+    model_name: str
+    model_kwargs: dict[str, Any]
+    bins: Tensor
+    prior: Tensor | None
+    config: dict[str, Any]
+    state_dict: dict[str, Tensor]
+    global_step: int
+
+
+def describe(
+    model_name: str, model_kwargs: dict[str, Any], bins: Tensor, prior: Tensor | None, config: dict[str, Any]
+) -> dict[str, Any]:
+    """The self-describing entry stored under ``CHECKPOINT_KEY`` in every pretraining checkpoint."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "model_name": model_name,
+        "model_kwargs": dict(model_kwargs),
+        "bins": bins.detach().cpu().float(),
+        "prior": None if prior is None else prior.detach().cpu().float(),
+        "config": config,
+    }
+
+
+def load_raw(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """``torch.load`` with ``weights_only=True``, turning every failure into a one-line error naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: checkpoint file is empty")
+    try:
+        loaded = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"{path}: not a readable torch checkpoint (truncated or corrupt?): {reason}") from None
+    if not isinstance(loaded, dict):
+        raise CheckpointError(f"{path}: expected a checkpoint dictionary, found {type(loaded).__name__}")
+    return loaded
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> PretrainedColorizer:
+    raw = load_raw(path, map_location)
+    entry = raw.get(CHECKPOINT_KEY)
+    if entry is None or "state_dict" not in raw:
+        raise CheckpointError(
+            f"{path}: not a lit-colorization pretraining checkpoint (no '{CHECKPOINT_KEY}' entry); "
+            "for the authors' released eccv16 weights use --weights-format official"
+        )
+    if entry.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {entry.get('format_version')!r}, this code reads {FORMAT_VERSION}"
+        )
+    network_state = {
+        key[len(NETWORK_PREFIX) :]: value
+        for key, value in raw["state_dict"].items()
+        if key.startswith(NETWORK_PREFIX)
+    }
+    if not network_state:
+        raise CheckpointError(f"{path}: checkpoint holds no network weights (no '{NETWORK_PREFIX}*' keys)")
+    return PretrainedColorizer(
+        path=str(path),
+        model_name=entry["model_name"],
+        model_kwargs=dict(entry["model_kwargs"]),
+        bins=entry["bins"],
+        prior=entry["prior"],
+        config=entry["config"],
+        state_dict=network_state,
+        global_step=int(raw.get("global_step", 0)),
+    )
+
+
+def load_state_strict(module: nn.Module, state_dict: dict[str, Tensor], source: str) -> None:
+    """Load every key or fail naming the missing, unexpected and mis-shaped ones (never a silent partial load)."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    mis_shaped = sorted(
+        f"{key} {tuple(state_dict[key].shape)} vs {tuple(own[key].shape)}"
+        for key in set(own) & set(state_dict)
+        if own[key].shape != state_dict[key].shape
+    )
+    if missing or unexpected or mis_shaped:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mis_shaped)):
+            if keys:
+                shown = ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+                parts.append(f"{label}: {shown}")
+        raise CheckpointError(f"{source}: weights do not fit {type(module).__name__}: " + "; ".join(parts))
+    module.load_state_dict(state_dict, strict=True)
+
+
+def build_network(colorizer: PretrainedColorizer) -> ColorizationNet:
+    """The network of a checkpoint, weights loaded strictly, in eval mode."""
+    try:
+        network = create_model(colorizer.model_name, **colorizer.model_kwargs)
+    except (ValueError, TypeError) as error:
+        raise CheckpointError(f"{colorizer.path}: cannot rebuild network: {error}") from None
+    load_state_strict(network, colorizer.state_dict, colorizer.path)
+    return network.eval()

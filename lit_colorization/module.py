@@ -1,0 +1,156 @@
+"""``ColorizationModule``: the pretraining LightningModule. Thin: it wires targets, the network and the loss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+from torchmetrics import MeanMetric
+
+from lit_colorization.checkpoint import CHECKPOINT_KEY, describe
+from lit_colorization.config import to_container
+from lit_colorization.inference import output_to_ab, upsample_ab
+from lit_colorization.losses import ab_regression_loss, soft_cross_entropy
+from lit_colorization.metrics import auc, colorfulness
+from lit_colorization.models import create_model
+from lit_colorization.schedules import step_schedule
+from lit_colorization.targets import ColorTargetBuilder, ColorTargets
+from lit_colorization.visualize import colorization_grid, lab_batch_to_rgb, save_png
+
+REGRESSION_CHANNELS = 2
+
+
+class ColorizationModule(L.LightningModule):
+    def __init__(self, config: Any, bins: Tensor, prior: Tensor, image_dir: str | Path | None = None) -> None:
+        super().__init__()
+        self.config = to_container(config)
+        self.loss_kind = config.loss
+        self.temperature = config.targets.temperature
+        self.optim = config.optim
+        self.channels_last = config.trainer.channels_last
+        self.num_images_logged = config.num_val_images_logged
+        self.image_dir = None if image_dir is None else Path(image_dir)
+        model_kwargs = dict(config.model.kwargs)
+        if self.loss_kind == "l2":
+            model_kwargs["num_bins"] = REGRESSION_CHANNELS
+        self.net = create_model(config.model.name, **model_kwargs)
+        if self.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.targets = ColorTargetBuilder(
+            bins,
+            prior,
+            stride=self.net.output_stride,
+            k=config.targets.k,
+            sigma=config.targets.sigma,
+            lam=config.targets.lam,
+            rebalance=config.targets.rebalance,
+            gray_threshold=config.targets.gray_threshold,
+        )
+        self.prior = prior
+        self.val_metrics = torch.nn.ModuleDict(
+            {
+                name: MeanMetric()
+                for name in (
+                    "auc",
+                    "auc_rebal",
+                    "auc_gray",
+                    "auc_rebal_gray",
+                    "colorfulness",
+                    "colorfulness_true",
+                )
+            }
+        )
+        self.skipped_images = 0
+
+    # --- data path: colour work happens on the device, after the uint8 batch is transferred ---
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        batch["targets"] = self.targets(batch["rgb"])
+        return batch
+
+    def _network_input(self, targets: ColorTargets) -> Tensor:
+        if self.channels_last:
+            return targets.lightness.contiguous(memory_format=torch.channels_last)
+        return targets.lightness
+
+    def loss(self, output: Tensor, targets: ColorTargets) -> Tensor:
+        if self.loss_kind == "l2":
+            return ab_regression_loss(output, targets.target_ab, targets.pixel_weights, targets.colored)
+        return soft_cross_entropy(
+            output, targets.bin_indices, targets.bin_weights, targets.pixel_weights, targets.colored
+        )
+
+    def predict_ab(self, output: Tensor, size: tuple[int, int]) -> Tensor:
+        """Full-resolution ab from the network output (annealed mean, or the regression itself)."""
+        ab = output_to_ab(output, self.targets.bins, self.temperature, regression=self.loss_kind == "l2")
+        return upsample_ab(ab, size)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        targets: ColorTargets = batch["targets"]
+        loss = self.loss(self.net(self._network_input(targets)), targets)
+        self.skipped_images += int(batch["skipped"])
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/skipped_images", float(self.skipped_images))
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        targets: ColorTargets = batch["targets"]
+        output = self.net(self._network_input(targets))
+        self.log("val/loss", self.loss(output, targets), prog_bar=True, sync_dist=True)
+        predicted_ab = self.predict_ab(output, targets.ab.shape[-2:])
+        # Gray images carry no colour to score, as in the paper's colour test split.
+        plain = targets.colored.float().view(-1, 1, 1).expand(-1, *targets.ab.shape[-2:])
+        rebalanced = plain * self.targets.metric_weights_for(targets.ab)
+        gray_ab = torch.zeros_like(targets.ab)
+        has_color = bool(targets.colored.any())
+        for suffix, prediction in (("", predicted_ab), ("_gray", gray_ab)) if has_color else ():
+            self.val_metrics[f"auc{suffix}"].update(auc(prediction, targets.ab, weights=plain), plain.sum())
+            self.val_metrics[f"auc_rebal{suffix}"].update(
+                auc(prediction, targets.ab, weights=rebalanced), rebalanced.sum()
+            )
+        predicted_rgb = lab_batch_to_rgb(targets.lightness, predicted_ab)
+        true_rgb = lab_batch_to_rgb(targets.lightness, targets.ab)
+        self.val_metrics["colorfulness"].update(colorfulness(predicted_rgb))
+        self.val_metrics["colorfulness_true"].update(colorfulness(true_rgb))
+        if batch_idx == 0 and self.num_images_logged > 0:
+            count = self.num_images_logged
+            self._log_examples(targets.lightness[:count], predicted_ab[:count], targets.ab[:count])
+
+    def on_validation_epoch_end(self) -> None:
+        for name, metric in self.val_metrics.items():
+            self.log(f"val/{name}", metric.compute())
+            metric.reset()
+
+    def _log_examples(self, lightness: Tensor, predicted_ab: Tensor, true_ab: Tensor) -> None:
+        if not self.trainer.is_global_zero or self.trainer.sanity_checking:
+            return
+        grid = colorization_grid(lightness, predicted_ab, true_ab)
+        if self.image_dir is not None:
+            save_png(grid, self.image_dir / f"val_step{self.global_step:07d}.png")
+        log_image = getattr(self.logger, "log_image", None)
+        if log_image is not None:
+            log_image(key="val/examples", images=[grid], caption=["gray | prediction | ground truth"])
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = torch.optim.Adam(
+            self.net.parameters(),
+            lr=self.optim.lr,
+            betas=tuple(self.optim.betas),
+            weight_decay=self.optim.weight_decay,
+            fused=self.optim.fused or None,
+        )
+        schedule = step_schedule(
+            optimizer, self.optim.lr, self.optim.milestones, self.optim.gamma, self.optim.milestone_lrs
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = describe(
+            self.net.model_name, self.net.hparams_for_checkpoint(), self.targets.bins, self.prior, self.config
+        )
+        checkpoint[CHECKPOINT_KEY]["skipped_images"] = self.skipped_images
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.skipped_images = int(checkpoint.get(CHECKPOINT_KEY, {}).get("skipped_images", 0))

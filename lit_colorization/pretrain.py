@@ -1,0 +1,134 @@
+"""Colorization pretraining: ``python -m lit_colorization.pretrain [--preset NAME] key=value ...``.
+
+Writes ``runs/<run>/``: ``config.yaml``, ``prior.npy``, ``checkpoints/`` (``last.ckpt`` and the best by val loss),
+validation image grids in ``images/`` and metrics (CSV or W&B).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from omegaconf import OmegaConf
+
+from lit_colorization.atomic import write_text
+from lit_colorization.cli import load_pretrain_config, run_cli
+from lit_colorization.color import ab_bins
+from lit_colorization.config import ConfigError, PretrainConfig, to_container
+from lit_colorization.data import build_datamodule
+from lit_colorization.loggers import build_logger
+from lit_colorization.module import ColorizationModule
+from lit_colorization.priors import load_prior, prior_from_datamodule, save_prior
+
+log = logging.getLogger(__name__)
+PRIOR_WAIT_SECONDS = 24 * 3600
+
+
+def resume_checkpoint(config: PretrainConfig, run_dir: Path) -> str | None:
+    """The checkpoint to resume from; refuses to start over a run that already has checkpoints."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if config.resume is None:
+        if last.exists() and rank_zero_only.rank == 0:
+            raise ConfigError(
+                f"{run_dir}: this run already has checkpoints; continue it with RESUME=auto (resume=auto) "
+                "or start a new one with another RUN"
+            )
+        return None
+    if config.resume == "auto":
+        if last.exists():
+            return str(last)
+        log.info("resume=auto: no checkpoint in %s yet, starting from scratch", last.parent)
+        return None
+    if not Path(config.resume).is_file():
+        raise ConfigError(f"config key 'resume': checkpoint not found: {config.resume}")
+    return config.resume
+
+
+def prepare_prior(config: PretrainConfig, run_dir: Path, datamodule, bins: torch.Tensor) -> torch.Tensor:
+    """The given prior, else the run's, else computed now by rank 0 (other ranks wait for its file)."""
+    if config.targets.prior_path:
+        return load_prior(config.targets.prior_path, bins.shape[0])
+    path = run_dir / "prior.npy"
+    if not path.exists():
+        if rank_zero_only.rank == 0:
+            log.info("no prior given: computing it from the training data into %s", path)
+            save_prior(prior_from_datamodule(datamodule, bins, config.targets.sigma, config.targets.gray_threshold), path)
+        else:
+            deadline = time.monotonic() + PRIOR_WAIT_SECONDS
+            while not path.exists():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{path}: rank 0 did not write the prior in time")
+                time.sleep(5)
+    return load_prior(path, bins.shape[0])
+
+
+def build_trainer(config: PretrainConfig, run_dir: Path, logger) -> L.Trainer:
+    trainer = config.trainer
+    callbacks = [
+        ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename="best-step{step:07d}",
+            auto_insert_metric_name=False,
+            monitor="val/loss",
+            mode="min",
+            save_top_k=1,
+            save_last=True,
+        )
+    ]
+    if logger:
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    return L.Trainer(
+        default_root_dir=run_dir,
+        max_steps=trainer.max_steps,
+        max_epochs=-1,
+        accelerator=trainer.accelerator,
+        devices=trainer.devices,
+        num_nodes=trainer.num_nodes,
+        strategy=trainer.strategy,
+        precision=trainer.precision,
+        val_check_interval=trainer.val_check_interval,
+        check_val_every_n_epoch=trainer.check_val_every_n_epoch,
+        limit_val_batches=trainer.limit_val_batches,
+        log_every_n_steps=trainer.log_every_n_steps,
+        gradient_clip_val=trainer.gradient_clip_val,
+        enable_progress_bar=trainer.progress_bar,
+        callbacks=callbacks,
+        logger=logger,
+    )
+
+
+def pretrain(config: PretrainConfig) -> Path:
+    """Train a colorizer as ``config`` says; returns the run folder."""
+    run_dir = Path(config.runs_dir) / config.run
+    resume = resume_checkpoint(config, run_dir)
+    L.seed_everything(config.trainer.seed, workers=True)
+    if rank_zero_only.rank == 0:
+        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(config))
+    bins = ab_bins(config.targets.bins_path)
+    datamodule = build_datamodule(config.data)
+    prior = prepare_prior(config, run_dir, datamodule, bins)
+    module = ColorizationModule(config, bins, prior, image_dir=run_dir / "images")
+    logger = build_logger(config.logger, run_dir, config.run, job_type="pretrain", config=to_container(config))
+    trainer = build_trainer(config, run_dir, logger)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    if trainer.is_global_zero:
+        print(f"run folder: {run_dir}  (last checkpoint: {run_dir / 'checkpoints' / 'last.ckpt'})")
+    return run_dir
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Colorization pretraining")
+    parser.add_argument("--preset", default="sample", help="configs/presets/pretrain/<name>.yaml")
+    parser.add_argument("overrides", nargs="*", help="config overrides key=value")
+    args = parser.parse_args(argv)
+    run_cli(lambda: pretrain(load_pretrain_config(args.preset, args.overrides)))
+
+
+if __name__ == "__main__":
+    main()

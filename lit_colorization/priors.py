@@ -1,0 +1,99 @@
+"""Empirical ab prior of a training set: one streamed pass, on the device, with a progress bar.
+
+``python -m lit_colorization.priors [--preset NAME] [--out PATH] key=value ...`` writes a (Q,) ``.npy``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from lit_colorization.atomic import atomic_open
+from lit_colorization.color import ab_bins, bin_histogram, nongray_mask, smooth_prior, uint8_to_lab
+from lit_colorization.targets import subsample
+
+PRIOR_STRIDE = 4  # every 4th pixel, as the targets are taken: the same distribution at 1/16 of the work
+
+
+def compute_prior(
+    rgb_batches: Iterable[Tensor],
+    bins: Tensor,
+    sigma: float = 5.0,
+    gray_threshold: float = 5.0,
+    device: str | torch.device = "cpu",
+    total: int | None = None,
+) -> Tensor:
+    """Smoothed distribution of nearest ab bins over the coloured images of ``rgb_batches`` (uint8 B x 3 x H x W)."""
+    bins = bins.to(device)
+    counts = torch.zeros(bins.shape[0], dtype=torch.float64, device=device)
+    for rgb in tqdm(rgb_batches, total=total, desc="prior", unit="batch", file=sys.stderr):
+        ab = uint8_to_lab(rgb.to(device, non_blocking=True))[:, 1:]
+        ab = ab[nongray_mask(ab, gray_threshold)]
+        if ab.shape[0]:
+            counts += bin_histogram(subsample(ab, PRIOR_STRIDE), bins).to(torch.float64)
+    if counts.sum() == 0:
+        raise ValueError("no coloured pixels found in the training data: cannot compute an ab prior")
+    return smooth_prior(counts, bins.double(), sigma).float().cpu()
+
+
+def save_prior(prior: Tensor, path: str | Path) -> Path:
+    path = Path(path)
+    with atomic_open(path, "wb") as stream:
+        np.save(stream, prior.numpy().astype(np.float32))
+    return path
+
+
+def load_prior(path: str | Path, num_bins: int) -> Tensor:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: prior file not found")
+    try:
+        prior = np.load(path)
+    except (ValueError, OSError) as error:
+        raise ValueError(f"{path}: not a readable .npy prior: {error}") from None
+    if prior.shape != (num_bins,):
+        raise ValueError(f"{path}: prior has shape {prior.shape}, expected ({num_bins},) to match the ab bins")
+    if not np.all(np.isfinite(prior)) or prior.min() < 0 or prior.sum() <= 0:
+        raise ValueError(f"{path}: prior must be finite, non-negative and not all zero")
+    return torch.from_numpy(prior / prior.sum()).float()
+
+
+def prior_from_datamodule(datamodule, bins: Tensor, sigma: float, gray_threshold: float) -> Tensor:
+    datamodule.setup("fit")
+    loader = datamodule.train_dataloader()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    batches = (batch["rgb"] for batch in loader)
+    return compute_prior(batches, bins, sigma, gray_threshold, device=device, total=len(loader))
+
+
+def main(argv: list[str] | None = None) -> None:
+    from lit_colorization.cli import load_pretrain_config, run_cli
+    from lit_colorization.data import build_datamodule
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="sample", help="configs/presets/pretrain/<name>.yaml")
+    parser.add_argument("--out", help="output .npy (default: runs/<run>/prior.npy)")
+    parser.add_argument("overrides", nargs="*", help="config overrides key=value")
+    args = parser.parse_args(argv)
+
+    def run() -> None:
+        config = load_pretrain_config(args.preset, args.overrides)
+        bins = ab_bins(config.targets.bins_path)
+        prior = prior_from_datamodule(
+            build_datamodule(config.data), bins, config.targets.sigma, config.targets.gray_threshold
+        )
+        out = save_prior(prior, args.out or Path(config.runs_dir) / config.run / "prior.npy")
+        print(f"prior over {bins.shape[0]} bins ({int((prior > 0).sum())} non-zero) written to {out}")
+
+    run_cli(run)
+
+
+if __name__ == "__main__":
+    main()
