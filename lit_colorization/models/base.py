@@ -1,0 +1,110 @@
+"""The interface every colorization network implements, and the feature plumbing they share.
+
+A network is an ordered trunk of named stages (``feature_layers``, each a submodule attribute of the same
+name, applied one after another) followed by a ``logits`` head producing ``num_bins`` class scores per
+output pixel. Subclasses only build those modules; normalisation, ``forward`` and ``features`` live here.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+DEFAULT_NUM_BINS = 313
+
+
+def normalise_lightness(lightness: Tensor) -> Tensor:
+    """Map raw CIE ``L`` in [0, 100] to roughly [-0.5, 0.5], the scaling of the authors' PyTorch port."""
+    return (lightness - 50.0) / 100.0
+
+
+def kaiming_init_(module: nn.Module) -> None:
+    """He initialisation for every convolution feeding a ReLU; BatchNorm starts as the identity.
+
+    The reference notes that re-implementations with a poor initialisation stalled, so trunks do not rely
+    on PyTorch's default (which is scaled for a linear, not a ReLU, activation).
+    """
+    for submodule in module.modules():
+        if isinstance(submodule, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_normal_(submodule.weight, mode="fan_out", nonlinearity="relu")
+            if submodule.bias is not None:
+                nn.init.zeros_(submodule.bias)
+        elif isinstance(submodule, nn.BatchNorm2d):
+            nn.init.ones_(submodule.weight)
+            nn.init.zeros_(submodule.bias)
+
+
+class ColorizationNet(nn.Module):
+    """Abstract base: ``L`` (B x 1 x H x W, raw lightness in [0, 100]) -> logits (B x num_bins x h x w).
+
+    Attributes:
+        feature_layers: names of the trunk stages in order; each is a submodule attribute of that name.
+        output_stride: input size / logits size, exact for inputs divisible by it.
+        num_bins: number of quantised ``ab`` classes the head predicts.
+        model_name: the registry name, set by ``register_model``.
+
+    Subclasses call ``super().__init__(hparams)`` with their construction keyword arguments (plain Python
+    values) and then define one attribute per feature layer plus ``logits``; ``hparams_for_checkpoint``
+    hands those keyword arguments back so ``create_model(model.model_name, **model.hparams_for_checkpoint())``
+    rebuilds the same architecture.
+    """
+
+    feature_layers: ClassVar[tuple[str, ...]] = ()
+    model_name: ClassVar[str] = ""
+    output_stride: int
+    num_bins: int
+
+    def __init__(self, hparams: dict[str, Any]) -> None:
+        if type(self) is ColorizationNet:
+            raise TypeError(
+                "ColorizationNet is abstract: create a registered network with create_model(name)"
+            )
+        super().__init__()
+        self._hparams = copy.deepcopy(hparams)
+        self.num_bins = hparams.get("num_bins", DEFAULT_NUM_BINS)
+
+    def hparams_for_checkpoint(self) -> dict[str, Any]:
+        """The keyword arguments this network was built with, as plain Python containers."""
+        return copy.deepcopy(self._hparams)
+
+    def layer_modules(self) -> dict[str, nn.Module]:
+        """The trunk stage of each feature layer, in forward order (e.g. to freeze a prefix of the trunk)."""
+        return {name: getattr(self, name) for name in self.feature_layers}
+
+    def forward(self, lightness: Tensor) -> Tensor:
+        x = normalise_lightness(_checked_lightness(lightness))
+        for stage in self.layer_modules().values():
+            x = stage(x)
+        return self.logits(x)
+
+    def features(self, lightness: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
+        """Outputs of the named trunk stages, running the trunk only as far as the deepest one asked for."""
+        if isinstance(layers, str):
+            raise ValueError(f"layers must be a sequence of layer names, got the string {layers!r}")
+        unknown = [name for name in layers if name not in self.feature_layers]
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} has no feature layer(s) {unknown}; valid: {list(self.feature_layers)}"
+            )
+        if not layers:
+            return {}
+        deepest = max(self.feature_layers.index(name) for name in layers)
+        wanted = set(layers)
+        outputs: dict[str, Tensor] = {}
+        x = normalise_lightness(_checked_lightness(lightness))
+        for name, stage in list(self.layer_modules().items())[: deepest + 1]:
+            x = stage(x)
+            if name in wanted:
+                outputs[name] = x
+        return outputs
+
+
+def _checked_lightness(lightness: Tensor) -> Tensor:
+    if not isinstance(lightness, torch.Tensor) or lightness.ndim != 4 or lightness.shape[1] != 1:
+        shape = tuple(lightness.shape) if isinstance(lightness, torch.Tensor) else type(lightness).__name__
+        raise ValueError(f"expected lightness L of shape (B, 1, H, W), got {shape}")
+    return lightness

@@ -1,0 +1,291 @@
+"""lit_colorization.models: registry, the three networks' shapes, feature extraction and official-weight conversion."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from lit_colorization.models import ColorizationNet, create_model, list_models, register_model
+from lit_colorization.models.eccv16 import convert_official_eccv16_state_dict
+
+# REFERENCE.md section 1, transcribed column by column: a -> (b_min, b_max).
+REFERENCE_B_RANGE = {
+    -90: (50, 90), -80: (20, 90), -70: (0, 90), -60: (-20, 90), -50: (-30, 100), -40: (-40, 100),
+    -30: (-50, 100), -20: (-50, 100), -10: (-60, 100), 0: (-70, 100), 10: (-80, 90), 20: (-80, 90),
+    30: (-90, 90), 40: (-100, 90), 50: (-100, 80), 60: (-110, 80), 70: (-110, 80), 80: (-110, 70),
+    90: (-110, 70), 100: (-90, 0),
+}  # fmt: skip
+
+EXPECTED_FEATURE_SHAPES = {
+    # (model, kwargs, input size) -> {layer: (C, H, W)}
+    ("eccv16", (), 176): {
+        "conv1": (64, 88, 88), "conv2": (128, 44, 44), "conv3": (256, 22, 22), "conv4": (512, 22, 22),
+        "conv5": (512, 22, 22), "conv6": (512, 22, 22), "conv7": (512, 22, 22), "conv8": (256, 44, 44),
+    },
+    ("alexnet", (), 227): {
+        "conv1": (96, 57, 57), "conv2": (256, 29, 29), "conv3": (384, 29, 29), "conv4": (384, 29, 29),
+        "conv5": (256, 29, 29), "fc6": (4096, 29, 29), "fc7": (4096, 29, 29),
+    },
+    ("resnet50", (), 176): {
+        "conv1": (64, 88, 88), "res2": (256, 44, 44), "res3": (512, 22, 22), "res4": (1024, 11, 11),
+        "res5": (2048, 11, 11),
+    },
+    ("resnet50", (("output_stride", 8),), 176): {
+        "conv1": (64, 88, 88), "res2": (256, 44, 44), "res3": (512, 22, 22), "res4": (1024, 22, 22),
+        "res5": (2048, 22, 22),
+    },
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, ColorizationNet]:
+    torch.manual_seed(0)
+    return {name: create_model(name).eval() for name in ("eccv16", "alexnet", "resnet50")}
+
+
+def random_lightness(size: int, batch: int = 1) -> torch.Tensor:
+    return torch.rand(batch, 1, size, size, generator=torch.Generator().manual_seed(size)) * 100.0
+
+
+def test_registry_lists_the_three_networks():
+    assert list_models() == ["alexnet", "eccv16", "resnet50"]
+
+
+def test_unknown_model_name_lists_valid_names():
+    with pytest.raises(ValueError, match=r"unknown model 'vgg'.*\['alexnet', 'eccv16', 'resnet50'\]"):
+        create_model("vgg")
+
+
+def test_unknown_kwarg_is_rejected_with_accepted_names():
+    with pytest.raises(
+        ValueError, match=r"'alexnet' got unknown argument\(s\) \['depth'\]; it accepts \['num_bins'\]"
+    ):
+        create_model("alexnet", depth=3)
+
+
+def test_registering_a_taken_name_fails():
+    with pytest.raises(ValueError, match="'eccv16' is already registered"):
+        register_model("eccv16")(type("Other", (ColorizationNet,), {}))
+
+
+def test_base_class_cannot_be_instantiated():
+    with pytest.raises(TypeError, match="abstract"):
+        ColorizationNet({})
+
+
+def test_eccv16_parameter_count_matches_paper(models):
+    model = models["eccv16"]
+    assert sum(p.numel() for p in model.parameters()) == 32_236_011
+    # Only the decode layer (313 x 2 bin centres) is frozen.
+    assert sum(p.numel() for p in model.parameters() if not p.requires_grad) == 313 * 2
+
+
+def test_eccv16_decode_weights_are_reference_bins(models):
+    expected = torch.tensor(
+        [(a, b) for a, (b_min, b_max) in REFERENCE_B_RANGE.items() for b in range(b_min, b_max + 1, 10)],
+        dtype=torch.float32,
+    )
+    assert expected.shape == (313, 2)
+    weight = models["eccv16"].decode.weight
+    assert weight.shape == (2, 313, 1, 1)
+    torch.testing.assert_close(weight[:, :, 0, 0].t(), expected, rtol=0, atol=0)
+
+
+def test_eccv16_rejects_other_bin_counts():
+    with pytest.raises(ValueError, match="num_bins must be 313"):
+        create_model("eccv16", num_bins=100)
+
+
+@pytest.mark.parametrize("size", [176, 224])
+@pytest.mark.parametrize("name", ["eccv16", "alexnet", "resnet50"])
+def test_logits_shape_is_input_over_output_stride(models, name, size):
+    model = models[name]
+    with torch.no_grad():
+        logits = model(random_lightness(size))
+    stride = {"eccv16": 4, "alexnet": 8, "resnet50": 16}[name]
+    assert model.output_stride == stride
+    assert model.num_bins == 313
+    assert logits.shape == (1, 313, size // stride, size // stride)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize(("name", "kwargs", "size"), list(EXPECTED_FEATURE_SHAPES))
+def test_feature_shapes(models, name, kwargs, size):
+    model = models[name] if not kwargs else create_model(name, **dict(kwargs)).eval()
+    expected = EXPECTED_FEATURE_SHAPES[(name, kwargs, size)]
+    assert model.feature_layers == tuple(expected)
+    with torch.no_grad():
+        features = model.features(random_lightness(size), model.feature_layers)
+    assert {layer: tuple(value.shape[1:]) for layer, value in features.items()} == expected
+
+
+def test_features_stop_at_deepest_requested_layer(models):
+    model = models["eccv16"]
+    ran: list[str] = []
+    handles = [
+        stage.register_forward_hook(lambda *_, name=name: ran.append(name))
+        for name, stage in model.layer_modules().items()
+    ]
+    try:
+        with torch.no_grad():
+            features = model.features(random_lightness(32), ["conv3", "conv1"])
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert ran == ["conv1", "conv2", "conv3"]
+    assert set(features) == {"conv1", "conv3"}
+
+
+def test_features_agree_with_forward(models):
+    model = models["eccv16"]
+    lightness = random_lightness(32, batch=2)
+    with torch.no_grad():
+        deepest = model.features(lightness, ["conv8"])["conv8"]
+        torch.testing.assert_close(model.logits(deepest), model(lightness))
+
+
+def test_unknown_feature_layer_lists_valid_ones(models):
+    with pytest.raises(ValueError, match=r"no feature layer\(s\) \['res2'\]; valid: \['conv1', 'conv2'"):
+        models["alexnet"].features(random_lightness(32), ["conv1", "res2"])
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 32, 32), (1, 32, 32)])
+def test_input_must_be_single_channel_batch(models, shape):
+    with pytest.raises(ValueError, match=r"expected lightness L of shape \(B, 1, H, W\)"):
+        models["eccv16"](torch.zeros(shape))
+
+
+def test_layer_modules_are_the_trunk_in_order(models):
+    model = models["resnet50"]
+    assert list(model.layer_modules()) == ["conv1", "res2", "res3", "res4", "res5"]
+    assert model.layer_modules()["res5"] is model.res5
+
+
+def test_alexnet_convs_use_kaiming_init(models):
+    # He init (fan_out, ReLU gain): std = sqrt(2 / (out_channels * k * k)).
+    conv3 = models["alexnet"].conv3[1]
+    assert isinstance(conv3, nn.Conv2d)
+    expected_std = math.sqrt(2.0 / (384 * 3 * 3))
+    assert conv3.weight.std().item() == pytest.approx(expected_std, rel=0.02)
+
+
+def test_checkpoint_hparams_rebuild_an_identical_network():
+    torch.manual_seed(1)
+    original = create_model("resnet50", num_bins=10, output_stride=8).eval()
+    hparams = original.hparams_for_checkpoint()
+    assert hparams == {"num_bins": 10, "output_stride": 8}
+    rebuilt = create_model(original.model_name, **hparams).eval()
+    rebuilt.load_state_dict(original.state_dict(), strict=True)
+    lightness = random_lightness(32)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(lightness), original(lightness), rtol=0, atol=0)
+    assert rebuilt(lightness).shape == (1, 10, 4, 4)
+
+
+def test_resnet_rejects_unsupported_output_stride():
+    with pytest.raises(ValueError, match=r"output_stride must be one of \(8, 16\), got 32"):
+        create_model("resnet50", output_stride=32)
+
+
+class OfficialEccv16Layout(nn.Module):
+    """The authors' released PyTorch module layout (REFERENCE.md section 4), written out independently."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        bn = nn.BatchNorm2d
+        self.model1 = nn.Sequential(*_convs(1, 64, 2, last_stride=2), bn(64))
+        self.model2 = nn.Sequential(*_convs(64, 128, 2, last_stride=2), bn(128))
+        self.model3 = nn.Sequential(*_convs(128, 256, 3, last_stride=2), bn(256))
+        self.model4 = nn.Sequential(*_convs(256, 512, 3), bn(512))
+        self.model5 = nn.Sequential(*_convs(512, 512, 3, dilation=2), bn(512))
+        self.model6 = nn.Sequential(*_convs(512, 512, 3, dilation=2), bn(512))
+        self.model7 = nn.Sequential(*_convs(512, 512, 3), bn(512))
+        self.model8 = nn.Sequential(
+            nn.ConvTranspose2d(512, 256, 4, 2, 1), nn.ReLU(True), *_convs(256, 256, 2), nn.Conv2d(256, 313, 1)
+        )
+        self.model_out = nn.Conv2d(313, 2, 1, bias=False)
+
+    def forward(self, lightness: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = (lightness - 50.0) / 100.0
+        for block in (
+            self.model1,
+            self.model2,
+            self.model3,
+            self.model4,
+            self.model5,
+            self.model6,
+            self.model7,
+        ):
+            x = block(x)
+        logits = self.model8(x)
+        return logits, self.model_out(torch.softmax(logits, dim=1)) * 110.0
+
+
+def _convs(cin: int, cout: int, count: int, last_stride: int = 1, dilation: int = 1) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for index in range(count):
+        stride = last_stride if index == count - 1 else 1
+        layers += [nn.Conv2d(cin if index == 0 else cout, cout, 3, stride, dilation, dilation), nn.ReLU(True)]
+    return layers
+
+
+@pytest.fixture(scope="module")
+def official() -> OfficialEccv16Layout:
+    torch.manual_seed(2)
+    model = OfficialEccv16Layout().eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                # Non-trivial statistics and affine terms, so a misplaced BN tensor would change the logits.
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+    return model
+
+
+@pytest.fixture(scope="module")
+def official_state_dict(official) -> dict[str, torch.Tensor]:
+    # Older releases carry no BatchNorm batch counters.
+    return {k: v for k, v in official.state_dict().items() if not k.endswith("num_batches_tracked")}
+
+
+def test_official_layout_has_the_paper_parameter_count(official):
+    assert sum(p.numel() for p in official.parameters()) == 32_236_011
+
+
+def test_official_state_dict_conversion_reproduces_its_outputs(official, official_state_dict):
+    ours = create_model("eccv16").eval()
+    ours.load_state_dict(convert_official_eccv16_state_dict(official_state_dict), strict=True)
+
+    lightness = random_lightness(48, batch=2)
+    with torch.no_grad():
+        expected_logits, expected_ab = official(lightness)
+        logits = ours(lightness)
+        ab = ours.decode(torch.softmax(logits, dim=1)) * 110.0
+    assert logits.shape == (2, 313, 12, 12)
+    torch.testing.assert_close(logits, expected_logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ab, expected_ab, rtol=1e-5, atol=1e-4)
+
+
+def test_conversion_names_missing_and_unexpected_keys(official_state_dict):
+    broken = dict(official_state_dict)
+    del broken["model3.6.running_var"]
+    broken["model9.0.weight"] = torch.zeros(1)
+    with pytest.raises(
+        ValueError, match=r"missing keys: \['model3.6.running_var'\]; unexpected keys: \['model9.0.weight'\]"
+    ):
+        convert_official_eccv16_state_dict(broken)
+
+
+def test_conversion_names_shape_mismatches(official_state_dict):
+    broken = dict(official_state_dict)
+    broken["model8.6.weight"] = torch.zeros(256, 256, 1, 1)
+    with pytest.raises(
+        ValueError,
+        match=r"shape mismatches: \['model8.6.weight: got \(256, 256, 1, 1\), expected \(313, 256, 1, 1\)'\]",
+    ):
+        convert_official_eccv16_state_dict(broken)
