@@ -94,9 +94,12 @@ def test_eccv16_decode_weights_are_reference_bins(models):
     torch.testing.assert_close(weight[:, :, 0, 0].t(), expected, rtol=0, atol=0)
 
 
-def test_eccv16_rejects_other_bin_counts():
-    with pytest.raises(ValueError, match="num_bins must be 313"):
-        create_model("eccv16", num_bins=100)
+def test_eccv16_regression_head_has_no_bin_decoder():
+    model = create_model("eccv16", num_bins=2).eval()
+    assert model.decode is None
+    assert sum(p.numel() for p in model.parameters()) == 32_236_011 - 313 * 2 - 257 * 313 + 257 * 2
+    with torch.no_grad():
+        assert model(random_lightness(32)).shape == (1, 2, 8, 8)
 
 
 @pytest.mark.parametrize("size", [176, 224])

@@ -6,7 +6,8 @@ and two convs without BatchNorm. ``logits`` is the 1x1 conv to the 313 ``ab`` bi
 ``decode`` is the bias-free 1x1 conv 313 -> 2 whose weights are the bin centres: applied to a (tempered)
 softmax of the logits it gives the expected ``ab``. It is stored with the network, so a checkpoint carries
 its bins, but it is never trained (``requires_grad`` is off) and ``forward`` stops at the logits; annealed-mean
-decoding itself lives in ``lit_colorization.color``.
+decoding itself lives in ``lit_colorization.color``. With any other ``num_bins`` (e.g. 2 for a direct ``ab``
+regression head) there are no bins to hold and ``decode`` is None.
 
 Feature layers and their shapes for a 176 x 176 input (C x H x W):
 
@@ -89,17 +90,12 @@ def _canonical_ab_bins() -> Tensor:
 
 @register_model("eccv16")
 class Eccv16Colorizer(ColorizationNet):
-    """VGG-style colorizer; ``num_bins`` must match the canonical bin set (313) held by ``decode``."""
+    """VGG-style colorizer; it holds the bin-centre ``decode`` layer when ``num_bins`` is the canonical 313."""
 
     feature_layers = FEATURE_LAYERS
     output_stride = 4
 
     def __init__(self, num_bins: int = DEFAULT_NUM_BINS) -> None:
-        bins = _canonical_ab_bins()
-        if num_bins != bins.shape[0]:
-            raise ValueError(
-                f"eccv16: num_bins must be {bins.shape[0]} (its decode layer holds the canonical ab bins), got {num_bins}"
-            )
         super().__init__({"num_bins": num_bins})
         self.conv1 = _conv_block(1, 64, num_convs=2, last_stride=2)
         self.conv2 = _conv_block(64, 128, num_convs=2, last_stride=2)
@@ -110,12 +106,18 @@ class Eccv16Colorizer(ColorizationNet):
         self.conv7 = _conv_block(512, 512, num_convs=3)
         self.conv8 = _upsampling_block()
         self.logits = nn.Conv2d(256, num_bins, kernel_size=1)
-        self.decode = nn.Conv2d(num_bins, 2, kernel_size=1, bias=False)
         for stage in self.layer_modules().values():
             kaiming_init_(stage)
-        with torch.no_grad():
-            self.decode.weight.copy_(bins.t().reshape(2, num_bins, 1, 1))
-        self.decode.weight.requires_grad_(False)
+        self.decode = _bin_centre_decoder(_canonical_ab_bins()) if num_bins == DEFAULT_NUM_BINS else None
+
+
+def _bin_centre_decoder(bins: Tensor) -> nn.Conv2d:
+    """Frozen bias-free 1x1 conv whose output is the probability-weighted mean of the (a, b) bin centres."""
+    decoder = nn.Conv2d(bins.shape[0], 2, kernel_size=1, bias=False)
+    with torch.no_grad():
+        decoder.weight.copy_(bins.t().reshape(2, bins.shape[0], 1, 1))
+    decoder.weight.requires_grad_(False)
+    return decoder
 
 
 # Official prefix -> ours; model8.6 (the 1x1 conv to 313) is our separate logits head, so it precedes model8.
