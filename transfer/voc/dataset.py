@@ -1,0 +1,231 @@
+"""Pascal VOC readers for the transfer benchmarks, on top of torchvision's ``VOCDetection`` (never downloads).
+
+Both datasets yield images as uint8 tensors (3 x H x W, RGB), the form the GPU pipeline expects. Box
+convention: VOC annotates 1-based inclusive pixel indices (xmin..xmax). We return continuous 0-based
+pixel-edge coordinates ``[xmin - 1, ymin - 1, xmax, ymax]``, so a box's plain area ``(x1 - x0) * (y1 - y0)``
+equals the devkit's ``(xmax - xmin + 1) * (ymax - ymin + 1)`` and IoU needs no "+1" (see ``evaluation.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from xml.etree.ElementTree import parse as parse_xml
+
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.datasets import VOCDetection
+from torchvision.io import ImageReadMode, decode_image
+
+# The standard order: index i is class id i + 1 in detection (0 is background) and column i in classification.
+VOC_CLASSES = (
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+)
+VOC_YEARS = ("2007", "2012")
+IMAGE_SETS = ("train", "val", "trainval", "test")
+
+
+@dataclass(frozen=True)
+class VOCObject:
+    name: str
+    box: tuple[float, float, float, float]  # 0-based pixel-edge xyxy, see the module docstring
+    difficult: bool
+
+
+def _expected_layout(root: Path, year: str, image_set: str) -> str:
+    return (
+        f"expected {root}/VOCdevkit/VOC{year}/ with JPEGImages/<id>.jpg, Annotations/<id>.xml "
+        f"and ImageSets/Main/{image_set}.txt"
+    )
+
+
+def check_voc_layout(root: str | Path, year: str, image_set: str) -> list[str]:
+    """Validate the arguments and the VOCdevkit files for one split; return the split's image ids."""
+    root = Path(root)
+    if year not in VOC_YEARS:
+        raise ValueError(f"year must be one of {VOC_YEARS}, got {year!r}")
+    if image_set not in IMAGE_SETS or (image_set == "test" and year != "2007"):
+        raise ValueError(
+            f"image_set must be train/val/trainval (or test for 2007), got {image_set!r} for {year}"
+        )
+    voc_dir = root / "VOCdevkit" / f"VOC{year}"
+    split_file = voc_dir / "ImageSets" / "Main" / f"{image_set}.txt"
+    for required in (voc_dir, voc_dir / "JPEGImages", voc_dir / "Annotations", split_file):
+        if not required.exists():
+            raise FileNotFoundError(
+                f"Pascal VOC: missing {required}; {_expected_layout(root, year, image_set)}"
+            )
+    image_ids = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
+    if not image_ids:
+        raise ValueError(f"{split_file} lists no image ids")
+    missing = [
+        path
+        for image_id in image_ids
+        for path in (voc_dir / "JPEGImages" / f"{image_id}.jpg", voc_dir / "Annotations" / f"{image_id}.xml")
+        if not path.is_file()
+    ]
+    if missing:
+        raise FileNotFoundError(
+            f"Pascal VOC: missing {missing[0]} ({len(missing)} files listed in {split_file} are absent); "
+            f"{_expected_layout(root, year, image_set)}"
+        )
+    return image_ids
+
+
+def _check_classes(classes: Sequence[str]) -> tuple[str, ...]:
+    unknown = [name for name in classes if name not in VOC_CLASSES]
+    if unknown or not classes or len(set(classes)) != len(classes):
+        raise ValueError(
+            f"classes must be distinct Pascal VOC class names, got {list(classes)} (unknown: {unknown})"
+        )
+    return tuple(classes)
+
+
+def parse_objects(annotation: dict[str, Any], source: str) -> list[VOCObject]:
+    """Objects of one annotation as parsed by ``torchvision.datasets.VOCDetection.parse_voc_xml``."""
+    objects = []
+    for raw in annotation["annotation"].get("object", []):
+        try:
+            name = raw["name"]
+            bndbox = raw["bndbox"]
+            xmin, ymin, xmax, ymax = (float(bndbox[key]) for key in ("xmin", "ymin", "xmax", "ymax"))
+            # Some VOC2012 objects carry no <difficult> tag; the devkit reads that as not difficult.
+            difficult = bool(int(raw.get("difficult", "0")))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{source}: malformed <object> {raw!r} ({error!r})") from error
+        if name not in VOC_CLASSES:
+            raise ValueError(
+                f"{source}: unknown class name {name!r}; expected one of the 20 Pascal VOC classes"
+            )
+        if not (xmin <= xmax and ymin <= ymax):
+            raise ValueError(f"{source}: box of {name!r} has xmin > xmax or ymin > ymax: {bndbox}")
+        objects.append(VOCObject(name, (xmin - 1, ymin - 1, xmax, ymax), difficult))
+    return objects
+
+
+class _VOCReader:
+    """Decoded image and parsed objects of one VOC split, listed by torchvision's ``VOCDetection``."""
+
+    def __init__(self, root: str | Path, year: str, image_set: str) -> None:
+        self.image_ids = check_voc_layout(root, year, image_set)
+        self._voc = VOCDetection(str(root), year=year, image_set=image_set, download=False)
+
+    def __len__(self) -> int:
+        return len(self._voc)
+
+    def read(self, index: int) -> tuple[torch.Tensor, list[VOCObject]]:
+        annotation_path = self._voc.annotations[index]
+        image = decode_image(self._voc.images[index], mode=ImageReadMode.RGB)
+        annotation = VOCDetection.parse_voc_xml(parse_xml(annotation_path).getroot())
+        return image, parse_objects(annotation, annotation_path)
+
+
+class VOCClassification(Dataset):
+    """Multi-label VOC classification: ``(image, target, difficult_only)``.
+
+    ``target`` is float (C,): 1 where the image has a non-difficult instance of the class, else 0.
+    ``difficult_only`` is bool (C,): the class appears only as difficult objects (VOC's "0" label); evaluation
+    ignores those entries (see ``evaluation.classification_map``). ``transform`` maps the uint8 image tensor.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        year: str = "2007",
+        image_set: str = "trainval",
+        classes: Sequence[str] = VOC_CLASSES,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        self.classes = _check_classes(classes)
+        self._reader = _VOCReader(root, year, image_set)
+        self.image_ids = self._reader.image_ids
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self._reader)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        image, objects = self._reader.read(index)
+        target = torch.zeros(len(self.classes))
+        present = torch.zeros(len(self.classes), dtype=torch.bool)
+        for obj in objects:
+            if obj.name in self.classes:
+                column = self.classes.index(obj.name)
+                present[column] = True
+                if not obj.difficult:
+                    target[column] = 1.0
+        difficult_only = present & (target == 0)
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, target, difficult_only
+
+
+class VOCDetectionDataset(Dataset):
+    """VOC detection in torchvision's detection convention: ``(image, {"boxes", "labels", "difficult"})``.
+
+    ``boxes`` is a float32 ``tv_tensors.BoundingBoxes`` (N, 4) in 0-based pixel-edge xyxy, so
+    torchvision.transforms.v2 moves it with the image; ``labels`` int64 (N,) are 1-based indices into
+    ``classes`` (0 = background); ``difficult`` bool (N,). Objects of classes outside ``classes`` are dropped;
+    difficult ones are kept and flagged. ``transforms`` maps ``(image, target)`` jointly.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        year: str = "2007",
+        image_set: str = "trainval",
+        classes: Sequence[str] = VOC_CLASSES,
+        transforms: Callable[
+            [torch.Tensor, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, torch.Tensor]]
+        ]
+        | None = None,
+    ) -> None:
+        self.classes = _check_classes(classes)
+        self._reader = _VOCReader(root, year, image_set)
+        self.image_ids = self._reader.image_ids
+        self.transforms = transforms
+
+    def __len__(self) -> int:
+        return len(self._reader)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        image, objects = self._reader.read(index)
+        kept = [obj for obj in objects if obj.name in self.classes]
+        boxes = torch.tensor([obj.box for obj in kept], dtype=torch.float32).reshape(-1, 4)
+        target = {
+            "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=tuple(image.shape[-2:])),
+            "labels": torch.tensor([self.classes.index(obj.name) + 1 for obj in kept], dtype=torch.int64),
+            "difficult": torch.tensor([obj.difficult for obj in kept], dtype=torch.bool),
+        }
+        if self.transforms is not None:
+            image, target = self.transforms(image, target)
+        return image, target
+
+
+def collate_detection(
+    batch: Sequence[tuple[torch.Tensor, dict[str, torch.Tensor]]],
+) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+    """Images and targets as lists (sizes and box counts differ), as torchvision detectors take them."""
+    return [image for image, _ in batch], [target for _, target in batch]

@@ -1,0 +1,278 @@
+"""A tiny synthetic Pascal VOC 2007 in the exact VOCdevkit layout, for tests and smoke runs.
+
+Each image is a textured, low-saturation background with 1-3 non-overlapping objects; each chosen class has
+its own saturated colour and shape, so a small network can learn the task. Annotations follow VOC: 1-based
+inclusive pixel boxes, ``truncated`` for objects cut by the border, ``difficult`` for some small objects, and
+per-class image-set files with 1 / -1 / 0 (0: the class is present only as difficult objects).
+
+CLI: ``python -m transfer.voc.synthetic --out DIR [--num-train N --num-val N --num-test N --classes a,b,c]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import colorsys
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from transfer.voc.dataset import VOC_CLASSES
+
+DEFAULT_CLASSES = ("aeroplane", "car", "cat", "dog", "person")
+SHAPES = ("rectangle", "ellipse", "triangle", "diamond", "cross")
+DIFFICULT_PROBABILITY = 0.3
+TRUNCATED_PROBABILITY = 0.15
+MAX_OBJECTS = 3
+PLACEMENT_TRIES = 30
+
+
+@dataclass(frozen=True)
+class SyntheticObject:
+    name: str
+    xmin: int  # 1-based inclusive pixel box, as in VOC annotations
+    ymin: int
+    xmax: int
+    ymax: int
+    truncated: bool
+    difficult: bool
+
+
+def class_style(name: str, classes: Sequence[str]) -> tuple[str, tuple[int, int, int]]:
+    """Shape and RGB colour of a class: by its position in ``classes``, so up to 5 classes differ in both."""
+    position = list(classes).index(name)
+    red, green, blue = colorsys.hsv_to_rgb(position / len(classes), 0.9, 0.95)
+    return SHAPES[position % len(SHAPES)], (round(red * 255), round(green * 255), round(blue * 255))
+
+
+def _background(rng: np.random.Generator, width: int, height: int) -> Image.Image:
+    # Low-frequency colour blobs plus pixel noise: texture without competing with the saturated objects.
+    grey = rng.uniform(70, 180)
+    luminance = rng.normal(0, 30, size=(5, 5, 1))
+    coarse = (grey + luminance + rng.normal(0, 12, size=(5, 5, 3))).clip(0, 255).astype(np.uint8)
+    smooth = np.asarray(
+        Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC), dtype=np.float32
+    )
+    noisy = smooth + rng.normal(0, 12, size=smooth.shape)
+    return Image.fromarray(noisy.clip(0, 255).astype(np.uint8))
+
+
+def _draw(
+    draw: ImageDraw.ImageDraw, shape: str, colour: tuple[int, int, int], box: tuple[int, int, int, int]
+) -> None:
+    x0, y0, x1, y1 = box
+    centre_x, centre_y = (x0 + x1) / 2, (y0 + y1) / 2
+    if shape == "rectangle":
+        draw.rectangle(box, fill=colour)
+    elif shape == "ellipse":
+        draw.ellipse(box, fill=colour)
+    elif shape == "triangle":
+        draw.polygon([(centre_x, y0), (x1, y1), (x0, y1)], fill=colour)
+    elif shape == "diamond":
+        draw.polygon([(centre_x, y0), (x1, centre_y), (centre_x, y1), (x0, centre_y)], fill=colour)
+    else:
+        arm_x, arm_y = (x1 - x0) / 6, (y1 - y0) / 6
+        draw.rectangle((x0, centre_y - arm_y, x1, centre_y + arm_y), fill=colour)
+        draw.rectangle((centre_x - arm_x, y0, centre_x + arm_x, y1), fill=colour)
+
+
+def _overlaps(box: tuple[int, int, int, int], others: list[tuple[int, int, int, int]]) -> bool:
+    return any(box[0] <= o[2] and o[0] <= box[2] and box[1] <= o[3] and o[1] <= box[3] for o in others)
+
+
+def _place(
+    rng: np.random.Generator, width: int, height: int, difficult: bool, truncated: bool
+) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+    """(drawn box, visible box) in 0-based inclusive pixels; they differ only for a truncated object."""
+    low, high = (0.12, 0.2) if difficult else (0.25, 0.5)
+    box_w = int(rng.uniform(low, high) * width) + 4
+    box_h = int(rng.uniform(low, high) * height) + 4
+    if truncated:
+        # Let up to 40% of the object hang over the left/top or right/bottom border.
+        x0 = int(rng.integers(-int(0.4 * box_w), width - int(0.6 * box_w)))
+        y0 = int(rng.integers(-int(0.4 * box_h), height - int(0.6 * box_h)))
+    else:
+        x0 = int(rng.integers(0, width - box_w))
+        y0 = int(rng.integers(0, height - box_h))
+    drawn = (x0, y0, x0 + box_w - 1, y0 + box_h - 1)
+    visible = (max(drawn[0], 0), max(drawn[1], 0), min(drawn[2], width - 1), min(drawn[3], height - 1))
+    return drawn, visible
+
+
+def _image_size(rng: np.random.Generator, longest_side: int) -> tuple[int, int]:
+    shortest_side = int(rng.uniform(0.6, 1.0) * longest_side)
+    landscape = rng.random() < 0.7
+    return (longest_side, shortest_side) if landscape else (shortest_side, longest_side)
+
+
+def _render(
+    rng: np.random.Generator, first_class: str, classes: Sequence[str], longest_side: int
+) -> tuple[Image.Image, list[SyntheticObject]]:
+    width, height = _image_size(rng, longest_side)
+    image = _background(rng, width, height)
+    draw = ImageDraw.Draw(image)
+    objects: list[SyntheticObject] = []
+    taken: list[tuple[int, int, int, int]] = []
+    for index in range(int(rng.integers(1, MAX_OBJECTS + 1))):
+        # The first object is a clear instance of a class chosen by the caller, so every class gets positives.
+        name = first_class if index == 0 else str(rng.choice(list(classes)))
+        difficult = index > 0 and rng.random() < DIFFICULT_PROBABILITY
+        truncated = not difficult and rng.random() < TRUNCATED_PROBABILITY
+        for _ in range(PLACEMENT_TRIES):
+            drawn, visible = _place(rng, width, height, difficult, truncated)
+            if not _overlaps(visible, taken):
+                break
+        else:
+            continue
+        _draw(draw, *class_style(name, classes), drawn)
+        taken.append(visible)
+        x0, y0, x1, y1 = visible
+        objects.append(SyntheticObject(name, x0 + 1, y0 + 1, x1 + 1, y1 + 1, drawn != visible, difficult))
+    return image, objects
+
+
+def _annotation_xml(image_id: str, width: int, height: int, objects: list[SyntheticObject]) -> ET.ElementTree:
+    def child(parent: ET.Element, tag: str, text: str | int | None = None) -> ET.Element:
+        element = ET.SubElement(parent, tag)
+        if text is not None:
+            element.text = str(text)
+        return element
+
+    root = ET.Element("annotation")
+    child(root, "folder", "VOC2007")
+    child(root, "filename", f"{image_id}.jpg")
+    source = child(root, "source")
+    child(source, "database", "The VOC2007 Database")
+    child(source, "annotation", "PASCAL VOC2007")
+    child(source, "image", "synthetic")
+    size = child(root, "size")
+    child(size, "width", width)
+    child(size, "height", height)
+    child(size, "depth", 3)
+    child(root, "segmented", 0)
+    for obj in objects:
+        element = child(root, "object")
+        child(element, "name", obj.name)
+        child(element, "pose", "Unspecified")
+        child(element, "truncated", int(obj.truncated))
+        child(element, "difficult", int(obj.difficult))
+        bndbox = child(element, "bndbox")
+        for tag in ("xmin", "ymin", "xmax", "ymax"):
+            child(bndbox, tag, getattr(obj, tag))
+    tree = ET.ElementTree(root)
+    ET.indent(tree, space="\t")
+    return tree
+
+
+def _class_flag(name: str, objects: list[SyntheticObject]) -> int:
+    """VOC per-class image-set value: 1 with a non-difficult instance, 0 with only difficult ones, else -1."""
+    present = [obj for obj in objects if obj.name == name]
+    if any(not obj.difficult for obj in present):
+        return 1
+    return 0 if present else -1
+
+
+def _validate(num_train: int, num_val: int, num_test: int, classes: Sequence[str], image_size: int) -> None:
+    unknown = [name for name in classes if name not in VOC_CLASSES]
+    if unknown or not classes or len(set(classes)) != len(classes):
+        raise ValueError(
+            f"classes must be distinct Pascal VOC class names, got {list(classes)} (unknown: {unknown})"
+        )
+    for split, count in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
+        if count < len(classes):
+            raise ValueError(
+                f"{split} must be at least len(classes)={len(classes)} so every class appears, got {count}"
+            )
+    if image_size < 48:
+        raise ValueError(f"image_size must be at least 48 pixels, got {image_size}")
+
+
+def make_tiny_voc(
+    root: str | Path,
+    num_train: int = 10,
+    num_val: int = 10,
+    num_test: int = 10,
+    classes: Sequence[str] = DEFAULT_CLASSES,
+    image_size: int = 128,
+    seed: int = 0,
+) -> Path:
+    """Write a synthetic VOC2007 under ``root/VOCdevkit/VOC2007`` and return ``root`` (what the readers take).
+
+    ``image_size`` is each image's longer side; the shorter side varies per image, as in VOC.
+    Output is a function of the arguments only (same seed, same bytes).
+    """
+    _validate(num_train, num_val, num_test, classes, image_size)
+    root = Path(root)
+    voc_dir = root / "VOCdevkit" / "VOC2007"
+    if voc_dir.exists():
+        raise FileExistsError(
+            f"{voc_dir} already exists; make_tiny_voc writes a fresh dataset into an empty root"
+        )
+    image_dir, annotation_dir, sets_dir = (
+        voc_dir / "JPEGImages",
+        voc_dir / "Annotations",
+        voc_dir / "ImageSets" / "Main",
+    )
+    for directory in (image_dir, annotation_dir, sets_dir):
+        directory.mkdir(parents=True)
+
+    rng = np.random.default_rng(seed)
+    split_ids: dict[str, list[str]] = {}
+    objects_by_id: dict[str, list[SyntheticObject]] = {}
+    next_id = 1
+    for split, count in (("train", num_train), ("val", num_val), ("test", num_test)):
+        split_ids[split] = []
+        for index in range(count):
+            image_id = f"{next_id:06d}"
+            next_id += 1
+            image, objects = _render(rng, classes[index % len(classes)], classes, image_size)
+            image.save(image_dir / f"{image_id}.jpg", quality=92)
+            _annotation_xml(image_id, image.width, image.height, objects).write(
+                annotation_dir / f"{image_id}.xml"
+            )
+            split_ids[split].append(image_id)
+            objects_by_id[image_id] = objects
+    split_ids["trainval"] = sorted(split_ids["train"] + split_ids["val"])
+
+    for split, ids in split_ids.items():
+        (sets_dir / f"{split}.txt").write_text("".join(f"{image_id}\n" for image_id in ids))
+        for name in classes:
+            # VOC's own spacing: "000005 -1", "000007  1".
+            lines = (f"{image_id} {_class_flag(name, objects_by_id[image_id]):2d}\n" for image_id in ids)
+            (sets_dir / f"{name}_{split}.txt").write_text("".join(lines))
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="Write a tiny synthetic Pascal VOC2007 in the VOCdevkit layout."
+    )
+    parser.add_argument(
+        "--out", required=True, type=Path, help="root directory; VOCdevkit/VOC2007 is created in it"
+    )
+    parser.add_argument("--num-train", type=int, default=10)
+    parser.add_argument("--num-val", type=int, default=10)
+    parser.add_argument("--num-test", type=int, default=10)
+    parser.add_argument(
+        "--classes", default=",".join(DEFAULT_CLASSES), help="comma-separated VOC class names"
+    )
+    parser.add_argument("--image-size", type=int, default=128, help="longer image side in pixels")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    root = make_tiny_voc(
+        args.out,
+        num_train=args.num_train,
+        num_val=args.num_val,
+        num_test=args.num_test,
+        classes=tuple(name.strip() for name in args.classes.split(",")),
+        image_size=args.image_size,
+        seed=args.seed,
+    )
+    print(f"wrote {root / 'VOCdevkit' / 'VOC2007'}")
+
+
+if __name__ == "__main__":
+    main()
