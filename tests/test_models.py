@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from lit_colorization.models import ColorizationNet, create_model, list_models, register_model
+from lit_colorization.models.base import scaled_channels
 from lit_colorization.models.eccv16 import convert_official_eccv16_state_dict
 
 # REFERENCE.md section 1, transcribed column by column: a -> (b_min, b_max).
@@ -61,7 +62,8 @@ def test_unknown_model_name_lists_valid_names():
 
 def test_unknown_kwarg_is_rejected_with_accepted_names():
     with pytest.raises(
-        ValueError, match=r"'alexnet' got unknown argument\(s\) \['depth'\]; it accepts \['num_bins'\]"
+        ValueError,
+        match=r"'alexnet' got unknown argument\(s\) \['depth'\]; it accepts \['num_bins', 'width'\]",
     ):
         create_model("alexnet", depth=3)
 
@@ -173,6 +175,123 @@ def test_alexnet_convs_use_kaiming_init(models):
     assert isinstance(conv3, nn.Conv2d)
     expected_std = math.sqrt(2.0 / (384 * 3 * 3))
     assert conv3.weight.std().item() == pytest.approx(expected_std, rel=0.02)
+
+
+def conv_params(in_channels: int, channels: int, kernel: int, bias: bool = True) -> int:
+    return in_channels * channels * kernel * kernel + (channels if bias else 0)
+
+
+def eccv16_parameter_count(c1: int, c2: int, c3: int, c4: int, c8: int, num_bins: int = 313) -> int:
+    """Closed form from REFERENCE.md section 4's layer list (BatchNorm: 2 parameters per channel)."""
+    return (
+        conv_params(1, c1, 3) + conv_params(c1, c1, 3) + 2 * c1
+        + conv_params(c1, c2, 3) + conv_params(c2, c2, 3) + 2 * c2
+        + conv_params(c2, c3, 3) + 2 * conv_params(c3, c3, 3) + 2 * c3
+        + conv_params(c3, c4, 3) + 2 * conv_params(c4, c4, 3) + 2 * c4
+        + 3 * (3 * conv_params(c4, c4, 3) + 2 * c4)
+        + conv_params(c4, c8, 4) + 2 * conv_params(c8, c8, 3)
+        + conv_params(c8, num_bins, 1)
+        + num_bins * 2
+    )  # fmt: skip
+
+
+def alexnet_parameter_count(c1: int, c2: int, c3: int, fc: int, num_bins: int = 313) -> int:
+    """Closed form: bias-free convs, each followed by a BatchNorm (2 parameters per channel)."""
+    return (
+        conv_params(1, c1, 11, bias=False) + 2 * c1
+        + conv_params(c1, c2, 5, bias=False) + 2 * c2
+        + conv_params(c2, c3, 3, bias=False) + 2 * c3
+        + conv_params(c3, c3, 3, bias=False) + 2 * c3
+        + conv_params(c3, c2, 3, bias=False) + 2 * c2
+        + conv_params(c2, fc, 6, bias=False) + 2 * fc
+        + conv_params(fc, fc, 1, bias=False) + 2 * fc
+        + conv_params(fc, num_bins, 1)
+    )  # fmt: skip
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_closed_forms_reproduce_the_full_width_networks(models):
+    assert eccv16_parameter_count(64, 128, 256, 512, 256) == 32_236_011
+    assert parameter_count(models["alexnet"]) == alexnet_parameter_count(96, 256, 384, 4096)
+    assert models["eccv16"].hparams_for_checkpoint() == {"num_bins": 313, "width": 1.0}
+
+
+def test_channel_scaling_rounds_half_up_with_a_floor_of_eight():
+    # 25/128 is exact in binary: 64 -> 12.5 and 96 -> 18.75 both round up; at 0.01, 64 -> 0.64 is lifted to 8.
+    assert [scaled_channels(c, 25 / 128) for c in (64, 96, 128, 4096)] == [13, 19, 25, 800]
+    assert [scaled_channels(c, 0.01) for c in (64, 512, 4096)] == [8, 8, 41]
+    assert [scaled_channels(c, 1.0) for c in (64, 96, 384, 4096)] == [64, 96, 384, 4096]
+
+
+def test_eccv16_width_quarter_parameter_count():
+    model = create_model("eccv16", width=0.25)
+    expected = eccv16_parameter_count(16, 32, 64, 128, 64)
+    assert parameter_count(model) == expected == 2_033_211
+    assert model.decode.weight.shape == (2, 313, 1, 1)
+
+
+def test_alexnet_width_eighth_scales_fc_layers_too():
+    model = create_model("alexnet", width=0.125)
+    assert parameter_count(model) == alexnet_parameter_count(12, 32, 48, 512)
+    assert model.fc7[0].weight.shape == (512, 512, 1, 1)
+
+
+NARROW_FEATURE_SHAPES = {
+    # (model, width) -> {layer: (C, H, W)} for a 64 x 64 input
+    ("eccv16", 0.25): {
+        "conv1": (16, 32, 32), "conv2": (32, 16, 16), "conv3": (64, 8, 8), "conv4": (128, 8, 8),
+        "conv5": (128, 8, 8), "conv6": (128, 8, 8), "conv7": (128, 8, 8), "conv8": (64, 16, 16),
+    },
+    ("alexnet", 0.125): {
+        "conv1": (12, 16, 16), "conv2": (32, 8, 8), "conv3": (48, 8, 8), "conv4": (48, 8, 8),
+        "conv5": (32, 8, 8), "fc6": (512, 8, 8), "fc7": (512, 8, 8),
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "width"), list(NARROW_FEATURE_SHAPES))
+def test_narrow_networks_scale_features_but_keep_logits_and_stride(name, width):
+    torch.manual_seed(0)
+    model = create_model(name, width=width).eval()
+    with torch.no_grad():
+        features = model.features(random_lightness(64, batch=2), model.feature_layers)
+        logits = model(random_lightness(64, batch=2))
+    assert {layer: tuple(value.shape[1:]) for layer, value in features.items()} == NARROW_FEATURE_SHAPES[
+        (name, width)
+    ]
+    stride = {"eccv16": 4, "alexnet": 8}[name]
+    assert model.output_stride == stride
+    assert logits.shape == (2, 313, 64 // stride, 64 // stride)
+
+
+def test_widest_allowed_network_builds():
+    with torch.device("meta"):
+        model = create_model("eccv16", width=4)
+    assert model.conv7[0].weight.shape == (2048, 2048, 3, 3)
+    assert model.hparams_for_checkpoint()["width"] == 4.0
+
+
+@pytest.mark.parametrize("width", [0, -0.5, 4.5, float("nan"), "0.5", True, None])
+@pytest.mark.parametrize("name", ["eccv16", "alexnet"])
+def test_bad_width_is_rejected(name, width):
+    with pytest.raises(ValueError, match=rf"^{name}: width must be a number in \(0, 4\], got "):
+        create_model(name, width=width)
+
+
+@pytest.mark.parametrize("name", ["eccv16", "alexnet"])
+def test_narrow_network_rebuilds_from_checkpoint_hparams(name):
+    torch.manual_seed(3)
+    original = create_model(name, width=0.125).eval()
+    hparams = original.hparams_for_checkpoint()
+    assert hparams == {"num_bins": 313, "width": 0.125}
+    rebuilt = create_model(original.model_name, **hparams).eval()
+    rebuilt.load_state_dict(original.state_dict(), strict=True)
+    lightness = random_lightness(32)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(lightness), original(lightness), rtol=0, atol=0)
 
 
 def test_checkpoint_hparams_rebuild_an_identical_network():

@@ -4,8 +4,11 @@ conv1 96@11x11 stride 4, pool1, conv2 256@5x5, pool2, conv3 384@3x3, conv4 384@3
 fc6 as a 6x6 conv with dilation 2 (4096), fc7 as a 1x1 conv (4096), and ``logits`` (the paper's fc8), a
 1x1 conv to the ``ab`` bins. Every conv is followed by BatchNorm then ReLU; convs are ungrouped.
 
+``width`` multiplies every conv's channel count, fc6 and fc7 included (``scaled_channels``: rounded half up,
+at least 8), for cheap CPU tests and demos; the logits keep ``num_bins`` channels. Width 1 is the paper network.
+
 Each feature layer is the post-ReLU output of its conv; pool1, pool2 and pool5 open the conv2, conv3 and
-fc6 stages. Shapes for the 227 x 227 input of the linear-probe protocol (C x H x W):
+fc6 stages. Shapes for the 227 x 227 input of the linear-probe protocol at width 1 (C x H x W):
 
     | layer | shape           |
     |-------|-----------------|
@@ -23,7 +26,13 @@ from __future__ import annotations
 
 from torch import nn
 
-from lit_colorization.models.base import DEFAULT_NUM_BINS, ColorizationNet, kaiming_init_
+from lit_colorization.models.base import (
+    DEFAULT_NUM_BINS,
+    ColorizationNet,
+    checked_width,
+    kaiming_init_,
+    scaled_channels,
+)
 from lit_colorization.models.registry import register_model
 
 FEATURE_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
@@ -54,24 +63,26 @@ class AlexNetColorizer(ColorizationNet):
     feature_layers = FEATURE_LAYERS
     output_stride = 8
 
-    def __init__(self, num_bins: int = DEFAULT_NUM_BINS) -> None:
-        super().__init__({"num_bins": num_bins})
-        self.conv1 = nn.Sequential(*_conv_bn_relu(1, 96, kernel_size=11, stride=4, padding=5))
+    def __init__(self, num_bins: int = DEFAULT_NUM_BINS, width: float = 1.0) -> None:
+        width = checked_width(width, "alexnet")
+        super().__init__({"num_bins": num_bins, "width": width})
+        c96, c256, c384, fc = (scaled_channels(channels, width) for channels in (96, 256, 384, FC_CHANNELS))
+        self.conv1 = nn.Sequential(*_conv_bn_relu(1, c96, kernel_size=11, stride=4, padding=5))
         self.conv2 = nn.Sequential(
             nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
-            *_conv_bn_relu(96, 256, kernel_size=5, padding=2),
+            *_conv_bn_relu(c96, c256, kernel_size=5, padding=2),
         )
         self.conv3 = nn.Sequential(
             nn.MaxPool2d(kernel_size=3, stride=1, padding=1),
-            *_conv_bn_relu(256, 384, kernel_size=3, padding=1),
+            *_conv_bn_relu(c256, c384, kernel_size=3, padding=1),
         )
-        self.conv4 = nn.Sequential(*_conv_bn_relu(384, 384, kernel_size=3, padding=1))
-        self.conv5 = nn.Sequential(*_conv_bn_relu(384, 256, kernel_size=3, padding=1))
+        self.conv4 = nn.Sequential(*_conv_bn_relu(c384, c384, kernel_size=3, padding=1))
+        self.conv5 = nn.Sequential(*_conv_bn_relu(c384, c256, kernel_size=3, padding=1))
         self.fc6 = nn.Sequential(
             nn.MaxPool2d(kernel_size=3, stride=1, padding=1),
-            *_conv_bn_relu(256, FC_CHANNELS, kernel_size=6, padding=5, dilation=2),
+            *_conv_bn_relu(c256, fc, kernel_size=6, padding=5, dilation=2),
         )
-        self.fc7 = nn.Sequential(*_conv_bn_relu(FC_CHANNELS, FC_CHANNELS, kernel_size=1))
-        self.logits = nn.Conv2d(FC_CHANNELS, num_bins, kernel_size=1)
+        self.fc7 = nn.Sequential(*_conv_bn_relu(fc, fc, kernel_size=1))
+        self.logits = nn.Conv2d(fc, num_bins, kernel_size=1)
         for stage in self.layer_modules().values():
             kaiming_init_(stage)

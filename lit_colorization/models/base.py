@@ -8,6 +8,8 @@ output pixel. Subclasses only build those modules; normalisation, ``forward`` an
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -15,6 +17,25 @@ import torch
 from torch import Tensor, nn
 
 DEFAULT_NUM_BINS = 313
+MAX_WIDTH = 4.0
+MIN_CHANNELS = 8
+
+
+def checked_width(width: float, model_name: str) -> float:
+    """``width`` as a float if it is a real number in (0, MAX_WIDTH], else a ValueError naming the model."""
+    # bool is a numbers.Real subclass, but width=True is surely a mistake; NaN fails the range check.
+    if isinstance(width, bool) or not isinstance(width, numbers.Real) or not 0 < width <= MAX_WIDTH:
+        raise ValueError(f"{model_name}: width must be a number in (0, {MAX_WIDTH:g}], got {width!r}")
+    return float(width)
+
+
+def scaled_channels(channels: int, width: float) -> int:
+    """``channels * width`` rounded half up, at least MIN_CHANNELS; exactly ``channels`` at width 1.
+
+    The floor of 8 stops a very small width from collapsing a layer to one or two channels, which ReLU can
+    silence entirely.
+    """
+    return max(MIN_CHANNELS, math.floor(channels * width + 0.5))
 
 
 def normalise_lightness(lightness: Tensor) -> Tensor:

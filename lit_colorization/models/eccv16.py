@@ -9,7 +9,12 @@ its bins, but it is never trained (``requires_grad`` is off) and ``forward`` sto
 decoding itself lives in ``lit_colorization.color``. With any other ``num_bins`` (e.g. 2 for a direct ``ab``
 regression head) there are no bins to hold and ``decode`` is None.
 
-Feature layers and their shapes for a 176 x 176 input (C x H x W):
+``width`` multiplies every conv's channel count (``scaled_channels``: rounded half up, at least 8) for cheap
+CPU tests and demos; the logits keep ``num_bins`` channels and ``decode`` stays 313 -> 2. Compute and parameters
+shrink roughly as ``width**2`` (width 0.125: 60x fewer FLOPs, the unscaled head to 313 bins being the rest);
+width 1 is the exact paper network.
+
+Feature layers and their shapes for a 176 x 176 input at width 1 (C x H x W):
 
     | layer | shape         | layer | shape         |
     |-------|---------------|-------|---------------|
@@ -26,7 +31,13 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from lit_colorization.models.base import DEFAULT_NUM_BINS, ColorizationNet, kaiming_init_
+from lit_colorization.models.base import (
+    DEFAULT_NUM_BINS,
+    ColorizationNet,
+    checked_width,
+    kaiming_init_,
+    scaled_channels,
+)
 from lit_colorization.models.registry import register_model
 
 FEATURE_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "conv6", "conv7", "conv8")
@@ -54,13 +65,13 @@ def _conv_block(
     return nn.Sequential(*layers)
 
 
-def _upsampling_block() -> nn.Sequential:
+def _upsampling_block(in_channels: int, channels: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.ConvTranspose2d(512, 256, kernel_size=4, stride=2, padding=1),
+        nn.ConvTranspose2d(in_channels, channels, kernel_size=4, stride=2, padding=1),
         nn.ReLU(inplace=True),
-        nn.Conv2d(256, 256, kernel_size=3, padding=1),
+        nn.Conv2d(channels, channels, kernel_size=3, padding=1),
         nn.ReLU(inplace=True),
-        nn.Conv2d(256, 256, kernel_size=3, padding=1),
+        nn.Conv2d(channels, channels, kernel_size=3, padding=1),
         nn.ReLU(inplace=True),
     )
 
@@ -95,17 +106,19 @@ class Eccv16Colorizer(ColorizationNet):
     feature_layers = FEATURE_LAYERS
     output_stride = 4
 
-    def __init__(self, num_bins: int = DEFAULT_NUM_BINS) -> None:
-        super().__init__({"num_bins": num_bins})
-        self.conv1 = _conv_block(1, 64, num_convs=2, last_stride=2)
-        self.conv2 = _conv_block(64, 128, num_convs=2, last_stride=2)
-        self.conv3 = _conv_block(128, 256, num_convs=3, last_stride=2)
-        self.conv4 = _conv_block(256, 512, num_convs=3)
-        self.conv5 = _conv_block(512, 512, num_convs=3, dilation=2)
-        self.conv6 = _conv_block(512, 512, num_convs=3, dilation=2)
-        self.conv7 = _conv_block(512, 512, num_convs=3)
-        self.conv8 = _upsampling_block()
-        self.logits = nn.Conv2d(256, num_bins, kernel_size=1)
+    def __init__(self, num_bins: int = DEFAULT_NUM_BINS, width: float = 1.0) -> None:
+        width = checked_width(width, "eccv16")
+        super().__init__({"num_bins": num_bins, "width": width})
+        c64, c128, c256, c512 = (scaled_channels(channels, width) for channels in (64, 128, 256, 512))
+        self.conv1 = _conv_block(1, c64, num_convs=2, last_stride=2)
+        self.conv2 = _conv_block(c64, c128, num_convs=2, last_stride=2)
+        self.conv3 = _conv_block(c128, c256, num_convs=3, last_stride=2)
+        self.conv4 = _conv_block(c256, c512, num_convs=3)
+        self.conv5 = _conv_block(c512, c512, num_convs=3, dilation=2)
+        self.conv6 = _conv_block(c512, c512, num_convs=3, dilation=2)
+        self.conv7 = _conv_block(c512, c512, num_convs=3)
+        self.conv8 = _upsampling_block(c512, c256)
+        self.logits = nn.Conv2d(c256, num_bins, kernel_size=1)
         for stage in self.layer_modules().values():
             kaiming_init_(stage)
         self.decode = _bin_centre_decoder(_canonical_ab_bins()) if num_bins == DEFAULT_NUM_BINS else None
