@@ -1,0 +1,72 @@
+"""The `data` section of the structured config, and its validation."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+SOURCES = ("embedded", "folder", "synthetic")
+
+
+@dataclass
+class DataConfig:
+    source: str = "embedded"  # "embedded" | "folder" | "synthetic"
+    root: str | None = None  # folder: holds <train_split>/ and <val_split>/
+    train_split: str = "train"
+    val_split: str = "val"
+    crop_size: int = 176
+    resize: int | None = None  # shorter side -> this many pixels before cropping; None: no resize
+    batch_size: int = 40
+    num_workers: int = 2
+    persistent_workers: bool = True
+    pin_memory: bool = True  # only takes effect when CUDA is available
+    crops_per_epoch: int = 64  # embedded: training crops per photo per epoch
+    val_crops: int = 8  # embedded: fixed validation crops per photo
+    synthetic_size: int = 256  # synthetic: side of each generated image
+    synthetic_train_images: int = 256
+    synthetic_val_images: int = 32
+    max_val_images: int | None = None  # any source: evenly spaced subset of the validation set
+    strict: bool = False  # raise on the first unreadable file instead of skipping it
+    seed: int = 0
+
+
+POSITIVE_INT_KEYS = (
+    "crop_size",
+    "batch_size",
+    "crops_per_epoch",
+    "val_crops",
+    "synthetic_size",
+    "synthetic_train_images",
+    "synthetic_val_images",
+)
+OPTIONAL_POSITIVE_INT_KEYS = ("resize", "max_val_images")
+
+
+def validate_data_config(cfg: DataConfig | Any) -> None:
+    """Raise a one-line ValueError / FileNotFoundError naming the first bad `data.*` key."""
+    if cfg.source not in SOURCES:
+        raise ValueError(f"data.source must be one of {', '.join(SOURCES)}; got {cfg.source!r}")
+    for key in POSITIVE_INT_KEYS:
+        _require_positive_int(key, getattr(cfg, key))
+    for key in OPTIONAL_POSITIVE_INT_KEYS:
+        if getattr(cfg, key) is not None:
+            _require_positive_int(key, getattr(cfg, key))
+    if not _is_int(cfg.num_workers) or cfg.num_workers < 0:
+        raise ValueError(f"data.num_workers must be an integer >= 0; got {cfg.num_workers!r}")
+    if not _is_int(cfg.seed) or cfg.seed < 0:
+        raise ValueError(f"data.seed must be an integer >= 0; got {cfg.seed!r}")
+    if cfg.source == "folder":
+        if not cfg.root:
+            raise ValueError("data.root is required when data.source is 'folder'")
+        if not os.path.isdir(cfg.root):
+            raise FileNotFoundError(f"data.root {cfg.root} is not a directory")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _require_positive_int(key: str, value: Any) -> None:
+    if not _is_int(value) or value <= 0:
+        raise ValueError(f"data.{key} must be a positive integer; got {value!r}")

@@ -1,0 +1,124 @@
+"""The Lightning DataModule that serves uint8 RGB crops for every data source.
+
+Datasets stay map-style so that, under DDP, Lightning wraps the training sampler in its
+`DistributedSamplerWrapper` (disjoint indices per rank, `set_epoch` forwarded) and gives validation a
+`DistributedSampler`. Crops come from (seed, epoch, index) (see `crops.sample_rng`), so they differ
+per rank and per epoch and repeat exactly on a rerun.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from lit_colorization.data.collate import SkipUnreadableCollate
+from lit_colorization.data.config import DataConfig, validate_data_config
+from lit_colorization.data.embedded import EmbeddedTrainDataset, EmbeddedValDataset, load_embedded_photos
+from lit_colorization.data.folder import ImageFolderDataset
+from lit_colorization.data.sampling import EpochAwareDataset, SeededShuffleSampler
+from lit_colorization.data.synthetic import SyntheticColorDataset
+
+
+def evenly_spaced_indices(length: int, count: int) -> list[int]:
+    """`count` indices spread over range(length) (all of them when count >= length)."""
+    if count >= length:
+        return list(range(length))
+    return np.linspace(0, length - 1, count).round().astype(int).tolist()
+
+
+def build_datasets(cfg: DataConfig) -> tuple[EpochAwareDataset, Dataset, list[str]]:
+    """(training set, validation set, class names) for `cfg.source`."""
+    if cfg.source == "embedded":
+        photos = load_embedded_photos()
+        train = EmbeddedTrainDataset(photos, cfg.crop_size, cfg.crops_per_epoch, cfg.resize, cfg.seed)
+        val = EmbeddedValDataset(photos, cfg.crop_size, cfg.val_crops, cfg.resize)
+        return train, val, train.classes
+    if cfg.source == "synthetic":
+        common = {"image_size": cfg.synthetic_size, "crop_size": cfg.crop_size, "seed": cfg.seed}
+        train = SyntheticColorDataset(cfg.synthetic_train_images, split="train", resize=cfg.resize, **common)
+        val = SyntheticColorDataset(cfg.synthetic_val_images, split="val", resize=cfg.resize, **common)
+        return train, val, train.classes
+    common = {"crop_size": cfg.crop_size, "resize": cfg.resize, "seed": cfg.seed, "strict": cfg.strict}
+    train = ImageFolderDataset(cfg.root, cfg.train_split, train=True, **common)
+    val = ImageFolderDataset(cfg.root, cfg.val_split, train=False, **common)
+    if val.classes != train.classes:
+        raise ValueError(
+            f"class folders differ between {train.split_path} ({len(train.classes)} classes) and "
+            f"{val.split_path} ({len(val.classes)} classes); expected the same class sub-folders in both"
+        )
+    return train, val, train.classes
+
+
+class ColorizationDataModule(LightningDataModule):
+    """Batches `{"rgb": uint8 (B, 3, S, S), "label": int64 (B,), "skipped": int64 scalar}`."""
+
+    def __init__(self, config: DataConfig) -> None:
+        super().__init__()
+        validate_data_config(config)
+        self.config = config
+        self._train: EpochAwareDataset | None = None
+        self._val: Dataset | None = None
+        self._classes: list[str] | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._classes is not None:
+            return
+        train, val, classes = build_datasets(self.config)
+        if self.config.max_val_images is not None:
+            val = Subset(val, evenly_spaced_indices(len(val), self.config.max_val_images))
+        self._train, self._val, self._classes = train, val, classes
+
+    @property
+    def classes(self) -> list[str]:
+        if self._classes is None:
+            raise RuntimeError("ColorizationDataModule.classes is available after setup()")
+        return self._classes
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the training crops of `epoch`; Lightning does this through the sampler in `fit`."""
+        self._require_setup()
+        self._train.set_epoch(epoch)
+
+    def train_dataloader(self) -> DataLoader:
+        self._require_setup()
+        sampler = SeededShuffleSampler(self._train, self.config.seed)
+        if self.trainer is not None:
+            # A resumed fit builds its loader (and starts prefetching) before Lightning's first
+            # set_epoch call: start from the epoch Lightning is about to pass (the restored one), not 0.
+            sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
+        return self._loader(self._train, sampler=sampler, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        self._require_setup()
+        return self._loader(self._val, sampler=None, train=False)
+
+    def _loader(self, dataset: Dataset, sampler: SeededShuffleSampler | None, train: bool) -> DataLoader:
+        cfg = self.config
+        workers = cfg.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=cfg.batch_size,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=workers,
+            collate_fn=SkipUnreadableCollate(cfg.crop_size),
+            # Pinning needs a CUDA device; on CPU-only runs it would only warn.
+            pin_memory=cfg.pin_memory and torch.cuda.is_available(),
+            persistent_workers=cfg.persistent_workers and workers > 0,
+            # Training steps see full batches only (a lone last sample would break BatchNorm).
+            drop_last=train,
+        )
+
+    def _require_setup(self) -> None:
+        if self._classes is None:
+            raise RuntimeError("call ColorizationDataModule.setup() before asking for data loaders")
+
+
+def build_datamodule(cfg: DataConfig) -> ColorizationDataModule:
+    return ColorizationDataModule(cfg)
