@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lit_colorization.atomic import atomic_open
 from lit_colorization.models import ColorizationNet, create_model
 
 CHECKPOINT_KEY = "lit_colorization"
@@ -66,7 +67,9 @@ def load_raw(path: str | Path, map_location: str | torch.device = "cpu") -> dict
         loaded = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CheckpointError(f"{path}: not a readable torch checkpoint (truncated or corrupt?): {reason}") from None
+        raise CheckpointError(
+            f"{path}: not a readable torch checkpoint (truncated or corrupt?): {reason}"
+        ) from None
     if not isinstance(loaded, dict):
         raise CheckpointError(f"{path}: expected a checkpoint dictionary, found {type(loaded).__name__}")
     return loaded
@@ -131,3 +134,20 @@ def build_network(colorizer: PretrainedColorizer) -> ColorizationNet:
         raise CheckpointError(f"{colorizer.path}: cannot rebuild network: {error}") from None
     load_state_strict(network, colorizer.state_dict, colorizer.path)
     return network.eval()
+
+
+def write_checkpoint(
+    path: str | Path, network: ColorizationNet, bins: Tensor, prior: Tensor | None, config: dict[str, Any]
+) -> Path:
+    """A pretraining-format checkpoint of ``network`` alone (e.g. converted released weights), written atomically."""
+    checkpoint = {
+        "state_dict": {
+            NETWORK_PREFIX + key: value.detach().cpu() for key, value in network.state_dict().items()
+        },
+        CHECKPOINT_KEY: describe(network.model_name, network.hparams_for_checkpoint(), bins, prior, config),
+        "global_step": 0,
+    }
+    path = Path(path)
+    with atomic_open(path, "wb") as stream:
+        torch.save(checkpoint, stream)
+    return path

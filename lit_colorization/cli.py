@@ -46,7 +46,9 @@ def validate_pretrain_config(config: PretrainConfig) -> None:
     require(config.targets.k >= 1, "targets.k", "an integer >= 1", config.targets.k)
     require(config.targets.sigma > 0, "targets.sigma", "a positive number", config.targets.sigma)
     require(0 <= config.targets.lam <= 1, "targets.lam", "a number in [0, 1]", config.targets.lam)
-    require(config.targets.temperature > 0, "targets.temperature", "a positive number", config.targets.temperature)
+    require(
+        config.targets.temperature > 0, "targets.temperature", "a positive number", config.targets.temperature
+    )
     require(config.trainer.max_steps > 0, "trainer.max_steps", "a positive integer", config.trainer.max_steps)
     require(config.optim.lr > 0, "optim.lr", "a positive number", config.optim.lr)
     require(

@@ -19,10 +19,16 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from lit_colorization.checkpoint import CheckpointError, build_network, load_raw, load_state_strict, read_checkpoint
+from lit_colorization.checkpoint import (
+    CheckpointError,
+    build_network,
+    load_raw,
+    load_state_strict,
+    read_checkpoint,
+)
 from lit_colorization.cli import run_cli
 from lit_colorization.color import ab_bins, rgb_to_lab
-from lit_colorization.data.folder import list_image_files
+from lit_colorization.data.folder import list_images
 from lit_colorization.data.images import read_rgb
 from lit_colorization.inference import predict_full_resolution_ab
 from lit_colorization.models import ColorizationNet, create_model
@@ -62,7 +68,7 @@ def collect_inputs(inputs: Iterable[str]) -> list[tuple[Path, Path]]:
     found: list[tuple[Path, Path]] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found.extend((path, path.relative_to(item).with_suffix(".png")) for path in list_image_files(item))
+            found.extend((item / name, Path(name).with_suffix(".png")) for name in list_images(str(item)))
         elif item.is_file():
             found.append((item, Path(item.stem + ".png")))
         else:
@@ -72,7 +78,9 @@ def collect_inputs(inputs: Iterable[str]) -> list[tuple[Path, Path]]:
     return found
 
 
-def colorize_rgb(colorizer: Colorizer, rgb_uint8: Tensor, temperature: float, input_size: int | None) -> Tensor:
+def colorize_rgb(
+    colorizer: Colorizer, rgb_uint8: Tensor, temperature: float, input_size: int | None
+) -> Tensor:
     """H x W x 3 uint8 RGB -> 3 x H x W colorized RGB in [0, 1] at the same size, with the input's own L."""
     device = colorizer.bins.device
     rgb = rgb_uint8.permute(2, 0, 1).unsqueeze(0).to(device).float() / 255
@@ -101,7 +109,9 @@ def main(argv: list[str] | None = None) -> None:
         colorizer = load_colorizer(args.ckpt, args.weights_format, args.device)
         stride = colorizer.network.output_stride
         if args.size and args.size % stride:
-            raise ValueError(f"--size: expected a multiple of the network's output stride {stride}, got {args.size}")
+            raise ValueError(
+                f"--size: expected a multiple of the network's output stride {stride}, got {args.size}"
+            )
         out_dir = Path(args.out)
         written = skipped = unreadable = 0
         for path, name in tqdm(collect_inputs(args.inputs), desc="colorize", unit="image", file=sys.stderr):

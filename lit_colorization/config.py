@@ -36,7 +36,9 @@ class ModelConfig:
 @dataclass
 class TargetConfig:
     bins_path: str | None = None  # a (Q, 2) .npy of ab bin centres; None = the canonical 313
-    prior_path: str | None = None  # a (Q,) .npy prior; None = the run folder's prior.npy, computed first if absent
+    prior_path: str | None = (
+        None  # a (Q,) .npy prior; None = the run folder's prior.npy, computed first if absent
+    )
     k: int = 5
     sigma: float = 5.0
     lam: float = 0.5
@@ -50,7 +52,9 @@ class OptimConfig:
     lr: float = 3e-5
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     weight_decay: float = 1e-3
-    milestones: list[int] = field(default_factory=lambda: [200_000])  # optimizer steps at which the lr changes
+    milestones: list[int] = field(
+        default_factory=lambda: [200_000]
+    )  # optimizer steps at which the lr changes
     gamma: float = 0.1  # lr factor at each milestone, unless milestone_lrs gives the lr after each one
     milestone_lrs: list[float] = field(default_factory=list)
     fused: bool = False
@@ -104,7 +108,7 @@ def _all_keys(node: Any, prefix: str = "") -> list[str]:
     if not isinstance(node, DictConfig):
         return []
     keys = []
-    for key in node.keys():
+    for key in node:
         full = f"{prefix}{key}"
         keys.append(full)
         child = node._get_node(key)

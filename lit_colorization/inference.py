@@ -38,7 +38,9 @@ def predict_full_resolution_ab(
     """
     height, width = lightness.shape[-2:]
     if input_size is not None:
-        network_input = F.interpolate(lightness, size=(input_size, input_size), mode="bilinear", align_corners=False)
+        network_input = F.interpolate(
+            lightness, size=(input_size, input_size), mode="bilinear", align_corners=False
+        )
     else:
         stride = network.output_stride
         network_input = lightness[..., : height - height % stride, : width - width % stride]

@@ -55,7 +55,12 @@ def _wandb_run_id(run_dir: Path, offline: bool) -> str:
 
 
 def build_logger(
-    logger_config: Any, run_dir: Path, run_name: str, job_type: str, config: dict[str, Any], group: str | None = None
+    logger_config: Any,
+    run_dir: Path,
+    run_name: str,
+    job_type: str,
+    config: dict[str, Any],
+    group: str | None = None,
 ) -> Logger | bool:
     """The Lightning logger for ``logger_config.kind``; ``False`` for none."""
     kind = logger_config.kind
@@ -66,7 +71,9 @@ def build_logger(
     if kind == "auto":
         kind = "wandb" if wandb_installed() and wandb_logged_in() else "csv"
     if kind == "wandb" and not wandb_installed():
-        log.warning("logger.kind=wandb but wandb is not installed: logging to CSV in %s instead", run_dir / "csv")
+        log.warning(
+            "logger.kind=wandb but wandb is not installed: logging to CSV in %s instead", run_dir / "csv"
+        )
         kind = "csv"
     if kind == "csv":
         return CSVLogger(save_dir=str(run_dir), name="csv")

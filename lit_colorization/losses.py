@@ -33,10 +33,14 @@ def soft_cross_entropy(
     return _masked_mean(per_pixel, pixel_weights, colored)
 
 
-def ab_regression_loss(predicted_ab: Tensor, target_ab: Tensor, pixel_weights: Tensor, colored: Tensor) -> Tensor:
+def ab_regression_loss(
+    predicted_ab: Tensor, target_ab: Tensor, pixel_weights: Tensor, colored: Tensor
+) -> Tensor:
     """The paper's L2 baseline: squared error of ab (in units of ``AB_SCALE``) summed over a and b."""
     if predicted_ab.shape != target_ab.shape:
-        raise ValueError(f"predicted ab {tuple(predicted_ab.shape)} and target ab {tuple(target_ab.shape)} differ")
+        raise ValueError(
+            f"predicted ab {tuple(predicted_ab.shape)} and target ab {tuple(target_ab.shape)} differ"
+        )
     per_pixel = ((predicted_ab.float() - target_ab / AB_SCALE) ** 2).sum(dim=1)
     return _masked_mean(per_pixel, pixel_weights, colored)
 
@@ -44,4 +48,3 @@ def ab_regression_loss(predicted_ab: Tensor, target_ab: Tensor, pixel_weights: T
 def regression_ab(output: Tensor) -> Tensor:
     """ab in Lab units from a 2-channel regression output."""
     return output.float() * AB_SCALE
-

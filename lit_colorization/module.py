@@ -91,14 +91,16 @@ class ColorizationModule(L.LightningModule):
         targets: ColorTargets = batch["targets"]
         loss = self.loss(self.net(self._network_input(targets)), targets)
         self.skipped_images += int(batch["skipped"])
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/skipped_images", float(self.skipped_images))
+        batch_size = targets.lightness.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log("train/skipped_images", float(self.skipped_images), batch_size=batch_size)
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         targets: ColorTargets = batch["targets"]
         output = self.net(self._network_input(targets))
-        self.log("val/loss", self.loss(output, targets), prog_bar=True, sync_dist=True)
+        batch_size = targets.lightness.shape[0]
+        self.log("val/loss", self.loss(output, targets), prog_bar=True, sync_dist=True, batch_size=batch_size)
         predicted_ab = self.predict_ab(output, targets.ab.shape[-2:])
         # Gray images carry no colour to score, as in the paper's colour test split.
         plain = targets.colored.float().view(-1, 1, 1).expand(-1, *targets.ab.shape[-2:])

@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import OmegaConf
 
@@ -58,7 +59,10 @@ def prepare_prior(config: PretrainConfig, run_dir: Path, datamodule, bins: torch
     if not path.exists():
         if rank_zero_only.rank == 0:
             log.info("no prior given: computing it from the training data into %s", path)
-            save_prior(prior_from_datamodule(datamodule, bins, config.targets.sigma, config.targets.gray_threshold), path)
+            save_prior(
+                prior_from_datamodule(datamodule, bins, config.targets.sigma, config.targets.gray_threshold),
+                path,
+            )
         else:
             deadline = time.monotonic() + PRIOR_WAIT_SECONDS
             while not path.exists():
@@ -68,9 +72,12 @@ def prepare_prior(config: PretrainConfig, run_dir: Path, datamodule, bins: torch
     return load_prior(path, bins.shape[0])
 
 
-def build_trainer(config: PretrainConfig, run_dir: Path, logger) -> L.Trainer:
+def build_trainer(
+    config: PretrainConfig, run_dir: Path, logger, extra_callbacks: Sequence[Callback] = ()
+) -> L.Trainer:
     trainer = config.trainer
     callbacks = [
+        *extra_callbacks,
         ModelCheckpoint(
             dirpath=run_dir / "checkpoints",
             filename="best-step{step:07d}",
@@ -79,7 +86,7 @@ def build_trainer(config: PretrainConfig, run_dir: Path, logger) -> L.Trainer:
             mode="min",
             save_top_k=1,
             save_last=True,
-        )
+        ),
     ]
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
@@ -103,8 +110,8 @@ def build_trainer(config: PretrainConfig, run_dir: Path, logger) -> L.Trainer:
     )
 
 
-def pretrain(config: PretrainConfig) -> Path:
-    """Train a colorizer as ``config`` says; returns the run folder."""
+def pretrain(config: PretrainConfig, extra_callbacks: Sequence[Callback] = ()) -> Path:
+    """Train a colorizer as ``config`` says; returns the run folder. ``extra_callbacks`` join the Trainer's own."""
     run_dir = Path(config.runs_dir) / config.run
     resume = resume_checkpoint(config, run_dir)
     L.seed_everything(config.trainer.seed, workers=True)
@@ -114,8 +121,10 @@ def pretrain(config: PretrainConfig) -> Path:
     datamodule = build_datamodule(config.data)
     prior = prepare_prior(config, run_dir, datamodule, bins)
     module = ColorizationModule(config, bins, prior, image_dir=run_dir / "images")
-    logger = build_logger(config.logger, run_dir, config.run, job_type="pretrain", config=to_container(config))
-    trainer = build_trainer(config, run_dir, logger)
+    logger = build_logger(
+        config.logger, run_dir, config.run, job_type="pretrain", config=to_container(config)
+    )
+    trainer = build_trainer(config, run_dir, logger, extra_callbacks)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     if trainer.is_global_zero:
         print(f"run folder: {run_dir}  (last checkpoint: {run_dir / 'checkpoints' / 'last.ckpt'})")

@@ -59,7 +59,9 @@ def load_prior(path: str | Path, num_bins: int) -> Tensor:
     except (ValueError, OSError) as error:
         raise ValueError(f"{path}: not a readable .npy prior: {error}") from None
     if prior.shape != (num_bins,):
-        raise ValueError(f"{path}: prior has shape {prior.shape}, expected ({num_bins},) to match the ab bins")
+        raise ValueError(
+            f"{path}: prior has shape {prior.shape}, expected ({num_bins},) to match the ab bins"
+        )
     if not np.all(np.isfinite(prior)) or prior.min() < 0 or prior.sum() <= 0:
         raise ValueError(f"{path}: prior must be finite, non-negative and not all zero")
     return torch.from_numpy(prior / prior.sum()).float()

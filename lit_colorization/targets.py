@@ -46,7 +46,9 @@ class ColorTargetBuilder(nn.Module):
     ) -> None:
         super().__init__()
         if prior.shape != (bins.shape[0],):
-            raise ValueError(f"prior has shape {tuple(prior.shape)}, expected ({bins.shape[0]},) to match the bins")
+            raise ValueError(
+                f"prior has shape {tuple(prior.shape)}, expected ({bins.shape[0]},) to match the bins"
+            )
         self.stride = stride
         self.gray_threshold = gray_threshold
         self.encoder = SoftEncoder(bins, k=k, sigma=sigma)

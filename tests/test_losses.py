@@ -30,7 +30,11 @@ def test_uniform_logits_give_log_q_and_gray_images_are_masked():
 def test_all_gray_batch_gives_zero_loss_with_gradient():
     logits = torch.randn(1, 5, 2, 2, requires_grad=True)
     loss = soft_cross_entropy(
-        logits, torch.zeros(1, 1, 2, 2, dtype=torch.long), torch.ones(1, 1, 2, 2), torch.ones(1, 2, 2), torch.tensor([False])
+        logits,
+        torch.zeros(1, 1, 2, 2, dtype=torch.long),
+        torch.ones(1, 1, 2, 2),
+        torch.ones(1, 2, 2),
+        torch.tensor([False]),
     )
     loss.backward()
     assert loss.item() == 0.0 and logits.grad is not None

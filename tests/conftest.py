@@ -1,0 +1,60 @@
+"""Shared fixtures: the real configs with the smallest settings that still exercise every code path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def tiny_pretrain_overrides(runs_dir: Path, run: str = "tiny") -> list[str]:
+    """Overrides of the sample preset for a run of seconds: synthetic data, a narrow network, a few steps."""
+    return [
+        f"runs_dir={runs_dir}",
+        f"run={run}",
+        "data.source=synthetic",
+        "data.crop_size=32",
+        "data.synthetic_size=48",
+        "data.synthetic_train_images=16",
+        "data.synthetic_val_images=8",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "model.kwargs.width=0.125",
+        "trainer.accelerator=cpu",
+        "trainer.max_steps=4",
+        "trainer.val_check_interval=2",
+        "trainer.log_every_n_steps=1",
+        "trainer.progress_bar=false",
+        "logger.kind=csv",
+        "num_val_images_logged=2",
+    ]
+
+
+def run_module(
+    module: str, *args: str, cwd: Path | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    """``python -m module args`` in a subprocess, as a user runs it; output captured as text."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline"}
+    env.pop("WANDB_API_KEY", None)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd or REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_pretrain_run(tmp_path_factory) -> Path:
+    """One finished tiny pretraining run through the CLI, shared by the tests that only read its outputs."""
+    runs_dir = tmp_path_factory.mktemp("runs")
+    result = run_module("lit_colorization.pretrain", *tiny_pretrain_overrides(runs_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return runs_dir / "tiny"

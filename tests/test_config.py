@@ -1,0 +1,63 @@
+"""The real configs load, and every kind of mistake is a one-line error naming the key or file."""
+
+import pytest
+
+from lit_colorization.cli import load_pretrain_config
+from lit_colorization.config import CONFIG_DIR, ConfigError
+
+PRESETS = sorted(p.stem for p in (CONFIG_DIR / "presets" / "pretrain").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_loads(preset, tmp_path):
+    overrides = [f"data.root={tmp_path}"]  # imagenet presets read folders; the path only has to exist
+    (tmp_path / "train").mkdir()
+    (tmp_path / "val").mkdir()
+    config = load_pretrain_config(preset, overrides if "imagenet" in preset else [])
+    assert config.model.name in ("eccv16", "alexnet", "resnet50")
+
+
+def test_model_recipe_sits_under_preset_and_overrides():
+    recipe = load_pretrain_config("alexnet_imagenet", ["data.source=synthetic"])
+    assert list(recipe.optim.milestone_lrs) == [1e-5, 3e-6, 1e-6] and recipe.data.batch_size == 80
+    sample = load_pretrain_config("sample", ["model.name=alexnet"])
+    assert list(sample.optim.betas) == [0.9, 0.999]  # from the alexnet recipe, which the preset leaves alone
+    assert list(sample.optim.milestone_lrs) == [] and sample.data.batch_size == 16  # the preset's own
+    assert load_pretrain_config("sample", ["optim.lr=0.5"]).optim.lr == 0.5
+
+
+def test_unknown_key_names_it_and_suggests_the_closest():
+    with pytest.raises(ConfigError) as error:
+        load_pretrain_config("sample", ["optim.learning_rate=1e-3"])
+    assert "optim.learning_rate" in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(ConfigError, match=r"did you mean: targets\.sigma"):
+        load_pretrain_config("sample", ["targets.sigm=3"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.max_steps=lots", "trainer.max_steps"),
+        ("loss=hinge", "'loss'"),
+        ("targets.lam=2", "targets.lam"),
+        ("model.name=vgg", "model.name"),
+        ("targets.prior_path=/no/such/prior.npy", "targets.prior_path"),
+        ("data.crop_size=66", "data.crop_size"),
+        ("optim.milestone_lrs=[0.1,0.01]", "optim.milestone_lrs"),
+        ("noequals", "key=value"),
+    ],
+)
+def test_bad_values_are_one_line_errors_naming_the_key(override, message):
+    with pytest.raises(ConfigError) as error:
+        load_pretrain_config("sample", [override])
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_missing_data_folder_is_an_error_before_any_work():
+    with pytest.raises((ValueError, FileNotFoundError), match="/no/such/imagenet"):
+        load_pretrain_config("sample", ["data.source=folder", "data.root=/no/such/imagenet"])
+
+
+def test_unknown_preset_lists_the_available_ones():
+    with pytest.raises(ConfigError, match="available"):
+        load_pretrain_config("nonexistent", [])

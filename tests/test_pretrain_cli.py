@@ -1,0 +1,100 @@
+"""Pretraining end to end through the CLI, on synthetic data with a narrow network."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from lit_colorization.checkpoint import CHECKPOINT_KEY, build_network, read_checkpoint
+from tests.conftest import run_module, tiny_pretrain_overrides
+
+
+def _metrics(run_dir):
+    rows = []
+    for path in sorted((run_dir / "csv").glob("version_*/metrics.csv")):
+        with path.open() as stream:
+            rows.extend(csv.DictReader(stream))
+    return rows
+
+
+def test_run_folder_holds_config_prior_checkpoints_images_and_metrics(tiny_pretrain_run):
+    assert (tiny_pretrain_run / "config.yaml").is_file()
+    prior = np.load(tiny_pretrain_run / "prior.npy")
+    assert prior.shape == (313,) and abs(prior.sum() - 1) < 1e-5 and (prior >= 0).all()
+    assert (tiny_pretrain_run / "checkpoints" / "last.ckpt").is_file()
+    assert list((tiny_pretrain_run / "checkpoints").glob("best-step*.ckpt"))
+    assert list((tiny_pretrain_run / "images").glob("val_step*.png"))
+    logged = {key for row in _metrics(tiny_pretrain_run) for key, value in row.items() if value}
+    expected = {"train/loss", "val/loss", "val/auc", "val/auc_rebal", "val/auc_gray", "val/auc_rebal_gray"}
+    assert expected <= logged
+    for row in _metrics(tiny_pretrain_run):
+        for key in ("val/auc", "val/auc_rebal", "val/auc_gray"):
+            if row.get(key):
+                assert 0.0 <= float(row[key]) <= 1.0
+
+
+def test_checkpoint_is_self_describing_and_loads_with_weights_only(tiny_pretrain_run):
+    path = tiny_pretrain_run / "checkpoints" / "last.ckpt"
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    entry = raw[CHECKPOINT_KEY]
+    assert entry["model_name"] == "eccv16" and entry["model_kwargs"]["width"] == 0.125
+    assert entry["bins"].shape == (313, 2) and entry["prior"].shape == (313,)
+    assert entry["config"]["run"] == "tiny" and isinstance(entry["config"], dict)
+    colorizer = read_checkpoint(path)
+    network = build_network(colorizer)
+    assert colorizer.global_step == 4
+    with torch.no_grad():
+        logits = network(torch.full((1, 1, 32, 32), 50.0))
+    assert logits.shape == (1, 313, 8, 8)
+
+
+def test_existing_run_is_not_overwritten_and_resume_continues(tiny_pretrain_run):
+    runs_dir = tiny_pretrain_run.parent
+    before = (tiny_pretrain_run / "checkpoints" / "last.ckpt").read_bytes()
+    refused = run_module("lit_colorization.pretrain", *tiny_pretrain_overrides(runs_dir))
+    assert refused.returncode == 2
+    assert "RESUME=auto" in refused.stderr and "Traceback" not in refused.stderr
+    assert (tiny_pretrain_run / "checkpoints" / "last.ckpt").read_bytes() == before
+
+    resumed = run_module(
+        "lit_colorization.pretrain", *tiny_pretrain_overrides(runs_dir), "resume=auto", "trainer.max_steps=6"
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert read_checkpoint(tiny_pretrain_run / "checkpoints" / "last.ckpt").global_step == 6
+    assert (
+        len(list((tiny_pretrain_run / "csv").glob("version_*"))) == 2
+    )  # the first attempt's metrics are kept
+
+
+def test_l2_regression_baseline_trains(tmp_path):
+    result = run_module(
+        "lit_colorization.pretrain", *tiny_pretrain_overrides(tmp_path), "loss=l2", "targets.rebalance=false"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    colorizer = read_checkpoint(tmp_path / "tiny" / "checkpoints" / "last.ckpt")
+    assert colorizer.config["loss"] == "l2" and colorizer.model_kwargs["num_bins"] == 2
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.lr=fast", "optim.lr"),
+        ("data.root_dir=/x", "data.root_dir"),
+        ("data.source=folder", "data.root"),
+    ],
+)
+def test_cli_errors_are_one_line(tmp_path, override, message):
+    result = run_module("lit_colorization.pretrain", *tiny_pretrain_overrides(tmp_path), override)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "tiny").exists()  # nothing started
+
+
+def test_priors_command_writes_a_normalised_prior(tmp_path):
+    out = tmp_path / "prior.npy"
+    result = run_module("lit_colorization.priors", "--out", str(out), *tiny_pretrain_overrides(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    prior = np.load(out)
+    assert prior.shape == (313,) and abs(prior.sum() - 1) < 1e-5
+    assert prior[np.argmax(prior)] > 1 / 313  # synthetic images have a few dominant hues
