@@ -18,3 +18,13 @@ def test_write_replaces_and_creates_parents(tmp_path):
     write_text(target, "one")
     write_text(target, "two")
     assert target.read_text() == "two"
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    import os
+
+    target = tmp_path / "config.yaml"
+    write_text(target, "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask
