@@ -1,0 +1,64 @@
+"""sRGB <-> CIE Lab (D65, 2 degree observer), the conversion scikit-image's ``rgb2lab`` / ``lab2rgb`` define.
+
+kornia does the arithmetic. These wrappers pin down what the rest of the project relies on: batched
+B x 3 x H x W input, RGB clamped to [0, 1] first, and the maths in float32 (float64 stays float64) with
+autocast off, because bf16/fp16 Lab is off by whole ab units, which is coarser than the quantization.
+"""
+
+from __future__ import annotations
+
+import kornia.color
+import torch
+from torch import Tensor, nn
+
+
+def _check_batch(image: Tensor, name: str) -> None:
+    if image.ndim != 4 or image.shape[1] != 3:
+        raise ValueError(f"{name} must be B x 3 x H x W, got shape {tuple(image.shape)}")
+
+
+def _working_dtype(image: Tensor) -> torch.dtype:
+    return torch.float64 if image.dtype == torch.float64 else torch.float32
+
+
+def rgb_to_lab(rgb: Tensor) -> Tensor:
+    """sRGB in [0, 1] (B x 3 x H x W, any float dtype) -> Lab (L in [0, 100]), float32 or float64."""
+    _check_batch(rgb, "rgb")
+    if not rgb.is_floating_point():
+        # Integer RGB is 0..255; clamping it to [0, 1] would silently turn every photo white.
+        raise TypeError(
+            f"rgb must be a float tensor in [0, 1], got {rgb.dtype}; use uint8_to_lab for uint8 images"
+        )
+    with torch.autocast(rgb.device.type, enabled=False):
+        return kornia.color.rgb_to_lab(rgb.to(_working_dtype(rgb)).clamp(0.0, 1.0))
+
+
+def lab_to_rgb(lab: Tensor) -> Tensor:
+    """Lab (B x 3 x H x W) -> sRGB clamped to [0, 1], float32 or float64."""
+    _check_batch(lab, "lab")
+    if not lab.is_floating_point():
+        raise TypeError(f"lab must be a float tensor, got {lab.dtype}")
+    with torch.autocast(lab.device.type, enabled=False):
+        return kornia.color.lab_to_rgb(lab.to(_working_dtype(lab)), clip=True)
+
+
+def uint8_to_lab(rgb_uint8: Tensor) -> Tensor:
+    """uint8 sRGB (B x 3 x H x W, 0..255), the form data loaders deliver, -> float32 Lab."""
+    _check_batch(rgb_uint8, "rgb_uint8")
+    if rgb_uint8.dtype != torch.uint8:
+        raise TypeError(f"rgb_uint8 must be uint8 (0..255), got {rgb_uint8.dtype}")
+    return rgb_to_lab(rgb_uint8.to(torch.float32) / 255.0)
+
+
+class RgbToLab(nn.Module):
+    """Module form of ``rgb_to_lab``."""
+
+    def forward(self, rgb: Tensor) -> Tensor:
+        return rgb_to_lab(rgb)
+
+
+class LabToRgb(nn.Module):
+    """Module form of ``lab_to_rgb``."""
+
+    def forward(self, lab: Tensor) -> Tensor:
+        return lab_to_rgb(lab)
