@@ -1,0 +1,112 @@
+"""transfer.backbone: strict loading from a checkpoint alone, ckpt=random, and a trunk that cannot leave eval mode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lit_colorization.checkpoint import CHECKPOINT_KEY, CheckpointError, write_checkpoint
+from lit_colorization.color import ab_bins
+from lit_colorization.models import create_model
+from transfer.backbone import FrozenBackbone, load_network
+
+WIDTH = 0.125  # alexnet channels 12/32/48/48/32, fc 512
+
+
+@pytest.fixture(scope="module")
+def tiny_alexnet_ckpt(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
+    torch.manual_seed(0)
+    network = create_model("alexnet", width=WIDTH)
+    path = write_checkpoint(
+        tmp_path_factory.mktemp("ckpt") / "tiny.ckpt", network, ab_bins(), None, {"run": "tiny"}
+    )
+    return path, network
+
+
+def rewritten(path: Path, target: Path, edit) -> Path:
+    raw = torch.load(path, weights_only=True)
+    edit(raw)
+    torch.save(raw, target)
+    return target
+
+
+def test_checkpoint_loads_every_weight_and_names_its_run(tiny_alexnet_ckpt):
+    path, original = tiny_alexnet_ckpt
+    network, source = load_network(str(path))
+    loaded, expected = network.state_dict(), original.state_dict()
+    assert loaded.keys() == expected.keys()
+    assert all(torch.equal(loaded[key], expected[key]) for key in expected)
+    assert (source.model_name, source.pretrain_run, source.model_kwargs["width"]) == (
+        "alexnet",
+        "tiny",
+        WIDTH,
+    )
+    assert source.ckpt == str(path.resolve())
+    assert not network.training
+
+
+def test_checkpoint_of_another_network_is_refused_naming_the_keys(tiny_alexnet_ckpt, tmp_path):
+    path, _ = tiny_alexnet_ckpt
+
+    def relabel(raw):
+        raw[CHECKPOINT_KEY]["model_name"] = "eccv16"
+        raw[CHECKPOINT_KEY]["model_kwargs"] = {"width": WIDTH}
+
+    with pytest.raises(CheckpointError) as error:
+        load_network(str(rewritten(path, tmp_path / "relabelled.ckpt", relabel)))
+    message = str(error.value)
+    assert (
+        "missing: conv1.0.bias" in message
+    )  # eccv16's convs have biases, alexnet's (before BatchNorm) do not
+    assert "unexpected: conv1.1.bias" in message  # alexnet's BatchNorm sits where eccv16 has a ReLU
+    assert "shape mismatch: conv1.0.weight (12, 1, 11, 11) vs (8, 1, 3, 3)" in message
+    assert "\n" not in message
+
+
+def test_missing_weight_is_an_error_naming_it(tiny_alexnet_ckpt, tmp_path):
+    path, _ = tiny_alexnet_ckpt
+    broken = rewritten(
+        path, tmp_path / "missing.ckpt", lambda raw: raw["state_dict"].pop("net.conv3.2.running_var")
+    )
+    with pytest.raises(CheckpointError, match=r"missing: conv3\.2\.running_var"):
+        load_network(str(broken))
+
+
+def test_model_key_must_match_the_checkpoint(tiny_alexnet_ckpt):
+    path, _ = tiny_alexnet_ckpt
+    with pytest.raises(ValueError, match="'alexnet' network but model='eccv16'"):
+        load_network(str(path), model="eccv16")
+    assert load_network(str(path), model="alexnet")[1].model_name == "alexnet"
+
+
+def test_random_is_the_same_network_freshly_initialised_per_seed():
+    first, source = load_network("random", "alexnet", {"width": WIDTH}, seed=3)
+    again, _ = load_network("random", "alexnet", {"width": WIDTH}, seed=3)
+    other, _ = load_network("random", "alexnet", {"width": WIDTH}, seed=4)
+    assert (source.ckpt, source.model_name, source.pretrain_run) == ("random", "alexnet", "random-alexnet")
+    weight = "conv2.1.weight"
+    assert torch.equal(first.state_dict()[weight], again.state_dict()[weight])
+    assert not torch.equal(first.state_dict()[weight], other.state_dict()[weight])
+    # He initialisation of the 5x5 conv (fan_out = 32 * 25): the Gaussian baseline is a real random net.
+    std = first.state_dict()[weight].std().item()
+    assert std == pytest.approx((2 / (32 * 25)) ** 0.5, rel=0.1)
+    assert load_network("random", None, {"width": WIDTH})[1].model_name == "alexnet"  # the paper's baseline
+
+
+def test_trunk_stays_in_eval_mode_without_gradients():
+    network, _ = load_network("random", "alexnet", {"width": WIDTH})
+    backbone = FrozenBackbone(network, ["conv2", "conv5"])
+    backbone.train()
+    assert not any(module.training for module in backbone.modules())
+    assert not any(parameter.requires_grad for parameter in backbone.parameters())
+    features = backbone(torch.rand(2, 1, 32, 32) * 100)
+    assert set(features) == {"conv2", "conv5"} and features["conv5"].grad_fn is None
+    assert backbone.channels == {"conv2": 32, "conv5": 32}
+
+
+def test_unknown_layer_is_an_error_listing_the_valid_ones():
+    network, _ = load_network("random", "alexnet", {"width": WIDTH})
+    with pytest.raises(ValueError, match=r"conv9.*valid: \['conv1'"):
+        FrozenBackbone(network, ["conv9"])

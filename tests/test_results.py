@@ -1,0 +1,102 @@
+"""transfer.results: append under a lock in one write, read back skipping and naming corrupt lines."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from transfer.results import append_results, read_results
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def probe_row(layer: str, top1: float, **extra) -> dict:
+    return {
+        "task": "linear-probe",
+        "model": "alexnet",
+        "layer": layer,
+        "top1": top1,
+        "top5": top1 + 10,
+        **extra,
+    }
+
+
+def test_rows_come_back_in_order_with_their_line_numbers(tmp_path):
+    path = tmp_path / "results" / "transfer.jsonl"
+    append_results(path, [probe_row("conv1", 12.5), probe_row("conv2", 24.5)])
+    append_results(path, [{"task": "voc-cls", "map": 61.5}])
+    results = read_results(path)
+    assert [row.data for row in results.rows] == [
+        probe_row("conv1", 12.5),
+        probe_row("conv2", 24.5),
+        {"task": "voc-cls", "map": 61.5},
+    ]
+    assert [row.line for row in results.rows] == [1, 2, 3] and results.skipped == []
+    assert path.read_text().count("\n") == 3
+
+
+def test_corrupt_lines_are_skipped_and_named_and_a_torn_last_line_does_not_swallow_the_next_row(tmp_path):
+    path = tmp_path / "transfer.jsonl"
+    append_results(path, [probe_row("conv1", 1.0)])
+    with path.open("a") as stream:
+        stream.write("{not json\n")
+        stream.write('["a list"]\n')
+        stream.write('{"task": "linear-probe", "layer": "con')  # a writer killed mid-line
+    append_results(path, [probe_row("conv3", 3.0)])
+    results = read_results(path)
+    assert [row.data["layer"] for row in results.rows] == ["conv1", "conv3"]
+    assert [row.line for row in results.rows] == [1, 5]
+    assert len(results.skipped) == 3
+    assert results.skipped[0].startswith(f"{path}:2: not valid JSON")
+    assert results.skipped[1].startswith(f"{path}:3: not a result object")
+    assert results.skipped[2].startswith(f"{path}:4: not valid JSON")
+
+
+def test_bad_rows_are_refused_before_anything_is_written(tmp_path):
+    path = tmp_path / "transfer.jsonl"
+    with pytest.raises(ValueError, match="row 1: expected a mapping with a non-empty string 'task'"):
+        append_results(path, [probe_row("conv1", 1.0), {"layer": "conv2"}])
+    with pytest.raises(ValueError, match=r"row 0 \(linear-probe\): not storable as JSON"):
+        append_results(path, [probe_row("conv1", float("nan"))])
+    assert not path.exists()
+    with pytest.raises(FileNotFoundError, match="no results file yet"):
+        read_results(path)
+
+
+APPENDER = """
+import sys
+from transfer.results import append_results
+path, name = sys.argv[1], sys.argv[2]
+for index in range(60):
+    # Rows far larger than a pipe buffer, so unlocked appends would interleave visibly.
+    append_results(path, [{"task": "stress", "writer": name, "index": index, "part": part, "pad": name * 30000}
+                          for part in range(3)])
+"""
+
+
+def test_two_processes_appending_at_once_never_corrupt_a_line(tmp_path):
+    path = tmp_path / "transfer.jsonl"
+    writers = [
+        subprocess.Popen([sys.executable, "-c", APPENDER, str(path), name], cwd=REPO) for name in ("a", "b")
+    ]
+    assert [writer.wait(timeout=120) for writer in writers] == [0, 0]
+    results = read_results(path)
+    assert results.skipped == []
+    assert len(results.rows) == 2 * 60 * 3
+    for name in ("a", "b"):
+        rows = [row.data for row in results.rows if row.data["writer"] == name]
+        assert [(row["index"], row["part"]) for row in rows] == [(i, p) for i in range(60) for p in range(3)]
+        assert all(row["pad"] == name * 30000 for row in rows)
+    # Each call's rows are contiguous: one write per call.
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for start in range(0, len(lines), 3):
+        group = lines[start : start + 3]
+        assert len({(row["writer"], row["index"]) for row in group}) == 1 and [r["part"] for r in group] == [
+            0,
+            1,
+            2,
+        ]

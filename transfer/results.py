@@ -1,0 +1,110 @@
+"""The transfer results store: one JSON object per line in ``results/transfer.jsonl``, one line per result.
+
+Every transfer task appends to the same file; a row's ``task`` ("linear-probe", "voc-cls", ...) says which
+fields it carries. Appends take a file lock and write all of a run's rows in one ``write`` followed by
+``fsync``, so probes finishing at the same time never interleave or tear lines. Reading never fails on a bad
+line: it is skipped and named, so one corrupt row cannot hide every other result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+DEFAULT_RESULTS_PATH = Path("results/transfer.jsonl")
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    line: int  # 1-based line number in the file, to name the row in messages
+    data: dict[str, Any]
+
+    @property
+    def task(self) -> str:
+        return self.data["task"]
+
+
+@dataclass(frozen=True)
+class ResultsFile:
+    rows: list[ResultRow]
+    skipped: list[str] = field(default_factory=list)  # one message per unusable line
+
+
+def lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+def encode_rows(rows: Sequence[Mapping[str, Any]]) -> bytes:
+    """The lines to append; each row must be a mapping with a string ``task`` and JSON-serialisable values."""
+    lines = []
+    for index, row in enumerate(rows):
+        if not isinstance(row, Mapping) or not isinstance(row.get("task"), str) or not row["task"]:
+            raise ValueError(
+                f"result row {index}: expected a mapping with a non-empty string 'task', got {row!r}"
+            )
+        try:
+            lines.append(json.dumps(dict(row), allow_nan=False) + "\n")
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"result row {index} ({row['task']}): not storable as JSON: {error}") from None
+    return "".join(lines).encode("utf-8")
+
+
+def append_results(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Append ``rows`` to the JSON-lines file ``path`` atomically with respect to other appenders."""
+    path = Path(path)
+    payload = encode_rows(rows)
+    if not payload:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(lock_path(path)):
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            # A writer killed mid-line leaves no newline at the end: start on a fresh line so only that one is lost.
+            if os.fstat(descriptor).st_size > 0 and not _ends_with_newline(path):
+                payload = b"\n" + payload
+            written = os.write(descriptor, payload)
+            if written != len(payload):
+                raise OSError(
+                    f"{path}: short write ({written} of {len(payload)} bytes); the disk may be full"
+                )
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as stream:
+        stream.seek(-1, os.SEEK_END)
+        return stream.read(1) == b"\n"
+
+
+def read_results(path: str | Path) -> ResultsFile:
+    """Every well-formed row of ``path``, in file order; unusable lines are skipped and named in ``skipped``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no results file yet (run a transfer benchmark, e.g. make linear-probe)"
+        )
+    rows: list[ResultRow] = []
+    skipped: list[str] = []
+    with path.open("rb") as stream:
+        for number, raw in enumerate(stream, start=1):
+            text = raw.decode("utf-8", errors="replace").strip()
+            if not text:
+                continue
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as error:
+                skipped.append(f"{path}:{number}: not valid JSON ({error.msg}), skipped")
+                continue
+            if not isinstance(data, dict) or not isinstance(data.get("task"), str):
+                skipped.append(f"{path}:{number}: not a result object with a string 'task', skipped")
+                continue
+            rows.append(ResultRow(number, data))
+    return ResultsFile(rows, skipped)
