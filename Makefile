@@ -17,9 +17,17 @@ LOGGER ?=
 RESUME ?=
 ARGS ?=
 CKPT ?=
+LAYER ?=
+MAX_EPOCHS ?=
+PROBE_PRESET ?= $(if $(DATA),imagenet,sample)
 OUT ?=
 INPUT ?=
 TEMPERATURE ?= 0.38
+STUDY ?=
+DB ?=
+TRIALS ?= 10
+SHOW_MS ?= 1000
+PORT ?= 8765
 
 # Makefile variables -> config overrides (only those that are set).
 PRETRAIN_OVERRIDES = $(if $(DATA),data.source=folder data.root=$(DATA)) $(if $(MODEL),model.name=$(MODEL)) \
@@ -28,7 +36,7 @@ PRETRAIN_OVERRIDES = $(if $(DATA),data.source=folder data.root=$(DATA)) $(if $(M
 	$(if $(RESUME),resume=$(RESUME)) $(ARGS)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow lint format demo pretrain priors colorize bench-color clean
+.PHONY: help setup test test-slow lint format demo pretrain priors colorize bench-color linear-probe compare turing-test turing-report clean
 
 help: ## List the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -70,6 +78,23 @@ demo: setup ## The main job end to end on the embedded photos, on the CPU (under
 
 bench-color: setup ## Soft-encoding throughput: fast path vs exact vs scikit-learn (the original release)
 	$(PY) benchmarks/bench_color.py
+
+linear-probe: setup ## Per-layer linear probes on frozen features: CKPT (default: latest run; random) LAYER DATA GPUS MAX_EPOCHS LOGGER RUN ARGS
+	$(PY) -m transfer.probe --preset $(PROBE_PRESET) $(if $(CKPT),ckpt=$(CKPT)) $(if $(LAYER),layer=$(LAYER)) \
+		$(if $(DATA),data.source=folder data.root=$(DATA)) $(if $(GPUS),trainer.devices=$(GPUS)) \
+		$(if $(MAX_EPOCHS),trainer.max_epochs=$(MAX_EPOCHS)) $(if $(LOGGER),logger.kind=$(LOGGER)) \
+		$(if $(RUN),run=$(RUN)) $(ARGS)
+
+compare: setup ## Transfer results (results/transfer.jsonl) beside the paper's numbers: a table and results/linear_probe.png
+	$(PY) -m transfer.compare
+
+turing-test: setup ## "Real or colorized?" study web app on 127.0.0.1: STUDY (folder with real/ and colorized/) DB TRIALS SHOW_MS PORT
+	$(if $(STUDY),,$(error STUDY=<folder with real/ and colorized/> is required; make eval-color writes one))
+	$(PY) -m lit_colorization.study serve --study $(STUDY) --db $(or $(DB),$(STUDY)/answers.sqlite) \
+		--trials $(TRIALS) --show-ms $(SHOW_MS) --port $(PORT)
+
+turing-report: setup ## Fooling rate of a study with its 95% interval: STUDY or DB, OUT (CSV export)
+	$(PY) -m lit_colorization.study report --db $(or $(DB),$(STUDY)/answers.sqlite) $(if $(OUT),--csv $(OUT))
 
 clean: ## Remove caches (keeps .venv, runs/ and results/)
 	rm -rf .pytest_cache .ruff_cache

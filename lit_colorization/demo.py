@@ -1,14 +1,20 @@
 """``make demo``: the main job end to end on the embedded photos, on the CPU.
 
-Pretrains a small colorizer (the ``sample`` preset as run ``demo``, on the CPU, CSV logs), colorizes the embedded photos at full resolution and writes
-``runs/demo/report/``: an image grid (gray | colorized | original) and ``metrics.json``. Running it again resumes
-the run from its last checkpoint instead of starting over.
+1. Pretrains a small colorizer (the ``sample`` preset as run ``demo``, CSV logs).
+2. Colorizes the embedded photos at full resolution.
+3. Measures the frozen features with per-layer linear probes, the pretrained trunk beside the same network
+   freshly initialised (the paper's random baseline), and compares them with the paper's numbers.
+
+Everything lands in ``runs/demo/report/``: ``photos.png`` (gray | colorized | original), ``validation.png`` (the
+last validation grid), ``metrics.json``, ``transfer.jsonl``, ``comparison.txt`` and ``linear_probe.png``.
+Running it again resumes the run from its last checkpoint and reuses finished probes instead of starting over.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +24,16 @@ from PIL import Image
 from lit_colorization.atomic import write_text
 from lit_colorization.cli import load_pretrain_config, run_cli
 from lit_colorization.colorize import colorize_rgb, load_colorizer
+from lit_colorization.config import PretrainConfig
 from lit_colorization.data.embedded import load_embedded_photos
 from lit_colorization.pretrain import pretrain
 from lit_colorization.visualize import save_png, to_uint8_image
 
 REPORT_WIDTH = 256  # photos are shown at this width in the report grid
+DEMO_OVERRIDES = ["run=demo", "resume=auto", "trainer.accelerator=cpu", "logger.kind=csv"]
 
 
-def _final_metrics(run_dir: Path) -> dict[str, float]:
+def final_metrics(run_dir: Path) -> dict[str, float]:
     """The last logged value of each validation metric, from the run's CSV logs."""
     metrics: dict[str, float] = {}
     for csv_file in sorted((run_dir / "csv").glob("version_*/metrics.csv"), key=lambda p: p.stat().st_mtime):
@@ -48,14 +56,33 @@ def photo_report(checkpoint: Path, report_dir: Path, temperature: float) -> Path
     colorizer = load_colorizer(checkpoint)
     rows = []
     for photo in load_embedded_photos():
-        name, rgb = photo.name, photo.image
-        colorized = to_uint8_image(
-            colorize_rgb(colorizer, torch.from_numpy(rgb), temperature, input_size=256)
-        )
-        save_png(colorized, report_dir / "colorized" / f"{name}.png")
-        gray = np.repeat(np.asarray(Image.fromarray(rgb).convert("L"))[..., None], 3, axis=2)
-        rows.append(np.concatenate([_thumbnail(image) for image in (gray, colorized, rgb)], axis=1))
+        colorized = to_uint8_image(colorize_rgb(colorizer, torch.from_numpy(photo.image), temperature, input_size=256))
+        save_png(colorized, report_dir / "colorized" / f"{photo.name}.png")
+        gray = np.repeat(np.asarray(Image.fromarray(photo.image).convert("L"))[..., None], 3, axis=2)
+        rows.append(np.concatenate([_thumbnail(image) for image in (gray, colorized, photo.image)], axis=1))
     return save_png(np.concatenate(rows, axis=0), report_dir / "photos.png")
+
+
+def probe_report(config: PretrainConfig, checkpoint: Path, report_dir: Path) -> str:
+    """Linear probes of every layer: the pretrained trunk and the same network at random; the comparison text."""
+    from transfer.compare import compare
+    from transfer.config import load_probe_config
+    from transfer.probe import probe
+
+    results = report_dir / "transfer.jsonl"
+    width = config.model.kwargs.get("width", 1.0)
+    variants = {
+        "demo-probe": [f"ckpt={checkpoint}"],
+        "demo-probe-random": ["ckpt=random", f"model={config.model.name}", f"model_kwargs.width={width}"],
+    }
+    for run, overrides in variants.items():
+        if (Path(config.runs_dir) / f"probe-{run}" / "results.json").exists():
+            continue  # finished by an earlier demo
+        common = [f"run={run}", f"runs_dir={config.runs_dir}", f"results={results}", "logger.kind=csv"]
+        probe(load_probe_config("sample", [*common, "trainer.accelerator=cpu", *overrides]))
+    text = compare(results, report_dir / "linear_probe.png")
+    write_text(report_dir / "comparison.txt", text)
+    return text
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -64,17 +91,23 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     def run() -> None:
-        demo_overrides = ["run=demo", "resume=auto", "trainer.accelerator=cpu", "logger.kind=csv"]
-        config = load_pretrain_config("sample", [*demo_overrides, *args.overrides])
+        config = load_pretrain_config("sample", [*DEMO_OVERRIDES, *args.overrides])
         run_dir = pretrain(config)
         report_dir = run_dir / "report"
-        grid = photo_report(run_dir / "checkpoints" / "last.ckpt", report_dir, config.targets.temperature)
-        metrics = _final_metrics(run_dir)
+        checkpoint = run_dir / "checkpoints" / "last.ckpt"
+        photo_report(checkpoint, report_dir, config.targets.temperature)
+        grids = sorted((run_dir / "images").glob("val_step*.png"))
+        if grids:
+            shutil.copyfile(grids[-1], report_dir / "validation.png")
+        metrics = final_metrics(run_dir)
         write_text(report_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        print(f"\ndemo report: {report_dir}/  (photos: {grid.name}, metrics: metrics.json)")
+        comparison = probe_report(config, checkpoint, report_dir)
+        print("\n" + comparison)
+        print("colorization (validation crops):")
         for key in ("val/loss", "val/auc", "val/auc_gray", "val/auc_rebal", "val/auc_rebal_gray"):
             if key in metrics:
                 print(f"  {key:20s} {metrics[key]:.4f}")
+        print(f"\ndemo report: {report_dir}/")
 
     run_cli(run)
 
