@@ -19,6 +19,8 @@ ARGS ?=
 CKPT ?=
 LAYER ?=
 MAX_EPOCHS ?=
+TEMPERATURES ?=
+CLASSIFIER ?=
 PROBE_PRESET ?= $(if $(DATA),imagenet,sample)
 OUT ?=
 INPUT ?=
@@ -36,7 +38,7 @@ PRETRAIN_OVERRIDES = $(if $(DATA),data.source=folder data.root=$(DATA)) $(if $(M
 	$(if $(RESUME),resume=$(RESUME)) $(ARGS)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow lint format demo pretrain priors colorize bench-color linear-probe compare turing-test turing-report clean
+.PHONY: help setup test test-slow lint format demo pretrain priors colorize bench-color linear-probe compare eval-color turing-test turing-report clean
 
 help: ## List the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -87,6 +89,11 @@ linear-probe: setup ## Per-layer linear probes on frozen features: CKPT (default
 
 compare: setup ## Transfer results (results/transfer.jsonl) beside the paper's numbers: a table and results/linear_probe.png
 	$(PY) -m transfer.compare
+
+eval-color: setup ## Colorization quality (paper Table 1) + T sweep: CKPT (one or more) DATA TEMPERATURES CLASSIFIER (weights file) LOGGER ARGS
+	$(PY) -m lit_colorization.eval_color $(ARGS) $(if $(LOGGER),logger.kind=$(LOGGER)) $(if $(CKPT),--ckpt $(CKPT)) \
+		$(if $(DATA),--data $(DATA)) $(if $(TEMPERATURES),--temperatures $(TEMPERATURES)) \
+		$(if $(CLASSIFIER),--classifier-weights $(CLASSIFIER))
 
 turing-test: setup ## "Real or colorized?" study web app on 127.0.0.1: STUDY (folder with real/ and colorized/) DB TRIALS SHOW_MS PORT
 	$(if $(STUDY),,$(error STUDY=<folder with real/ and colorized/> is required; make eval-color writes one))
