@@ -2,14 +2,15 @@
 
 Prints one section per task found in the results store. ``linear-probe`` is a table per network (pretraining
 runs x layers, top-1 %, best layer marked) with the paper's AlexNet rows (REFERENCE.md section 7) beside the
-AlexNet runs, and a PNG of top-1 per layer per run. A task without a section of its own (e.g. "voc-cls",
-"voc-det" until they get one) is listed row by row with its numeric fields, so new tasks never break the
-report; a new section is a function added to ``SECTIONS``.
+AlexNet runs, and a PNG of top-1 per layer per run. ``voc-cls`` and ``voc-det`` list each run's VOC07 mAP
+with the paper's AlexNet numbers below. A task without a section of its own is listed row by row with its
+numeric fields, so new tasks never break the report; a new section is a function added to ``SECTIONS``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -169,7 +170,62 @@ def generic_section(task: str, rows: Sequence[ResultRow]) -> Section:
     return Section(f"{task} ({len(rows)} rows)", lines)
 
 
-SECTIONS: dict[str, Callable[[Sequence[ResultRow]], Section]] = {LINEAR_PROBE: linear_probe_section}
+VOC_CLASSIFICATION = "voc-cls"
+VOC_DETECTION = "voc-det"
+# REFERENCE.md section 7: VOC07 test mAP (%) of the colorization AlexNet, as (setting, label, value).
+PAPER_VOC: dict[str, list[tuple[str, str, float]]] = {
+    VOC_CLASSIFICATION: [
+        ("finetune from fc6", "paper: colorization, fc6-8 (recalled)", 61.5),
+        ("finetune from conv1", "paper: colorization, all layers", 65.9),
+    ],
+    VOC_DETECTION: [("Fast R-CNN, all layers", "paper: colorization", 46.9)],
+}
+
+
+def voc_setting(data: dict[str, Any]) -> str:
+    """What a VOC row measured: the protocol and layer (classification) or the detector's trunk (detection)."""
+    if data.get("task") == VOC_DETECTION:
+        frozen = ", frozen" if data.get("freeze_backbone") else ""
+        return f"{data.get('detector', '?')} on {data.get('layer', '?')}{frozen}"
+    if data.get("protocol") == "svm":
+        return f"svm on {data.get('layer', '?')}"
+    return f"finetune from {data.get('train_from', '?')}"
+
+
+def voc_section(task: str, rows: Sequence[ResultRow]) -> Section:
+    """One line per VOC run (mAP in %, as stored in [0, 1]) with the paper's AlexNet numbers below."""
+    body, problems = [], []
+    for row in rows:
+        data = row.data
+        if not _is_number(data.get("map")):
+            problems.append(f"line {row.line}: {task} row without a numeric 'map', skipped")
+            continue
+        body.append(
+            [
+                str(data.get("pretrain_run", "?")),
+                str(data.get("model", "?")),
+                voc_setting(data),
+                _short_dataset(str(data.get("dataset", "?"))),
+                str(data.get("ap_metric", "?")),
+                f"{100 * float(data['map']):.1f}",
+            ]
+        )
+    body += [
+        [label, PAPER_MODEL, setting, "VOC07 (paper)", "voc07", f"{value:.1f}"]
+        for setting, label, value in PAPER_VOC[task]
+    ]
+    title = (
+        "Pascal VOC07 classification" if task == VOC_CLASSIFICATION else "Pascal VOC07 detection (IoU 0.5)"
+    )
+    lines = ["mAP (%) on VOC07 test", *format_table(["run", "model", "setting", "data", "AP", "mAP"], body)]
+    return Section(title, lines, problems)
+
+
+SECTIONS: dict[str, Callable[[Sequence[ResultRow]], Section]] = {
+    LINEAR_PROBE: linear_probe_section,
+    VOC_CLASSIFICATION: functools.partial(voc_section, VOC_CLASSIFICATION),
+    VOC_DETECTION: functools.partial(voc_section, VOC_DETECTION),
+}
 
 
 def build_sections(rows: Sequence[ResultRow]) -> list[Section]:

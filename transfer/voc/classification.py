@@ -1,0 +1,178 @@
+"""Pascal VOC multi-label classification by fine-tuning a colorization trunk (the paper's Table 4 protocol).
+
+The classifier is the trunk up to ``head_layer`` (AlexNet: fc7, dropping the colorization fc8), then global
+average pooling and a new linear layer to the classes. ``train_from`` names the first trainable layer: the
+stages before it keep their weights and stay in eval mode (BatchNorm statistics frozen) whatever Lightning
+asks, those from it on train. ``train_from=fc6`` on AlexNet trains fc6, fc7 and the head; ``conv1`` all layers.
+
+Loss: binary cross-entropy with logits; entries of classes present only as difficult objects (VOC's "0"
+label) are left out of the loss as they are of the evaluation. Test: 10 crops per image (4 corners and the
+centre, and their mirror images); the logits of the 10 views are averaged.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+from lit_colorization.color import uint8_to_lab
+from lit_colorization.models import ColorizationNet
+from lit_colorization.models.base import normalise_lightness
+from transfer.voc.evaluation import classification_map
+from transfer.voc.trunk import output_channels, trunk_stages
+
+# The layer under the new head: the deepest layer of the trunk proper (eccv16's conv8 is its upsampling decoder).
+DEFAULT_HEAD_LAYER = {"alexnet": "fc7", "resnet50": "res5", "eccv16": "conv7"}
+HEAD_INIT_STD = 0.01
+
+
+def default_head_layer(network: ColorizationNet) -> str:
+    return DEFAULT_HEAD_LAYER.get(network.model_name, network.feature_layers[-1])
+
+
+class VOCClassifier(nn.Module):
+    """``L`` (B x 1 x H x W in [0, 100]) -> class logits (B x C); the stages before ``train_from`` frozen."""
+
+    def __init__(self, network: ColorizationNet, head_layer: str, train_from: str, num_classes: int) -> None:
+        super().__init__()
+        stages = list(trunk_stages(network, head_layer).items())
+        names = [name for name, _ in stages]
+        if train_from not in names:
+            raise ValueError(
+                f"config key 'train_from': expected a layer of {network.model_name} up to head_layer "
+                f"{head_layer!r} ({names}), got {train_from!r}"
+            )
+        split = names.index(train_from)
+        self.frozen = nn.Sequential(OrderedDict(stages[:split])).requires_grad_(False)
+        self.trainable = nn.Sequential(OrderedDict(stages[split:]))
+        self.trainable.requires_grad_(True)
+        channels = output_channels(nn.Sequential(self.frozen, self.trainable), network.output_stride)
+        self.head = nn.Linear(channels, num_classes)
+        nn.init.normal_(self.head.weight, std=HEAD_INIT_STD)
+        nn.init.zeros_(self.head.bias)
+        self.frozen_layers = tuple(names[:split])
+        self.trainable_layers = tuple(names[split:])
+        # Lightning keeps each submodule's mode as found: the trunk arrives in eval mode from load_network.
+        self.train(True)
+
+    def train(self, mode: bool = True) -> VOCClassifier:
+        super().train(mode)
+        self.frozen.train(False)  # frozen layers never update BatchNorm running statistics
+        return self
+
+    def forward(self, lightness: Tensor) -> Tensor:
+        x = normalise_lightness(lightness)
+        with torch.no_grad():
+            x = self.frozen(x)
+        x = self.trainable(x)
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def average_views(logits: Tensor, num_views: int) -> Tensor:
+    """(B * V, C) logits of V consecutive views per image -> (B, C), their mean."""
+    if logits.ndim != 2 or logits.shape[0] % num_views:
+        raise ValueError(f"expected (B * {num_views}, C) logits, got shape {tuple(logits.shape)}")
+    return logits.view(-1, num_views, logits.shape[1]).mean(dim=1)
+
+
+def masked_bce(logits: Tensor, targets: Tensor, ignore: Tensor) -> Tensor:
+    """Mean binary cross-entropy with logits over the entries not ``ignore``d."""
+    keep = (~ignore).to(logits.dtype)
+    losses = F.binary_cross_entropy_with_logits(logits, targets, weight=keep, reduction="sum")
+    return losses / keep.sum().clamp_min(1.0)
+
+
+def first_occurrences(index: Tensor) -> Tensor:
+    """Positions of the first occurrence of each distinct value of ``index``, in ascending value order."""
+    order = torch.argsort(index, stable=True)
+    ordered = index[order]
+    is_first = torch.ones_like(ordered, dtype=torch.bool)
+    is_first[1:] = ordered[1:] != ordered[:-1]
+    return order[is_first]
+
+
+@dataclass  # not frozen: torchmetrics rebuilds what compute() returns
+class ClassificationResult:
+    map: float  # in [0, 1]
+    per_class: list[float]  # NaN for a class without a positive test image
+    num_images: int
+
+
+class VOCClassificationMAP(Metric):
+    """Collects test scores keyed by dataset index (synced across processes), then ``classification_map``."""
+
+    full_state_update = False
+
+    def __init__(self, use_07_metric: bool) -> None:
+        super().__init__()
+        self.use_07_metric = use_07_metric
+        for name in ("index", "scores", "targets", "ignore"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(self, index: Tensor, scores: Tensor, targets: Tensor, ignore: Tensor) -> None:
+        self.index.append(index.long())
+        self.scores.append(scores.detach().float())
+        self.targets.append(targets.float())
+        self.ignore.append(ignore.bool())
+
+    def compute(self) -> ClassificationResult:
+        index = dim_zero_cat(self.index)
+        keep = first_occurrences(index)  # a padded DDP shard repeats images; each counts once
+        scores, targets, ignore = (
+            dim_zero_cat(state)[keep] for state in (self.scores, self.targets, self.ignore)
+        )
+        mean_ap, per_class = classification_map(
+            scores, targets, ignore.bool(), use_07_metric=self.use_07_metric
+        )
+        return ClassificationResult(mean_ap, per_class, int(keep.numel()))
+
+
+class VOCClassificationModule(L.LightningModule):
+    """Fine-tunes a ``VOCClassifier`` with SGD (``optim``: lr, momentum, weight_decay, milestones in steps,
+    gamma); logs ``voc/train_loss`` and, after each evaluation, ``voc/map`` (in [0, 1])."""
+
+    def __init__(self, classifier: VOCClassifier, optim: Any, use_07_metric: bool = True) -> None:
+        super().__init__()
+        self.classifier = classifier
+        self.optim = optim
+        self.test_map = VOCClassificationMAP(use_07_metric)
+        self.last_result: ClassificationResult | None = None
+
+    @staticmethod
+    def lightness(images: Tensor) -> Tensor:
+        # Colour conversion on the device, as in pretraining: the network sees L in [0, 100].
+        return uint8_to_lab(images)[:, :1]
+
+    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
+        images, targets, ignore = batch
+        loss = masked_bce(self.classifier(self.lightness(images)), targets, ignore)
+        self.log("voc/train_loss", loss, prog_bar=True, batch_size=images.shape[0])
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, tuple[Tensor, Tensor, Tensor]], batch_idx: int) -> None:
+        index, (views, targets, ignore) = batch  # an ``Indexed`` dataset of 10-view images
+        logits = self.classifier(self.lightness(views.flatten(0, 1)))
+        self.test_map.update(index, average_views(logits, views.shape[1]), targets, ignore)
+
+    def on_validation_epoch_end(self) -> None:
+        self.last_result = self.test_map.compute()
+        self.test_map.reset()
+        self.log("voc/map", self.last_result.map)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        trainable = [parameter for parameter in self.classifier.parameters() if parameter.requires_grad]
+        optimizer = torch.optim.SGD(
+            trainable, lr=self.optim.lr, momentum=self.optim.momentum, weight_decay=self.optim.weight_decay
+        )
+        schedule = torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=list(self.optim.milestones), gamma=self.optim.gamma
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -1,0 +1,295 @@
+"""Config schemas of the Pascal VOC benchmarks: ``configs/voc_cls.yaml`` and ``configs/voc_det.yaml``.
+
+Merging order: the YAML file (sized for a CPU run on the tiny generated VOC), then
+``configs/presets/voc_cls|voc_det/<preset>.yaml`` (``voc07``: the paper's protocol on a real VOCdevkit), then
+``key=value`` overrides. The dataclass defaults are the paper-scale protocol; every value can be overridden.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lit_colorization.cli import preset_path
+from lit_colorization.config import CONFIG_DIR, LoggerConfig, load_config, require
+from transfer.voc.dataset import IMAGE_SETS, VOC_CLASSES, VOC_YEARS
+from transfer.voc.synthetic import DEFAULT_CLASSES
+
+CLS_PROTOCOLS = ("finetune", "svm")
+AP_METRICS = ("voc07", "area")  # the VOC2007 devkit's 11-point AP, or the area under the precision envelope
+# Goyal et al. 2019's cost grid for the per-class SVMs (REFERENCE.md section 6).
+SVM_COSTS = [0.01, 0.1, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 50.0, 100.0, 1000.0]
+
+
+@dataclass
+class TinyVOCConfig:
+    """The generated stand-in for VOC2007 used when ``data.root`` is unset (see ``transfer.voc.synthetic``)."""
+
+    cache_dir: str = "runs/_data/tiny_voc"  # generated once per setting into a sub-folder, then reused
+    num_train: int = 20
+    num_val: int = 20
+    num_test: int = 30
+    image_size: int = 128  # longer side in pixels
+    classes: list[str] = field(default_factory=lambda: list(DEFAULT_CLASSES))
+    seed: int = 0
+
+
+@dataclass
+class VOCDataConfig:
+    root: str | None = None  # the folder holding VOCdevkit/ (Makefile: DATA); None: the tiny generated VOC
+    train_years: list[str] = field(default_factory=lambda: ["2007"])  # ["2007", "2012"]: VOC07+12 training
+    train_set: str = "trainval"
+    test_set: str = "test"  # of VOC2007
+    classes: list[str] | None = (
+        None  # None: the 20 VOC classes (the tiny VOC's own classes when root is unset)
+    )
+    batch_size: int = 10
+    num_workers: int = 4
+    tiny: TinyVOCConfig = field(default_factory=TinyVOCConfig)
+
+
+@dataclass
+class VOCTrainerConfig:
+    max_steps: int = 80_000  # -1: limited by max_epochs only
+    max_epochs: int | None = None
+    accelerator: str = "auto"
+    devices: Any = "auto"  # int, list of ids or "auto" (Makefile: GPUS)
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    val_check_interval: int | None = None  # steps between evaluations on the test set; None: only at the end
+    log_every_n_steps: int = 50
+    seed: int = 0
+    progress_bar: bool = True
+
+
+@dataclass
+class SGDConfig:
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    milestones: list[int] = field(default_factory=lambda: [40_000, 60_000])  # optimizer steps
+    gamma: float = 0.1
+
+
+@dataclass
+class ClsImageConfig:
+    resize: int = 256  # shorter side before cropping, for training and test
+    crop: int = 227  # random crops with flips for training; 10 crops (corners, centre, flipped) for test
+
+
+@dataclass
+class SVMConfig:
+    layer: str | None = None  # None: the last conv layer (alexnet conv5, resnet50 res5, eccv16 conv7)
+    costs: list[float] = field(default_factory=lambda: list(SVM_COSTS))
+    folds: int = (
+        3  # cross-validation folds for choosing each class's cost (fewer if a class has fewer positives)
+    )
+    positive_weight: float = 2.0  # class weight of the positives, as in Goyal et al.'s benchmark (recalled)
+    max_iter: int = 2000
+
+
+@dataclass
+class VOCClsConfig:
+    # A pretraining checkpoint, "random" (the network freshly initialised) or None: the most recent
+    # <runs_dir>/*/checkpoints/last.ckpt.
+    ckpt: str | None = None
+    model: str | None = None  # network for ckpt=random (None: alexnet); with a checkpoint it must match it
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    protocol: str = "finetune"  # finetune | svm (frozen features, per-class linear SVMs)
+    train_from: str = (
+        "conv1"  # finetune: first trainable layer; the layers before it stay frozen (fc6: fc6-8)
+    )
+    head_layer: str | None = (
+        None  # finetune: the layer under the new head (None: alexnet fc7, resnet50 res5, ...)
+    )
+    ap_metric: str = "voc07"
+    run: str | None = (
+        None  # the run folder is <runs_dir>/voc-cls-<run>; None: <pretrain run>-<protocol>-<layer>
+    )
+    runs_dir: str = "runs"
+    results: str = "results/transfer.jsonl"
+    data: VOCDataConfig = field(default_factory=VOCDataConfig)
+    image: ClsImageConfig = field(default_factory=ClsImageConfig)
+    optim: SGDConfig = field(default_factory=SGDConfig)
+    svm: SVMConfig = field(default_factory=SVMConfig)
+    trainer: VOCTrainerConfig = field(default_factory=VOCTrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+@dataclass
+class DetectorConfig:
+    backbone_layer: str | None = None  # None: alexnet conv5, resnet50 res4, eccv16 conv5
+    freeze_backbone: bool = False  # BatchNorm statistics and affine parameters stay frozen either way
+    min_size: int = 600  # shorter image side fed to the network (Fast R-CNN's single scale)
+    max_size: int = 1000
+    anchor_sizes: list[int] = field(default_factory=lambda: [64, 128, 256, 512])
+    aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
+    roi_output_size: int = 7
+    representation_size: int = 1024  # width of the two fully connected layers of the box head
+    score_threshold: float = (
+        0.0  # keep every scored detection up to detections_per_image, as VOC evaluation wants
+    )
+    detections_per_image: int = 100
+
+
+@dataclass
+class VOCDetConfig:
+    ckpt: str | None = None
+    model: str | None = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    run: str | None = (
+        None  # the run folder is <runs_dir>/voc-det-<run>; None: <pretrain run>-<layer>[-frozen]
+    )
+    runs_dir: str = "runs"
+    results: str = "results/transfer.jsonl"
+    data: VOCDataConfig = field(default_factory=lambda: VOCDataConfig(batch_size=2))
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    # Fast R-CNN's schedule (REFERENCE.md section 6): 150k iterations, lr x0.1 every 50k.
+    optim: SGDConfig = field(
+        default_factory=lambda: SGDConfig(lr=1e-3, weight_decay=5e-4, milestones=[50_000, 100_000])
+    )
+    trainer: VOCTrainerConfig = field(default_factory=lambda: VOCTrainerConfig(max_steps=150_000))
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+def load_voc_cls_config(preset: str | None, overrides: Sequence[str]) -> VOCClsConfig:
+    """configs/voc_cls.yaml, then configs/presets/voc_cls/<preset>.yaml (if given), then the overrides."""
+    config = load_config(VOCClsConfig, _files("voc_cls", preset), overrides)
+    validate_voc_cls_config(config)
+    return config
+
+
+def load_voc_det_config(preset: str | None, overrides: Sequence[str]) -> VOCDetConfig:
+    """configs/voc_det.yaml, then configs/presets/voc_det/<preset>.yaml (if given), then the overrides."""
+    config = load_config(VOCDetConfig, _files("voc_det", preset), overrides)
+    validate_voc_det_config(config)
+    return config
+
+
+def _files(task: str, preset: str | None) -> list:
+    files = [CONFIG_DIR / f"{task}.yaml"]
+    if preset is not None:
+        files.append(preset_path(task, preset))
+    return files
+
+
+def _validate_common(config: VOCClsConfig | VOCDetConfig) -> None:
+    data, tiny, trainer, optim = config.data, config.data.tiny, config.trainer, config.optim
+    require(
+        config.run is None or (bool(config.run) and "/" not in config.run),
+        "run",
+        "a name without '/'",
+        config.run,
+    )
+    require(bool(config.results), "results", "a path to a .jsonl file", config.results)
+    years = list(data.train_years)
+    require(
+        bool(years) and all(year in VOC_YEARS for year in years) and len(set(years)) == len(years),
+        "data.train_years",
+        f"distinct years from {list(VOC_YEARS)}",
+        years,
+    )
+    require(
+        data.train_set in IMAGE_SETS and data.train_set != "test",
+        "data.train_set",
+        "train, val or trainval",
+        data.train_set,
+    )
+    require(
+        data.test_set in IMAGE_SETS, "data.test_set", f"one of {list(IMAGE_SETS)} (of VOC2007)", data.test_set
+    )
+    if data.classes is not None:
+        classes = list(data.classes)
+        require(
+            bool(classes) and set(classes) <= set(VOC_CLASSES) and len(set(classes)) == len(classes),
+            "data.classes",
+            "distinct Pascal VOC class names, or null for all 20",
+            classes,
+        )
+    require(data.batch_size > 0, "data.batch_size", "a positive integer", data.batch_size)
+    require(data.num_workers >= 0, "data.num_workers", "an integer >= 0", data.num_workers)
+    require(
+        data.root is not None or years == ["2007"],
+        "data.train_years",
+        "['2007'] for the tiny generated VOC",
+        years,
+    )
+    for key in ("num_train", "num_val", "num_test", "image_size"):
+        require(getattr(tiny, key) > 0, f"data.tiny.{key}", "a positive integer", getattr(tiny, key))
+    require(optim.lr > 0, "optim.lr", "a positive number", optim.lr)
+    require(0 <= optim.momentum < 1, "optim.momentum", "a number in [0, 1)", optim.momentum)
+    require(optim.weight_decay >= 0, "optim.weight_decay", "a number >= 0", optim.weight_decay)
+    milestones = list(optim.milestones)
+    require(
+        all(m > 0 for m in milestones) and milestones == sorted(set(milestones)),
+        "optim.milestones",
+        "increasing positive step numbers",
+        milestones,
+    )
+    require(optim.gamma > 0, "optim.gamma", "a positive number", optim.gamma)
+    require(
+        trainer.max_steps > 0 or (trainer.max_steps == -1 and (trainer.max_epochs or 0) > 0),
+        "trainer.max_steps",
+        "a positive integer, or -1 with a positive trainer.max_epochs",
+        trainer.max_steps,
+    )
+    require(
+        trainer.max_epochs is None or trainer.max_epochs > 0,
+        "trainer.max_epochs",
+        "a positive integer or null",
+        trainer.max_epochs,
+    )
+    require(
+        trainer.val_check_interval is None or trainer.val_check_interval > 0,
+        "trainer.val_check_interval",
+        "a positive number of steps or null",
+        trainer.val_check_interval,
+    )
+
+
+def validate_voc_cls_config(config: VOCClsConfig) -> None:
+    _validate_common(config)
+    require(config.protocol in CLS_PROTOCOLS, "protocol", f"one of {list(CLS_PROTOCOLS)}", config.protocol)
+    require(config.ap_metric in AP_METRICS, "ap_metric", f"one of {list(AP_METRICS)}", config.ap_metric)
+    image, svm = config.image, config.svm
+    require(image.crop > 0, "image.crop", "a positive integer", image.crop)
+    require(
+        image.resize >= image.crop, "image.resize", f"an integer >= image.crop ({image.crop})", image.resize
+    )
+    costs = list(svm.costs)
+    require(bool(costs) and all(cost > 0 for cost in costs), "svm.costs", "positive numbers", costs)
+    require(svm.folds >= 2, "svm.folds", "an integer >= 2", svm.folds)
+    require(svm.positive_weight > 0, "svm.positive_weight", "a positive number", svm.positive_weight)
+    require(svm.max_iter > 0, "svm.max_iter", "a positive integer", svm.max_iter)
+
+
+def validate_voc_det_config(config: VOCDetConfig) -> None:
+    _validate_common(config)
+    detector = config.detector
+    require(detector.min_size > 0, "detector.min_size", "a positive integer", detector.min_size)
+    require(
+        detector.max_size >= detector.min_size,
+        "detector.max_size",
+        f"an integer >= detector.min_size ({detector.min_size})",
+        detector.max_size,
+    )
+    sizes, ratios = list(detector.anchor_sizes), list(detector.aspect_ratios)
+    require(
+        bool(sizes) and all(size > 0 for size in sizes), "detector.anchor_sizes", "positive integers", sizes
+    )
+    require(
+        bool(ratios) and all(ratio > 0 for ratio in ratios),
+        "detector.aspect_ratios",
+        "positive numbers",
+        ratios,
+    )
+    for key in ("roi_output_size", "representation_size", "detections_per_image"):
+        require(getattr(detector, key) > 0, f"detector.{key}", "a positive integer", getattr(detector, key))
+    require(
+        0 <= detector.score_threshold < 1,
+        "detector.score_threshold",
+        "a number in [0, 1)",
+        detector.score_threshold,
+    )

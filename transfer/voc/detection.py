@@ -1,0 +1,272 @@
+"""Pascal VOC detection: torchvision's Faster R-CNN on a colorization trunk, as a thin LightningModule.
+
+The backbone is the trunk up to ``backbone_layer`` (AlexNet conv5, stride 8; ResNet-50 res4, stride 16; eccv16
+conv5), one feature map, no FPN. Its BatchNorm layers always keep their pretrained statistics and affine
+parameters (detection batches of 2 images are too small to estimate them); ``freeze_backbone`` freezes the
+convolutions too. The box head is a new two-layer MLP on 7 x 7 RoIAlign features (the paper's Fast R-CNN reused
+the pretrained fc6/fc7 instead; AlexNet's fc6 here is a dilated conv that does not fit a 7 x 7 RoI).
+
+Input: torchvision's detectors take RGB in [0, 1]; ``LightnessRCNNTransform`` turns each image into ``L`` in
+[0, 100] before resizing, instead of the ImageNet mean/std normalisation. Training ignores difficult objects
+(Fast R-CNN's default); evaluation scores them as VOC does (neither positive nor negative).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.ops import MultiScaleRoIAlign
+
+from lit_colorization.color import rgb_to_lab
+from lit_colorization.models import ColorizationNet
+from lit_colorization.models.base import normalise_lightness
+from transfer.voc.evaluation import detection_map, torchmetrics_detection_map
+from transfer.voc.trunk import batch_norm_layers, output_channels, trunk_stages
+
+DEFAULT_BACKBONE_LAYER = {"alexnet": "conv5", "resnet50": "res4", "eccv16": "conv5"}
+FEATURE_MAP = "0"
+ROI_SAMPLING_RATIO = 2
+
+
+def default_backbone_layer(network: ColorizationNet) -> str:
+    if network.model_name not in DEFAULT_BACKBONE_LAYER:
+        raise ValueError(
+            f"no default detection layer for model {network.model_name!r}; set detector.backbone_layer"
+        )
+    return DEFAULT_BACKBONE_LAYER[network.model_name]
+
+
+class LightnessRCNNTransform(GeneralizedRCNNTransform):
+    """torchvision's detection transform with the normalisation replaced: RGB in [0, 1] -> ``L`` in [0, 100].
+
+    Resizing, batching (padding with ``L`` = 0) and mapping boxes back to the input size are torchvision's.
+    """
+
+    def __init__(self, min_size: int, max_size: int) -> None:
+        super().__init__(min_size, max_size, image_mean=[], image_std=[])
+
+    def normalize(self, image: Tensor) -> Tensor:
+        if not image.is_floating_point() or image.ndim != 3 or image.shape[0] != 3:
+            raise ValueError(
+                f"detector input must be float RGB images (3 x H x W) in [0, 1], got {image.dtype} "
+                f"{tuple(image.shape)}"
+            )
+        return rgb_to_lab(image[None])[0, :1]
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(RGB -> L in [0, 100], min_size={self.min_size}, max_size={self.max_size})"
+        )
+
+
+class ColorizationBackbone(nn.Module):
+    """``L`` batch -> {"0": features of ``layer``}, with ``out_channels`` as torchvision's detectors require."""
+
+    def __init__(self, network: ColorizationNet, layer: str, freeze: bool) -> None:
+        super().__init__()
+        self.layer = layer
+        self.frozen = freeze
+        self.body = nn.Sequential(trunk_stages(network, layer))
+        self.out_channels = output_channels(self.body, network.output_stride)
+        self.body.requires_grad_(not freeze)
+        for norm in batch_norm_layers(self.body):
+            norm.requires_grad_(False)
+        # Lightning keeps each submodule's mode as found: the trunk arrives in eval mode from load_network.
+        self.train(True)
+
+    def train(self, mode: bool = True) -> ColorizationBackbone:
+        super().train(mode and not self.frozen)
+        for norm in batch_norm_layers(self.body):
+            norm.train(False)
+        return self
+
+    def forward(self, lightness: Tensor) -> OrderedDict[str, Tensor]:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            return OrderedDict([(FEATURE_MAP, self.body(normalise_lightness(lightness)))])
+
+
+def build_detector(network: ColorizationNet, num_classes: int, detector: Any) -> FasterRCNN:
+    """Faster R-CNN for ``num_classes`` object classes (plus background) on ``network``'s trunk.
+
+    ``detector`` is a ``DetectorConfig``: backbone_layer (None: the network's default), freeze_backbone,
+    min_size, max_size, anchor_sizes, aspect_ratios, roi_output_size, representation_size, score_threshold,
+    detections_per_image.
+    """
+    layer = detector.backbone_layer or default_backbone_layer(network)
+    backbone = ColorizationBackbone(network, layer, detector.freeze_backbone)
+    anchors = AnchorGenerator(
+        sizes=(tuple(int(size) for size in detector.anchor_sizes),),
+        aspect_ratios=(tuple(float(ratio) for ratio in detector.aspect_ratios),),
+    )
+    roi_pool = MultiScaleRoIAlign([FEATURE_MAP], detector.roi_output_size, ROI_SAMPLING_RATIO)
+    head = TwoMLPHead(backbone.out_channels * detector.roi_output_size**2, detector.representation_size)
+    model = FasterRCNN(
+        backbone,
+        rpn_anchor_generator=anchors,
+        box_roi_pool=roi_pool,
+        box_head=head,
+        box_predictor=FastRCNNPredictor(detector.representation_size, num_classes + 1),
+        box_score_thresh=detector.score_threshold,
+        box_detections_per_img=detector.detections_per_image,
+        min_size=detector.min_size,
+        max_size=detector.max_size,
+    )
+    model.transform = LightnessRCNNTransform(detector.min_size, detector.max_size)
+    return model
+
+
+def collate_indexed_detection(
+    batch: Sequence[tuple[int, tuple[Tensor, dict[str, Tensor]]]],
+) -> tuple[Tensor, list[Tensor], list[dict[str, Tensor]]]:
+    """``Indexed`` detection samples -> (indices, images, targets)."""
+    return (
+        torch.tensor([index for index, _ in batch], dtype=torch.long),
+        [image for _, (image, _) in batch],
+        [target for _, (_, target) in batch],
+    )
+
+
+def training_targets(targets: Sequence[dict[str, Tensor]]) -> list[dict[str, Tensor]]:
+    """Plain-tensor boxes and labels without the difficult objects (images left with none train as negatives)."""
+    kept = []
+    for target in targets:
+        easy = ~target["difficult"].bool()
+        kept.append({"boxes": target["boxes"].as_subclass(Tensor)[easy], "labels": target["labels"][easy]})
+    return kept
+
+
+def as_float_images(images: Sequence[Tensor]) -> list[Tensor]:
+    return [image.float() / 255.0 for image in images]
+
+
+@dataclass  # not frozen: torchmetrics rebuilds what compute() returns
+class DetectionResult:
+    map: float  # VOC07 11-point mAP at IoU 0.5 (the paper's metric), in [0, 1]
+    per_class: dict[int, float]  # label id (1-based) -> AP
+    map_torchmetrics: float  # torchmetrics' COCO-style 101-point AP at IoU 0.5
+    per_class_torchmetrics: dict[int, float]
+    num_images: int
+
+
+class VOCDetectionMAP(Metric):
+    """Collects detections and ground truth per image (synced across processes), then both mAPs.
+
+    Each entry records the process that produced it: a padded DDP shard repeats a few images on another
+    process, and only the copy from the lowest-ranked process that saw an image is scored.
+    """
+
+    full_state_update = False
+    FIELDS = (
+        "seen_image", "seen_rank",
+        "pred_boxes", "pred_scores", "pred_labels", "pred_image", "pred_rank",
+        "true_boxes", "true_labels", "true_difficult", "true_image", "true_rank",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        super().__init__()
+        for name in self.FIELDS:
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(
+        self,
+        index: Tensor,
+        predictions: Sequence[dict[str, Tensor]],
+        targets: Sequence[dict[str, Tensor]],
+        rank: int,
+    ) -> None:
+        device = index.device
+        self.seen_image.append(index.long())
+        self.seen_rank.append(torch.full_like(index, rank, dtype=torch.long))
+        for image, prediction, target in zip(index.tolist(), predictions, targets, strict=True):
+            count, true_count = len(prediction["boxes"]), len(target["boxes"])
+            self.pred_boxes.append(prediction["boxes"].detach().float().reshape(-1, 4))
+            self.pred_scores.append(prediction["scores"].detach().float())
+            self.pred_labels.append(prediction["labels"].long())
+            self.pred_image.append(torch.full((count,), image, dtype=torch.long, device=device))
+            self.pred_rank.append(torch.full((count,), rank, dtype=torch.long, device=device))
+            self.true_boxes.append(target["boxes"].as_subclass(Tensor).float().reshape(-1, 4))
+            self.true_labels.append(target["labels"].long())
+            self.true_difficult.append(target["difficult"].bool())
+            self.true_image.append(torch.full((true_count,), image, dtype=torch.long, device=device))
+            self.true_rank.append(torch.full((true_count,), rank, dtype=torch.long, device=device))
+
+    def compute(self) -> DetectionResult:
+        state = {name: dim_zero_cat(getattr(self, name)).cpu() for name in self.FIELDS}
+        images = torch.unique(state["seen_image"])
+        scoring_rank = torch.full((int(images.max()) + 1,), torch.iinfo(torch.long).max, dtype=torch.long)
+        scoring_rank.scatter_reduce_(0, state["seen_image"], state["seen_rank"], reduce="amin")
+        predictions = _per_image(state, "pred", ("boxes", "scores", "labels"), images, scoring_rank)
+        truths = _per_image(state, "true", ("boxes", "labels", "difficult"), images, scoring_rank)
+        mean_ap, per_class = detection_map(predictions, truths, iou_threshold=0.5, use_07_metric=True)
+        tm_map, tm_per_class = torchmetrics_detection_map(predictions, truths, iou_threshold=0.5)
+        return DetectionResult(mean_ap, per_class, tm_map, tm_per_class, int(images.numel()))
+
+
+def _per_image(
+    state: dict[str, Tensor], prefix: str, fields: tuple[str, ...], images: Tensor, scoring_rank: Tensor
+) -> list[dict[str, Tensor]]:
+    """Entries of ``prefix`` from each image's scoring process, grouped into one dict per image of ``images``."""
+    image, rank = state[f"{prefix}_image"], state[f"{prefix}_rank"]
+    keep = rank == scoring_rank[image]
+    order = torch.argsort(image[keep], stable=True)
+    counts = torch.bincount(image[keep], minlength=len(scoring_rank))[images].tolist()
+    columns = {name: torch.split(state[f"{prefix}_{name}"][keep][order], counts) for name in fields}
+    return [{name: columns[name][position] for name in fields} for position in range(len(images))]
+
+
+class VOCDetectionModule(L.LightningModule):
+    """Trains a torchvision detector with SGD (``optim``: lr, momentum, weight_decay, milestones in steps, gamma).
+
+    Logs the detector's losses (``voc/loss_*``) and, after each evaluation, ``voc/map`` (VOC07 11-point) and
+    ``voc/map_torchmetrics``.
+    """
+
+    def __init__(self, detector: FasterRCNN, optim: Any) -> None:
+        super().__init__()
+        self.detector = detector
+        self.optim = optim
+        self.test_map = VOCDetectionMAP()
+        self.last_result: DetectionResult | None = None
+
+    def training_step(self, batch: tuple[list[Tensor], list[dict[str, Tensor]]], batch_idx: int) -> Tensor:
+        images, targets = batch
+        losses = self.detector(as_float_images(images), training_targets(targets))
+        total = torch.stack(list(losses.values())).sum()
+        for name, value in losses.items():
+            self.log(f"voc/{name}", value, batch_size=len(images))
+        self.log("voc/train_loss", total, prog_bar=True, batch_size=len(images))
+        return total
+
+    def validation_step(
+        self, batch: tuple[Tensor, list[Tensor], list[dict[str, Tensor]]], batch_idx: int
+    ) -> None:
+        index, images, targets = batch
+        self.test_map.update(index, self.detector(as_float_images(images)), targets, self.global_rank)
+
+    def on_validation_epoch_end(self) -> None:
+        self.last_result = self.test_map.compute()
+        self.test_map.reset()
+        self.log("voc/map", self.last_result.map)
+        self.log("voc/map_torchmetrics", self.last_result.map_torchmetrics)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        trainable = [parameter for parameter in self.detector.parameters() if parameter.requires_grad]
+        optimizer = torch.optim.SGD(
+            trainable, lr=self.optim.lr, momentum=self.optim.momentum, weight_decay=self.optim.weight_decay
+        )
+        schedule = torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=list(self.optim.milestones), gamma=self.optim.gamma
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

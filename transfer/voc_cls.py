@@ -1,0 +1,213 @@
+"""Pascal VOC07 classification: ``python -m transfer.voc_cls [--preset voc07] key=value ...``.
+
+``protocol=finetune`` (default) fine-tunes the pretrained trunk from ``train_from`` on (``conv1``: all layers,
+``fc6``: fc6-8) with a new global-average-pool + linear head and reports 10-crop mAP on VOC07 test;
+``protocol=svm`` trains per-class linear SVMs on frozen ``svm.layer`` features. Without ``data.root`` (DATA)
+it runs on a tiny generated VOC. Appends one row (task "voc-cls") to the results store and writes
+``runs/voc-cls-<run>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+from lit_colorization.cli import run_cli
+from lit_colorization.config import to_container
+from lit_colorization.loggers import build_logger
+from lit_colorization.models import ColorizationNet
+from transfer.backbone import FrozenBackbone, load_network
+from transfer.voc.classification import VOCClassificationModule, VOCClassifier, default_head_layer
+from transfer.voc.config import VOCClsConfig, load_voc_cls_config
+from transfer.voc.data import (
+    NUM_TEST_VIEWS,
+    TEST_YEAR,
+    Indexed,
+    TenCropTransform,
+    VOCSource,
+    centre_crop_transform,
+    classification_train_transform,
+    resolve_voc_source,
+    training_set,
+)
+from transfer.voc.dataset import VOCClassification
+from transfer.voc.runs import (
+    base_row,
+    build_trainer,
+    data_loader,
+    feature_device,
+    log_per_class,
+    per_class_ap,
+    publish,
+    resolve_ckpt,
+    run_directory,
+    write_run_config,
+)
+from transfer.voc.svm import default_svm_layer, evaluate_svms, extract_features
+
+TASK = "voc-cls"
+log = logging.getLogger(__name__)
+
+
+def finetune(
+    config: VOCClsConfig,
+    network: ColorizationNet,
+    voc: VOCSource,
+    head_layer: str,
+    logger: Logger | bool,
+    run_dir: Path,
+) -> tuple[dict[str, Any], float, list[float]]:
+    """Fine-tune and evaluate; returns (row fields, mAP, per-class AP)."""
+    data, image = config.data, config.image
+    train = training_set(
+        voc, data, VOCClassification, transform=classification_train_transform(image.resize, image.crop)
+    )
+    test = Indexed(
+        VOCClassification(
+            voc.root,
+            TEST_YEAR,
+            data.test_set,
+            classes=voc.classes,
+            transform=TenCropTransform(image.resize, image.crop),
+        )
+    )
+    train_loader = data_loader(train, data.batch_size, data.num_workers, shuffle=True)
+    test_loader = data_loader(test, data.batch_size, data.num_workers, shuffle=False)
+    classifier = VOCClassifier(network, head_layer, config.train_from, len(voc.classes))
+    module = VOCClassificationModule(classifier, config.optim, use_07_metric=config.ap_metric == "voc07")
+    trainer = build_trainer(config.trainer, run_dir, logger)
+    periodic = test_loader if config.trainer.val_check_interval is not None else None
+    trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=periodic)
+    trainer.validate(module, dataloaders=test_loader, verbose=False)
+    result = module.last_result
+    fields = {
+        "protocol": "finetune",
+        "train_from": config.train_from,
+        "layer": head_layer,
+        "trainable_layers": list(classifier.trainable_layers),
+        "head": "global average pool + linear",
+        "test_views": NUM_TEST_VIEWS,
+        "crop": image.crop,
+        "steps": trainer.global_step,
+        "num_test_images": result.num_images,
+    }
+    return fields, result.map, result.per_class
+
+
+def svm_protocol(
+    config: VOCClsConfig, network: ColorizationNet, voc: VOCSource, layer: str, logger: Logger | bool
+) -> tuple[dict[str, Any], float, list[float]]:
+    """Frozen features, per-class SVMs; returns (row fields, mAP, per-class AP)."""
+    data, image, svm = config.data, config.image, config.svm
+    device = feature_device(config.trainer.accelerator)
+    backbone = FrozenBackbone(network.to(device), [layer])
+    transform = centre_crop_transform(image.resize, image.crop)
+    train = training_set(voc, data, VOCClassification, transform=transform)
+    test = VOCClassification(voc.root, TEST_YEAR, data.test_set, classes=voc.classes, transform=transform)
+    train_features = extract_features(
+        backbone, layer, data_loader(train, data.batch_size, data.num_workers, shuffle=False), device
+    )
+    test_features = extract_features(
+        backbone, layer, data_loader(test, data.batch_size, data.num_workers, shuffle=False), device
+    )
+    log.info(
+        "training %d per-class SVMs on %d x %d features", len(voc.classes), *train_features.features.shape
+    )
+    result = evaluate_svms(
+        train_features,
+        test_features,
+        list(svm.costs),
+        svm.folds,
+        svm.positive_weight,
+        svm.max_iter,
+        use_07_metric=config.ap_metric == "voc07",
+        seed=config.trainer.seed,
+    )
+    if logger:
+        logger.log_metrics({"voc/map": result.map}, step=0)
+    fields = {
+        "protocol": "svm",
+        "train_from": None,
+        "layer": layer,
+        "feature_dim": result.feature_dim,
+        "crop": image.crop,
+        "svm_cost": {name: one.cost for name, one in zip(voc.classes, result.svms, strict=True)},
+        "num_test_images": len(test),
+    }
+    return fields, result.map, result.per_class
+
+
+def classify(config: VOCClsConfig) -> dict[str, Any]:
+    """Run the VOC classification benchmark ``config`` describes; returns the row appended to the results store."""
+    seed = config.trainer.seed
+    L.seed_everything(seed, workers=True)
+    ckpt = resolve_ckpt(config.ckpt, config.runs_dir)
+    network, source = load_network(ckpt, config.model, dict(config.model_kwargs), seed=seed)
+    voc = resolve_voc_source(config.data)
+    if config.protocol == "svm":
+        layer = config.svm.layer or default_svm_layer(source.model_name)
+        label = f"svm-{layer}"
+    else:
+        layer = config.head_layer or default_head_layer(network)
+        label = f"finetune-{config.train_from}"
+    run_dir = run_directory(config.runs_dir, TASK, config.run or f"{source.pretrain_run}-{label}")
+    resolved = {
+        **to_container(config),
+        "ckpt": source.ckpt,
+        "model": source.model_name,
+        "data_root": str(voc.root),
+    }
+    write_run_config(run_dir, resolved)
+    log.info(
+        "VOC classification (%s) of %s %s from %s on %s",
+        label,
+        source.model_name,
+        source.pretrain_run,
+        source.ckpt,
+        voc.label,
+    )
+    logger = build_logger(
+        config.logger, run_dir, run_dir.name, job_type=TASK, config=resolved, group=source.pretrain_run
+    )
+    if config.protocol == "svm":
+        fields, mean_ap, per_class = svm_protocol(config, network, voc, layer, logger)
+    else:
+        fields, mean_ap, per_class = finetune(config, network, voc, layer, logger, run_dir)
+    ap = per_class_ap(voc.classes, per_class)
+    row = {
+        **base_row(TASK, run_dir, source, voc, seed),
+        **fields,
+        "ap_metric": config.ap_metric,
+        "map": round(mean_ap, 6),
+        "ap": ap,
+    }
+    log_per_class(logger, ap, step=int(fields.get("steps", 0)))
+    publish(config.results, [row], run_dir)
+    if rank_zero_only.rank == 0:
+        print(
+            f"VOC07 classification ({label}) of {source.pretrain_run} ({source.model_name}) on {voc.label}:"
+        )
+        print(
+            f"  mAP {100 * mean_ap:.2f} ({config.ap_metric}); appended to {config.results}; run folder: {run_dir}"
+        )
+    return row
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Pascal VOC07 classification on a colorization trunk")
+    parser.add_argument(
+        "--preset", default=None, help="configs/presets/voc_cls/<name>.yaml (voc07: the paper's)"
+    )
+    parser.add_argument("overrides", nargs="*", help="config overrides key=value")
+    args = parser.parse_args(argv)
+    run_cli(lambda: classify(load_voc_cls_config(args.preset, args.overrides)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Pascal VOC07 detection: ``python -m transfer.voc_det [--preset voc07] key=value ...``.
+
+Trains torchvision's Faster R-CNN on the colorization trunk (``detector.backbone_layer``, frozen or fine-tuned
+per ``detector.freeze_backbone``) on VOC trainval (``data.train_years``: 2007, or 2007 and 2012) and evaluates
+on VOC07 test: mAP at IoU 0.5 by the VOC07 devkit's 11-point rule (the paper's metric, ``map``) and by
+torchmetrics (``map_torchmetrics``). Without ``data.root`` (DATA) it runs on a tiny generated VOC. Appends one
+row (task "voc-det") to the results store and writes ``runs/voc-det-<run>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from torchvision.transforms import v2
+
+from lit_colorization.cli import run_cli
+from lit_colorization.config import to_container
+from lit_colorization.loggers import build_logger
+from transfer.backbone import load_network
+from transfer.voc.config import VOCDetConfig, load_voc_det_config
+from transfer.voc.data import TEST_YEAR, Indexed, resolve_voc_source, training_set
+from transfer.voc.dataset import VOCDetectionDataset, collate_detection
+from transfer.voc.detection import (
+    VOCDetectionModule,
+    build_detector,
+    collate_indexed_detection,
+    default_backbone_layer,
+)
+from transfer.voc.runs import (
+    base_row,
+    build_trainer,
+    data_loader,
+    log_per_class,
+    per_class_ap,
+    publish,
+    resolve_ckpt,
+    run_directory,
+    write_run_config,
+)
+
+TASK = "voc-det"
+log = logging.getLogger(__name__)
+
+
+def detect(config: VOCDetConfig) -> dict[str, Any]:
+    """Run the VOC detection benchmark ``config`` describes; returns the row appended to the results store."""
+    seed, data, detector_config = config.trainer.seed, config.data, config.detector
+    L.seed_everything(seed, workers=True)
+    ckpt = resolve_ckpt(config.ckpt, config.runs_dir)
+    network, source = load_network(ckpt, config.model, dict(config.model_kwargs), seed=seed)
+    voc = resolve_voc_source(data)
+    layer = detector_config.backbone_layer or default_backbone_layer(network)
+    frozen = "-frozen" if detector_config.freeze_backbone else ""
+    run_dir = run_directory(config.runs_dir, TASK, config.run or f"{source.pretrain_run}-{layer}{frozen}")
+    resolved = {
+        **to_container(config),
+        "ckpt": source.ckpt,
+        "model": source.model_name,
+        "data_root": str(voc.root),
+        "detector": {**to_container(detector_config), "backbone_layer": layer},
+    }
+    write_run_config(run_dir, resolved)
+    log.info(
+        "VOC detection on %s %s (%s) from %s on %s",
+        source.model_name,
+        layer,
+        source.pretrain_run,
+        source.ckpt,
+        voc.label,
+    )
+    logger = build_logger(
+        config.logger, run_dir, run_dir.name, job_type=TASK, config=resolved, group=source.pretrain_run
+    )
+
+    # Horizontal flips are the only augmentation, as in Fast R-CNN; torchvision's transform rescales images.
+    train = training_set(voc, data, VOCDetectionDataset, transforms=v2.RandomHorizontalFlip())
+    test = Indexed(VOCDetectionDataset(voc.root, TEST_YEAR, data.test_set, classes=voc.classes))
+    train_loader = data_loader(
+        train, data.batch_size, data.num_workers, shuffle=True, collate_fn=collate_detection
+    )
+    test_loader = data_loader(
+        test, data.batch_size, data.num_workers, shuffle=False, collate_fn=collate_indexed_detection
+    )
+    detector = build_detector(network, len(voc.classes), detector_config)
+    module = VOCDetectionModule(detector, config.optim)
+    trainer = build_trainer(config.trainer, run_dir, logger)
+    periodic = test_loader if config.trainer.val_check_interval is not None else None
+    trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=periodic)
+    trainer.validate(module, dataloaders=test_loader, verbose=False)
+    result = module.last_result
+
+    ap = per_class_ap(
+        voc.classes, [result.per_class.get(label, float("nan")) for label in range(1, len(voc.classes) + 1)]
+    )
+    row = {
+        **base_row(TASK, run_dir, source, voc, seed),
+        "layer": layer,
+        "freeze_backbone": detector_config.freeze_backbone,
+        "detector": "faster-rcnn",
+        "min_size": detector_config.min_size,
+        "steps": trainer.global_step,
+        "num_test_images": result.num_images,
+        "ap_metric": "voc07",
+        "map": round(result.map, 6),
+        "map_torchmetrics": round(result.map_torchmetrics, 6),
+        "ap": ap,
+    }
+    log_per_class(logger, ap, step=trainer.global_step)
+    publish(config.results, [row], run_dir)
+    if rank_zero_only.rank == 0:
+        print(
+            f"VOC07 detection (Faster R-CNN on {layer}) of {source.pretrain_run} ({source.model_name}) on {voc.label}:"
+        )
+        print(
+            f"  mAP@0.5 {100 * result.map:.2f} (VOC07 11-point), {100 * result.map_torchmetrics:.2f} (torchmetrics); "
+            f"appended to {config.results}; run folder: {run_dir}"
+        )
+    return row
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="Pascal VOC07 detection (Faster R-CNN) on a colorization trunk"
+    )
+    parser.add_argument(
+        "--preset", default=None, help="configs/presets/voc_det/<name>.yaml (voc07: the paper's)"
+    )
+    parser.add_argument("overrides", nargs="*", help="config overrides key=value")
+    args = parser.parse_args(argv)
+    run_cli(lambda: detect(load_voc_det_config(args.preset, args.overrides)))
+
+
+if __name__ == "__main__":
+    main()
