@@ -57,7 +57,7 @@ class OptimConfig:
     )  # optimizer steps at which the lr changes
     gamma: float = 0.1  # lr factor at each milestone, unless milestone_lrs gives the lr after each one
     milestone_lrs: list[float] = field(default_factory=list)
-    fused: bool = False
+    fused: bool | None = None  # fused Adam; None: on CUDA, not elsewhere (lit_colorization/perf.py)
 
 
 @dataclass
@@ -67,6 +67,8 @@ class TrainerConfig:
     devices: Any = "auto"  # int, list of ids or "auto" (Makefile: GPUS)
     num_nodes: int = 1
     strategy: str = "auto"
+    # 32-true | bf16-mixed | 16-mixed | auto (bf16-mixed on CUDA, else 32-true). Off CUDA, mixed precision,
+    # compile and fused Adam fall back to fp32 eager (lit_colorization/perf.py says so once).
     precision: str = "32-true"
     val_check_interval: Any = 1.0  # fraction of an epoch or a number of steps
     check_val_every_n_epoch: int | None = 1
@@ -74,7 +76,8 @@ class TrainerConfig:
     log_every_n_steps: int = 50
     gradient_clip_val: float | None = None
     channels_last: bool = False
-    compile: bool = False
+    compile: bool = False  # torch.compile of the network, in place (CUDA only)
+    tf32: bool = True  # TF32 for what stays fp32 on CUDA (matmuls and convolutions)
     seed: int = 0
     progress_bar: bool = True
 

@@ -12,10 +12,12 @@ from torchmetrics import MeanMetric
 
 from lit_colorization.checkpoint import CHECKPOINT_KEY, describe
 from lit_colorization.config import to_container
+from lit_colorization.data.encoded import DeviceCropper
 from lit_colorization.inference import output_to_ab, upsample_ab
 from lit_colorization.losses import ab_regression_loss, soft_cross_entropy
 from lit_colorization.metrics import auc, colorfulness
 from lit_colorization.models import create_model
+from lit_colorization.perf import adam, apply_to_network, enable_tf32, settings_for
 from lit_colorization.schedules import step_schedule
 from lit_colorization.targets import ColorTargetBuilder, ColorTargets
 from lit_colorization.visualize import colorization_grid, lab_batch_to_rgb, save_png
@@ -30,15 +32,19 @@ class ColorizationModule(L.LightningModule):
         self.loss_kind = config.loss
         self.temperature = config.targets.temperature
         self.optim = config.optim
-        self.channels_last = config.trainer.channels_last
+        # Precision, channels_last, compile, fused Adam and TF32 as they apply on this run's device.
+        self.perf = settings_for(config.trainer, config.optim)
         self.num_images_logged = config.num_val_images_logged
         self.image_dir = None if image_dir is None else Path(image_dir)
         model_kwargs = dict(config.model.kwargs)
         if self.loss_kind == "l2":
             model_kwargs["num_bins"] = REGRESSION_CHANNELS
-        self.net = create_model(config.model.name, **model_kwargs)
-        if self.channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
+        self.net = apply_to_network(create_model(config.model.name, **model_kwargs), self.perf)
+        # data.decode=gpu: batches hold JPEG bytes that become crops on the device, before the transfer.
+        data = config.data
+        self.device_cropper = (
+            DeviceCropper(data.crop_size, data.resize, data.strict) if data.decode == "gpu" else None
+        )
         self.targets = ColorTargetBuilder(
             bins,
             prior,
@@ -65,15 +71,28 @@ class ColorizationModule(L.LightningModule):
         )
         self.skipped_images = 0
 
-    # --- data path: colour work happens on the device, after the uint8 batch is transferred ---
+    def setup(self, stage: str) -> None:
+        enable_tf32(self.perf)
+
+    # --- data path: decoding (data.decode=gpu) and colour work happen on the device ---
+    def on_before_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        if self.device_cropper is not None and "jpeg" in batch:
+            # Decoded straight to the device: the JPEG bytes must stay on the CPU for the decoder.
+            batch = self.device_cropper(batch, self.device)
+        return batch
+
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         batch["targets"] = self.targets(batch["rgb"])
         return batch
 
     def _network_input(self, targets: ColorTargets) -> Tensor:
-        if self.channels_last:
+        if self.perf.channels_last:
             return targets.lightness.contiguous(memory_format=torch.channels_last)
         return targets.lightness
+
+    def forward_loss(self, targets: ColorTargets) -> Tensor:
+        """The training loss of a batch of targets: the network's forward and the loss (what a step backpropagates)."""
+        return self.loss(self.net(self._network_input(targets)), targets)
 
     def loss(self, output: Tensor, targets: ColorTargets) -> Tensor:
         if self.loss_kind == "l2":
@@ -89,7 +108,7 @@ class ColorizationModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         targets: ColorTargets = batch["targets"]
-        loss = self.loss(self.net(self._network_input(targets)), targets)
+        loss = self.forward_loss(targets)
         self.skipped_images += int(batch["skipped"])
         batch_size = targets.lightness.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
@@ -136,12 +155,8 @@ class ColorizationModule(L.LightningModule):
             log_image(key="val/examples", images=[grid], caption=["gray | prediction | ground truth"])
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = torch.optim.Adam(
-            self.net.parameters(),
-            lr=self.optim.lr,
-            betas=tuple(self.optim.betas),
-            weight_decay=self.optim.weight_decay,
-            fused=self.optim.fused or None,
+        optimizer = adam(
+            self.net.parameters(), self.optim.lr, tuple(self.optim.betas), self.optim.weight_decay, self.perf
         )
         schedule = step_schedule(
             optimizer, self.optim.lr, self.optim.milestones, self.optim.gamma, self.optim.milestone_lrs

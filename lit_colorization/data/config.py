@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 SOURCES = ("embedded", "folder", "synthetic")
+DECODERS = ("cpu", "gpu")
 
 
 @dataclass
@@ -29,6 +30,9 @@ class DataConfig:
     max_val_images: int | None = None  # any source: evenly spaced subset of the validation set
     strict: bool = False  # raise on the first unreadable file instead of skipping it
     seed: int = 0
+    # "cpu": workers decode and crop with PIL. "gpu" (folder only): workers only read the files, and the
+    # training device decodes (nvJPEG on CUDA, torchvision's CPU decoder elsewhere) and crops them in batches.
+    decode: str = "cpu"
 
 
 POSITIVE_INT_KEYS = (
@@ -47,6 +51,12 @@ def validate_data_config(cfg: DataConfig | Any) -> None:
     """Raise a one-line ValueError / FileNotFoundError naming the first bad `data.*` key."""
     if cfg.source not in SOURCES:
         raise ValueError(f"data.source must be one of {', '.join(SOURCES)}; got {cfg.source!r}")
+    if cfg.decode not in DECODERS:
+        raise ValueError(f"data.decode must be one of {', '.join(DECODERS)}; got {cfg.decode!r}")
+    if cfg.decode == "gpu" and cfg.source != "folder":
+        raise ValueError(
+            f"data.decode=gpu reads image files: it needs data.source=folder, got {cfg.source!r}"
+        )
     for key in POSITIVE_INT_KEYS:
         _require_positive_int(key, getattr(cfg, key))
     for key in OPTIONAL_POSITIVE_INT_KEYS:

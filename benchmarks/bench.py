@@ -1,0 +1,518 @@
+"""Training throughput in one table, from the network alone to JPEG files on disk, against the original pipeline.
+
+    python benchmarks/bench.py [--device auto|cpu|cuda] [--size S] [--batch B] [--steps N] [--width W] ...
+
+Rows, in images per second:
+  (a) model step: the network's train step on random L and random soft targets (forward, loss, backward, Adam).
+  (b) pretraining step: uint8 RGB batches already on the device -> targets (Lab, soft-encoding, weights) -> (a),
+      through ColorizationModule's own ``targets`` and ``forward_loss``.
+  (c) end to end: JPEG files on disk (500x375, made from scikit-image's sample photos) -> DataLoader -> (b).
+      With --decode gpu (the default on CUDA) workers only read bytes and the device decodes and crops;
+      with --decode cpu (the default elsewhere) workers decode and crop with PIL.
+  (d) original pipeline: workers decode and crop with PIL, then scikit-image Lab and a scikit-learn ball tree
+      soft-encode each crop on the CPU (the authors' data path), then the same step on the device.
+  (e) probe trunk: AlexNet forward to conv5, no gradients.
+  (f) probe, five layers: the trunk plus linear heads on conv1..conv5 trained in one pass (transfer.linear_probe).
+Then the ratios (b)/(a), (c)/(a), (c)/(d), (f)/(e); FLOPs per image of one train step (FlopCounterMode on the
+meta device) and model FLOP utilisation against the device's bf16 peak (on a CPU, against a measured fp32
+matmul rate); and on CUDA the peak memory of (b). Defaults are the paper's sizes on CUDA (176x176, batch 128,
+eccv16 width 1, bf16 + channels_last + compile) and small ones on a CPU (whole run about a minute on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import itertools
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from skimage import color as skcolor
+from skimage import data as skdata
+from sklearn.neighbors import NearestNeighbors
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.flop_counter import FlopCounterMode
+
+from lit_colorization.color import ab_bins, rebalance_weights
+from lit_colorization.config import PretrainConfig, load_config
+from lit_colorization.data import ImageFolderDataset, SeededShuffleSampler, SkipUnreadableCollate
+from lit_colorization.data.encoded import DeviceCropper, EncodedCollate, EncodedImageFolderDataset
+from lit_colorization.losses import soft_cross_entropy
+from lit_colorization.models import create_model
+from lit_colorization.module import ColorizationModule
+from lit_colorization.perf import PerfSettings, enable_tf32, resolve
+from lit_colorization.targets import ColorTargets
+from transfer.backbone import FrozenBackbone
+from transfer.linear_probe import STANDARD_LAYERS, ProbeHead, head_generator, pooled_side
+
+# Dense bf16 tensor-core peaks (FLOP/s), matched against torch.cuda.get_device_name in this order.
+BF16_PEAKS = (("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("A100", 312e12))
+PHOTOS = (skdata.astronaut, skdata.coffee, skdata.chelsea, skdata.rocket)
+JPEG_SIZE = (500, 375)  # width, height: a typical ImageNet photo
+JPEG_QUALITY = 90
+PROBE_CLASSES = 1000
+TARGETS_K = 5
+SIGMA = 5.0
+
+
+@dataclass(frozen=True)
+class Options:
+    device: torch.device
+    size: int
+    batch: int
+    steps: int
+    warmup: int
+    width: float
+    workers: int
+    images: int
+    decode: str
+    probe_size: int
+    settings: PerfSettings
+
+
+def parse_options(argv: list[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--size", type=int, help="crop side (default 176 on CUDA, 64 on a CPU)")
+    parser.add_argument("--batch", type=int, help="batch size (default 128 on CUDA, 16 on a CPU)")
+    parser.add_argument("--steps", type=int, help="timed steps per row (default 20 on CUDA, 3 on a CPU)")
+    parser.add_argument("--warmup", type=int, help="untimed steps first (default 5 on CUDA, 1 on a CPU)")
+    parser.add_argument(
+        "--width", type=float, help="network width multiplier (default 1 on CUDA, 0.25 on a CPU)"
+    )
+    parser.add_argument("--workers", type=int, help="DataLoader workers for (c) and (d) (default: CPU cores)")
+    parser.add_argument(
+        "--images", type=int, help="JPEG files to generate (default: 1024 on CUDA, 2 batches else)"
+    )
+    parser.add_argument("--decode", default="auto", choices=("auto", "cpu", "gpu"), help="(c): who decodes")
+    parser.add_argument(
+        "--probe-size", type=int, help="linear-probe crop side (default 227 on CUDA, 64 on a CPU)"
+    )
+    parser.add_argument("--precision", default="auto", choices=("auto", "32-true", "bf16-mixed"))
+    parser.add_argument(
+        "--channels-last", action=argparse.BooleanOptionalAction, help="default: on CUDA only"
+    )
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, help="default: on CUDA only")
+    args = parser.parse_args(argv)
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available here")
+    if args.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(args.device)
+    cuda = device.type == "cuda"
+
+    def pick(value: int | float | None, on_cuda: int | float, elsewhere: int | float) -> int | float:
+        return value if value is not None else (on_cuda if cuda else elsewhere)
+
+    batch = int(pick(args.batch, 128, 16))
+    warmup, steps = int(pick(args.warmup, 5, 1)), int(pick(args.steps, 20, 3))
+    options = Options(
+        device=device,
+        size=int(pick(args.size, 176, 64)),
+        batch=batch,
+        steps=steps,
+        warmup=warmup,
+        width=float(pick(args.width, 1.0, 0.25)),
+        workers=args.workers if args.workers is not None else len(os.sched_getaffinity(0)),
+        images=int(pick(args.images, 1024, 2 * batch)),
+        decode=args.decode if args.decode != "auto" else ("gpu" if cuda else "cpu"),
+        probe_size=int(pick(args.probe_size, 227, 64)),
+        settings=resolve(
+            device.type,
+            precision=args.precision,
+            channels_last=pick(args.channels_last, True, False),
+            compile=pick(args.compile, True, False),
+        ),
+    )
+    positive = {"--size": options.size, "--batch": batch, "--steps": steps, "--images": options.images}
+    for flag, value in positive.items():
+        if value < 1:
+            parser.error(f"{flag} must be positive, got {value}")
+    if warmup < 0 or options.workers < 0:
+        parser.error("--warmup and --workers must be >= 0")
+    if options.size % 4:
+        parser.error(f"--size must be a multiple of eccv16's output stride 4, got {options.size}")
+    return options
+
+
+# --- timing -------------------------------------------------------------------------------------------------
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def images_per_second(step: Callable[[], int], options: Options) -> float:
+    """Images per second over ``options.steps`` calls of ``step`` (each returns its image count), after warm-up."""
+    for _ in range(options.warmup):
+        step()
+    synchronize(options.device)
+    start = time.perf_counter()
+    images = sum(step() for _ in range(options.steps))
+    synchronize(options.device)
+    return images / (time.perf_counter() - start)
+
+
+def autocast(settings: PerfSettings) -> torch.autocast:
+    dtype = settings.autocast_dtype
+    return torch.autocast(settings.device, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+# --- the pretraining module, and one train step ---------------------------------------------------------------
+
+
+def build_module(options: Options) -> tuple[ColorizationModule, torch.optim.Optimizer]:
+    settings = options.settings
+    overrides = [
+        "model.name=eccv16",
+        f"model.kwargs.width={options.width}",
+        f"data.crop_size={options.size}",
+        f"targets.k={TARGETS_K}",
+        f"trainer.accelerator={options.device.type}",
+        f"trainer.precision={settings.precision}",
+        f"trainer.channels_last={settings.channels_last}",
+        f"trainer.compile={settings.compile}",
+    ]
+    config = load_config(PretrainConfig, overrides=overrides)
+    bins = ab_bins()
+    uniform_prior = torch.full((bins.shape[0],), 1.0 / bins.shape[0])
+    module = ColorizationModule(config, bins, uniform_prior).to(options.device)
+    enable_tf32(module.perf)
+    return module, module.configure_optimizers()["optimizer"]
+
+
+def train_step(module: ColorizationModule, optimizer: torch.optim.Optimizer, targets: ColorTargets) -> int:
+    optimizer.zero_grad(set_to_none=True)
+    with autocast(module.perf):
+        loss = module.forward_loss(targets)
+    loss.backward()
+    optimizer.step()
+    return targets.lightness.shape[0]
+
+
+def random_targets(options: Options, num_bins: int) -> ColorTargets:
+    batch, size, device = options.batch, options.size, options.device
+    side = size // 4
+    return ColorTargets(
+        lightness=torch.rand(batch, 1, size, size, device=device) * 100,
+        ab=torch.zeros(batch, 2, size, size, device=device),
+        target_ab=torch.zeros(batch, 2, side, side, device=device),
+        bin_indices=torch.randint(0, num_bins, (batch, TARGETS_K, side, side), device=device),
+        bin_weights=torch.rand(batch, TARGETS_K, side, side, device=device).softmax(dim=1),
+        pixel_weights=torch.ones(batch, side, side, device=device),
+        colored=torch.ones(batch, dtype=torch.bool, device=device),
+    )
+
+
+def flops_per_image(options: Options) -> float:
+    """FLOPs of one train step (forward, loss, backward) per image, counted on the meta device (no compute)."""
+    with torch.device("meta"):
+        network = create_model("eccv16", width=options.width)
+        side = options.size // 4
+        lightness = torch.rand(2, 1, options.size, options.size)
+        indices = torch.randint(0, 313, (2, TARGETS_K, side, side))
+        weights = torch.rand(2, TARGETS_K, side, side)
+        with FlopCounterMode(display=False) as counter:
+            loss = soft_cross_entropy(
+                network(lightness),
+                indices,
+                weights,
+                torch.ones(2, side, side),
+                torch.ones(2, dtype=torch.bool),
+            )
+            loss.backward()
+    return counter.get_total_flops() / 2
+
+
+def peak_flops(device: torch.device) -> tuple[float, str]:
+    """The device's dense bf16 peak from ``BF16_PEAKS``; on a CPU a measured fp32 matmul rate. 0 if unknown."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for key, peak in BF16_PEAKS:
+            if key in name:
+                return peak, f"{name}: bf16 dense peak {peak / 1e12:.0f} TFLOP/s"
+        return 0.0, f"{name}: bf16 peak unknown (not in BF16_PEAKS)"
+    matrix = torch.randn(1024, 1024)
+    matrix @ matrix
+    start = time.perf_counter()
+    for _ in range(10):
+        matrix @ matrix
+    rate = 10 * 2 * 1024**3 / (time.perf_counter() - start)
+    return rate, f"CPU: no bf16 peak; against a measured fp32 matmul rate of {rate / 1e9:.0f} GFLOP/s"
+
+
+# --- (c) and (d): data from JPEG files ---------------------------------------------------------------------------
+
+
+def write_jpegs(folder: Path, count: int) -> Path:
+    """``count`` 500x375 JPEGs under ``folder/train/``: random crops of scikit-image's photos, scaled."""
+    split = folder / "train"
+    split.mkdir(parents=True)
+    photos = [photo() for photo in PHOTOS]
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        photo = photos[index % len(photos)]
+        height, width = photo.shape[:2]
+        crop_height = int(height * rng.uniform(0.6, 1.0))
+        crop_width = min(width, int(crop_height * JPEG_SIZE[0] / JPEG_SIZE[1]))
+        top = int(rng.integers(0, height - crop_height + 1))
+        left = int(rng.integers(0, width - crop_width + 1))
+        window = Image.fromarray(photo[top : top + crop_height, left : left + crop_width])
+        window.resize(JPEG_SIZE, Image.Resampling.BILINEAR).save(
+            split / f"{index:05d}.jpg", quality=JPEG_QUALITY
+        )
+    return split
+
+
+def endless(loader: DataLoader, sampler: SeededShuffleSampler) -> Iterator[dict]:
+    for epoch in itertools.count():
+        sampler.set_epoch(epoch)
+        yield from loader
+
+
+def loader_for(dataset: Dataset, options: Options, collate: Callable) -> Iterator[dict]:
+    sampler = SeededShuffleSampler(dataset, seed=0)
+    loader = DataLoader(
+        dataset,
+        batch_size=options.batch,
+        sampler=sampler,
+        num_workers=options.workers,
+        collate_fn=collate,
+        pin_memory=options.device.type == "cuda",
+        persistent_workers=options.workers > 0,
+        drop_last=True,
+    )
+    return endless(loader, sampler)
+
+
+def end_to_end_step(
+    module: ColorizationModule,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterator[dict],
+    cropper: DeviceCropper | None,
+) -> Callable[[], int]:
+    def step() -> int:
+        batch = next(batches)
+        rgb = (
+            cropper(batch, module.device)["rgb"]
+            if cropper
+            else batch["rgb"].to(module.device, non_blocking=True)
+        )
+        return train_step(module, optimizer, module.targets(rgb))
+
+    return step
+
+
+class OriginalPipelineDataset(Dataset):
+    """The authors' data path per image: PIL crop, scikit-image Lab, scikit-learn k nearest bins, on the CPU."""
+
+    def __init__(self, crops: ImageFolderDataset, bins: Tensor, class_weights: Tensor, stride: int) -> None:
+        self.crops = crops
+        self.stride = stride
+        self.neighbours = NearestNeighbors(n_neighbors=TARGETS_K, algorithm="ball_tree").fit(
+            bins.double().numpy()
+        )
+        self.class_weights = class_weights.numpy()
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.crops.set_epoch(epoch)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        rgb, _ = self.crops[index]
+        lab = skcolor.rgb2lab(rgb.permute(1, 2, 0).numpy()).astype(np.float32)
+        ab = lab[..., 1:]
+        target_ab = ab[:: self.stride, :: self.stride]
+        side = target_ab.shape[0]
+        distances, indices = self.neighbours.kneighbors(target_ab.reshape(-1, 2))
+        weights = np.exp(-(distances**2) / (2 * SIGMA**2))
+        weights /= weights.sum(axis=1, keepdims=True)
+
+        def per_bin(values: np.ndarray) -> Tensor:
+            return torch.from_numpy(np.ascontiguousarray(values.T.reshape(TARGETS_K, side, side)))
+
+        return {
+            "lightness": torch.from_numpy(np.ascontiguousarray(lab[None, ..., 0])),
+            "ab": torch.from_numpy(np.ascontiguousarray(ab.transpose(2, 0, 1))),
+            "target_ab": torch.from_numpy(np.ascontiguousarray(target_ab.transpose(2, 0, 1))),
+            "bin_indices": per_bin(indices),
+            "bin_weights": per_bin(weights.astype(np.float32)),
+            "pixel_weights": torch.from_numpy(self.class_weights[indices[:, 0]].reshape(side, side)),
+            "colored": torch.tensor(bool(np.abs(ab).max() >= 5.0)),
+        }
+
+
+def original_step(
+    module: ColorizationModule, optimizer: torch.optim.Optimizer, batches: Iterator[dict]
+) -> Callable[[], int]:
+    def step() -> int:
+        batch = {key: value.to(module.device, non_blocking=True) for key, value in next(batches).items()}
+        return train_step(module, optimizer, ColorTargets(**batch))
+
+    return step
+
+
+# --- (e) and (f): the linear probe ---------------------------------------------------------------------------------
+
+
+def probe_rows(options: Options) -> tuple[float, float]:
+    """(trunk forward-only, five-layer probe train step) images/s on AlexNet."""
+    device, settings = options.device, options.settings
+    network = create_model("alexnet", width=options.width).to(device)
+    if settings.channels_last:
+        network.to(memory_format=torch.channels_last)
+    memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
+    lightness = (
+        torch.rand(options.batch, 1, options.probe_size, options.probe_size, device=device) * 100
+    ).contiguous(memory_format=memory_format)
+    labels = torch.randint(0, PROBE_CLASSES, (options.batch,), device=device)
+    layers = STANDARD_LAYERS["alexnet"]
+    trunk = FrozenBackbone(network, layers[-1:])
+    backbone = FrozenBackbone(network, layers)
+    heads = nn.ModuleDict(
+        {
+            layer: ProbeHead(
+                backbone.channels[layer],
+                pooled_side("alexnet", layer),
+                PROBE_CLASSES,
+                head_generator(0, layer),
+            )
+            for layer in layers
+        }
+    ).to(device)
+    optimizer = torch.optim.SGD(heads.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+
+    def forward_only() -> int:
+        with autocast(settings):
+            trunk(lightness)
+        return options.batch
+
+    def probe_step() -> int:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(settings):
+            features = backbone(lightness)
+            loss = sum(F.cross_entropy(heads[layer](features[layer]), labels) for layer in layers)
+        loss.backward()
+        optimizer.step()
+        return options.batch
+
+    return images_per_second(forward_only, options), images_per_second(probe_step, options)
+
+
+# --- the table -----------------------------------------------------------------------------------------------------
+
+
+def run(options: Options) -> list[str]:
+    device = options.device
+    module, optimizer = build_module(options)
+    rates: dict[str, float] = {}
+    model_targets = random_targets(options, module.targets.bins.shape[0])
+    rates["a"] = images_per_second(lambda: train_step(module, optimizer, model_targets), options)
+    rgb = torch.randint(
+        0, 256, (options.batch, 3, options.size, options.size), dtype=torch.uint8, device=device
+    )
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    rates["b"] = images_per_second(lambda: train_step(module, optimizer, module.targets(rgb)), options)
+    peak_memory = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+
+    with tempfile.TemporaryDirectory(prefix="bench-jpegs-") as folder:
+        write_jpegs(Path(folder), options.images)
+        if options.decode == "gpu":
+            dataset = EncodedImageFolderDataset(folder, "train")
+            batches = loader_for(dataset, options, EncodedCollate())
+            cropper = DeviceCropper(options.size)
+        else:
+            dataset = ImageFolderDataset(folder, "train", crop_size=options.size)
+            batches = loader_for(dataset, options, SkipUnreadableCollate(options.size))
+            cropper = None
+        rates["c"] = images_per_second(end_to_end_step(module, optimizer, batches, cropper), options)
+        del batches
+        class_weights = rebalance_weights(torch.full((313,), 1.0 / 313), 0.5)
+        original = OriginalPipelineDataset(
+            ImageFolderDataset(folder, "train", crop_size=options.size), ab_bins(), class_weights, stride=4
+        )
+        rates["d"] = images_per_second(
+            original_step(module, optimizer, loader_for(original, options, None)), options
+        )
+    rates["e"], rates["f"] = probe_rows(options)
+
+    flops = flops_per_image(options)
+    peak, peak_note = peak_flops(device)
+    return format_table(options, rates, flops, peak, peak_note, peak_memory)
+
+
+def format_table(
+    options: Options,
+    rates: dict[str, float],
+    flops: float,
+    peak: float,
+    peak_note: str,
+    peak_memory: int | None,
+) -> list[str]:
+    settings = options.settings
+    name = (
+        torch.cuda.get_device_name(options.device)
+        if options.device.type == "cuda"
+        else platform.processor() or "cpu"
+    )
+    if options.decode == "cpu":
+        decode = "PIL in workers"
+    else:
+        decode = "nvJPEG on the device" if options.device.type == "cuda" else "device path, CPU decoder"
+    rows = [
+        ("a", "model train step (random L and targets)", True),
+        ("b", "pretraining step from uint8 on the device", True),
+        ("c", f"end to end from JPEG files, {decode}", True),
+        ("d", f"original pipeline: skimage + sklearn in {options.workers} workers", True),
+        ("e", "probe: AlexNet trunk forward only (to conv5)", False),
+        ("f", "probe: trunk + conv1..conv5 heads, train step", False),
+    ]
+
+    def mfu(rate: float) -> str:
+        return f"{100 * rate * flops / peak:6.1f}%" if peak else "   n/a"
+
+    lines = [
+        f"lit-colorization throughput  {datetime.date.today().isoformat()}  torch {torch.__version__}  device {name}",
+        f"eccv16 width {options.width:g}, {options.size}x{options.size} crops, batch {options.batch}, "
+        f"{options.steps} timed steps after {options.warmup}; precision {settings.precision}, "
+        f"channels_last {settings.channels_last}, compile {settings.compile}, fused Adam {settings.fused_adam}; "
+        f"probe {options.probe_size}x{options.probe_size}, AlexNet width {options.width:g}",
+        f"{'row':<58} {'images/s':>10} {'MFU':>7}",
+    ]
+    for key, label, counts_flops in rows:
+        lines.append(f"({key}) {label:<54} {rates[key]:>10,.1f} {mfu(rates[key]) if counts_flops else '':>7}")
+    targets = {"b/a": ">= 0.9", "c/a": "", "c/d": ">= 2", "f/e": ">= 0.8"}
+    for ratio, target in targets.items():
+        top, bottom = ratio.split("/")
+        note = f"   (GPU target {target})" if target else ""
+        lines.append(f"({top})/({bottom}) = {rates[top] / rates[bottom]:.2f}{note}")
+    lines.append(f"FLOPs per image per train step: {flops / 1e9:.2f} GFLOP (FlopCounterMode)")
+    lines.append(f"MFU: {peak_note}")
+    memory = f"{peak_memory / 2**30:.2f} GiB" if peak_memory is not None else "n/a (CPU)"
+    lines.append(f"peak device memory of (b): {memory}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    for line in run(parse_options(argv)):
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()

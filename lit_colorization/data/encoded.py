@@ -1,0 +1,302 @@
+"""JPEG files decoded and cropped on the training device, a whole batch at a time (``data.decode=gpu``).
+
+Workers do the least they can: read a file's bytes, glance at its header, and draw the crop's random numbers
+from ``sample_rng(seed, epoch, index)``. The device then decodes the batch (on CUDA one nvJPEG call for all
+of it; elsewhere torchvision's CPU decoder) and cuts every crop with one gather per bilinear tap, whatever the
+image sizes: no per-image resize or crop calls.
+
+Crops follow the rule of the CPU path (``crops.py``): the shorter side scaled to ``resize`` if given, images
+smaller than the crop scaled up, then a ``crop_size`` square at a uniformly random place (the centre for
+validation), mirrored with probability 1/2. Here scaling and cropping are one resampling of a square box of
+the original image, and the place is drawn as a fraction of the free room, as the size is known only after
+decoding. So the crops have the CPU path's distribution, not its exact pixels.
+
+A file that is not a plain JPEG (RGB or gray, upright, not oversized) is decoded in the worker by ``read_rgb``
+(transparency, CMYK, 16-bit and EXIF orientation are handled there) and travels as pixels.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+from torchvision.io import ImageReadMode, decode_jpeg
+
+from lit_colorization.data.crops import sample_rng, to_chw_tensor
+from lit_colorization.data.folder import resolve_split_dir, scan_split
+from lit_colorization.data.images import UnreadableImageError, read_rgb
+from lit_colorization.data.sampling import SharedEpoch
+from lit_colorization.perf import say_once
+
+log = logging.getLogger(__name__)
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+EXIF_ORIENTATION = 0x0112
+DEVICE_DECODABLE_MODES = frozenset({"RGB", "L"})
+# (fraction of the free rows above the crop, the same for columns, 1.0 to mirror): the crop numbers.
+CENTRE_CROP = (0.5, 0.5, 0.0)
+# Bilinear taps per axis and output pixel at most: enough to average every source pixel for shrinking by
+# up to 4x; stronger shrinking skips some pixels (a coarser average), keeping the work bounded.
+MAX_TAPS = 4
+
+EncodedSample = tuple[Tensor, Tensor, int]  # payload (bytes 1-D, or pixels 3 x H x W), crop numbers, label
+
+
+def is_plain_jpeg(raw: bytes) -> bool:
+    """Whether the device decoder can take ``raw`` as it is: a JPEG in RGB or gray, upright, not oversized."""
+    if not raw.startswith(JPEG_MAGIC):
+        return False
+    try:
+        with Image.open(io.BytesIO(raw), formats=("JPEG",)) as image:
+            orientation = image.getexif().get(EXIF_ORIENTATION, 1) if "exif" in image.info else 1
+            pixels = image.width * image.height
+            return (
+                image.mode in DEVICE_DECODABLE_MODES and orientation == 1 and pixels <= Image.MAX_IMAGE_PIXELS
+            )
+    except Exception:  # any header PIL refuses: read_rgb then decides, and reports, what the file is
+        return False
+
+
+def read_payload(path: str, strict: bool = False) -> Tensor | None:
+    """A plain JPEG's bytes (1-D uint8), else the file decoded by ``read_rgb`` (3 x H x W uint8).
+
+    None for an unreadable file (logged once), or ``UnreadableImageError`` when ``strict``.
+    """
+    try:
+        with open(path, "rb") as stream:
+            raw = stream.read()
+    except OSError as error:
+        if strict:
+            raise UnreadableImageError(f"unreadable image {path}: {type(error).__name__}: {error}") from error
+        log.warning("skipping unreadable image %s: %s", path, error)
+        return None
+    if is_plain_jpeg(raw):
+        return torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+    image = read_rgb(path, strict=strict)
+    return None if image is None else to_chw_tensor(image)
+
+
+class EncodedImageFolderDataset(Dataset):
+    """The files of ``root/split_dir`` (as ``ImageFolderDataset`` lists them) as ``(payload, crop, label)``.
+
+    ``crop`` is float64 (3,): the fractions down and across of the free room and a mirror flag, random from
+    (seed, epoch, index) when ``train``, else ``CENTRE_CROP``. An unreadable file gives None.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        split_dir: str,
+        train: bool = True,
+        seed: int = 0,
+        strict: bool = False,
+    ) -> None:
+        self.split_path = resolve_split_dir(root, split_dir)
+        self.classes, paths, self.labels = scan_split(self.split_path)
+        self._relative_paths = [os.fsencode(path) for path in paths]
+        self.train = train
+        self.seed = seed
+        self.strict = strict
+        self._epoch = SharedEpoch()
+
+    def __len__(self) -> int:
+        return len(self._relative_paths)
+
+    def path(self, index: int) -> str:
+        return os.path.join(self.split_path, os.fsdecode(self._relative_paths[index]))
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch.set(epoch)
+
+    def crop_numbers(self, index: int) -> Tensor:
+        if not self.train:
+            return torch.tensor(CENTRE_CROP, dtype=torch.float64)
+        down, across, mirror = sample_rng(self.seed, self._epoch.value, index).random(3)
+        return torch.tensor([down, across, float(mirror < 0.5)], dtype=torch.float64)
+
+    def __getitem__(self, index: int) -> EncodedSample | None:
+        payload = read_payload(self.path(index), self.strict)
+        if payload is None:
+            return None
+        return payload, self.crop_numbers(index), int(self.labels[index])
+
+
+@dataclass(frozen=True)
+class EncodedCollate:
+    """Collate for ``EncodedImageFolderDataset``: the JPEG bytes packed into one buffer, then the rest.
+
+    Batch: ``{"jpeg": uint8 (total bytes,), "jpeg_lengths": int64 (J,), "pixels": [3 x H x W uint8] * P,
+    "crop": float64 (J + P, 3), "label": int64 (J + P,), "skipped": int64}``; samples are reordered JPEGs
+    first, and crop and label follow that order. One buffer crosses from a worker as one shared-memory
+    block, where a list of tensors would cost one per image.
+    """
+
+    def __call__(self, samples: Sequence[EncodedSample | None]) -> dict[str, Any]:
+        kept = [sample for sample in samples if sample is not None]
+        ordered = [s for s in kept if s[0].ndim == 1] + [s for s in kept if s[0].ndim != 1]
+        jpegs = [payload for payload, _, _ in ordered if payload.ndim == 1]
+        return {
+            "jpeg": torch.cat(jpegs) if jpegs else torch.empty(0, dtype=torch.uint8),
+            "jpeg_lengths": torch.tensor([len(data) for data in jpegs], dtype=torch.int64),
+            "pixels": [payload for payload, _, _ in ordered if payload.ndim != 1],
+            "crop": torch.stack([crop for _, crop, _ in ordered]) if ordered else torch.empty(0, 3),
+            "label": torch.tensor([label for _, _, label in ordered], dtype=torch.int64),
+            "skipped": torch.tensor(len(samples) - len(kept), dtype=torch.int64),
+        }
+
+
+def decode_jpegs(data: Sequence[Tensor], device: torch.device) -> list[Tensor | None]:
+    """RGB images (3 x H x W uint8 on ``device``) of JPEG byte tensors; None where one cannot be decoded.
+
+    On CUDA the batch is one nvJPEG call. That call fails as a whole on one bad file; then each file is
+    tried alone, on the device and then on the CPU.
+    """
+    if not data:
+        return []
+    try:
+        return list(decode_jpeg(list(data), mode=ImageReadMode.RGB, device=device))
+    except RuntimeError:
+        return [_decode_one(item, device) for item in data]
+
+
+def _decode_one(data: Tensor, device: torch.device) -> Tensor | None:
+    for decoder_device in dict.fromkeys((device, torch.device("cpu"))):
+        try:
+            return decode_jpeg(data, mode=ImageReadMode.RGB, device=decoder_device).to(device)
+        except RuntimeError:
+            continue
+    return None
+
+
+def crop_boxes(
+    heights: Tensor, widths: Tensor, crop: Tensor, crop_size: int, resize: int | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(top, left, side) of each crop's square box in source pixels (float64), from the crop numbers.
+
+    The side is what ``crop_size`` pixels are after the CPU path's scaling; top and left are whole pixels,
+    uniform over the places the box fits, so a box of side ``crop_size`` is an exact window.
+    """
+    heights, widths = heights.to(torch.float64), widths.to(torch.float64)
+    shorter = torch.minimum(heights, widths)
+    # No resize: a crop_size window, or the whole shorter side of a smaller image (which is scaled up).
+    # With one: the shorter side becomes max(resize, crop_size) pixels, of which the crop takes crop_size.
+    side = shorter.clamp(max=crop_size) if resize is None else shorter * (crop_size / max(resize, crop_size))
+    crop = crop.to(torch.float64)
+
+    def place(fraction: Tensor, extent: Tensor) -> Tensor:
+        return torch.minimum((fraction * (extent - side + 1)).floor(), extent - side).clamp(min=0)
+
+    return place(crop[:, 0], heights), place(crop[:, 1], widths), side
+
+
+def resized_crops(
+    images: Sequence[Tensor], top: Tensor, left: Tensor, side: Tensor, mirror: Tensor, size: int
+) -> Tensor:
+    """Each image's box ``[top, top + side) x [left, left + side)`` resampled to ``size`` x ``size``: uint8 B x 3 x S x S.
+
+    ``images`` are 3 x H x W uint8 of any sizes on one device; the box numbers are (B,) CPU tensors, and
+    ``mirror`` (B,) flips a crop left-right where non-zero. Each output pixel averages taps x taps bilinear
+    samples spread evenly over the source square it covers (taps = the batch's largest shrink factor,
+    rounded up, at most ``MAX_TAPS``): bilinear when enlarging, the mean of each k x k block when shrinking
+    by a whole factor k, and the pixels themselves for a box of side ``size`` at whole-pixel places.
+    The images are joined into one flat buffer and read by index, so the work is a fixed number of batched
+    gathers however many images and sizes there are.
+    """
+    device = images[0].device
+    heights = torch.tensor([image.shape[-2] for image in images], dtype=torch.int64)
+    widths = torch.tensor([image.shape[-1] for image in images], dtype=torch.int64)
+    plane = heights * widths
+    start = torch.cumsum(3 * plane, 0) - 3 * plane  # where each image begins in the flat buffer
+    scale = side.to(torch.float64) / size
+    taps = min(MAX_TAPS, max(1, math.ceil(float(scale.max()) - 1e-9)))
+    flat = torch.cat([image.reshape(-1) for image in images])
+
+    numbers = torch.stack([top, left, scale, heights, widths, mirror], dim=1).to(torch.float64)
+    top_d, left_d, scale_d, height_d, width_d, mirror_d = numbers.to(device, torch.float32).T[:, :, None]
+    plane_base = (start[:, None] + torch.arange(3) * plane[:, None]).to(device)[:, :, None, None]
+    row_stride = widths.to(device)[:, None, None, None]
+    # Sample positions in output-pixel units, pixel by pixel and taps within a pixel: (S * taps,).
+    steps = torch.arange(size, device=device)[:, None] + (torch.arange(taps, device=device) + 0.5) / taps
+    steps = steps.reshape(-1)
+    rows = (top_d + steps * scale_d - 0.5).clamp(min=0)
+    cols = (left_d + steps * scale_d - 0.5).clamp(min=0)
+    cols = torch.where(mirror_d > 0, cols.flip(-1), cols)
+    rows = torch.minimum(rows, height_d - 1).view(-1, size, taps)
+    cols = torch.minimum(cols, width_d - 1).view(-1, size, taps)
+
+    def read(row: Tensor, col: Tensor) -> Tensor:
+        index = plane_base + row.long()[:, None, :, None] * row_stride + col.long()[:, None, None, :]
+        return flat.take(index).to(torch.float32)
+
+    total = torch.zeros(len(images), 3, size, size, device=device)
+    for row_tap in range(taps):
+        row = rows[..., row_tap]
+        row_low = row.floor()
+        row_high = torch.minimum(row_low + 1, height_d - 1)
+        row_frac = (row - row_low)[:, None, :, None]
+        for col_tap in range(taps):
+            col = cols[..., col_tap]
+            col_low = col.floor()
+            col_high = torch.minimum(col_low + 1, width_d - 1)
+            col_frac = (col - col_low)[:, None, None, :]
+            upper = read(row_low, col_low) * (1 - col_frac) + read(row_low, col_high) * col_frac
+            lower = read(row_high, col_low) * (1 - col_frac) + read(row_high, col_high) * col_frac
+            total += upper * (1 - row_frac) + lower * row_frac
+    return (total / (taps * taps)).round_().clamp_(0, 255).to(torch.uint8)
+
+
+class DeviceCropper:
+    """Turns an ``EncodedCollate`` batch into the usual one: ``rgb`` uint8 (B, 3, S, S) on the device.
+
+    Unreadable images leave the batch (their labels too) and are added to ``skipped``; with ``strict`` they
+    raise instead.
+    """
+
+    def __init__(self, crop_size: int, resize: int | None = None, strict: bool = False) -> None:
+        self.crop_size = crop_size
+        self.resize = resize
+        self.strict = strict
+
+    def __call__(self, batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+        device = torch.device(device)
+        if device.type != "cuda":
+            say_once(f"data.decode=gpu on {device.type}: JPEGs are decoded by torchvision's CPU decoder")
+        jpegs = (
+            list(batch["jpeg"].split(batch["jpeg_lengths"].tolist())) if len(batch["jpeg_lengths"]) else []
+        )
+        images = decode_jpegs(jpegs, device) + [pixels.to(device) for pixels in batch["pixels"]]
+        decoded = torch.tensor([image is not None for image in images], dtype=torch.bool)
+        failed = int((~decoded).sum())
+        if failed and self.strict:
+            raise UnreadableImageError(
+                f"{failed} JPEG file(s) of this batch could not be decoded on {device}; "
+                "rerun with data.decode=cpu to have each bad file named"
+            )
+        if failed:
+            log.warning("skipping %d image(s) of a batch that could not be decoded on %s", failed, device)
+        kept = [image for image in images if image is not None]
+        rest = {
+            key: value
+            for key, value in batch.items()
+            if key not in ("jpeg", "jpeg_lengths", "pixels", "crop")
+        }
+        rest["label"] = batch["label"][decoded]
+        rest["skipped"] = batch["skipped"] + failed
+        if not kept:
+            rest["rgb"] = torch.empty(0, 3, self.crop_size, self.crop_size, dtype=torch.uint8, device=device)
+            return rest
+        crop = batch["crop"][decoded]
+        heights = torch.tensor([image.shape[-2] for image in kept])
+        widths = torch.tensor([image.shape[-1] for image in kept])
+        top, left, side = crop_boxes(heights, widths, crop, self.crop_size, self.resize)
+        rest["rgb"] = resized_crops(kept, top, left, side, crop[:, 2], self.crop_size)
+        return rest
