@@ -1,4 +1,4 @@
-"""classifier.py: a torchvision classifier from a local state dict, its predictions, and the semantic scores."""
+"""evaluation/classifier.py: a torchvision classifier from a local state dict, predictions, semantic scores."""
 
 import pytest
 import torch
@@ -6,7 +6,7 @@ import torchvision
 from torchvision.transforms.v2 import functional as TF
 
 from lit_colorization.checkpoint import CheckpointError
-from lit_colorization.classifier import (
+from lit_colorization.evaluation.classifier import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     agreement,

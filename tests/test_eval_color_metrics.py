@@ -1,4 +1,5 @@
-"""evaluate.py: per-image colorization scores on hand-built cases, closed forms and scikit-image references."""
+"""evaluation/scoring.py (and tables.py): per-image colorization scores on hand-built cases, closed forms and
+scikit-image references."""
 
 import math
 
@@ -9,11 +10,9 @@ from skimage import data as skdata
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from lit_colorization.color import ab_bins, uint8_to_lab
-from lit_colorization.evaluate import (
+from lit_colorization.evaluation.scoring import (
     PSNR_CAP_DB,
     PerImageColumns,
-    format_value,
-    markdown_table,
     per_image_auc,
     per_image_psnr,
     per_image_ssim,
@@ -23,6 +22,7 @@ from lit_colorization.evaluate import (
     summarize_quality,
     weighted_mean,
 )
+from lit_colorization.evaluation.tables import format_value, markdown_table
 from lit_colorization.metrics import auc, colorfulness
 from lit_colorization.visualize import lab_batch_to_rgb
 

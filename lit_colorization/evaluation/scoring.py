@@ -7,6 +7,9 @@ mass-weighted mean of per-image AuCs (mass = pixel count, or the sum of rebalanc
 
 AuC counts images with colour only (grayscale photos carry no colour to score, as in the paper's test split);
 PSNR, SSIM and colourfulness count every image.
+
+The semantic score is the classifier's top-1 against ImageNet labels, or its agreement with its own prediction
+on the ground truth when the data set's classes are not ImageNet's.
 """
 
 from __future__ import annotations
@@ -14,13 +17,18 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import torch
 from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from lit_colorization.color import cached_soft_encoder
+from lit_colorization.evaluation.classifier import (
+    ImageNetClassifier,
+    agreement,
+    top1_accuracy,
+    uses_imagenet_labels,
+)
 from lit_colorization.metrics import auc, colorfulness
 from lit_colorization.visualize import lab_batch_to_rgb
 
@@ -169,25 +177,19 @@ def rank_examples(per_image_values: Tensor, count: int) -> dict[str, list[int]]:
     }
 
 
-def format_value(value: Any, digits: int = 2) -> str:
-    """A table cell: fixed-point for numbers, 'n/a' for None."""
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
+def semantic_basis(classes: Sequence[str], classifier: ImageNetClassifier | None) -> str | None:
+    """What the semantic score measures for a data set with ``classes``; None without a classifier."""
+    if classifier is None:
+        return None
+    return "imagenet-top1" if uses_imagenet_labels(classes) else "agreement-with-ground-truth"
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A GitHub-Markdown table with columns padded to their widest cell (readable as plain text too)."""
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        return (
-            "| "
-            + " | ".join(str(cell).ljust(width) for cell, width in zip(cells, widths, strict=True))
-            + " |"
-        )
-
-    separator = "|" + "|".join("-" * (width + 2) for width in widths) + "|"
-    return "\n".join([line(header), separator, *(line(row) for row in rows)]) + "\n"
+def semantic_score(columns: PerImageColumns, truth: PerImageColumns, basis: str | None) -> float | None:
+    """Top-1 (percent) of ``columns``' predictions against the ImageNet labels, or their agreement with the
+    prediction on the ground truth; None without a classifier."""
+    if basis is None:
+        return None
+    predictions = columns.column("prediction")
+    if basis == "imagenet-top1":
+        return PERCENT * top1_accuracy(predictions, truth.column("label"))
+    return PERCENT * agreement(predictions, truth.column("prediction"))

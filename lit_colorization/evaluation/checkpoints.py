@@ -1,0 +1,76 @@
+"""The checkpoints under evaluation: short labels, rebalancing weights from their priors, temperatures."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from lit_colorization.checkpoint import read_checkpoint
+from lit_colorization.color import rebalance_weights
+from lit_colorization.colorize import Colorizer, load_colorizer
+from lit_colorization.config import ConfigError, TargetConfig
+from lit_colorization.evaluation.config import EvalColorConfig
+from lit_colorization.inference import output_to_ab, upsample_ab
+
+
+@dataclass
+class EvaluatedCheckpoint:
+    label: str
+    path: str
+    colorizer: Colorizer
+    class_weights: Tensor | None  # (Q,) rebalancing weights from the checkpoint's prior; None without a prior
+    lam: float | None
+    temperatures: tuple[float | None, ...]  # the main temperature first; (None,) for a regression network
+    seconds: float = 0.0
+
+    @property
+    def main_temperature(self) -> float | None:
+        return self.temperatures[0]
+
+
+def checkpoint_labels(paths: Sequence[str]) -> list[str]:
+    """Short unique names: the file stem, or ``<run>/<stem>`` when stems repeat (``runs/<run>/checkpoints/x``)."""
+
+    def run_and_stem(path: Path) -> str:
+        folder = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        return f"{folder.name}/{path.stem}"
+
+    stems = [Path(path).stem for path in paths]
+    labels = stems if len(set(stems)) == len(stems) else [run_and_stem(Path(path)) for path in paths]
+    return [label if labels.count(label) == 1 else f"{label}#{i + 1}" for i, label in enumerate(labels)]
+
+
+def load_checkpoints(config: EvalColorConfig, device: torch.device) -> list[EvaluatedCheckpoint]:
+    checkpoints = []
+    for label, path in zip(checkpoint_labels(config.ckpts), config.ckpts, strict=True):
+        colorizer = load_colorizer(path, device=str(device))
+        stored = read_checkpoint(path)
+        stride = colorizer.network.output_stride
+        if config.data.crop_size % stride:
+            raise ConfigError(
+                f"config key 'data.crop_size': expected a multiple of {path}'s output stride {stride}, "
+                f"got {config.data.crop_size}"
+            )
+        lam = config.rebalance_lam
+        if lam is None:
+            lam = stored.config.get("targets", {}).get("lam", TargetConfig.lam)
+        weights = None if stored.prior is None else rebalance_weights(stored.prior.float(), lam).to(device)
+        temperatures = (
+            (None,) if colorizer.regression else tuple(dict.fromkeys([config.temperature, *config.sweep]))
+        )
+        checkpoints.append(EvaluatedCheckpoint(label, path, colorizer, weights, lam, temperatures))
+    return checkpoints
+
+
+def predict_ab(
+    checkpoint: EvaluatedCheckpoint, output: Tensor, temperature: float | None, size: tuple[int, int]
+) -> Tensor:
+    """ab of the network ``output`` at ``temperature``, upsampled to ``size``."""
+    colorizer = checkpoint.colorizer
+    # A regression network ignores the temperature; any positive value does.
+    ab = output_to_ab(output, colorizer.bins, temperature or 1.0, colorizer.regression)
+    return upsample_ab(ab, size)
