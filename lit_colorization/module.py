@@ -79,6 +79,8 @@ class ColorizationModule(L.LightningModule):
         if self.device_cropper is not None and "jpeg" in batch:
             # Decoded straight to the device: the JPEG bytes must stay on the CPU for the decoder.
             batch = self.device_cropper(batch, self.device)
+        # A plain number, so that counting skipped files never waits for the device (a sync every step).
+        batch["skipped"] = int(batch["skipped"])
         return batch
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from lit_colorization.color import ab_bins
 from lit_colorization.config import PretrainConfig, load_config
-from lit_colorization.data import read_rgb
+from lit_colorization.data import DataConfig, read_rgb, validate_data_config
 from lit_colorization.data.encoded import (
     CENTRE_CROP,
     DeviceCropper,
@@ -298,3 +298,15 @@ def test_lightning_fit_trains_on_device_decoded_jpegs(tmp_path: Path) -> None:
     trainer.fit(module, train_dataloaders=loader)
     assert seen == [(3, 3, 32, 32), (3, 3, 32, 32)]
     assert any(not torch.equal(b, a) for b, a in zip(before, module.net.parameters(), strict=True))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"decode": "nvjpeg"}, "data.decode must be one of cpu, gpu"),
+        ({"decode": "gpu"}, "needs data.source=folder"),
+    ],
+)
+def test_data_decode_setting_is_checked(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        validate_data_config(DataConfig(source="embedded", **overrides))

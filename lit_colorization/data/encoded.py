@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
@@ -102,7 +103,8 @@ class EncodedImageFolderDataset(Dataset):
     ) -> None:
         self.split_path = resolve_split_dir(root, split_dir)
         self.classes, paths, self.labels = scan_split(self.split_path)
-        self._relative_paths = [os.fsencode(path) for path in paths]
+        # One numpy byte-string array, as in ImageFolderDataset: no per-file objects for forked workers to copy.
+        self._relative_paths = np.array([os.fsencode(path) for path in paths], dtype=np.bytes_)
         self.train = train
         self.seed = seed
         self.strict = strict
