@@ -75,10 +75,7 @@ def resolve_voc_source(data: Any) -> VOCSource:
     if data.root is None:
         root = ensure_tiny_voc(data.tiny)
         classes = tuple(data.classes) if data.classes is not None else tuple(data.tiny.classes)
-        tiny = data.tiny
-        return VOCSource(
-            root, classes, f"tiny-voc ({tiny.num_train + tiny.num_val} trainval, {tiny.num_test} test)"
-        )
+        return VOCSource(root, classes, f"tiny-voc {data.train_set} -> {data.test_set}")
     root = Path(data.root)
     if not (root / "VOCdevkit").is_dir():
         raise FileNotFoundError(
