@@ -21,6 +21,9 @@ LAYER ?=
 MAX_EPOCHS ?=
 TEMPERATURES ?=
 CLASSIFIER ?=
+TRAIN_FROM ?=
+PROTOCOL ?=
+VOC_PRESET ?= $(if $(DATA),voc07)
 PROBE_PRESET ?= $(if $(DATA),imagenet,sample)
 OUT ?=
 INPUT ?=
@@ -37,8 +40,12 @@ PRETRAIN_OVERRIDES = $(if $(DATA),data.source=folder data.root=$(DATA)) $(if $(M
 	$(if $(MAX_STEPS),trainer.max_steps=$(MAX_STEPS)) $(if $(LOGGER),logger.kind=$(LOGGER)) \
 	$(if $(RESUME),resume=$(RESUME)) $(ARGS)
 
+VOC_OVERRIDES = $(if $(CKPT),ckpt=$(CKPT)) $(if $(DATA),data.root=$(DATA)) $(if $(RUN),run=$(RUN)) \
+	$(if $(GPUS),trainer.devices=$(GPUS)) $(if $(MAX_EPOCHS),trainer.max_epochs=$(MAX_EPOCHS) trainer.max_steps=-1) \
+	$(if $(MAX_STEPS),trainer.max_steps=$(MAX_STEPS)) $(if $(LOGGER),logger.kind=$(LOGGER))
+
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow lint format demo pretrain priors colorize bench-color linear-probe compare eval-color turing-test turing-report clean
+.PHONY: help setup test test-slow lint format demo pretrain priors colorize bench-color linear-probe compare voc-cls voc-det eval-color turing-test turing-report clean
 
 help: ## List the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -89,6 +96,13 @@ linear-probe: setup ## Per-layer linear probes on frozen features: CKPT (default
 
 compare: setup ## Transfer results (results/transfer.jsonl) beside the paper's numbers: a table and results/linear_probe.png
 	$(PY) -m transfer.compare
+
+voc-cls: setup ## VOC07 classification, fine-tune or SVM: CKPT DATA (holds VOCdevkit/) TRAIN_FROM PROTOCOL MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN ARGS
+	$(PY) -m transfer.voc_cls $(if $(VOC_PRESET),--preset $(VOC_PRESET)) $(VOC_OVERRIDES) \
+		$(if $(TRAIN_FROM),train_from=$(TRAIN_FROM)) $(if $(PROTOCOL),protocol=$(PROTOCOL)) $(ARGS)
+
+voc-det: setup ## VOC07 detection, Faster R-CNN on the colorization trunk: CKPT DATA MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN ARGS
+	$(PY) -m transfer.voc_det $(if $(VOC_PRESET),--preset $(VOC_PRESET)) $(VOC_OVERRIDES) $(ARGS)
 
 eval-color: setup ## Colorization quality (paper Table 1) + T sweep: CKPT (one or more) DATA TEMPERATURES CLASSIFIER (weights file) LOGGER ARGS
 	$(PY) -m lit_colorization.eval_color $(ARGS) $(if $(LOGGER),logger.kind=$(LOGGER)) $(if $(CKPT),--ckpt $(CKPT)) \
