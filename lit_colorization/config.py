@@ -74,6 +74,7 @@ class TrainerConfig:
     check_val_every_n_epoch: int | None = 1
     limit_val_batches: Any = 1.0
     log_every_n_steps: int = 50
+    checkpoint_every_n_steps: int = 1000  # steps between writes of last.ckpt (0: only at max_steps)
     gradient_clip_val: float | None = None
     channels_last: bool = False
     compile: bool = False  # torch.compile of the network, in place (CUDA only)
