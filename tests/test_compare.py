@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pytest
 
 from transfer.compare import build_sections, compare, main, paper_series, probe_series, render
-from transfer.results import ResultRow, append_results
+from lit_colorization.results import ResultRow, append_results
 
 
 def probe_row(run: str, layer: str, top1: float, model: str = "alexnet", **extra) -> dict:

@@ -14,7 +14,7 @@ from transfer.compare import main as compare_main
 from transfer.config import load_probe_config
 from transfer.probe import latest_pretrain_checkpoint
 from transfer.probe import main as probe_main
-from transfer.results import read_results
+from lit_colorization.results import read_results
 
 REQUIRED_FIELDS = {
     "task",

@@ -18,7 +18,7 @@ from lit_colorization.config import ConfigError
 from lit_colorization.models import create_model
 from tests.conftest import run_module
 from transfer.compare import build_sections
-from transfer.results import ResultRow
+from lit_colorization.results import ResultRow
 from transfer.voc.classification import (
     VOCClassificationMAP,
     VOCClassificationModule,

@@ -29,7 +29,7 @@ from lit_colorization.loggers import build_logger
 from transfer.backbone import BackboneSource, FrozenBackbone, load_network
 from transfer.config import ProbeConfig, load_probe_config
 from transfer.linear_probe import LinearProbeModule, resolve_layers
-from transfer.results import append_results
+from lit_colorization.results import append_results
 
 TASK = "linear-probe"
 RESULT_COLUMNS = ("layer", "feature_dim", "top1", "top5")

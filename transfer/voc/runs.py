@@ -25,7 +25,7 @@ from lit_colorization.atomic import write_text
 from lit_colorization.config import ConfigError
 from transfer.backbone import BackboneSource
 from transfer.probe import latest_pretrain_checkpoint
-from transfer.results import append_results
+from lit_colorization.results import append_results
 from transfer.voc.data import VOCSource
 
 AP_DECIMALS = 6

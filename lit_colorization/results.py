@@ -1,6 +1,6 @@
-"""The transfer results store: one JSON object per line in ``results/transfer.jsonl``, one line per result.
+"""The results store: one JSON object per line (``results/transfer.jsonl``, ``results/colorization.jsonl``).
 
-Every transfer task appends to the same file; a row's ``task`` ("linear-probe", "voc-cls", ...) says which
+Every transfer task appends to ``results/transfer.jsonl`` and colorization evaluation to its own file; a row's ``task`` ("linear-probe", "voc-cls", ...) says which
 fields it carries. Appends take a file lock and write all of a run's rows in one ``write`` followed by
 ``fsync``, so probes finishing at the same time never interleave or tear lines. Reading never fails on a bad
 line: it is skipped and named, so one corrupt row cannot hide every other result.
