@@ -56,7 +56,9 @@ def photo_report(checkpoint: Path, report_dir: Path, temperature: float) -> Path
     colorizer = load_colorizer(checkpoint)
     rows = []
     for photo in load_embedded_photos():
-        colorized = to_uint8_image(colorize_rgb(colorizer, torch.from_numpy(photo.image), temperature, input_size=256))
+        colorized = to_uint8_image(
+            colorize_rgb(colorizer, torch.from_numpy(photo.image), temperature, input_size=256)
+        )
         save_png(colorized, report_dir / "colorized" / f"{photo.name}.png")
         gray = np.repeat(np.asarray(Image.fromarray(photo.image).convert("L"))[..., None], 3, axis=2)
         rows.append(np.concatenate([_thumbnail(image) for image in (gray, colorized, photo.image)], axis=1))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pytest
 
-from transfer.compare import build_sections, compare, main, paper_series, probe_series, render
 from lit_colorization.results import ResultRow, append_results
+from transfer.compare import build_sections, compare, main, paper_series, probe_series, render
 
 
 def probe_row(run: str, layer: str, top1: float, model: str = "alexnet", **extra) -> dict:

@@ -29,8 +29,12 @@ def test_wandb_without_login_goes_offline_and_offline_runs_get_new_ids(tmp_path,
 
 
 def test_pretrain_with_wandb_offline_through_the_cli(tmp_path):
-    result = run_module("lit_colorization.pretrain", *tiny_pretrain_overrides(tmp_path), "logger.kind=wandb",
-                        "trainer.max_steps=2")
+    result = run_module(
+        "lit_colorization.pretrain",
+        *tiny_pretrain_overrides(tmp_path),
+        "logger.kind=wandb",
+        "trainer.max_steps=2",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "wandb sync" in result.stderr
     assert list(Path(tmp_path / "tiny" / "wandb").glob("offline-run-*"))

@@ -9,12 +9,12 @@ import os
 import pytest
 
 from lit_colorization.config import ConfigError
+from lit_colorization.results import read_results
 from tests.conftest import run_module
 from transfer.compare import main as compare_main
 from transfer.config import load_probe_config
 from transfer.probe import latest_pretrain_checkpoint
 from transfer.probe import main as probe_main
-from lit_colorization.results import read_results
 
 REQUIRED_FIELDS = {
     "task",

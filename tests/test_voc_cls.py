@@ -16,9 +16,9 @@ from lit_colorization.checkpoint import write_checkpoint
 from lit_colorization.color import ab_bins
 from lit_colorization.config import ConfigError
 from lit_colorization.models import create_model
+from lit_colorization.results import ResultRow
 from tests.conftest import run_module
 from transfer.compare import build_sections
-from lit_colorization.results import ResultRow
 from transfer.voc.classification import (
     VOCClassificationMAP,
     VOCClassificationModule,

@@ -20,8 +20,8 @@ from typing import Any
 
 from lit_colorization.atomic import atomic_open
 from lit_colorization.cli import run_cli
-from transfer.linear_probe import POOLED_SIDE
 from lit_colorization.results import DEFAULT_RESULTS_PATH, ResultRow, read_results
+from transfer.linear_probe import POOLED_SIDE
 
 LINEAR_PROBE = "linear-probe"
 PAPER_MODEL = "alexnet"

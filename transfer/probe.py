@@ -26,10 +26,10 @@ from lit_colorization.cli import run_cli
 from lit_colorization.config import ConfigError, to_container
 from lit_colorization.data import build_datamodule
 from lit_colorization.loggers import build_logger
+from lit_colorization.results import append_results
 from transfer.backbone import BackboneSource, FrozenBackbone, load_network
 from transfer.config import ProbeConfig, load_probe_config
 from transfer.linear_probe import LinearProbeModule, resolve_layers
-from lit_colorization.results import append_results
 
 TASK = "linear-probe"
 RESULT_COLUMNS = ("layer", "feature_dim", "top1", "top5")

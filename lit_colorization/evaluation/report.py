@@ -28,8 +28,8 @@ from lit_colorization.evaluation.scoring import rank_examples
 from lit_colorization.evaluation.tables import report_text
 from lit_colorization.evaluation.validation_set import EvalSet
 from lit_colorization.loggers import build_logger
-from lit_colorization.visualize import save_png
 from lit_colorization.results import append_results
+from lit_colorization.visualize import save_png
 
 METRIC_KEYS = {GROUND_TRUTH: "ground_truth", GRAY: "gray"}
 EXAMPLE_KINDS = ("best", "median", "worst")

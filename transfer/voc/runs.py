@@ -23,9 +23,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from lit_colorization.atomic import write_text
 from lit_colorization.config import ConfigError
+from lit_colorization.results import append_results
 from transfer.backbone import BackboneSource
 from transfer.probe import latest_pretrain_checkpoint
-from lit_colorization.results import append_results
 from transfer.voc.data import VOCSource
 
 AP_DECIMALS = 6
