@@ -77,6 +77,7 @@ class Options:
     images: int
     decode: str
     probe_size: int
+    threads: int
     settings: PerfSettings
 
 
@@ -91,6 +92,11 @@ def parse_options(argv: list[str] | None = None) -> Options:
         "--width", type=float, help="network width multiplier (default 1 on CUDA, 0.25 on a CPU)"
     )
     parser.add_argument("--workers", type=int, help="DataLoader workers for (c) and (d) (default: CPU cores)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads of the main process (default on a CPU: cores - workers, >= 1)",
+    )
     parser.add_argument(
         "--images", type=int, help="JPEG files to generate (default: 1024 on CUDA, 2 batches else)"
     )
@@ -117,6 +123,11 @@ def parse_options(argv: list[str] | None = None) -> Options:
         return value if value is not None else (on_cuda if cuda else elsewhere)
 
     batch = int(pick(args.batch, 128, 16))
+    cores = len(os.sched_getaffinity(0))
+    workers = args.workers if args.workers is not None else cores
+    # On a CPU the workers and the main process share the cores; OpenMP threads that find their cores
+    # taken wait at every barrier, which made steps 10x slower in tests on 2 cores.
+    threads = args.threads or (torch.get_num_threads() if cuda else max(1, cores - workers))
     warmup, steps = int(pick(args.warmup, 5, 1)), int(pick(args.steps, 20, 3))
     options = Options(
         device=device,
@@ -125,10 +136,11 @@ def parse_options(argv: list[str] | None = None) -> Options:
         steps=steps,
         warmup=warmup,
         width=float(pick(args.width, 1.0, 0.25)),
-        workers=args.workers if args.workers is not None else len(os.sched_getaffinity(0)),
+        workers=workers,
         images=int(pick(args.images, 1024, 2 * batch)),
         decode=args.decode if args.decode != "auto" else ("gpu" if cuda else "cpu"),
         probe_size=int(pick(args.probe_size, 227, 64)),
+        threads=threads,
         settings=resolve(
             device.type,
             precision=args.precision,
@@ -140,8 +152,8 @@ def parse_options(argv: list[str] | None = None) -> Options:
     for flag, value in positive.items():
         if value < 1:
             parser.error(f"{flag} must be positive, got {value}")
-    if warmup < 0 or options.workers < 0:
-        parser.error("--warmup and --workers must be >= 0")
+    if warmup < 0 or options.workers < 0 or (args.threads is not None and args.threads < 1):
+        parser.error("--warmup and --workers must be >= 0, --threads >= 1")
     if options.size % 4:
         parser.error(f"--size must be a multiple of eccv16's output stride 4, got {options.size}")
     return options
@@ -155,13 +167,21 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def images_per_second(step: Callable[[], int], options: Options) -> float:
-    """Images per second over ``options.steps`` calls of ``step`` (each returns its image count), after warm-up."""
-    for _ in range(options.warmup):
+def images_per_second(step: Callable[[], int], options: Options, loader: bool = False) -> float:
+    """Images per second over the timed calls of ``step`` (each returns its image count), after warm-up.
+
+    Loader rows warm up for at least one batch per worker and time at least two per worker: workers start
+    together and deliver their batches in waves, so a window of whole waves, after the first, measures their
+    pace rather than a backlog queued before the clock started.
+    """
+    warmup, steps = options.warmup, options.steps
+    if loader:
+        warmup, steps = max(warmup, options.workers), max(steps, 2 * options.workers)
+    for _ in range(warmup):
         step()
     synchronize(options.device)
     start = time.perf_counter()
-    images = sum(step() for _ in range(options.steps))
+    images = sum(step() for _ in range(steps))
     synchronize(options.device)
     return images / (time.perf_counter() - start)
 
@@ -245,12 +265,15 @@ def peak_flops(device: torch.device) -> tuple[float, str]:
             if key in name:
                 return peak, f"{name}: bf16 dense peak {peak / 1e12:.0f} TFLOP/s"
         return 0.0, f"{name}: bf16 peak unknown (not in BF16_PEAKS)"
-    matrix = torch.randn(1024, 1024)
+    matrix = torch.randn(2048, 2048)
     matrix @ matrix
-    start = time.perf_counter()
-    for _ in range(10):
+    # The best of several products: the machine's rate, not that of a moment it was busy with other work.
+    seconds = []
+    for _ in range(5):
+        start = time.perf_counter()
         matrix @ matrix
-    rate = 10 * 2 * 1024**3 / (time.perf_counter() - start)
+        seconds.append(time.perf_counter() - start)
+    rate = 2 * 2048**3 / min(seconds)
     return rate, f"CPU: no bf16 peak; against a measured fp32 matmul rate of {rate / 1e9:.0f} GFLOP/s"
 
 
@@ -441,14 +464,16 @@ def run(options: Options) -> list[str]:
             dataset = ImageFolderDataset(folder, "train", crop_size=options.size)
             batches = loader_for(dataset, options, SkipUnreadableCollate(options.size))
             cropper = None
-        rates["c"] = images_per_second(end_to_end_step(module, optimizer, batches, cropper), options)
+        rates["c"] = images_per_second(
+            end_to_end_step(module, optimizer, batches, cropper), options, loader=True
+        )
         del batches
         class_weights = rebalance_weights(torch.full((313,), 1.0 / 313), 0.5)
         original = OriginalPipelineDataset(
             ImageFolderDataset(folder, "train", crop_size=options.size), ab_bins(), class_weights, stride=4
         )
         rates["d"] = images_per_second(
-            original_step(module, optimizer, loader_for(original, options, None)), options
+            original_step(module, optimizer, loader_for(original, options, None)), options, loader=True
         )
     rates["e"], rates["f"] = probe_rows(options)
 
@@ -490,8 +515,11 @@ def format_table(
     lines = [
         f"lit-colorization throughput  {datetime.date.today().isoformat()}  torch {torch.__version__}  device {name}",
         f"eccv16 width {options.width:g}, {options.size}x{options.size} crops, batch {options.batch}, "
-        f"{options.steps} timed steps after {options.warmup}; precision {settings.precision}, "
-        f"channels_last {settings.channels_last}, compile {settings.compile}, fused Adam {settings.fused_adam}; "
+        f"{options.steps} timed steps after {options.warmup} ((c), (d): at least {2 * options.workers} after "
+        f"{options.workers}, {options.workers} workers, {options.images} JPEG files), "
+        f"{options.threads} torch threads",
+        f"precision {settings.precision}, channels_last {settings.channels_last}, compile {settings.compile}, "
+        f"fused Adam {settings.fused_adam}, TF32 {settings.tf32}; "
         f"probe {options.probe_size}x{options.probe_size}, AlexNet width {options.width:g}",
         f"{'row':<58} {'images/s':>10} {'MFU':>7}",
     ]
@@ -510,7 +538,9 @@ def format_table(
 
 
 def main(argv: list[str] | None = None) -> None:
-    for line in run(parse_options(argv)):
+    options = parse_options(argv)
+    torch.set_num_threads(options.threads)
+    for line in run(options):
         print(line, flush=True)
 
 
