@@ -467,14 +467,14 @@ def run(options: Options) -> list[str]:
         rates["c"] = images_per_second(
             end_to_end_step(module, optimizer, batches, cropper), options, loader=True
         )
-        del batches
+        del batches  # stops its workers, which would otherwise go on reading files about to be deleted
         class_weights = rebalance_weights(torch.full((313,), 1.0 / 313), 0.5)
         original = OriginalPipelineDataset(
             ImageFolderDataset(folder, "train", crop_size=options.size), ab_bins(), class_weights, stride=4
         )
-        rates["d"] = images_per_second(
-            original_step(module, optimizer, loader_for(original, options, None)), options, loader=True
-        )
+        batches = loader_for(original, options, None)
+        rates["d"] = images_per_second(original_step(module, optimizer, batches), options, loader=True)
+        del batches
     rates["e"], rates["f"] = probe_rows(options)
 
     flops = flops_per_image(options)
