@@ -2,8 +2,8 @@
 
 Workers do the least they can: read a file's bytes, glance at its header, and draw the crop's random numbers
 from ``sample_rng(seed, epoch, index)``. The device then decodes the batch (on CUDA one nvJPEG call for all
-of it; elsewhere torchvision's CPU decoder) and cuts every crop with one gather per bilinear tap, whatever the
-image sizes: no per-image resize or crop calls.
+of it; elsewhere torchvision's CPU decoder) and cuts all crops with four gathers per bilinear tap, whatever
+the image sizes: no per-image resize or crop calls.
 
 Crops follow the rule of the CPU path (``crops.py``): the shorter side scaled to ``resize`` if given, images
 smaller than the crop scaled up, then a ``crop_size`` square at a uniformly random place (the centre for
