@@ -45,7 +45,7 @@ VOC_OVERRIDES = $(if $(CKPT),ckpt=$(CKPT)) $(if $(DATA),data.root=$(DATA)) $(if 
 	$(if $(MAX_STEPS),trainer.max_steps=$(MAX_STEPS)) $(if $(LOGGER),logger.kind=$(LOGGER))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow lint format demo pretrain priors colorize bench-color linear-probe compare voc-cls voc-det eval-color turing-test turing-report clean
+.PHONY: help setup test test-slow lint format demo pretrain priors colorize bench bench-color linear-probe compare voc-cls voc-det eval-color turing-test turing-report clean
 
 help: ## List the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -84,6 +84,9 @@ colorize: setup ## Colorize photos: CKPT INPUT (files/folders) OUT TEMPERATURE
 
 demo: setup ## The main job end to end on the embedded photos, on the CPU (under 10 minutes)
 	$(PY) -m lit_colorization.demo
+
+bench: setup ## Throughput side by side: model step, full step, JPEG end to end, the original CPU pipeline; ratios, MFU (ARGS: --device --size --batch ...)
+	$(PY) benchmarks/bench.py $(ARGS)
 
 bench-color: setup ## Soft-encoding throughput: fast path vs exact vs scikit-learn (the original release)
 	$(PY) benchmarks/bench_color.py
