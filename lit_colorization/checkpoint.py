@@ -2,7 +2,8 @@
 
 A checkpoint is a Lightning checkpoint whose ``lit_colorization`` entry says everything needed to rebuild the
 colorizer from the file alone: network name and constructor arguments, ab bins, prior and the resolved config, all
-as plain containers and tensors so ``torch.load(..., weights_only=True)`` accepts it.
+as plain containers and tensors so ``torch.load(..., weights_only=True)`` accepts it. Every checkpoint is written
+atomically (a crash while saving leaves the previous file as it was) and never with non-finite weights.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import Tensor, nn
 
 from lit_colorization.atomic import atomic_open
@@ -66,7 +68,8 @@ def load_raw(path: str | Path, map_location: str | torch.device = "cpu") -> dict
     try:
         loaded = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        # torch's messages go on for several sentences of advice; the first says what is wrong.
+        reason = str(error).splitlines()[0].split(". ")[0] if str(error) else type(error).__name__
         raise CheckpointError(
             f"{path}: not a readable torch checkpoint (truncated or corrupt?): {reason}"
         ) from None
@@ -81,7 +84,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if entry is None or "state_dict" not in raw:
         raise CheckpointError(
             f"{path}: not a lit-colorization pretraining checkpoint (no '{CHECKPOINT_KEY}' entry); "
-            "for the authors' released eccv16 weights use --weights-format official"
+            "the authors' released eccv16 weights are read by colorize --weights-format official"
         )
     if entry.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
@@ -151,3 +154,36 @@ def write_checkpoint(
     with atomic_open(path, "wb") as stream:
         torch.save(checkpoint, stream)
     return path
+
+
+def non_finite_entries(state_dict: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors of ``state_dict`` holding a NaN or an infinity."""
+    return [
+        key
+        for key, value in state_dict.items()
+        if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())
+    ]
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made atomic and refusing non-finite weights.
+
+    Lightning's own save goes through an fsspec transaction whose temporary file is made in the system temp
+    folder; when that is another filesystem than the run folder (a tmpfs /tmp, a node-local disk) the final
+    move is a plain copy onto the target, so a crash during it leaves a truncated ``last.ckpt``. Here the
+    temporary file sits beside the target, is flushed to disk, then renamed over it.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
+    ) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
+        bad = non_finite_entries(checkpoint.get("state_dict", {}))
+        if bad:
+            shown = ", ".join(bad[:3]) + (f" (+{len(bad) - 3} more)" if len(bad) > 3 else "")
+            raise CheckpointError(
+                f"{path}: refusing to write a checkpoint with non-finite weights ({shown}); the previous file is kept"
+            )
+        with atomic_open(path, "wb") as stream:
+            torch.save(checkpoint, stream)

@@ -1,7 +1,9 @@
 """Experiment loggers: Weights & Biases when configured (offline when not logged in), else CSV, or none.
 
-Logger faults never stop training: a missing or unusable wandb falls back to CSV with one warning.
-Only rank 0 touches run files; Lightning's loggers already restrict experiment creation to rank 0.
+Logger faults never stop training: wandb missing, or W&B unreachable with a login present, falls back to CSV
+with one warning. An online W&B run is started here, not at Lightning's first log call, so that a
+connection failure (bounded by ``WANDB_INIT_TIMEOUT``, default ``WANDB_INIT_TIMEOUT_S``) is caught before
+training. Only rank 0 touches run files; Lightning's loggers already restrict experiment creation to rank 0.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from lit_colorization.atomic import write_text
 
 LOGGER_KINDS = ("auto", "wandb", "csv", "none")
 WANDB_ID_FILE = "wandb_run_id.txt"
+WANDB_INIT_TIMEOUT_S = 60.0  # W&B's own default (90 s) is long to wait for before falling back
 log = logging.getLogger(__name__)
 
 
@@ -41,7 +44,7 @@ def wandb_installed() -> bool:
     return True
 
 
-def _wandb_run_id(run_dir: Path, offline: bool) -> str:
+def wandb_run_id(run_dir: Path, offline: bool) -> str:
     """Online runs keep one W&B id across resumes; offline runs cannot be resumed by W&B, so each gets a new one."""
     id_file = run_dir / WANDB_ID_FILE
     if not offline and id_file.is_file():
@@ -76,7 +79,7 @@ def build_logger(
         )
         kind = "csv"
     if kind == "csv":
-        return CSVLogger(save_dir=str(run_dir), name="csv")
+        return csv_logger(run_dir)
     offline = not wandb_logged_in() or os.environ.get("WANDB_MODE") in ("offline", "dryrun")
     if offline and rank_zero_only.rank == 0:
         log.warning(
@@ -85,11 +88,11 @@ def build_logger(
             run_dir,
             run_dir,
         )
-    return WandbLogger(
+    logger = WandbLogger(
         name=logger_config.name or run_name,
         save_dir=str(run_dir),
         offline=offline,
-        id=_wandb_run_id(run_dir, offline),
+        id=wandb_run_id(run_dir, offline),
         resume="allow",
         project=logger_config.project,
         entity=logger_config.entity,
@@ -97,4 +100,33 @@ def build_logger(
         tags=list(logger_config.tags),
         job_type=job_type,
         config=config,
+        **_init_timeout_setting(),
     )
+    if offline or rank_zero_only.rank != 0:
+        return logger
+    try:
+        _ = logger.experiment  # wandb.init: connects to the server now
+    # W&B raises many types on a bad connection (CommError, UsageError, TimeoutError...): any of them means CSV.
+    except Exception as error:
+        reason = " ".join(str(error).split())[:300]
+        log.warning(
+            "W&B: could not start an online run (%s: %s); logging to CSV in %s instead",
+            type(error).__name__,
+            reason,
+            run_dir / "csv",
+        )
+        return csv_logger(run_dir)
+    return logger
+
+
+def csv_logger(run_dir: Path) -> CSVLogger:
+    return CSVLogger(save_dir=str(run_dir), name="csv")
+
+
+def _init_timeout_setting() -> dict[str, Any]:
+    """``settings`` for wandb.init bounding its connection time, unless ``WANDB_INIT_TIMEOUT`` already does."""
+    if os.environ.get("WANDB_INIT_TIMEOUT"):
+        return {}
+    import wandb
+
+    return {"settings": wandb.Settings(init_timeout=WANDB_INIT_TIMEOUT_S)}

@@ -2,6 +2,10 @@
 
 Writes ``runs/<run>/``: ``config.yaml``, ``prior.npy``, ``checkpoints/`` (``last.ckpt`` and the best by val loss),
 validation image grids in ``images/`` and metrics (CSV or W&B).
+
+``last.ckpt`` is written every ``trainer.checkpoint_every_n_steps`` steps and at ``max_steps``, atomically, from
+inside the epoch: a run killed at any moment continues with ``resume=auto`` exactly as if it had not stopped
+(same weights, optimizer state, lr schedule and order of batches and crops).
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,19 +21,32 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from omegaconf import OmegaConf
 
 from lit_colorization.atomic import write_text
+from lit_colorization.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
 from lit_colorization.cli import load_pretrain_config, run_cli
 from lit_colorization.color import ab_bins
-from lit_colorization.config import ConfigError, PretrainConfig, to_container
+from lit_colorization.config import ConfigError, PretrainConfig, require, to_container
 from lit_colorization.data import build_datamodule
+from lit_colorization.guards import NonFiniteLossGuard, StepCheckpoint
 from lit_colorization.loggers import build_logger
 from lit_colorization.module import ColorizationModule
 from lit_colorization.priors import load_prior, prior_from_datamodule, save_prior
 
 log = logging.getLogger(__name__)
 PRIOR_WAIT_SECONDS = 24 * 3600
+# Lightning warns on every mid-epoch resume unless the DataLoader has state_dict(); ours resumes exactly
+# without one (the DataModule starts the sampler after the batches the restored loops had consumed).
+NOT_RESUMABLE_WARNING = "You're resuming from a checkpoint that ended before the epoch ended"
+
+
+def checkpoint_interval(config: PretrainConfig) -> int:
+    """Steps between two writes of last.ckpt (0: only at max_steps)."""
+    interval = config.trainer.checkpoint_every_n_steps
+    require(interval >= 0, "trainer.checkpoint_every_n_steps", "an integer >= 0", interval)
+    return interval
 
 
 def resume_checkpoint(config: PretrainConfig, run_dir: Path) -> str | None:
@@ -49,6 +67,25 @@ def resume_checkpoint(config: PretrainConfig, run_dir: Path) -> str | None:
     if not Path(config.resume).is_file():
         raise ConfigError(f"config key 'resume': checkpoint not found: {config.resume}")
     return config.resume
+
+
+def check_resumable(path: str, config: PretrainConfig) -> None:
+    """Fail before any work when ``path`` cannot continue this run: unreadable, not ours, or another network."""
+    stored = read_checkpoint(path).config
+    current = to_container(config)
+    for key in ("model", "loss"):
+        if stored.get(key) != current[key]:
+            raise CheckpointError(
+                f"{path}: checkpoint was trained with {key}={stored.get(key)!r} but this run has "
+                f"{key}={current[key]!r}; resume with the checkpoint's settings or start another run (RUN=)"
+            )
+
+
+def remove_stale_temporaries(checkpoint_dir: Path) -> None:
+    """Delete the temporary files of checkpoint writes cut short by a kill (each as large as a checkpoint)."""
+    for stale in checkpoint_dir.glob(".*.ckpt.*.tmp"):  # the names atomic_open gives them
+        log.info("removing %s, left by a checkpoint write that was interrupted", stale)
+        stale.unlink(missing_ok=True)
 
 
 def prepare_prior(config: PretrainConfig, run_dir: Path, datamodule, bins: torch.Tensor) -> torch.Tensor:
@@ -76,16 +113,18 @@ def build_trainer(
     config: PretrainConfig, run_dir: Path, logger, extra_callbacks: Sequence[Callback] = ()
 ) -> L.Trainer:
     trainer = config.trainer
+    checkpoint_dir = run_dir / "checkpoints"
     callbacks = [
+        NonFiniteLossGuard(checkpoint_dir),
+        StepCheckpoint(checkpoint_dir / "last.ckpt", checkpoint_interval(config)),
         *extra_callbacks,
         ModelCheckpoint(
-            dirpath=run_dir / "checkpoints",
+            dirpath=checkpoint_dir,
             filename="best-step{step:07d}",
             auto_insert_metric_name=False,
             monitor="val/loss",
             mode="min",
             save_top_k=1,
-            save_last=True,
         ),
     ]
     if logger:
@@ -107,15 +146,20 @@ def build_trainer(
         enable_progress_bar=trainer.progress_bar,
         callbacks=callbacks,
         logger=logger,
+        plugins=[AtomicCheckpointIO()],
     )
 
 
 def pretrain(config: PretrainConfig, extra_callbacks: Sequence[Callback] = ()) -> Path:
     """Train a colorizer as ``config`` says; returns the run folder. ``extra_callbacks`` join the Trainer's own."""
     run_dir = Path(config.runs_dir) / config.run
+    checkpoint_interval(config)  # a bad value is an error before any work
     resume = resume_checkpoint(config, run_dir)
+    if resume is not None:
+        check_resumable(resume, config)
     L.seed_everything(config.trainer.seed, workers=True)
     if rank_zero_only.rank == 0:
+        remove_stale_temporaries(run_dir / "checkpoints")
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(config))
     bins = ab_bins(config.targets.bins_path)
     datamodule = build_datamodule(config.data)
@@ -125,7 +169,9 @@ def pretrain(config: PretrainConfig, extra_callbacks: Sequence[Callback] = ()) -
         config.logger, run_dir, config.run, job_type="pretrain", config=to_container(config)
     )
     trainer = build_trainer(config, run_dir, logger, extra_callbacks)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=NOT_RESUMABLE_WARNING, category=PossibleUserWarning)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     if trainer.is_global_zero:
         print(f"run folder: {run_dir}  (last checkpoint: {run_dir / 'checkpoints' / 'last.ckpt'})")
     return run_dir

@@ -1,12 +1,14 @@
 """The Lightning DataModule that serves uint8 RGB crops for every data source.
 
-Datasets stay map-style so that, under DDP, Lightning wraps the training sampler in its
-`DistributedSamplerWrapper` (disjoint indices per rank, `set_epoch` forwarded) and gives validation a
-`DistributedSampler`. Crops come from (seed, epoch, index) (see `crops.sample_rng`), so they differ
-per rank and per epoch and repeat exactly on a rerun.
+Datasets stay map-style. The training sampler splits each epoch between DDP ranks itself (see
+`sampling.SeededShuffleSampler`) so that a run resumed inside an epoch gets exactly the batches it had not
+trained on yet; validation gets Lightning's `DistributedSampler`. Crops come from (seed, epoch, index) (see
+`crops.sample_rng`), so they differ per rank and per epoch and repeat exactly on a rerun.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,6 +21,9 @@ from lit_colorization.data.embedded import EmbeddedTrainDataset, EmbeddedValData
 from lit_colorization.data.folder import ImageFolderDataset
 from lit_colorization.data.sampling import EpochAwareDataset, SeededShuffleSampler
 from lit_colorization.data.synthetic import SyntheticColorDataset
+
+if TYPE_CHECKING:
+    from lightning.pytorch.loops.fit_loop import _FitLoop
 
 
 def evenly_spaced_indices(length: int, count: int) -> list[int]:
@@ -49,6 +54,25 @@ def build_datasets(cfg: DataConfig) -> tuple[EpochAwareDataset, Dataset, list[st
             f"{val.split_path} ({len(val.classes)} classes); expected the same class sub-folders in both"
         )
     return train, val, train.classes
+
+
+def restored_position(fit_loop: _FitLoop) -> tuple[int, int]:
+    """(epoch, its batches already trained on) where a fit continues, from the loops' progress as restored
+    from a checkpoint written in ``on_train_batch_end``, ``on_validation_end`` or ``on_train_epoch_end``
+    (all zero for a fresh fit).
+
+    Read from the loops, not from the loader: the loader runs ahead of training (Lightning fetches one batch
+    early, and workers prefetch more), so only the loops know which batches were consumed. Only the
+    ``processed``/``completed`` epoch counters are used: after a resume from an epoch's last batch Lightning
+    leaves ``ready``/``started`` one epoch behind.
+    """
+    epochs = fit_loop.epoch_progress.current
+    batches = fit_loop.epoch_loop.batch_progress
+    if epochs.processed > epochs.completed:  # written in on_train_epoch_end: that epoch is over
+        return epochs.processed, 0
+    if batches.is_last_batch:  # written after an epoch's last batch: the fit goes on with the next epoch
+        return epochs.processed + 1, 0
+    return epochs.processed, batches.current.processed
 
 
 class ColorizationDataModule(LightningDataModule):
@@ -86,12 +110,18 @@ class ColorizationDataModule(LightningDataModule):
         self._train.set_epoch(epoch)
 
     def train_dataloader(self) -> DataLoader:
+        """Under a Trainer: this rank's share, starting where a fit restored from a checkpoint left off."""
         self._require_setup()
-        sampler = SeededShuffleSampler(self._train, self.config.seed)
-        if self.trainer is not None:
-            # A resumed fit builds its loader (and starts prefetching) before Lightning's first
-            # set_epoch call: start from the epoch Lightning is about to pass (the restored one), not 0.
-            sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
+        if self.trainer is None:
+            return self._loader(self._train, SeededShuffleSampler(self._train, self.config.seed), train=True)
+        sampler = SeededShuffleSampler(
+            self._train, self.config.seed, num_replicas=self.trainer.world_size, rank=self.trainer.global_rank
+        )
+        # A resumed fit builds its loader (and starts prefetching) before Lightning's first set_epoch
+        # call: start from the restored epoch, after the batches the checkpointed run had trained on.
+        epoch, batches_done = restored_position(self.trainer.fit_loop)
+        sampler.set_epoch(epoch)
+        sampler.resume_at(epoch, batches_done * self.config.batch_size)
         return self._loader(self._train, sampler=sampler, train=True)
 
     def val_dataloader(self) -> DataLoader:

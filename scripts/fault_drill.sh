@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Fault drill: runs the command lines against the faults a long training job meets and prints one line per case,
+# "PASS <case>: <what happened>" or "FAIL <case>: <what happened>". Exits non-zero if any case fails.
+#
+#   scripts/fault_drill.sh            (from anywhere; uses the repository's .venv; takes several minutes on a CPU)
+#   KEEP=1 scripts/fault_drill.sh     keeps the working folder for inspection
+set -u
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PY="${PY:-$REPO/.venv/bin/python}"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/fault_drill.XXXXXX")"
+FAILED=0
+cd "$REPO" || exit 2
+[[ -n "${KEEP:-}" ]] && echo "working folder: $WORK" || trap 'rm -rf "$WORK"' EXIT
+export PYTHONUNBUFFERED=1 WANDB_MODE=offline WANDB_SILENT=true
+unset WANDB_API_KEY
+
+# The smallest settings that exercise every code path (as tests/conftest.py's tiny_pretrain_overrides).
+tiny() {  # tiny RUNS_DIR RUN
+    echo "runs_dir=$1 run=$2 data.source=synthetic data.crop_size=32 data.synthetic_size=48" \
+        "data.synthetic_train_images=16 data.synthetic_val_images=8 data.batch_size=4 data.num_workers=0" \
+        "model.kwargs.width=0.125 trainer.accelerator=cpu trainer.max_steps=4 trainer.val_check_interval=2" \
+        "trainer.log_every_n_steps=1 trainer.progress_bar=false logger.kind=csv num_val_images_logged=2"
+}
+
+report() {  # report CASE OK(0/1) MESSAGE
+    if [[ "$2" == 0 ]]; then echo "PASS $1: $3"; else echo "FAIL $1: $3"; FAILED=1; fi
+}
+
+# Runs a command; sets RC, OUT (stdout+stderr) and ERRLINES (its "error:" lines).
+run() {
+    OUT="$("$@" 2>&1)"
+    RC=$?
+    ERRLINES="$(grep '^error:' <<<"$OUT")"
+}
+
+# A user error: exit status 2, exactly one "error:" line containing every later argument, no traceback.
+expect_one_line_error() {  # expect_one_line_error CASE TEXT... (after run)
+    local case="$1" text
+    shift
+    if [[ $RC != 2 ]]; then report "$case" 1 "exit status $RC, expected 2: $(tail -c 400 <<<"$OUT")"; return; fi
+    if [[ $(grep -c '^error:' <<<"$OUT") != 1 ]] || grep -q Traceback <<<"$OUT"; then
+        report "$case" 1 "not a single error line: $(grep -A3 -m1 '^error:' <<<"$OUT" | tr '\n' '|' | cut -c1-300)"
+        return
+    fi
+    for text in "$@"; do
+        if ! grep -qF -- "$text" <<<"$ERRLINES"; then report "$case" 1 "error line lacks '$text': $ERRLINES"; return; fi
+    done
+    report "$case" 0 "$(cut -c1-200 <<<"$ERRLINES")"
+}
+
+pretrain() { "$PY" -m lit_colorization.pretrain "$@"; }
+step_of() { "$PY" -c "from lit_colorization.checkpoint import read_checkpoint as r; print(r('$1').global_step)" 2>/dev/null; }
+
+# ------------------------------------------------------------------ configs
+run pretrain $(tiny "$WORK/cfg" r) data.crop_szie=32
+expect_one_line_error config-unknown-key "unknown config key 'data.crop_szie'" "did you mean: data.crop_size"
+run "$PY" -m transfer.probe ckpt=random runs_dir="$WORK/cfg" optim.lrr=0.1
+expect_one_line_error probe-config-unknown-key "unknown config key 'optim.lrr'" "did you mean: optim.lr"
+run pretrain $(tiny "$WORK/cfg" r) trainer.max_steps=ten
+expect_one_line_error config-wrong-type "trainer.max_steps"
+run pretrain $(tiny "$WORK/cfg" r) data.source=folder data.root="$WORK/no_such_folder"
+expect_one_line_error config-missing-data "$WORK/no_such_folder"
+[[ -e "$WORK/cfg" ]] && report config-nothing-started 1 "a bad config created $WORK/cfg" \
+    || report config-nothing-started 0 "no run folder was created by any bad config"
+
+# ------------------------------------------------------------------ checkpoints
+"$PY" -c "from pathlib import Path; from tests.test_fault_configs import write_bad_checkpoints as w; w(Path('$WORK'))" \
+    >/dev/null 2>&1 || report bad-checkpoints 1 "could not write the bad checkpoints"
+"$PY" -c "from PIL import Image; Image.new('RGB', (16, 16), (200, 30, 30)).save('$WORK/photo.png')"
+for kind in foreign truncated missing; do
+    ckpt="$WORK/$kind.ckpt"
+    run pretrain $(tiny "$WORK/ck" r) resume="$ckpt"
+    expect_one_line_error "resume-$kind-checkpoint" "$ckpt"
+    run "$PY" -m lit_colorization.colorize --ckpt "$ckpt" --out "$WORK/colorized" "$WORK/photo.png"
+    expect_one_line_error "colorize-$kind-checkpoint" "$ckpt"
+    run "$PY" -m transfer.probe ckpt="$ckpt" runs_dir="$WORK/ck" data.source=synthetic
+    expect_one_line_error "probe-$kind-checkpoint" "$ckpt"
+done
+run pretrain $(tiny "$WORK/ck" r) resume="$WORK/alexnet.ckpt"
+expect_one_line_error resume-other-network-checkpoint "$WORK/alexnet.ckpt" "alexnet"
+
+# ------------------------------------------------------------------ non-finite loss
+run pretrain $(tiny "$WORK" nan) optim.lr=1e30 trainer.max_steps=20 trainer.checkpoint_every_n_steps=1 logger.kind=none
+expect_one_line_error nan-loss "loss is not finite"
+nan_step="$(grep -o 'at step [0-9]*' <<<"$ERRLINES" | grep -o '[0-9]*')"
+finite="$("$PY" -c "
+import torch; from lit_colorization.checkpoint import read_checkpoint
+c = read_checkpoint('$WORK/nan/checkpoints/last.ckpt')
+print(c.global_step if all(bool(torch.isfinite(v).all()) for v in c.state_dict.values()) else 'nan')" 2>&1)"
+[[ -n "$nan_step" && "$finite" == "$nan_step" ]] \
+    && report nan-loss-checkpoint 0 "last.ckpt holds the finite weights of step $finite, the last good step" \
+    || report nan-loss-checkpoint 1 "last.ckpt: '$finite', stopped at step '$nan_step'"
+
+# ------------------------------------------------------------------ hostile images
+"$PY" -c "from pathlib import Path; from tests.test_fault_images import write_training_set as w; w(Path('$WORK/hostile'))"
+bad_files=(d_truncated.jpg e_empty.JPG g_text.jpeg i_bomb.png)
+for workers in 0 2; do
+    run pretrain $(tiny "$WORK" "hostile$workers") data.source=folder data.root="$WORK/hostile" \
+        data.num_workers=$workers trainer.limit_val_batches=1
+    logged=0
+    for name in "${bad_files[@]}"; do grep -q "skipping unreadable image .*$name" <<<"$OUT" && logged=$((logged + 1)); done
+    skipped="$("$PY" -c "
+import csv, glob
+rows = [r for p in sorted(glob.glob('$WORK/hostile$workers/csv/version_*/metrics.csv')) for r in csv.DictReader(open(p))]
+print(' '.join(str(int(float(r['train/skipped_images']))) for r in rows if r.get('train/skipped_images')))" 2>&1)"
+    if [[ $RC == 0 && $logged -ge 3 && -n "$skipped" && "${skipped##* }" -gt 0 ]]; then
+        report "hostile-images-workers$workers" 0 "run completed; $logged of 4 bad files logged; train/skipped_images by step: $skipped"
+    else
+        report "hostile-images-workers$workers" 1 "exit $RC, $logged bad files logged, skipped '$skipped': $(tail -c 300 <<<"$OUT")"
+    fi
+    run pretrain $(tiny "$WORK" "strict$workers") data.source=folder data.root="$WORK/hostile" \
+        data.num_workers=$workers data.strict=true
+    expect_one_line_error "hostile-images-strict-workers$workers" "unreadable image $WORK/hostile/train/"
+done
+
+# ------------------------------------------------------------------ SIGKILL and resume
+last="$WORK/killed/checkpoints/last.ckpt"
+"$PY" -m lit_colorization.pretrain $(tiny "$WORK" killed) trainer.max_steps=100000 trainer.val_check_interval=1000 \
+    trainer.checkpoint_every_n_steps=1 logger.kind=none >"$WORK/killed.log" 2>&1 &
+pid=$!
+for _ in $(seq 600); do
+    [[ -f "$last" && "$(step_of "$last")" -ge 3 ]] 2>/dev/null && break
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.5
+done
+kill -KILL $pid 2>/dev/null
+wait $pid 2>/dev/null
+killed_at="$(step_of "$last")"
+if [[ -z "$killed_at" ]]; then
+    report sigkill-checkpoint-intact 1 "no readable last.ckpt after SIGKILL: $(tail -c 300 "$WORK/killed.log")"
+else
+    report sigkill-checkpoint-intact 0 "killed with SIGKILL; last.ckpt is readable, at step $killed_at"
+    run pretrain $(tiny "$WORK" killed) resume=auto trainer.max_steps=$((killed_at + 2)) logger.kind=none
+    resumed="$(step_of "$last")"
+    stale="$(find "$WORK/killed/checkpoints" -name '.*.tmp' | wc -l)"
+    [[ $RC == 0 && "$resumed" == $((killed_at + 2)) && $stale == 0 ]] \
+        && report sigkill-resume 0 "resume=auto continued from step $killed_at to $resumed" \
+        || report sigkill-resume 1 "exit $RC, step '$resumed', $stale stale temporary files: $(tail -c 300 <<<"$OUT")"
+fi
+
+# ------------------------------------------------------------------ exact resume (with DataLoader workers)
+exact=(trainer.val_check_interval=3 trainer.limit_val_batches=1 "optim.milestones=[3]" data.num_workers=2 logger.kind=none)
+run pretrain $(tiny "$WORK" whole) "${exact[@]}" trainer.max_steps=7
+rc_whole=$RC
+run pretrain $(tiny "$WORK" stopped) "${exact[@]}" trainer.max_steps=2
+run pretrain $(tiny "$WORK" stopped) "${exact[@]}" trainer.max_steps=7 resume=auto
+compare="$("$PY" -c "
+import torch
+a, b = (torch.load('$WORK/%s/checkpoints/last.ckpt' % r, weights_only=True) for r in ('whole', 'stopped'))
+same = all(torch.allclose(a['state_dict'][k], b['state_dict'][k], rtol=0, atol=1e-6) for k in a['state_dict'])
+oa, ob = a['optimizer_states'][0], b['optimizer_states'][0]
+same &= all(float(oa['state'][i]['step']) == float(ob['state'][i]['step']) for i in oa['state'])
+same &= oa['param_groups'][0]['lr'] == ob['param_groups'][0]['lr'] and a['global_step'] == b['global_step'] == 7
+print('same' if same else 'different', len(a['state_dict']), oa['param_groups'][0]['lr'])" 2>&1 | tail -1)"
+[[ $rc_whole == 0 && $RC == 0 && "$compare" == same* ]] \
+    && report exact-resume 0 "stopped at step 2 and resumed to 7 = uninterrupted to 7 (weights, Adam steps, lr): $compare" \
+    || report exact-resume 1 "exit $rc_whole/$RC: $compare"
+
+# ------------------------------------------------------------------ logger faults
+metrics_written() { compgen -G "$1/csv/version_*/metrics.csv" >/dev/null; }
+run "$PY" -c "import sys; sys.modules['wandb'] = None; from lit_colorization.pretrain import main; main()" \
+    $(tiny "$WORK" nowandb) logger.kind=wandb trainer.max_steps=2
+warned="$(grep -c 'wandb is not installed' <<<"$OUT")"
+[[ $RC == 0 && $warned == 1 ]] && metrics_written "$WORK/nowandb" \
+    && report wandb-not-installed 0 "training went on with CSV metrics after one warning" \
+    || report wandb-not-installed 1 "exit $RC, $warned warnings: $(tail -c 300 <<<"$OUT")"
+run env WANDB_API_KEY=0123456789abcdef0123456789abcdef01234567 WANDB_BASE_URL=http://127.0.0.1:9 \
+    WANDB_INIT_TIMEOUT=5 WANDB_MODE=online "$PY" -m lit_colorization.pretrain \
+    $(tiny "$WORK" unreachable) logger.kind=wandb trainer.max_steps=2
+warned="$(grep -c 'could not start an online run' <<<"$OUT")"
+[[ $RC == 0 && $warned == 1 ]] && metrics_written "$WORK/unreachable" \
+    && report wandb-unreachable 0 "W&B login but no server: training went on with CSV metrics after one warning" \
+    || report wandb-unreachable 1 "exit $RC, $warned warnings: $(tail -c 300 <<<"$OUT")"
+
+exit $FAILED

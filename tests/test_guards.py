@@ -1,0 +1,116 @@
+"""Guards of a long run: atomic checkpoints that never hold NaN weights, and a stop on a non-finite loss."""
+
+from __future__ import annotations
+
+import re
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+
+from lit_colorization.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
+from lit_colorization.cli import load_pretrain_config
+from lit_colorization.guards import NonFiniteLossError, NonFiniteLossGuard, StepCheckpoint
+from lit_colorization.pretrain import build_trainer
+from lit_colorization.pretrain import main as pretrain_main
+from tests.conftest import tiny_pretrain_overrides
+
+
+class ExplodesWhenPickled:
+    """Stands for anything that fails halfway through ``torch.save`` (a full disk, a kill, a bad object)."""
+
+    def __reduce__(self):
+        raise OSError("no space left on device")
+
+
+def test_a_failed_save_keeps_the_previous_checkpoint_and_no_temporary(tmp_path) -> None:
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"state_dict": {"w": torch.ones(1000)}, "global_step": 1}, path)
+    with pytest.raises(OSError, match="no space"):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(1000)}, "boom": ExplodesWhenPickled()}, path)
+    kept = torch.load(path, weights_only=True)
+    assert kept["global_step"] == 1 and torch.equal(kept["state_dict"]["w"], torch.ones(1000))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_checkpoints_with_non_finite_weights_are_refused(tmp_path) -> None:
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}, "global_step": 1}, path)
+    weights = {
+        "net.a": torch.ones(3),
+        "net.b": torch.tensor([1.0, float("nan")]),
+        "net.c": torch.tensor([-float("inf")]),
+    }
+    with pytest.raises(CheckpointError) as raised:
+        io.save_checkpoint({"state_dict": weights}, path)
+    assert (
+        str(path) in str(raised.value)
+        and "net.b, net.c" in str(raised.value)
+        and "net.a" not in str(raised.value)
+    )
+    assert torch.load(path, weights_only=True)["global_step"] == 1
+
+
+def test_pretraining_trainer_saves_through_the_atomic_writer(tmp_path) -> None:
+    config = load_pretrain_config("sample", tiny_pretrain_overrides(tmp_path))
+    trainer = build_trainer(config, tmp_path / "tiny", logger=False)
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+    assert any(isinstance(callback, NonFiniteLossGuard) for callback in trainer.callbacks)
+    assert any(isinstance(callback, StepCheckpoint) for callback in trainer.callbacks)
+
+
+class LossFromData(L.LightningModule):
+    """One weight; the loss of a batch is weight * batch, so a NaN in the data gives a NaN loss at a known step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(()))
+
+    def training_step(self, batch, batch_idx):
+        return self.weight * batch[0]
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.5)
+
+
+def test_guard_stops_before_the_update_and_names_the_step(tmp_path) -> None:
+    data = [torch.tensor([1.0]), torch.tensor([1.0]), torch.tensor([float("nan")]), torch.tensor([1.0])]
+    module = LossFromData()
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=4,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[NonFiniteLossGuard(tmp_path)],
+    )
+    with pytest.raises(NonFiniteLossError, match=r"at step 2 \(epoch 0\).*nan.*kept in") as raised:
+        trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=None))
+    assert "\n" not in str(raised.value)
+    assert module.weight.item() == pytest.approx(0.0)  # 1 - 0.5 - 0.5: the NaN step changed nothing
+
+
+def test_nan_loss_through_the_cli_stops_with_one_line_and_keeps_a_finite_checkpoint(tmp_path, capsys) -> None:
+    overrides = [
+        *tiny_pretrain_overrides(tmp_path, "nan"),
+        "optim.lr=1e30",  # Adam moves every weight by ~lr: the next forward overflows
+        "trainer.max_steps=20",
+        "trainer.val_check_interval=100",
+        "trainer.checkpoint_every_n_steps=1",
+        "logger.kind=none",
+    ]
+    with pytest.raises(SystemExit) as exited:
+        pretrain_main(overrides)
+    assert exited.value.code == 2
+    error_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and "loss is not finite" in error_lines[0]
+    step = int(re.search(r"at step (\d+)", error_lines[0]).group(1))
+    checkpoints = tmp_path / "nan" / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["last.ckpt"]
+    kept = read_checkpoint(checkpoints / "last.ckpt")
+    assert kept.global_step == step  # the step before the one whose loss was not finite
+    assert all(bool(torch.isfinite(value).all()) for value in kept.state_dict.values())

@@ -1,0 +1,197 @@
+"""Exact resume: a run stopped anywhere and continued with resume=auto ends as if it had never stopped.
+
+Every weight, the optimizer state, the lr schedule and the sequence of training batches (crops included) of
+stopped-and-resumed runs are compared with one uninterrupted run. The stops fall inside an epoch, on the
+last batch of an epoch and across an lr milestone, with and without DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from lit_colorization.checkpoint import read_checkpoint
+from lit_colorization.cli import load_pretrain_config
+from lit_colorization.data.sampling import SeededShuffleSampler
+from lit_colorization.data.synthetic import SyntheticColorDataset
+from lit_colorization.pretrain import pretrain
+from tests.conftest import REPO, run_module, tiny_pretrain_overrides
+
+FINAL_STEP = 7  # 16 images in batches of 4: epoch 0 is steps 1-4, epoch 1 steps 5-8
+MILESTONE = 3  # the lr drops tenfold after 3 optimizer steps
+
+
+class RecordBatches(Callback):
+    """Keeps a digest of every training batch, keyed by the optimizer step it feeds."""
+
+    def __init__(self) -> None:
+        self.digests: dict[int, str] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.digests[trainer.global_step] = hashlib.sha1(batch["rgb"].cpu().numpy().tobytes()).hexdigest()
+
+
+def tiny_config(runs_dir: Path, run: str, workers: int, max_steps: int, *extra: str):
+    return load_pretrain_config(
+        "sample",
+        [
+            *tiny_pretrain_overrides(runs_dir, run),
+            f"data.num_workers={workers}",
+            f"trainer.max_steps={max_steps}",
+            "trainer.val_check_interval=3",
+            "trainer.limit_val_batches=1",
+            f"optim.milestones=[{MILESTONE}]",
+            "logger.kind=none",
+            "num_val_images_logged=0",
+            *extra,
+        ],
+    )
+
+
+def train(runs_dir: Path, run: str, workers: int, max_steps: int, *extra: str) -> dict[int, str]:
+    recorder = RecordBatches()
+    pretrain(tiny_config(runs_dir, run, workers, max_steps, *extra), extra_callbacks=[recorder])
+    return recorder.digests
+
+
+def last_checkpoint(runs_dir: Path, run: str) -> dict:
+    return torch.load(runs_dir / run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[dict, dict[int, str]]:
+    runs_dir = tmp_path_factory.mktemp("runs")
+    digests = train(runs_dir, "whole", workers=0, max_steps=FINAL_STEP)
+    return last_checkpoint(runs_dir, "whole"), digests
+
+
+def assert_same_training_state(resumed: dict, reference: dict) -> None:
+    assert resumed["global_step"] == reference["global_step"] == FINAL_STEP
+    assert resumed["state_dict"].keys() == reference["state_dict"].keys()
+    for key, value in reference["state_dict"].items():
+        assert torch.allclose(resumed["state_dict"][key], value, rtol=0, atol=1e-6), key
+    (optimizer,), (reference_optimizer,) = resumed["optimizer_states"], reference["optimizer_states"]
+    assert optimizer["state"].keys() == reference_optimizer["state"].keys()
+    for index, state in reference_optimizer["state"].items():
+        assert float(optimizer["state"][index]["step"]) == float(state["step"]) == FINAL_STEP
+        for moment in ("exp_avg", "exp_avg_sq"):
+            assert torch.allclose(optimizer["state"][index][moment], state[moment], rtol=0, atol=1e-6)
+    lr = optimizer["param_groups"][0]["lr"]
+    assert lr == reference_optimizer["param_groups"][0]["lr"] == pytest.approx(1e-4)  # 1e-3 after the drop
+    (schedule,), (reference_schedule,) = resumed["lr_schedulers"], reference["lr_schedulers"]
+    assert schedule["last_epoch"] == reference_schedule["last_epoch"] == FINAL_STEP
+
+
+@pytest.mark.parametrize(
+    ("workers", "stops"),
+    [
+        (0, [2]),  # inside epoch 0, before the lr milestone
+        (2, [4, 5]),  # after the last batch of epoch 0, then inside epoch 1: two resumes
+    ],
+)
+def test_stopped_and_resumed_runs_end_exactly_like_an_uninterrupted_one(
+    tmp_path, uninterrupted, workers, stops
+) -> None:
+    reference, reference_digests = uninterrupted
+    digests: dict[int, str] = {}
+    for attempt, max_steps in enumerate([*stops, FINAL_STEP]):
+        resume = ["resume=auto"] if attempt else []
+        digests.update(train(tmp_path, "stopped", workers, max_steps, *resume))
+        assert read_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.ckpt").global_step == max_steps
+    assert digests == reference_digests  # the same batches, crops included, each at the same step
+    assert_same_training_state(last_checkpoint(tmp_path, "stopped"), reference)
+
+
+def test_resumed_epoch_on_two_ranks_gets_the_rest_of_each_ranks_share() -> None:
+    dataset = SyntheticColorDataset(10, 40, 24, split="train", seed=3)
+    for rank in (0, 1):
+        whole = SeededShuffleSampler(dataset, seed=3, num_replicas=2, rank=rank)
+        whole.set_epoch(2)
+        resumed = SeededShuffleSampler(dataset, seed=3, num_replicas=2, rank=rank)
+        resumed.set_epoch(2)
+        resumed.resume_at(2, 4)
+        assert list(resumed) == list(whole)[4:] and len(resumed) == len(whole) == 5
+        resumed.set_epoch(3)  # the skip belongs to the resumed epoch only
+        whole.set_epoch(3)
+        assert list(resumed) == list(whole)
+    shares = []
+    for rank in (0, 1):
+        sampler = SeededShuffleSampler(dataset, seed=3, num_replicas=2, rank=rank)
+        sampler.set_epoch(2)
+        shares.append(list(sampler))
+    assert sorted(shares[0] + shares[1]) == list(range(10))
+
+
+def test_resume_after_more_samples_than_an_epoch_holds_is_refused() -> None:
+    sampler = SeededShuffleSampler(SyntheticColorDataset(8, 40, 24, split="train"), seed=0)
+    with pytest.raises(ValueError, match="data.batch_size or the number of devices changed"):
+        sampler.resume_at(0, 9)
+
+
+def test_run_killed_while_writing_checkpoints_resumes_from_an_intact_one(tmp_path) -> None:
+    """SIGKILL at an arbitrary moment of a run that writes last.ckpt after every step."""
+    overrides = [
+        *tiny_pretrain_overrides(tmp_path, "killed"),
+        "trainer.max_steps=100000",
+        "trainer.val_check_interval=1000",
+        "trainer.checkpoint_every_n_steps=1",
+        "logger.kind=none",
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lit_colorization.pretrain", *overrides],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 240
+    try:
+        while not (last.exists() and read_checkpoint(last).global_step >= 3):
+            assert process.poll() is None, process.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint after step 3 within 240 s"
+            time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
+    killed_at = read_checkpoint(last).global_step  # readable: never half-written
+    assert killed_at >= 3
+    pretrain(tiny_config(tmp_path, "killed", 0, killed_at + 2, "resume=auto"))
+    assert read_checkpoint(last).global_step == killed_at + 2
+    assert (
+        sorted(p.name for p in last.parent.iterdir() if p.name.startswith(".")) == []
+    )  # no stale temporaries
+
+
+@pytest.mark.slow
+def test_two_rank_ddp_run_resumed_inside_an_epoch_ends_like_an_uninterrupted_one(tmp_path) -> None:
+    """16 images, 2 ranks, batches of 4: two steps per epoch, so step 1 and step 3 are inside epochs."""
+    ddp = ["trainer.devices=2", "trainer.strategy=ddp", "logger.kind=none", "trainer.val_check_interval=3"]
+    for run, legs in (("whole", [3]), ("stopped", [1, 3])):
+        for attempt, max_steps in enumerate(legs):
+            resume = ["resume=auto"] if attempt else []
+            overrides = [
+                *tiny_pretrain_overrides(tmp_path, run),
+                *ddp,
+                f"trainer.max_steps={max_steps}",
+                *resume,
+            ]
+            result = run_module("lit_colorization.pretrain", *overrides, timeout=600)
+            assert result.returncode == 0, result.stderr[-3000:]
+    whole, stopped = last_checkpoint(tmp_path, "whole"), last_checkpoint(tmp_path, "stopped")
+    assert whole["global_step"] == stopped["global_step"] == 3
+    for key, value in whole["state_dict"].items():
+        assert torch.allclose(stopped["state_dict"][key], value, rtol=0, atol=1e-6), key
