@@ -12,7 +12,9 @@ from lit_colorization.checkpoint import CheckpointError
 from lit_colorization.config import CONFIG_DIR, ConfigError, PretrainConfig, load_config, require
 from lit_colorization.data.config import validate_data_config
 from lit_colorization.models import create_model, list_models
+from lit_colorization.perf import settings_for
 
+WORKER_TRACEBACK_MARKER = "\nOriginal Traceback"
 # Errors a user can fix from the message alone: printed as one line, without a traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, CheckpointError, FileNotFoundError, ValueError)
 
@@ -50,6 +52,13 @@ def validate_pretrain_config(config: PretrainConfig) -> None:
         config.targets.temperature > 0, "targets.temperature", "a positive number", config.targets.temperature
     )
     require(config.trainer.max_steps > 0, "trainer.max_steps", "a positive integer", config.trainer.max_steps)
+    require(
+        config.trainer.checkpoint_every_n_steps >= 0,
+        "trainer.checkpoint_every_n_steps",
+        "an integer >= 0",
+        config.trainer.checkpoint_every_n_steps,
+    )
+    settings_for(config.trainer, config.optim)  # an unknown precision is an error before any work
     require(config.optim.lr > 0, "optim.lr", "a positive number", config.optim.lr)
     require(
         not config.optim.milestone_lrs or len(config.optim.milestone_lrs) == len(config.optim.milestones),
@@ -73,6 +82,15 @@ def validate_pretrain_config(config: PretrainConfig) -> None:
     )
 
 
+def one_line(error: BaseException) -> str:
+    """The message of ``error``; for an error re-raised from a DataLoader worker, the original one's message."""
+    message = str(error)
+    if WORKER_TRACEBACK_MARKER in message:  # "Caught X in DataLoader worker ...\nOriginal Traceback ...\nX: msg"
+        last_line = message.rstrip().splitlines()[-1]
+        return last_line.split(": ", 1)[-1]
+    return message
+
+
 def run_cli(main: Callable[[], None]) -> None:
     """Run ``main``; a user error ends the process with one line on stderr and exit status 2.
 
@@ -84,5 +102,5 @@ def run_cli(main: Callable[[], None]) -> None:
     except USER_ERRORS as error:
         if os.environ.get("LIT_COLORIZATION_DEBUG"):
             raise
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         sys.exit(2)

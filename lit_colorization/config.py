@@ -75,6 +75,7 @@ class TrainerConfig:
     limit_val_batches: Any = 1.0
     log_every_n_steps: int = 50
     checkpoint_every_n_steps: int = 1000  # steps between writes of last.ckpt (0: only at max_steps)
+    validate_before_training: bool = True  # a fresh run first scores the untrained network (logged at step 0)
     gradient_clip_val: float | None = None
     channels_last: bool = False
     compile: bool = False  # torch.compile of the network, in place (CUDA only)

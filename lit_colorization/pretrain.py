@@ -28,11 +28,12 @@ from lit_colorization.atomic import write_text
 from lit_colorization.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
 from lit_colorization.cli import load_pretrain_config, run_cli
 from lit_colorization.color import ab_bins
-from lit_colorization.config import ConfigError, PretrainConfig, require, to_container
+from lit_colorization.config import ConfigError, PretrainConfig, to_container
 from lit_colorization.data import build_datamodule
 from lit_colorization.guards import NonFiniteLossGuard, StepCheckpoint
 from lit_colorization.loggers import build_logger
 from lit_colorization.module import ColorizationModule
+from lit_colorization.perf import settings_for
 from lit_colorization.priors import load_prior, prior_from_datamodule, save_prior
 
 log = logging.getLogger(__name__)
@@ -40,13 +41,6 @@ PRIOR_WAIT_SECONDS = 24 * 3600
 # Lightning warns on every mid-epoch resume unless the DataLoader has state_dict(); ours resumes exactly
 # without one (the DataModule starts the sampler after the batches the restored loops had consumed).
 NOT_RESUMABLE_WARNING = "You're resuming from a checkpoint that ended before the epoch ended"
-
-
-def checkpoint_interval(config: PretrainConfig) -> int:
-    """Steps between two writes of last.ckpt (0: only at max_steps)."""
-    interval = config.trainer.checkpoint_every_n_steps
-    require(interval >= 0, "trainer.checkpoint_every_n_steps", "an integer >= 0", interval)
-    return interval
 
 
 def resume_checkpoint(config: PretrainConfig, run_dir: Path) -> str | None:
@@ -116,7 +110,7 @@ def build_trainer(
     checkpoint_dir = run_dir / "checkpoints"
     callbacks = [
         NonFiniteLossGuard(checkpoint_dir),
-        StepCheckpoint(checkpoint_dir / "last.ckpt", checkpoint_interval(config)),
+        StepCheckpoint(checkpoint_dir / "last.ckpt", trainer.checkpoint_every_n_steps),
         *extra_callbacks,
         ModelCheckpoint(
             dirpath=checkpoint_dir,
@@ -137,7 +131,7 @@ def build_trainer(
         devices=trainer.devices,
         num_nodes=trainer.num_nodes,
         strategy=trainer.strategy,
-        precision=trainer.precision,
+        precision=settings_for(trainer, config.optim).precision,
         val_check_interval=trainer.val_check_interval,
         check_val_every_n_epoch=trainer.check_val_every_n_epoch,
         limit_val_batches=trainer.limit_val_batches,
@@ -147,13 +141,15 @@ def build_trainer(
         callbacks=callbacks,
         logger=logger,
         plugins=[AtomicCheckpointIO()],
+        # no_grad, not inference_mode: metric states first made by the validation before training must stay
+        # updatable by the validations inside fit.
+        inference_mode=False,
     )
 
 
 def pretrain(config: PretrainConfig, extra_callbacks: Sequence[Callback] = ()) -> Path:
     """Train a colorizer as ``config`` says; returns the run folder. ``extra_callbacks`` join the Trainer's own."""
     run_dir = Path(config.runs_dir) / config.run
-    checkpoint_interval(config)  # a bad value is an error before any work
     resume = resume_checkpoint(config, run_dir)
     if resume is not None:
         check_resumable(resume, config)
@@ -169,6 +165,9 @@ def pretrain(config: PretrainConfig, extra_callbacks: Sequence[Callback] = ()) -
         config.logger, run_dir, config.run, job_type="pretrain", config=to_container(config)
     )
     trainer = build_trainer(config, run_dir, logger, extra_callbacks)
+    if resume is None and config.trainer.validate_before_training:
+        # The untrained network's scores, logged at step 0, are what training is measured against.
+        trainer.validate(module, datamodule=datamodule, verbose=False)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=NOT_RESUMABLE_WARNING, category=PossibleUserWarning)
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume)

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from lit_colorization.atomic import atomic_open
 from lit_colorization.color import ab_bins, bin_histogram, nongray_mask, smooth_prior, uint8_to_lab
+from lit_colorization.data.encoded import DeviceCropper
 from lit_colorization.targets import subsample
 
 PRIOR_STRIDE = 4  # every 4th pixel, as the targets are taken: the same distribution at 1/16 of the work
@@ -71,7 +72,12 @@ def prior_from_datamodule(datamodule, bins: Tensor, sigma: float, gray_threshold
     datamodule.setup("fit")
     loader = datamodule.train_dataloader()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    batches = (batch["rgb"] for batch in loader)
+    data = datamodule.config
+    if data.decode == "gpu":  # batches of JPEG bytes: decode and crop them on the device, as training does
+        cropper = DeviceCropper(data.crop_size, data.resize, data.strict)
+        batches = (cropper(batch, device)["rgb"] for batch in loader)
+    else:
+        batches = (batch["rgb"] for batch in loader)
     return compute_prior(batches, bins, sigma, gray_threshold, device=device, total=len(loader))
 
 

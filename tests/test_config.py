@@ -18,7 +18,7 @@ def test_every_preset_loads(preset, tmp_path):
 
 
 def test_model_recipe_sits_under_preset_and_overrides():
-    recipe = load_pretrain_config("alexnet_imagenet", ["data.source=synthetic"])
+    recipe = load_pretrain_config("alexnet_imagenet", ["data.source=synthetic", "data.decode=cpu"])
     assert list(recipe.optim.milestone_lrs) == [1e-5, 3e-6, 1e-6] and recipe.data.batch_size == 80
     sample = load_pretrain_config("sample", ["model.name=alexnet"])
     assert list(sample.optim.betas) == [0.9, 0.999]  # from the alexnet recipe, which the preset leaves alone

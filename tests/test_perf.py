@@ -123,9 +123,9 @@ def test_channels_last_gives_the_loss_and_gradients_of_the_plain_layout() -> Non
     last_loss, last_grads = loss_and_gradients(tiny_module("trainer.channels_last=true"), rgb)
     assert plain_loss > 0 and last_loss == pytest.approx(plain_loss, rel=1e-5)
     assert len(last_grads) == len(plain_grads)
-    # The two layouts use different convolution kernels, which sum in different orders.
+    # The two layouts use different convolution kernels, which sum in different orders (float32: ~1e-4 apart).
     for plain, last in zip(plain_grads, last_grads, strict=True):
-        assert (last - plain).norm() <= 1e-4 * plain.norm()
+        assert (last - plain).norm() <= 1e-3 * plain.norm()
 
 
 def test_compile_is_in_place_and_keeps_state_dict_keys() -> None:

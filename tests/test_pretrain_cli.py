@@ -28,6 +28,8 @@ def test_run_folder_holds_config_prior_checkpoints_images_and_metrics(tiny_pretr
     logged = {key for row in _metrics(tiny_pretrain_run) for key, value in row.items() if value}
     expected = {"train/loss", "val/loss", "val/auc", "val/auc_rebal", "val/auc_gray", "val/auc_rebal_gray"}
     assert expected <= logged
+    # A fresh run scores the untrained network first, so the curve starts at step 0.
+    assert any(row["step"] == "0" and row.get("val/loss") for row in _metrics(tiny_pretrain_run))
     for row in _metrics(tiny_pretrain_run):
         for key in ("val/auc", "val/auc_rebal", "val/auc_gray"):
             if row.get(key):
@@ -89,6 +91,32 @@ def test_cli_errors_are_one_line(tmp_path, override, message):
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "tiny").exists()  # nothing started
+
+
+def test_gpu_decode_path_runs_on_the_cpu_decoder(tmp_path):
+    """data.decode=gpu: workers only read JPEG bytes; the device (here the CPU decoder) decodes and crops."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 8), ("val", 4)):
+        folder = tmp_path / "images" / split / "things"
+        folder.mkdir(parents=True)
+        for index in range(count):
+            hue = rng.integers(0, 256, 3, dtype=np.uint8)
+            image = (np.linspace(0.3, 1.0, 48)[:, None, None] * hue).astype(np.uint8).repeat(40, axis=1)
+            Image.fromarray(image).save(folder / f"{index}.jpg", quality=90)
+    overrides = [o for o in tiny_pretrain_overrides(tmp_path) if not o.startswith("data.source")]
+    result = run_module(
+        "lit_colorization.pretrain",
+        *overrides,
+        "data.source=folder",
+        f"data.root={tmp_path / 'images'}",
+        "data.decode=gpu",
+        "trainer.max_steps=2",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert read_checkpoint(tmp_path / "tiny" / "checkpoints" / "last.ckpt").global_step == 2
+    assert np.load(tmp_path / "tiny" / "prior.npy").shape == (313,)
 
 
 def test_priors_command_writes_a_normalised_prior(tmp_path):

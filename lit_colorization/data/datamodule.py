@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from lit_colorization.data.collate import SkipUnreadableCollate
 from lit_colorization.data.config import DataConfig, validate_data_config
 from lit_colorization.data.embedded import EmbeddedTrainDataset, EmbeddedValDataset, load_embedded_photos
+from lit_colorization.data.encoded import EncodedCollate, EncodedImageFolderDataset
 from lit_colorization.data.folder import ImageFolderDataset
 from lit_colorization.data.sampling import EpochAwareDataset, SeededShuffleSampler
 from lit_colorization.data.synthetic import SyntheticColorDataset
@@ -45,9 +46,14 @@ def build_datasets(cfg: DataConfig) -> tuple[EpochAwareDataset, Dataset, list[st
         train = SyntheticColorDataset(cfg.synthetic_train_images, split="train", resize=cfg.resize, **common)
         val = SyntheticColorDataset(cfg.synthetic_val_images, split="val", resize=cfg.resize, **common)
         return train, val, train.classes
-    common = {"crop_size": cfg.crop_size, "resize": cfg.resize, "seed": cfg.seed, "strict": cfg.strict}
-    train = ImageFolderDataset(cfg.root, cfg.train_split, train=True, **common)
-    val = ImageFolderDataset(cfg.root, cfg.val_split, train=False, **common)
+    if cfg.decode == "gpu":  # workers only read the bytes; the device decodes and crops (data/encoded.py)
+        common = {"seed": cfg.seed, "strict": cfg.strict}
+        train = EncodedImageFolderDataset(cfg.root, cfg.train_split, train=True, **common)
+        val = EncodedImageFolderDataset(cfg.root, cfg.val_split, train=False, **common)
+    else:
+        common = {"crop_size": cfg.crop_size, "resize": cfg.resize, "seed": cfg.seed, "strict": cfg.strict}
+        train = ImageFolderDataset(cfg.root, cfg.train_split, train=True, **common)
+        val = ImageFolderDataset(cfg.root, cfg.val_split, train=False, **common)
     if val.classes != train.classes:
         raise ValueError(
             f"class folders differ between {train.split_path} ({len(train.classes)} classes) and "
@@ -137,7 +143,7 @@ class ColorizationDataModule(LightningDataModule):
             sampler=sampler,
             shuffle=False,
             num_workers=workers,
-            collate_fn=SkipUnreadableCollate(cfg.crop_size),
+            collate_fn=EncodedCollate() if cfg.decode == "gpu" else SkipUnreadableCollate(cfg.crop_size),
             # Pinning needs a CUDA device; on CPU-only runs it would only warn.
             pin_memory=cfg.pin_memory and torch.cuda.is_available(),
             persistent_workers=cfg.persistent_workers and workers > 0,
