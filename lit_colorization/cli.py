@@ -85,7 +85,9 @@ def validate_pretrain_config(config: PretrainConfig) -> None:
 def one_line(error: BaseException) -> str:
     """The message of ``error``; for an error re-raised from a DataLoader worker, the original one's message."""
     message = str(error)
-    if WORKER_TRACEBACK_MARKER in message:  # "Caught X in DataLoader worker ...\nOriginal Traceback ...\nX: msg"
+    if (
+        WORKER_TRACEBACK_MARKER in message
+    ):  # "Caught X in DataLoader worker ...\nOriginal Traceback ...\nX: msg"
         last_line = message.rstrip().splitlines()[-1]
         return last_line.split(": ", 1)[-1]
     return message
