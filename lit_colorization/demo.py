@@ -33,16 +33,17 @@ REPORT_WIDTH = 256  # photos are shown at this width in the report grid
 DEMO_OVERRIDES = ["run=demo", "resume=auto", "trainer.accelerator=cpu", "logger.kind=csv"]
 
 
-def final_metrics(run_dir: Path) -> dict[str, float]:
-    """The last logged value of each validation metric, from the run's CSV logs."""
-    metrics: dict[str, float] = {}
+def validation_history(run_dir: Path) -> dict[int, dict[str, float]]:
+    """Validation metrics by step (step 0: the untrained network), from the run's CSV logs."""
+    history: dict[int, dict[str, float]] = {}
     for csv_file in sorted((run_dir / "csv").glob("version_*/metrics.csv"), key=lambda p: p.stat().st_mtime):
         header, *rows = [line.split(",") for line in csv_file.read_text().splitlines()]
         for row in rows:
-            for key, value in zip(header, row, strict=False):
-                if key.startswith("val/") and value:
-                    metrics[key] = float(value)
-    return metrics
+            values = dict(zip(header, row, strict=False))
+            scores = {key: float(value) for key, value in values.items() if key.startswith("val/") and value}
+            if scores:
+                history.setdefault(int(values["step"]), {}).update(scores)
+    return dict(sorted(history.items()))
 
 
 def _thumbnail(rgb: np.ndarray) -> np.ndarray:
@@ -101,14 +102,15 @@ def main(argv: list[str] | None = None) -> None:
         grids = sorted((run_dir / "images").glob("val_step*.png"))
         if grids:
             shutil.copyfile(grids[-1], report_dir / "validation.png")
-        metrics = final_metrics(run_dir)
-        write_text(report_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        history = validation_history(run_dir)
+        write_text(report_dir / "metrics.json", json.dumps(history, indent=2) + "\n")
         comparison = probe_report(config, checkpoint, report_dir)
         print("\n" + comparison)
-        print("colorization (validation crops):")
-        for key in ("val/loss", "val/auc", "val/auc_gray", "val/auc_rebal", "val/auc_rebal_gray"):
-            if key in metrics:
-                print(f"  {key:20s} {metrics[key]:.4f}")
+        print("colorization, validation crops, by step (step 0: untrained):")
+        keys = ("val/loss", "val/auc", "val/auc_gray", "val/auc_rebal", "val/auc_rebal_gray")
+        print(f"  {'step':>6s} " + " ".join(f"{key[4:]:>14s}" for key in keys))
+        for step, scores in history.items():
+            print(f"  {step:>6d} " + " ".join(f"{scores.get(key, float('nan')):>14.4f}" for key in keys))
         print(f"\ndemo report: {report_dir}/")
 
     run_cli(run)
