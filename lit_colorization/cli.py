@@ -9,7 +9,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lit_colorization.checkpoint import CheckpointError
-from lit_colorization.config import CONFIG_DIR, ConfigError, PretrainConfig, load_config, require
+from lit_colorization.config import (
+    CONFIG_DIR,
+    ConfigError,
+    PretrainConfig,
+    load_config,
+    require,
+    require_folder_name,
+)
 from lit_colorization.data.config import validate_data_config
 from lit_colorization.models import create_model, list_models
 from lit_colorization.perf import settings_for
@@ -67,7 +74,7 @@ def validate_pretrain_config(config: PretrainConfig) -> None:
         list(config.optim.milestone_lrs),
     )
     require(len(config.optim.betas) == 2, "optim.betas", "two numbers", list(config.optim.betas))
-    require(bool(config.run) and "/" not in config.run, "run", "a run name without '/'", config.run)
+    require_folder_name("run", config.run, "a run name without '/'")
     for optional_file in ("bins_path", "prior_path"):
         value = getattr(config.targets, optional_file)
         if value is not None and not Path(value).is_file():

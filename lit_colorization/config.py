@@ -61,27 +61,34 @@ class OptimConfig:
 
 
 @dataclass
-class TrainerConfig:
-    max_steps: int = 450_000
+class BaseTrainerConfig:
+    """The Lightning Trainer settings of every command: where it runs, in what precision, how it reports."""
+
     accelerator: str = "auto"
     devices: Any = "auto"  # int, list of ids or "auto" (Makefile: GPUS)
     num_nodes: int = 1
     strategy: str = "auto"
-    # 32-true | bf16-mixed | 16-mixed | auto (bf16-mixed on CUDA, else 32-true). Off CUDA, mixed precision,
-    # compile and fused Adam fall back to fp32 eager (lit_colorization/perf.py says so once).
     precision: str = "32-true"
+    log_every_n_steps: int = 50
+    seed: int = 0
+    progress_bar: bool = True
+
+
+@dataclass
+class TrainerConfig(BaseTrainerConfig):
+    """Pretraining's trainer. Its ``precision`` also takes ``auto`` (bf16-mixed on CUDA, else 32-true); off CUDA,
+    mixed precision, compile and fused Adam fall back to fp32 eager (lit_colorization/perf.py says so once)."""
+
+    max_steps: int = 450_000
     val_check_interval: Any = 1.0  # fraction of an epoch or a number of steps
     check_val_every_n_epoch: int | None = 1
     limit_val_batches: Any = 1.0
-    log_every_n_steps: int = 50
     checkpoint_every_n_steps: int = 1000  # steps between writes of last.ckpt (0: only at max_steps)
     validate_before_training: bool = True  # a fresh run first scores the untrained network (logged at step 0)
     gradient_clip_val: float | None = None
     channels_last: bool = False
     compile: bool = False  # torch.compile of the network, in place (CUDA only)
     tf32: bool = True  # TF32 for what stays fp32 on CUDA (matmuls and convolutions)
-    seed: int = 0
-    progress_bar: bool = True
 
 
 @dataclass
@@ -179,3 +186,12 @@ def to_container(config: Any) -> dict[str, Any]:
 def require(condition: bool, key: str, expected: str, value: Any) -> None:
     if not condition:
         raise ConfigError(f"config key '{key}': expected {expected}, got {value!r}")
+
+
+def require_folder_name(key: str, value: str | None, expected: str = "a name without '/'") -> None:
+    """``value`` names one folder under a runs directory; None (the command picks the name) passes."""
+    require(value is None or (bool(value) and "/" not in value), key, expected, value)
+
+
+def require_results_path(results: str) -> None:
+    require(bool(results), "results", "a path to a .jsonl file", results)

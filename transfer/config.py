@@ -10,7 +10,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lit_colorization.cli import preset_path
-from lit_colorization.config import CONFIG_DIR, LoggerConfig, load_config, require
+from lit_colorization.config import (
+    CONFIG_DIR,
+    BaseTrainerConfig,
+    LoggerConfig,
+    load_config,
+    require,
+    require_folder_name,
+    require_results_path,
+)
 from lit_colorization.data.config import DataConfig, validate_data_config
 
 ALL_LAYERS = "all"
@@ -28,19 +36,13 @@ class ProbeOptimConfig:
 
 
 @dataclass
-class ProbeTrainerConfig:
+class ProbeTrainerConfig(BaseTrainerConfig):
+    """The probe's trainer; ``seed`` seeds Lightning and each head's initialisation."""
+
     max_epochs: int = 28
-    accelerator: str = "auto"
-    devices: Any = "auto"  # int, list of ids or "auto" (Makefile: GPUS)
-    num_nodes: int = 1
-    strategy: str = "auto"
-    precision: str = "32-true"
     check_val_every_n_epoch: int = 1
     limit_train_batches: Any = 1.0  # fraction of an epoch or a number of batches
     limit_val_batches: Any = 1.0
-    log_every_n_steps: int = 50
-    seed: int = 0  # seeds Lightning and each head's initialisation
-    progress_bar: bool = True
 
 
 @dataclass
@@ -78,36 +80,21 @@ def validate_probe_config(config: ProbeConfig) -> None:
     require(
         bool(config.layer.strip()), "layer", "'all', a layer name or a comma-separated list", config.layer
     )
-    require(
-        config.run is None or (bool(config.run) and "/" not in config.run),
-        "run",
-        "a name without '/'",
-        config.run,
-    )
-    require(bool(config.results), "results", "a path to a .jsonl file", config.results)
-    require(optim.lr > 0, "optim.lr", "a positive number", optim.lr)
+    require_folder_name("run", config.run)
+    require_results_path(config.results)
+    validate_sgd(optim, milestone_unit="epoch")
     require(
         optim.reference_batch_size > 0,
         "optim.reference_batch_size",
         "a positive integer",
         optim.reference_batch_size,
     )
-    require(0 <= optim.momentum < 1, "optim.momentum", "a number in [0, 1)", optim.momentum)
     require(
         not optim.nesterov or optim.momentum > 0,
         "optim.nesterov",
         "false when optim.momentum is 0",
         optim.nesterov,
     )
-    require(optim.weight_decay >= 0, "optim.weight_decay", "a number >= 0", optim.weight_decay)
-    milestones = list(optim.milestones)
-    require(
-        all(m > 0 for m in milestones) and milestones == sorted(set(milestones)),
-        "optim.milestones",
-        "increasing positive epoch numbers",
-        milestones,
-    )
-    require(optim.gamma > 0, "optim.gamma", "a positive number", optim.gamma)
     require(trainer.max_epochs > 0, "trainer.max_epochs", "a positive integer", trainer.max_epochs)
     require(
         trainer.check_val_every_n_epoch > 0,
@@ -116,3 +103,19 @@ def validate_probe_config(config: ProbeConfig) -> None:
         trainer.check_val_every_n_epoch,
     )
     validate_data_config(config.data)
+
+
+def validate_sgd(optim: Any, milestone_unit: str) -> None:
+    """The checks every transfer SGD section shares: lr, momentum, weight decay and a step-wise lr schedule
+    whose ``milestones`` count ``milestone_unit``s (epochs or steps)."""
+    require(optim.lr > 0, "optim.lr", "a positive number", optim.lr)
+    require(0 <= optim.momentum < 1, "optim.momentum", "a number in [0, 1)", optim.momentum)
+    require(optim.weight_decay >= 0, "optim.weight_decay", "a number >= 0", optim.weight_decay)
+    milestones = list(optim.milestones)
+    require(
+        all(m > 0 for m in milestones) and milestones == sorted(set(milestones)),
+        "optim.milestones",
+        f"increasing positive {milestone_unit} numbers",
+        milestones,
+    )
+    require(optim.gamma > 0, "optim.gamma", "a positive number", optim.gamma)

@@ -10,7 +10,15 @@ from pathlib import Path
 import torch
 
 from lit_colorization.checkpoint import read_checkpoint
-from lit_colorization.config import CONFIG_DIR, ConfigError, LoggerConfig, load_config, require
+from lit_colorization.config import (
+    CONFIG_DIR,
+    ConfigError,
+    LoggerConfig,
+    load_config,
+    require,
+    require_folder_name,
+    require_results_path,
+)
 from lit_colorization.data import DataConfig
 from lit_colorization.data.config import validate_data_config
 from lit_colorization.evaluation.classifier import list_classifiers
@@ -72,13 +80,8 @@ def validate_eval_config(config: EvalColorConfig) -> None:
         "a positive integer",
         config.classifier_input_size,
     )
-    require(
-        config.name is None or (bool(config.name) and "/" not in config.name),
-        "name",
-        "a folder name without '/'",
-        config.name,
-    )
-    require(bool(config.results), "results", "a path to a .jsonl file", config.results)
+    require_folder_name("name", config.name, "a folder name without '/'")
+    require_results_path(config.results)
     if config.classifier not in list_classifiers():
         raise ConfigError(
             f"config key 'classifier': unknown torchvision classifier {config.classifier!r}; "

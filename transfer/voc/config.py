@@ -12,7 +12,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lit_colorization.cli import preset_path
-from lit_colorization.config import CONFIG_DIR, LoggerConfig, load_config, require
+from lit_colorization.config import (
+    CONFIG_DIR,
+    BaseTrainerConfig,
+    LoggerConfig,
+    load_config,
+    require,
+    require_folder_name,
+    require_results_path,
+)
+from transfer.config import validate_sgd
 from transfer.voc.dataset import IMAGE_SETS, VOC_CLASSES, VOC_YEARS
 from transfer.voc.synthetic import DEFAULT_CLASSES
 
@@ -50,18 +59,10 @@ class VOCDataConfig:
 
 
 @dataclass
-class VOCTrainerConfig:
+class VOCTrainerConfig(BaseTrainerConfig):
     max_steps: int = 80_000  # -1: limited by max_epochs only
     max_epochs: int | None = None
-    accelerator: str = "auto"
-    devices: Any = "auto"  # int, list of ids or "auto" (Makefile: GPUS)
-    num_nodes: int = 1
-    strategy: str = "auto"
-    precision: str = "32-true"
     val_check_interval: int | None = None  # steps between evaluations on the test set; None: only at the end
-    log_every_n_steps: int = 50
-    seed: int = 0
-    progress_bar: bool = True
 
 
 @dataclass
@@ -177,13 +178,8 @@ def _files(task: str, preset: str | None) -> list:
 
 def _validate_common(config: VOCClsConfig | VOCDetConfig) -> None:
     data, tiny, trainer, optim = config.data, config.data.tiny, config.trainer, config.optim
-    require(
-        config.run is None or (bool(config.run) and "/" not in config.run),
-        "run",
-        "a name without '/'",
-        config.run,
-    )
-    require(bool(config.results), "results", "a path to a .jsonl file", config.results)
+    require_folder_name("run", config.run)
+    require_results_path(config.results)
     years = list(data.train_years)
     require(
         bool(years) and all(year in VOC_YEARS for year in years) and len(set(years)) == len(years),
@@ -218,17 +214,7 @@ def _validate_common(config: VOCClsConfig | VOCDetConfig) -> None:
     )
     for key in ("num_train", "num_val", "num_test", "image_size"):
         require(getattr(tiny, key) > 0, f"data.tiny.{key}", "a positive integer", getattr(tiny, key))
-    require(optim.lr > 0, "optim.lr", "a positive number", optim.lr)
-    require(0 <= optim.momentum < 1, "optim.momentum", "a number in [0, 1)", optim.momentum)
-    require(optim.weight_decay >= 0, "optim.weight_decay", "a number >= 0", optim.weight_decay)
-    milestones = list(optim.milestones)
-    require(
-        all(m > 0 for m in milestones) and milestones == sorted(set(milestones)),
-        "optim.milestones",
-        "increasing positive step numbers",
-        milestones,
-    )
-    require(optim.gamma > 0, "optim.gamma", "a positive number", optim.gamma)
+    validate_sgd(optim, milestone_unit="step")
     require(
         trainer.max_steps > 0 or (trainer.max_steps == -1 and (trainer.max_epochs or 0) > 0),
         "trainer.max_steps",
