@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from lit_colorization.checkpoint import CheckpointError
 from lit_colorization.config import (
@@ -113,3 +115,18 @@ def run_cli(main: Callable[[], None]) -> None:
             raise
         print(f"error: {one_line(error)}", file=sys.stderr)
         sys.exit(2)
+
+
+def run_preset_command(
+    description: str,
+    preset_help: str,
+    command: Callable[[str | None, list[str]], Any],
+    argv: Sequence[str] | None = None,
+    default_preset: str | None = None,
+) -> None:
+    """Parse ``[--preset NAME] key=value ...`` from ``argv`` and run ``command(preset, overrides)`` via ``run_cli``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--preset", default=default_preset, help=preset_help)
+    parser.add_argument("overrides", nargs="*", help="config overrides key=value")
+    args = parser.parse_args(argv)
+    run_cli(lambda: command(args.preset, args.overrides))

@@ -74,6 +74,20 @@ class BaseTrainerConfig:
     progress_bar: bool = True
 
 
+def lightning_trainer_args(trainer: BaseTrainerConfig, precision: str | None = None) -> dict[str, Any]:
+    """The ``L.Trainer`` keyword arguments of a trainer section's shared fields; ``precision`` replaces the
+    section's own where the command resolves it first (pretraining's ``auto``)."""
+    return {
+        "accelerator": trainer.accelerator,
+        "devices": trainer.devices,
+        "num_nodes": trainer.num_nodes,
+        "strategy": trainer.strategy,
+        "precision": precision or trainer.precision,
+        "log_every_n_steps": trainer.log_every_n_steps,
+        "enable_progress_bar": trainer.progress_bar,
+    }
+
+
 @dataclass
 class TrainerConfig(BaseTrainerConfig):
     """Pretraining's trainer. Its ``precision`` also takes ``auto`` (bf16-mixed on CUDA, else 32-true); off CUDA,

@@ -10,7 +10,6 @@ inside the epoch: a run killed at any moment continues with ``resume=auto`` exac
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 import warnings
@@ -26,9 +25,9 @@ from omegaconf import OmegaConf
 
 from lit_colorization.atomic import write_text
 from lit_colorization.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
-from lit_colorization.cli import load_pretrain_config, run_cli
+from lit_colorization.cli import load_pretrain_config, run_preset_command
 from lit_colorization.color import ab_bins
-from lit_colorization.config import ConfigError, PretrainConfig, to_container
+from lit_colorization.config import ConfigError, PretrainConfig, lightning_trainer_args, to_container
 from lit_colorization.data import build_datamodule
 from lit_colorization.guards import NonFiniteLossGuard, StepCheckpoint
 from lit_colorization.loggers import build_logger
@@ -127,17 +126,11 @@ def build_trainer(
         default_root_dir=run_dir,
         max_steps=trainer.max_steps,
         max_epochs=-1,
-        accelerator=trainer.accelerator,
-        devices=trainer.devices,
-        num_nodes=trainer.num_nodes,
-        strategy=trainer.strategy,
-        precision=settings_for(trainer, config.optim).precision,
+        **lightning_trainer_args(trainer, precision=settings_for(trainer, config.optim).precision),
         val_check_interval=trainer.val_check_interval,
         check_val_every_n_epoch=trainer.check_val_every_n_epoch,
         limit_val_batches=trainer.limit_val_batches,
-        log_every_n_steps=trainer.log_every_n_steps,
         gradient_clip_val=trainer.gradient_clip_val,
-        enable_progress_bar=trainer.progress_bar,
         callbacks=callbacks,
         logger=logger,
         plugins=[AtomicCheckpointIO()],
@@ -177,11 +170,13 @@ def pretrain(config: PretrainConfig, extra_callbacks: Sequence[Callback] = ()) -
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Colorization pretraining")
-    parser.add_argument("--preset", default="sample", help="configs/presets/pretrain/<name>.yaml")
-    parser.add_argument("overrides", nargs="*", help="config overrides key=value")
-    args = parser.parse_args(argv)
-    run_cli(lambda: pretrain(load_pretrain_config(args.preset, args.overrides)))
+    run_preset_command(
+        "Colorization pretraining",
+        "configs/presets/pretrain/<name>.yaml",
+        lambda preset, overrides: pretrain(load_pretrain_config(preset, overrides)),
+        argv,
+        default_preset="sample",
+    )
 
 
 if __name__ == "__main__":

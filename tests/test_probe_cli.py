@@ -13,8 +13,8 @@ from lit_colorization.results import read_results
 from tests.conftest import run_module
 from transfer.compare import main as compare_main
 from transfer.config import load_probe_config
-from transfer.probe import latest_pretrain_checkpoint
 from transfer.probe import main as probe_main
+from transfer.runs import latest_pretrain_checkpoint
 
 REQUIRED_FIELDS = {
     "task",

@@ -8,7 +8,6 @@ layer in one pass over the data), then appends one row per layer to the results 
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from datetime import datetime, timezone
@@ -16,50 +15,34 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import OmegaConf
 
 from lit_colorization.atomic import write_text
-from lit_colorization.cli import run_cli
-from lit_colorization.config import ConfigError, to_container
+from lit_colorization.cli import run_preset_command
+from lit_colorization.config import to_container
 from lit_colorization.data import build_datamodule
 from lit_colorization.loggers import build_logger
 from lit_colorization.results import append_results
 from transfer.backbone import BackboneSource, FrozenBackbone, load_network
 from transfer.config import ProbeConfig, load_probe_config
 from transfer.linear_probe import LinearProbeModule, resolve_layers
+from transfer.runs import build_transfer_trainer, resolve_ckpt, run_directory
 
 TASK = "linear-probe"
 RESULT_COLUMNS = ("layer", "feature_dim", "top1", "top5")
 log = logging.getLogger(__name__)
 
 
-def latest_pretrain_checkpoint(runs_dir: str | Path) -> Path:
-    """The most recently modified ``<runs_dir>/*/checkpoints/last.ckpt``."""
-    found = sorted(Path(runs_dir).glob("*/checkpoints/last.ckpt"), key=lambda path: path.stat().st_mtime)
-    if not found:
-        raise FileNotFoundError(
-            f"no pretraining checkpoint found as {runs_dir}/*/checkpoints/last.ckpt; run `make pretrain` first, "
-            "or pass ckpt=PATH (or ckpt=random for the untrained baseline)"
-        )
-    return found[-1]
-
-
 def dataset_name(data: Any) -> str:
     return str(Path(data.root).resolve()) if data.source == "folder" else data.source
 
 
-def run_directory(config: ProbeConfig, source: BackboneSource, layers: list[str]) -> Path:
+def probe_run_directory(config: ProbeConfig, source: BackboneSource, layers: list[str]) -> Path:
     """``<runs_dir>/probe-<run>``; the default name joins the pretraining run and the layers."""
     layer_label = config.layer.strip() if config.layer.strip() == "all" else "+".join(layers)
-    run_dir = Path(config.runs_dir) / f"probe-{config.run or f'{source.pretrain_run}-{layer_label}'}"
-    if (run_dir / "results.json").exists():
-        raise ConfigError(
-            f"{run_dir}: this probe run has already finished (results.json); pick another name with run=NAME (RUN=)"
-        )
-    return run_dir
+    return run_directory(config.runs_dir, "probe", config.run or f"{source.pretrain_run}-{layer_label}")
 
 
 def result_rows(
@@ -98,32 +81,24 @@ def result_rows(
 
 def build_trainer(config: ProbeConfig, run_dir: Path, logger: Any) -> L.Trainer:
     trainer = config.trainer
-    return L.Trainer(
-        default_root_dir=run_dir,
+    return build_transfer_trainer(
+        trainer,
+        run_dir,
+        logger,
+        lr_logging_interval="epoch",
         max_epochs=trainer.max_epochs,
-        accelerator=trainer.accelerator,
-        devices=trainer.devices,
-        num_nodes=trainer.num_nodes,
-        strategy=trainer.strategy,
-        precision=trainer.precision,
         check_val_every_n_epoch=trainer.check_val_every_n_epoch,
         limit_train_batches=trainer.limit_train_batches,
         limit_val_batches=trainer.limit_val_batches,
-        log_every_n_steps=trainer.log_every_n_steps,
-        enable_progress_bar=trainer.progress_bar,
-        # A probe checkpoint would copy the whole frozen trunk; the results are the product.
-        enable_checkpointing=False,
-        callbacks=[LearningRateMonitor(logging_interval="epoch")] if logger else [],
-        logger=logger,
     )
 
 
 def probe(config: ProbeConfig) -> list[dict[str, Any]]:
     """Run the linear probe ``config`` describes; returns the rows appended to the results store."""
-    ckpt = config.ckpt or str(latest_pretrain_checkpoint(config.runs_dir))
+    ckpt = resolve_ckpt(config.ckpt, config.runs_dir)
     network, source = load_network(ckpt, config.model, dict(config.model_kwargs), seed=config.trainer.seed)
     layers = resolve_layers(config.layer, source.model_name)
-    run_dir = run_directory(config, source, layers)
+    run_dir = probe_run_directory(config, source, layers)
     L.seed_everything(config.trainer.seed, workers=True)
     backbone = FrozenBackbone(network, layers)
     datamodule = build_datamodule(config.data)
@@ -177,11 +152,12 @@ def print_summary(rows: list[dict[str, Any]], results_path: str, run_dir: Path) 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Per-layer linear probes on frozen colorization features")
-    parser.add_argument("--preset", default=None, help="configs/presets/probe/<name>.yaml")
-    parser.add_argument("overrides", nargs="*", help="config overrides key=value")
-    args = parser.parse_args(argv)
-    run_cli(lambda: probe(load_probe_config(args.preset, args.overrides)))
+    run_preset_command(
+        "Per-layer linear probes on frozen colorization features",
+        "configs/presets/probe/<name>.yaml",
+        lambda preset, overrides: probe(load_probe_config(preset, overrides)),
+        argv,
+    )
 
 
 if __name__ == "__main__":

@@ -9,20 +9,16 @@ it runs on a tiny generated VOC. Appends one row (task "voc-cls") to the results
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from lit_colorization.cli import run_cli
-from lit_colorization.config import to_container
-from lit_colorization.loggers import build_logger
+from lit_colorization.cli import run_preset_command
 from lit_colorization.models import ColorizationNet
-from transfer.backbone import FrozenBackbone, load_network
+from transfer.backbone import FrozenBackbone
 from transfer.voc.classification import VOCClassificationModule, VOCClassifier, default_head_layer
 from transfer.voc.config import VOCClsConfig, load_voc_cls_config
 from transfer.voc.data import (
@@ -33,7 +29,6 @@ from transfer.voc.data import (
     VOCSource,
     centre_crop_transform,
     classification_train_transform,
-    resolve_voc_source,
     training_set,
 )
 from transfer.voc.dataset import VOCClassification
@@ -42,12 +37,11 @@ from transfer.voc.runs import (
     build_trainer,
     data_loader,
     feature_device,
+    load_trunk,
     log_per_class,
     per_class_ap,
     publish,
-    resolve_ckpt,
-    run_directory,
-    write_run_config,
+    start_run,
 )
 from transfer.voc.svm import default_svm_layer, evaluate_svms, extract_features
 
@@ -145,25 +139,14 @@ def svm_protocol(
 
 def classify(config: VOCClsConfig) -> dict[str, Any]:
     """Run the VOC classification benchmark ``config`` describes; returns the row appended to the results store."""
-    seed = config.trainer.seed
-    L.seed_everything(seed, workers=True)
-    ckpt = resolve_ckpt(config.ckpt, config.runs_dir)
-    network, source = load_network(ckpt, config.model, dict(config.model_kwargs), seed=seed)
-    voc = resolve_voc_source(config.data)
+    network, source, voc = load_trunk(config)
     if config.protocol == "svm":
         layer = config.svm.layer or default_svm_layer(source.model_name)
         label = f"svm-{layer}"
     else:
         layer = config.head_layer or default_head_layer(network)
         label = f"finetune-{config.train_from}"
-    run_dir = run_directory(config.runs_dir, TASK, config.run or f"{source.pretrain_run}-{label}")
-    resolved = {
-        **to_container(config),
-        "ckpt": source.ckpt,
-        "model": source.model_name,
-        "data_root": str(voc.root),
-    }
-    write_run_config(run_dir, resolved)
+    run_dir, logger = start_run(config, TASK, f"{source.pretrain_run}-{label}", source, voc)
     log.info(
         "VOC classification (%s) of %s %s from %s on %s",
         label,
@@ -172,16 +155,13 @@ def classify(config: VOCClsConfig) -> dict[str, Any]:
         source.ckpt,
         voc.label,
     )
-    logger = build_logger(
-        config.logger, run_dir, run_dir.name, job_type=TASK, config=resolved, group=source.pretrain_run
-    )
     if config.protocol == "svm":
         fields, mean_ap, per_class = svm_protocol(config, network, voc, layer, logger)
     else:
         fields, mean_ap, per_class = finetune(config, network, voc, layer, logger, run_dir)
     ap = per_class_ap(voc.classes, per_class)
     row = {
-        **base_row(TASK, run_dir, source, voc, seed),
+        **base_row(TASK, run_dir, source, voc, config.trainer.seed),
         **fields,
         "ap_metric": config.ap_metric,
         "map": round(mean_ap, 6),
@@ -200,13 +180,12 @@ def classify(config: VOCClsConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Pascal VOC07 classification on a colorization trunk")
-    parser.add_argument(
-        "--preset", default=None, help="configs/presets/voc_cls/<name>.yaml (voc07: the paper's)"
+    run_preset_command(
+        "Pascal VOC07 classification on a colorization trunk",
+        "configs/presets/voc_cls/<name>.yaml (voc07: the paper's)",
+        lambda preset, overrides: classify(load_voc_cls_config(preset, overrides)),
+        argv,
     )
-    parser.add_argument("overrides", nargs="*", help="config overrides key=value")
-    args = parser.parse_args(argv)
-    run_cli(lambda: classify(load_voc_cls_config(args.preset, args.overrides)))
 
 
 if __name__ == "__main__":

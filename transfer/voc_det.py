@@ -9,20 +9,16 @@ row (task "voc-det") to the results store and writes ``runs/voc-det-<run>/``.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from typing import Any
 
-import lightning as L
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torchvision.transforms import v2
 
-from lit_colorization.cli import run_cli
+from lit_colorization.cli import run_preset_command
 from lit_colorization.config import to_container
-from lit_colorization.loggers import build_logger
-from transfer.backbone import load_network
 from transfer.voc.config import VOCDetConfig, load_voc_det_config
-from transfer.voc.data import TEST_YEAR, Indexed, resolve_voc_source, training_set
+from transfer.voc.data import TEST_YEAR, Indexed, training_set
 from transfer.voc.dataset import VOCDetectionDataset, collate_detection
 from transfer.voc.detection import (
     VOCDetectionModule,
@@ -34,12 +30,11 @@ from transfer.voc.runs import (
     base_row,
     build_trainer,
     data_loader,
+    load_trunk,
     log_per_class,
     per_class_ap,
     publish,
-    resolve_ckpt,
-    run_directory,
-    write_run_config,
+    start_run,
 )
 
 TASK = "voc-det"
@@ -48,22 +43,18 @@ log = logging.getLogger(__name__)
 
 def detect(config: VOCDetConfig) -> dict[str, Any]:
     """Run the VOC detection benchmark ``config`` describes; returns the row appended to the results store."""
-    seed, data, detector_config = config.trainer.seed, config.data, config.detector
-    L.seed_everything(seed, workers=True)
-    ckpt = resolve_ckpt(config.ckpt, config.runs_dir)
-    network, source = load_network(ckpt, config.model, dict(config.model_kwargs), seed=seed)
-    voc = resolve_voc_source(data)
+    data, detector_config = config.data, config.detector
+    network, source, voc = load_trunk(config)
     layer = detector_config.backbone_layer or default_backbone_layer(network)
     frozen = "-frozen" if detector_config.freeze_backbone else ""
-    run_dir = run_directory(config.runs_dir, TASK, config.run or f"{source.pretrain_run}-{layer}{frozen}")
-    resolved = {
-        **to_container(config),
-        "ckpt": source.ckpt,
-        "model": source.model_name,
-        "data_root": str(voc.root),
-        "detector": {**to_container(detector_config), "backbone_layer": layer},
-    }
-    write_run_config(run_dir, resolved)
+    run_dir, logger = start_run(
+        config,
+        TASK,
+        f"{source.pretrain_run}-{layer}{frozen}",
+        source,
+        voc,
+        detector={**to_container(detector_config), "backbone_layer": layer},
+    )
     log.info(
         "VOC detection on %s %s (%s) from %s on %s",
         source.model_name,
@@ -71,9 +62,6 @@ def detect(config: VOCDetConfig) -> dict[str, Any]:
         source.pretrain_run,
         source.ckpt,
         voc.label,
-    )
-    logger = build_logger(
-        config.logger, run_dir, run_dir.name, job_type=TASK, config=resolved, group=source.pretrain_run
     )
 
     # Horizontal flips are the only augmentation, as in Fast R-CNN; torchvision's transform rescales images.
@@ -97,7 +85,7 @@ def detect(config: VOCDetConfig) -> dict[str, Any]:
         voc.classes, [result.per_class.get(label, float("nan")) for label in range(1, len(voc.classes) + 1)]
     )
     row = {
-        **base_row(TASK, run_dir, source, voc, seed),
+        **base_row(TASK, run_dir, source, voc, config.trainer.seed),
         "layer": layer,
         "freeze_backbone": detector_config.freeze_backbone,
         "detector": "faster-rcnn",
@@ -123,15 +111,12 @@ def detect(config: VOCDetConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description="Pascal VOC07 detection (Faster R-CNN) on a colorization trunk"
+    run_preset_command(
+        "Pascal VOC07 detection (Faster R-CNN) on a colorization trunk",
+        "configs/presets/voc_det/<name>.yaml (voc07: the paper's)",
+        lambda preset, overrides: detect(load_voc_det_config(preset, overrides)),
+        argv,
     )
-    parser.add_argument(
-        "--preset", default=None, help="configs/presets/voc_det/<name>.yaml (voc07: the paper's)"
-    )
-    parser.add_argument("overrides", nargs="*", help="config overrides key=value")
-    args = parser.parse_args(argv)
-    run_cli(lambda: detect(load_voc_det_config(args.preset, args.overrides)))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""What the VOC command lines share: run folders, data loaders, the Lightning trainer and result rows.
+"""What the VOC command lines share: the start of a run, data loaders, the Lightning trainer and result rows.
 
 A run writes ``<runs_dir>/<task>-<run>/``: ``config.yaml`` (resolved), metrics (CSV or W&B) and
 ``results.json`` (this run's rows, also appended to the results store); a finished run is never overwritten.
@@ -15,40 +15,57 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from lit_colorization.atomic import write_text
-from lit_colorization.config import ConfigError
+from lit_colorization.config import to_container
+from lit_colorization.loggers import build_logger
+from lit_colorization.models import ColorizationNet
 from lit_colorization.results import append_results
-from transfer.backbone import BackboneSource
-from transfer.probe import latest_pretrain_checkpoint
-from transfer.voc.data import VOCSource
+from transfer.backbone import BackboneSource, load_network
+from transfer.runs import build_transfer_trainer, resolve_ckpt, run_directory
+from transfer.voc.config import VOCClsConfig, VOCDetConfig
+from transfer.voc.data import VOCSource, resolve_voc_source
 
 AP_DECIMALS = 6
 
 
-def resolve_ckpt(ckpt: str | None, runs_dir: str) -> str:
-    """``ckpt`` as given, or the most recent pretraining checkpoint under ``runs_dir``."""
-    return ckpt or str(latest_pretrain_checkpoint(runs_dir))
+def load_trunk(config: VOCClsConfig | VOCDetConfig) -> tuple[ColorizationNet, BackboneSource, VOCSource]:
+    """Seed everything, then load the pretrained network (``ckpt``, else the latest) and find the VOC data."""
+    seed = config.trainer.seed
+    L.seed_everything(seed, workers=True)
+    ckpt = resolve_ckpt(config.ckpt, config.runs_dir)
+    network, source = load_network(ckpt, config.model, dict(config.model_kwargs), seed=seed)
+    return network, source, resolve_voc_source(config.data)
 
 
-def run_directory(runs_dir: str, task: str, name: str) -> Path:
-    """``<runs_dir>/<task>-<name>``; refused if that run already finished (it has a results.json)."""
-    run_dir = Path(runs_dir) / f"{task}-{name}"
-    if (run_dir / "results.json").exists():
-        raise ConfigError(
-            f"{run_dir}: this {task} run has already finished (results.json); pick another name with run=NAME (RUN=)"
-        )
-    return run_dir
-
-
-def write_run_config(run_dir: Path, resolved: dict[str, Any]) -> None:
+def start_run(
+    config: VOCClsConfig | VOCDetConfig,
+    task: str,
+    default_name: str,
+    source: BackboneSource,
+    voc: VOCSource,
+    **resolved_sections: Any,
+) -> tuple[Path, Logger | bool]:
+    """Claim ``<runs_dir>/<task>-<run or default_name>``, write its resolved ``config.yaml`` (``resolved_sections``
+    replace the config's own) and open its logger."""
+    run_dir = run_directory(config.runs_dir, task, config.run or default_name)
+    resolved = {
+        **to_container(config),
+        "ckpt": source.ckpt,
+        "model": source.model_name,
+        "data_root": str(voc.root),
+        **resolved_sections,
+    }
     if rank_zero_only.rank == 0:
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
+    logger = build_logger(
+        config.logger, run_dir, run_dir.name, job_type=task, config=resolved, group=source.pretrain_run
+    )
+    return run_dir, logger
 
 
 def data_loader(
@@ -75,24 +92,17 @@ def data_loader(
 def build_trainer(trainer: Any, run_dir: Path, logger: Logger | bool) -> L.Trainer:
     """The Lightning trainer of a ``VOCTrainerConfig``; no checkpoints (the results are the product)."""
     periodic_validation = trainer.val_check_interval is not None
-    return L.Trainer(
-        default_root_dir=run_dir,
+    return build_transfer_trainer(
+        trainer,
+        run_dir,
+        logger,
+        lr_logging_interval="step",
         max_steps=trainer.max_steps,
         max_epochs=trainer.max_epochs,
-        accelerator=trainer.accelerator,
-        devices=trainer.devices,
-        num_nodes=trainer.num_nodes,
-        strategy=trainer.strategy,
-        precision=trainer.precision,
         # An int interval counts optimizer steps across epochs only with check_val_every_n_epoch=None.
         val_check_interval=trainer.val_check_interval if periodic_validation else None,
         check_val_every_n_epoch=None if periodic_validation else 1,
         num_sanity_val_steps=0,
-        log_every_n_steps=trainer.log_every_n_steps,
-        enable_progress_bar=trainer.progress_bar,
-        enable_checkpointing=False,
-        callbacks=[LearningRateMonitor(logging_interval="step")] if logger else [],
-        logger=logger,
     )
 
 
