@@ -20,22 +20,18 @@ from __future__ import annotations
 import io
 import logging
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from lit_colorization.data.crops import sample_rng, to_chw_tensor
-from lit_colorization.data.folder import resolve_split_dir, scan_split
+from lit_colorization.data.folder import SplitFilesDataset
 from lit_colorization.data.images import UnreadableImageError, read_rgb
-from lit_colorization.data.sampling import SharedEpoch
 from lit_colorization.perf import say_once
 
 log = logging.getLogger(__name__)
@@ -86,38 +82,12 @@ def read_payload(path: str, strict: bool = False) -> Tensor | None:
     return None if image is None else to_chw_tensor(image)
 
 
-class EncodedImageFolderDataset(Dataset):
+class EncodedImageFolderDataset(SplitFilesDataset):
     """The files of ``root/split_dir`` (as ``ImageFolderDataset`` lists them) as ``(payload, crop, label)``.
 
     ``crop`` is float64 (3,): the fractions down and across of the free room and a mirror flag, random from
     (seed, epoch, index) when ``train``, else ``CENTRE_CROP``. An unreadable file gives None.
     """
-
-    def __init__(
-        self,
-        root: str | os.PathLike[str],
-        split_dir: str,
-        train: bool = True,
-        seed: int = 0,
-        strict: bool = False,
-    ) -> None:
-        self.split_path = resolve_split_dir(root, split_dir)
-        self.classes, paths, self.labels = scan_split(self.split_path)
-        # One numpy byte-string array, as in ImageFolderDataset: no per-file objects for forked workers to copy.
-        self._relative_paths = np.array([os.fsencode(path) for path in paths], dtype=np.bytes_)
-        self.train = train
-        self.seed = seed
-        self.strict = strict
-        self._epoch = SharedEpoch()
-
-    def __len__(self) -> int:
-        return len(self._relative_paths)
-
-    def path(self, index: int) -> str:
-        return os.path.join(self.split_path, os.fsdecode(self._relative_paths[index]))
-
-    def set_epoch(self, epoch: int) -> None:
-        self._epoch.set(epoch)
 
     def crop_numbers(self, index: int) -> Tensor:
         if not self.train:

@@ -81,7 +81,40 @@ def resolve_split_dir(root: str | os.PathLike[str], split_dir: str) -> str:
     return split_path
 
 
-class ImageFolderDataset(Dataset):
+class SplitFilesDataset(Dataset):
+    """The image files of `root/split_dir` with their labels, and the epoch that seeds each file's crop draw.
+
+    The base of the CPU-decoding `ImageFolderDataset` and the device-decoding `EncodedImageFolderDataset`,
+    which list a split the same way and differ only in what an item is.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        split_dir: str,
+        train: bool = True,
+        seed: int = 0,
+        strict: bool = False,
+    ) -> None:
+        self.split_path = resolve_split_dir(root, split_dir)
+        self.classes, paths, self.labels = scan_split(self.split_path)
+        self._relative_paths = np.array([os.fsencode(path) for path in paths], dtype=np.bytes_)
+        self.train = train
+        self.seed = seed
+        self.strict = strict
+        self._epoch = SharedEpoch()
+
+    def __len__(self) -> int:
+        return len(self._relative_paths)
+
+    def path(self, index: int) -> str:
+        return os.path.join(self.split_path, os.fsdecode(self._relative_paths[index]))
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch.set(epoch)
+
+
+class ImageFolderDataset(SplitFilesDataset):
     """Crops of the images under `root/split_dir`; random crops and flips when `train`, else centre crops.
 
     An unreadable file gives None (see `SkipUnreadableCollate`), or raises when `strict`.
@@ -97,26 +130,9 @@ class ImageFolderDataset(Dataset):
         seed: int = 0,
         strict: bool = False,
     ) -> None:
-        self.split_path = resolve_split_dir(root, split_dir)
-        classes, paths, labels = scan_split(self.split_path)
-        self.classes = classes
-        self.labels = labels
-        self._relative_paths = np.array([os.fsencode(path) for path in paths], dtype=np.bytes_)
+        super().__init__(root, split_dir, train=train, seed=seed, strict=strict)
         self.crop_size = crop_size
         self.resize = resize
-        self.train = train
-        self.seed = seed
-        self.strict = strict
-        self._epoch = SharedEpoch()
-
-    def __len__(self) -> int:
-        return len(self._relative_paths)
-
-    def path(self, index: int) -> str:
-        return os.path.join(self.split_path, os.fsdecode(self._relative_paths[index]))
-
-    def set_epoch(self, epoch: int) -> None:
-        self._epoch.set(epoch)
 
     def __getitem__(self, index: int) -> Sample | None:
         image = read_rgb(self.path(index), strict=self.strict)
