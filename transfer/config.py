@@ -46,19 +46,27 @@ class ProbeTrainerConfig(BaseTrainerConfig):
 
 
 @dataclass
-class ProbeConfig:
+class TransferRunConfig:
+    """What every transfer command starts from and where it writes (probe, VOC classification, VOC detection)."""
+
     # A pretraining checkpoint, "random" (the same network freshly initialised: the Gaussian baseline), or None
-    # for the most recently modified runs/*/checkpoints/last.ckpt.
+    # for the most recently modified <runs_dir>/*/checkpoints/last.ckpt.
     ckpt: str | None = None
-    # Network for ckpt=random (None: alexnet, the paper's probe network); with a checkpoint it must match it.
+    # Network for ckpt=random (None: alexnet, the paper's transfer network); with a checkpoint it must match it.
     model: str | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    # The run folder is <runs_dir>/<task>-<run>; None: a name made from the pretraining run and the settings.
+    run: str | None = None
+    runs_dir: str = "runs"
+    results: str = "results/transfer.jsonl"
+
+
+@dataclass
+class ProbeConfig(TransferRunConfig):
+    # run=None names the run folder <pretraining run>-<layer>
     layer: str = (
         ALL_LAYERS  # "all" (the network's standard probe layers), one layer, or a comma-separated list
     )
-    run: str | None = None  # the run folder is <runs_dir>/probe-<run>; None: <pretraining run>-<layer>
-    runs_dir: str = "runs"
-    results: str = "results/transfer.jsonl"
     data: DataConfig = field(default_factory=DataConfig)
     optim: ProbeOptimConfig = field(default_factory=ProbeOptimConfig)
     trainer: ProbeTrainerConfig = field(default_factory=ProbeTrainerConfig)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from lit_colorization.cli import preset_path
 from lit_colorization.config import (
@@ -21,7 +20,7 @@ from lit_colorization.config import (
     require_folder_name,
     require_results_path,
 )
-from transfer.config import validate_sgd
+from transfer.config import TransferRunConfig, validate_sgd
 from transfer.voc.dataset import IMAGE_SETS, VOC_CLASSES, VOC_YEARS
 from transfer.voc.synthetic import DEFAULT_CLASSES
 
@@ -92,12 +91,8 @@ class SVMConfig:
 
 
 @dataclass
-class VOCClsConfig:
-    # A pretraining checkpoint, "random" (the network freshly initialised) or None: the most recent
-    # <runs_dir>/*/checkpoints/last.ckpt.
-    ckpt: str | None = None
-    model: str | None = None  # network for ckpt=random (None: alexnet); with a checkpoint it must match it
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
+class VOCClsConfig(TransferRunConfig):
+    # run=None names the run folder <pretrain run>-<protocol>-<layer>
     protocol: str = "finetune"  # finetune | svm (frozen features, per-class linear SVMs)
     train_from: str = (
         "conv1"  # finetune: first trainable layer; the layers before it stay frozen (fc6: fc6-8)
@@ -106,11 +101,6 @@ class VOCClsConfig:
         None  # finetune: the layer under the new head (None: alexnet fc7, resnet50 res5, ...)
     )
     ap_metric: str = "voc07"
-    run: str | None = (
-        None  # the run folder is <runs_dir>/voc-cls-<run>; None: <pretrain run>-<protocol>-<layer>
-    )
-    runs_dir: str = "runs"
-    results: str = "results/transfer.jsonl"
     data: VOCDataConfig = field(default_factory=VOCDataConfig)
     image: ClsImageConfig = field(default_factory=ClsImageConfig)
     optim: SGDConfig = field(default_factory=SGDConfig)
@@ -136,15 +126,8 @@ class DetectorConfig:
 
 
 @dataclass
-class VOCDetConfig:
-    ckpt: str | None = None
-    model: str | None = None
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    run: str | None = (
-        None  # the run folder is <runs_dir>/voc-det-<run>; None: <pretrain run>-<layer>[-frozen]
-    )
-    runs_dir: str = "runs"
-    results: str = "results/transfer.jsonl"
+class VOCDetConfig(TransferRunConfig):
+    # run=None names the run folder <pretrain run>-<layer>[-frozen]
     data: VOCDataConfig = field(default_factory=lambda: VOCDataConfig(batch_size=2))
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     # Fast R-CNN's schedule (REFERENCE.md section 6): 150k iterations, lr x0.1 every 50k.
