@@ -142,7 +142,19 @@ class _VOCReader:
         return image, parse_objects(annotation, annotation_path)
 
 
-class VOCClassification(Dataset):
+class _VOCSplit(Dataset):
+    """The images of one VOC split with their objects, restricted to ``classes``."""
+
+    def __init__(self, root: str | Path, year: str, image_set: str, classes: Sequence[str]) -> None:
+        self.classes = _check_classes(classes)
+        self._reader = _VOCReader(root, year, image_set)
+        self.image_ids = self._reader.image_ids
+
+    def __len__(self) -> int:
+        return len(self._reader)
+
+
+class VOCClassification(_VOCSplit):
     """Multi-label VOC classification: ``(image, target, difficult_only)``.
 
     ``target`` is float (C,): 1 where the image has a non-difficult instance of the class, else 0.
@@ -158,13 +170,8 @@ class VOCClassification(Dataset):
         classes: Sequence[str] = VOC_CLASSES,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
-        self.classes = _check_classes(classes)
-        self._reader = _VOCReader(root, year, image_set)
-        self.image_ids = self._reader.image_ids
+        super().__init__(root, year, image_set, classes)
         self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self._reader)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         image, objects = self._reader.read(index)
@@ -182,7 +189,7 @@ class VOCClassification(Dataset):
         return image, target, difficult_only
 
 
-class VOCDetectionDataset(Dataset):
+class VOCDetectionDataset(_VOCSplit):
     """VOC detection in torchvision's detection convention: ``(image, {"boxes", "labels", "difficult"})``.
 
     ``boxes`` is a float32 ``tv_tensors.BoundingBoxes`` (N, 4) in 0-based pixel-edge xyxy, so
@@ -202,13 +209,8 @@ class VOCDetectionDataset(Dataset):
         ]
         | None = None,
     ) -> None:
-        self.classes = _check_classes(classes)
-        self._reader = _VOCReader(root, year, image_set)
-        self.image_ids = self._reader.image_ids
+        super().__init__(root, year, image_set, classes)
         self.transforms = transforms
-
-    def __len__(self) -> int:
-        return len(self._reader)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         image, objects = self._reader.read(index)
