@@ -16,7 +16,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from lit_colorization.atomic import atomic_open
-from lit_colorization.color import ab_bins, bin_histogram, nongray_mask, smooth_prior, uint8_to_lab
+from lit_colorization.color import SoftEncoder, ab_bins, check_bins, nongray_mask, smooth_prior, uint8_to_lab
 from lit_colorization.data.encoded import DeviceCropper
 from lit_colorization.targets import subsample
 
@@ -32,13 +32,17 @@ def compute_prior(
     total: int | None = None,
 ) -> Tensor:
     """Smoothed distribution of nearest ab bins over the coloured images of ``rgb_batches`` (uint8 B x 3 x H x W)."""
+    check_bins(bins)
     bins = bins.to(device)
+    # One encoder for the whole pass, and gray images weighted out rather than indexed out: the loop never
+    # waits on the device.
+    encoder = SoftEncoder(bins, k=1).to(device)
     counts = torch.zeros(bins.shape[0], dtype=torch.float64, device=device)
     for rgb in tqdm(rgb_batches, total=total, desc="prior", unit="batch", file=sys.stderr):
-        ab = uint8_to_lab(rgb.to(device, non_blocking=True))[:, 1:]
-        ab = ab[nongray_mask(ab, gray_threshold)]
-        if ab.shape[0]:
-            counts += bin_histogram(subsample(ab, PRIOR_STRIDE), bins).to(torch.float64)
+        full_ab = uint8_to_lab(rgb.to(device, non_blocking=True))[:, 1:]
+        nearest = encoder.nearest(subsample(full_ab, PRIOR_STRIDE))
+        colored = nongray_mask(full_ab, gray_threshold).to(torch.float64).view(-1, 1, 1).expand_as(nearest)
+        counts += torch.bincount(nearest.flatten(), weights=colored.flatten(), minlength=bins.shape[0])
     if counts.sum() == 0:
         raise ValueError("no coloured pixels found in the training data: cannot compute an ab prior")
     return smooth_prior(counts, bins.double(), sigma).float().cpu()
