@@ -6,17 +6,23 @@ Rows, in images per second:
   (a) model step: the network's train step on random L and random soft targets (forward, loss, backward, Adam).
   (b) pretraining step: uint8 RGB batches already on the device -> targets (Lab, soft-encoding, weights) -> (a),
       through ColorizationModule's own ``targets`` and ``forward_loss``.
-  (c) end to end: JPEG files on disk (500x375, made from scikit-image's sample photos) -> DataLoader -> (b).
+  (c) end to end: JPEG files on disk (500x375, made from scikit-image's sample photos) trained on by
+      ``pretrain.pretrain`` itself, the Lightning loop of ``make pretrain`` with its callbacks, logging and
+      default progress bar (no validation, no logger). A callback times whole steps, from the end of the last
+      warm-up step to the end of the last timed one, and the final checkpoint is written after that.
       With --decode gpu (the default on CUDA) workers only read bytes and the device decodes and crops;
       with --decode cpu (the default elsewhere) workers decode and crop with PIL.
+  (c0) the same data path in a bare loop (no Lightning): next batch -> the device cropper (--decode gpu) ->
+      ``module.targets`` -> (a)'s step. A diagnostic: (c)/(c0) is what the Lightning loop costs.
   (d) original pipeline: workers decode and crop with PIL, then scikit-image Lab and a scikit-learn ball tree
       soft-encode each crop on the CPU (the authors' data path), then the same step on the device.
   (e) probe trunk: AlexNet forward to conv5, no gradients.
   (f) probe, five layers: the trunk plus linear heads on conv1..conv5 trained in one pass (transfer.linear_probe).
-Then the ratios (b)/(a), (c)/(a), (c)/(d), (f)/(e); FLOPs per image of one train step (FlopCounterMode on the
-meta device) and model FLOP utilisation against the device's bf16 peak (on a CPU, against a measured fp32
-matmul rate); and on CUDA the peak memory of (b). Defaults are the paper's sizes on CUDA (176x176, batch 128,
-eccv16 width 1, bf16 + channels_last + compile) and small ones on a CPU (whole run about a minute on 2 cores).
+Then the ratios (b)/(a), (c)/(a), (c)/(d), (f)/(e) and (c)/(c0); FLOPs per image of one train step
+(FlopCounterMode on the meta device) and model FLOP utilisation against the device's bf16 peak (on a CPU,
+against a measured fp32 matmul rate); and on CUDA the peak memory of (b). Defaults are the paper's sizes on
+CUDA (176x176, batch 128, eccv16 width 1, bf16 + channels_last + compile) and small ones on a CPU (whole run
+about a minute on 2 cores).
 """
 
 from __future__ import annotations
@@ -31,10 +37,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
 from PIL import Image
 from skimage import color as skcolor
 from skimage import data as skdata
@@ -51,6 +60,8 @@ from lit_colorization.losses import soft_cross_entropy
 from lit_colorization.models import create_model
 from lit_colorization.module import ColorizationModule
 from lit_colorization.perf import PerfSettings, enable_tf32, resolve
+from lit_colorization.pretrain import pretrain
+from lit_colorization.priors import save_prior
 from lit_colorization.targets import ColorTargets
 from transfer.backbone import FrozenBackbone
 from transfer.linear_probe import STANDARD_LAYERS, ProbeHead, head_generator, pooled_side
@@ -63,6 +74,7 @@ JPEG_QUALITY = 90
 PROBE_CLASSES = 1000
 TARGETS_K = 5
 SIGMA = 5.0
+VAL_IMAGES = 1
 
 
 @dataclass(frozen=True)
@@ -167,6 +179,11 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def loader_window(options: Options) -> tuple[int, int]:
+    """(warm-up, timed) steps of a row fed by DataLoader workers: see ``images_per_second``."""
+    return max(options.warmup, options.workers), max(options.steps, 2 * options.workers)
+
+
 def images_per_second(step: Callable[[], int], options: Options, loader: bool = False) -> float:
     """Images per second over the timed calls of ``step`` (each returns its image count), after warm-up.
 
@@ -174,9 +191,7 @@ def images_per_second(step: Callable[[], int], options: Options, loader: bool = 
     together and deliver their batches in waves, so a window of whole waves, after the first, measures their
     pace rather than a backlog queued before the clock started.
     """
-    warmup, steps = options.warmup, options.steps
-    if loader:
-        warmup, steps = max(warmup, options.workers), max(steps, 2 * options.workers)
+    warmup, steps = loader_window(options) if loader else (options.warmup, options.steps)
     for _ in range(warmup):
         step()
     synchronize(options.device)
@@ -194,9 +209,10 @@ def autocast(settings: PerfSettings) -> torch.autocast:
 # --- the pretraining module, and one train step ---------------------------------------------------------------
 
 
-def build_module(options: Options) -> tuple[ColorizationModule, torch.optim.Optimizer]:
+def module_overrides(options: Options) -> list[str]:
+    """Config overrides for the network, targets and perf settings: the same for every row's module."""
     settings = options.settings
-    overrides = [
+    return [
         "model.name=eccv16",
         f"model.kwargs.width={options.width}",
         f"data.crop_size={options.size}",
@@ -206,10 +222,16 @@ def build_module(options: Options) -> tuple[ColorizationModule, torch.optim.Opti
         f"trainer.channels_last={settings.channels_last}",
         f"trainer.compile={settings.compile}",
     ]
-    config = load_config(PretrainConfig, overrides=overrides)
-    bins = ab_bins()
-    uniform_prior = torch.full((bins.shape[0],), 1.0 / bins.shape[0])
-    module = ColorizationModule(config, bins, uniform_prior).to(options.device)
+
+
+def uniform_prior() -> Tensor:
+    num_bins = ab_bins().shape[0]
+    return torch.full((num_bins,), 1.0 / num_bins)
+
+
+def build_module(options: Options) -> tuple[ColorizationModule, torch.optim.Optimizer]:
+    config = load_config(PretrainConfig, overrides=module_overrides(options))
+    module = ColorizationModule(config, ab_bins(), uniform_prior()).to(options.device)
     enable_tf32(module.perf)
     return module, module.configure_optimizers()["optimizer"]
 
@@ -280,9 +302,9 @@ def peak_flops(device: torch.device) -> tuple[float, str]:
 # --- (c) and (d): data from JPEG files ---------------------------------------------------------------------------
 
 
-def write_jpegs(folder: Path, count: int) -> Path:
-    """``count`` 500x375 JPEGs under ``folder/train/``: random crops of scikit-image's photos, scaled."""
-    split = folder / "train"
+def write_jpegs(folder: Path, count: int, split_name: str = "train") -> Path:
+    """``count`` 500x375 JPEGs under ``folder/<split_name>/``: random crops of scikit-image's photos, scaled."""
+    split = folder / split_name
     split.mkdir(parents=True)
     photos = [photo() for photo in PHOTOS]
     rng = np.random.default_rng(0)
@@ -337,6 +359,80 @@ def end_to_end_step(
         return train_step(module, optimizer, module.targets(rgb))
 
     return step
+
+
+class StepClock(Callback):
+    """Times the steps ``warmup`` .. ``warmup + steps - 1`` (counted from 0) of a Lightning fit.
+
+    The clock runs from the end of the last warm-up step to the end of the last timed one, so the window holds
+    whole steps as (c0) times them (each batch's fetch, decode and targets included) and every hook between
+    them, progress-bar updates too. Callbacks passed to ``pretrain`` run after its ``StepCheckpoint``, so the
+    fit must go on for a step after the window: the checkpoint written at ``max_steps`` then falls outside it.
+    """
+
+    def __init__(self, warmup: int, steps: int) -> None:
+        self.warmup = warmup
+        self.steps = steps
+        self.images = 0
+        self._start: float | None = None
+        self.seconds: float | None = None
+
+    def _start_clock(self, device: torch.device) -> None:
+        synchronize(device)
+        self._start = time.perf_counter()
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self.warmup == 0 and trainer.global_step == 0:  # no earlier step end to start from
+            self._start_clock(pl_module.device)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        finished = trainer.global_step  # optimizer steps done, this one included
+        if finished == self.warmup:
+            self._start_clock(pl_module.device)
+        elif self.warmup < finished <= self.warmup + self.steps:
+            self.images += batch["rgb"].shape[0]
+            if finished == self.warmup + self.steps:
+                synchronize(pl_module.device)
+                self.seconds = time.perf_counter() - self._start
+
+    def rate(self) -> float:
+        if self.seconds is None:
+            raise RuntimeError(f"the fit ended before its step {self.warmup + self.steps}: nothing was timed")
+        return self.images / self.seconds
+
+
+def lightning_loop_rate(options: Options, data_root: Path, workdir: Path) -> float:
+    """Images per second of ``pretrain`` on the JPEGs of ``data_root``, as ``make pretrain`` trains on them.
+
+    Validation is off (its split is still read when the data module is set up); the progress bar stays as a
+    user gets it, since its per-step cost is part of the loop.
+    """
+    warmup, steps = loader_window(options)
+    clock = StepClock(warmup, steps)
+    prior = save_prior(uniform_prior(), workdir / "uniform_prior.npy")
+    overrides = [
+        *module_overrides(options),
+        "data.source=folder",
+        f"data.root={data_root}",
+        f"data.decode={options.decode}",
+        f"data.batch_size={options.batch}",
+        f"data.num_workers={options.workers}",
+        f"targets.prior_path={prior}",
+        f"runs_dir={workdir / 'runs'}",
+        "run=bench",
+        "logger.kind=none",
+        "trainer.devices=1",
+        f"trainer.max_steps={warmup + steps + 1}",  # one step past the window: see StepClock
+        "trainer.checkpoint_every_n_steps=0",
+        "trainer.validate_before_training=false",
+        "trainer.limit_val_batches=0",
+    ]
+    pretrain(load_config(PretrainConfig, overrides=overrides), extra_callbacks=[clock])
+    return clock.rate()
 
 
 class OriginalPipelineDataset(Dataset):
@@ -454,8 +550,10 @@ def run(options: Options) -> list[str]:
     rates["b"] = images_per_second(lambda: train_step(module, optimizer, module.targets(rgb)), options)
     peak_memory = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
 
-    with tempfile.TemporaryDirectory(prefix="bench-jpegs-") as folder:
-        write_jpegs(Path(folder), options.images)
+    with tempfile.TemporaryDirectory(prefix="bench-jpegs-") as workdir:
+        folder = Path(workdir) / "data"
+        write_jpegs(folder, options.images)
+        write_jpegs(folder, VAL_IMAGES, "val")  # the data module lists the split even with validation off
         if options.decode == "gpu":
             dataset = EncodedImageFolderDataset(folder, "train")
             batches = loader_for(dataset, options, EncodedCollate())
@@ -464,10 +562,11 @@ def run(options: Options) -> list[str]:
             dataset = ImageFolderDataset(folder, "train", crop_size=options.size)
             batches = loader_for(dataset, options, SkipUnreadableCollate(options.size))
             cropper = None
-        rates["c"] = images_per_second(
+        rates["c0"] = images_per_second(
             end_to_end_step(module, optimizer, batches, cropper), options, loader=True
         )
         del batches  # stops its workers, which would otherwise go on reading files about to be deleted
+        rates["c"] = lightning_loop_rate(options, folder, Path(workdir))
         class_weights = rebalance_weights(torch.full((313,), 1.0 / 313), 0.5)
         original = OriginalPipelineDataset(
             ImageFolderDataset(folder, "train", crop_size=options.size), ab_bins(), class_weights, stride=4
@@ -503,11 +602,13 @@ def format_table(
     rows = [
         ("a", "model train step (random L and targets)", True),
         ("b", "pretraining step from uint8 on the device", True),
-        ("c", f"end to end from JPEG files, {decode}", True),
+        ("c", f"end to end, pretrain()'s Lightning loop, {decode}", True),
+        ("c0", "same data path, bare loop (no Lightning)", True),
         ("d", f"original pipeline: skimage + sklearn in {options.workers} workers", True),
         ("e", "probe: AlexNet trunk forward only (to conv5)", False),
         ("f", "probe: trunk + conv1..conv5 heads, train step", False),
     ]
+    width = max(len(label) for _, label, _ in rows)
 
     def mfu(rate: float) -> str:
         return f"{100 * rate * flops / peak:6.1f}%" if peak else "   n/a"
@@ -515,21 +616,23 @@ def format_table(
     lines = [
         f"lit-colorization throughput  {datetime.date.today().isoformat()}  torch {torch.__version__}  device {name}",
         f"eccv16 width {options.width:g}, {options.size}x{options.size} crops, batch {options.batch}, "
-        f"{options.steps} timed steps after {options.warmup} ((c), (d): at least {2 * options.workers} after "
-        f"{options.workers}, {options.workers} workers, {options.images} JPEG files), "
+        f"{options.steps} timed steps after {options.warmup} ((c), (c0), (d): at least {2 * options.workers} "
+        f"after {options.workers}, {options.workers} workers, {options.images} JPEG files), "
         f"{options.threads} torch threads",
         f"precision {settings.precision}, channels_last {settings.channels_last}, compile {settings.compile}, "
         f"fused Adam {settings.fused_adam}, TF32 {settings.tf32}; "
         f"probe {options.probe_size}x{options.probe_size}, AlexNet width {options.width:g}",
-        f"{'row':<58} {'images/s':>10} {'MFU':>7}",
+        f"{'row':<{width + 5}} {'images/s':>10} {'MFU':>7}",
     ]
     for key, label, counts_flops in rows:
-        lines.append(f"({key}) {label:<54} {rates[key]:>10,.1f} {mfu(rates[key]) if counts_flops else '':>7}")
+        mfu_text = mfu(rates[key]) if counts_flops else ""
+        lines.append(f"{f'({key})':<4} {label:<{width}} {rates[key]:>10,.1f} {mfu_text:>7}")
     targets = {"b/a": ">= 0.9", "c/a": "", "c/d": ">= 2", "f/e": ">= 0.8"}
     for ratio, target in targets.items():
         top, bottom = ratio.split("/")
         note = f"   (GPU target {target})" if target else ""
         lines.append(f"({top})/({bottom}) = {rates[top] / rates[bottom]:.2f}{note}")
+    lines.append(f"(c)/(c0) = {rates['c'] / rates['c0']:.2f}   (Lightning loop overhead; no target)")
     lines.append(f"FLOPs per image per train step: {flops / 1e9:.2f} GFLOP (FlopCounterMode)")
     lines.append(f"MFU: {peak_note}")
     memory = f"{peak_memory / 2**30:.2f} GiB" if peak_memory is not None else "n/a (CPU)"

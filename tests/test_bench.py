@@ -6,6 +6,7 @@ import importlib.util
 import re
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -30,16 +31,42 @@ def bench():
 def test_tiny_run_prints_every_row_and_ratio(bench, capsys: pytest.CaptureFixture[str], decode: str) -> None:
     bench.main([*TINY.split(), "--decode", decode])
     output = capsys.readouterr().out
-    for row in "abcdef":
-        assert re.search(rf"^\({row}\) .* [\d,]+\.\d", output, re.MULTILINE), (
-            f"row ({row}) missing:\n{output}"
-        )
-    for ratio in ("(b)/(a)", "(c)/(a)", "(c)/(d)", "(f)/(e)"):
-        assert re.search(rf"^{re.escape(ratio)} = \d+\.\d\d", output, re.MULTILINE), ratio
+    for row in ("a", "b", "c", "c0", "d", "e", "f"):
+        found = re.search(rf"^\({row}\) +.* ([\d,]+\.\d)", output, re.MULTILINE)
+        assert found, f"row ({row}) missing:\n{output}"
+        assert float(found[1].replace(",", "")) > 0, f"row ({row}) measured nothing:\n{output}"
+    for ratio in ("(b)/(a)", "(c)/(a)", "(c)/(d)", "(f)/(e)", "(c)/(c0)"):
+        found = re.search(rf"^{re.escape(ratio)} = (\d+\.\d\d)", output, re.MULTILINE)
+        assert found and float(found[1]) > 0, f"{ratio} missing:\n{output}"
+    assert re.search(r"^\(c\) +end to end, pretrain\(\)'s Lightning loop", output, re.MULTILINE)
+    assert "(Lightning loop overhead; no target)" in output
     decoder = "PIL in workers" if decode == "cpu" else "device path, CPU decoder"
     assert decoder in output
     assert re.search(r"^FLOPs per image per train step: \d+\.\d\d GFLOP", output, re.MULTILINE)
     assert "MFU: CPU" in output and "peak device memory of (b): n/a (CPU)" in output
+
+
+def test_step_clock_times_whole_steps_after_warm_up_and_before_the_final_checkpoint(
+    bench, monkeypatch
+) -> None:
+    # Steps 2 and 3 are timed: from the end of step 1 (the last warm-up step) to the end of step 3.
+    ticks = iter(range(100, 200))
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: float(next(ticks)))
+    clock = bench.StepClock(warmup=2, steps=2)
+    module = SimpleNamespace(device=bench.torch.device("cpu"))
+    for step, images in enumerate([4, 4, 3, 4, 4]):  # the fit goes on for one step past the window
+        trainer = SimpleNamespace(global_step=step)
+        batch = {"rgb": bench.torch.zeros(images, 3, 8, 8)}
+        clock.on_train_batch_start(trainer, module, batch, step)
+        trainer.global_step = step + 1  # the optimizer step of this batch
+        clock.on_train_batch_end(trainer, module, None, batch, step)
+    assert (clock.images, clock.seconds) == (7, 1.0)
+    assert clock.rate() == 7.0
+
+
+def test_step_clock_refuses_a_fit_that_stopped_early(bench) -> None:
+    with pytest.raises(RuntimeError, match="nothing was timed"):
+        bench.StepClock(warmup=1, steps=3).rate()
 
 
 def test_flop_count_matches_the_reference_118_gflop_at_176(bench) -> None:
