@@ -15,6 +15,9 @@ class NonFiniteLossError(ValueError):
     """Training produced a NaN or infinite loss; the one-line message names the step."""
 
 
+ADVICE = "lower optim.lr, set trainer.gradient_clip_val or check the data"
+
+
 class StepCheckpoint(Callback):
     """Writes ``path`` every ``every_n_steps`` optimizer steps (0: never on a schedule) and at ``max_steps``.
 
@@ -43,26 +46,102 @@ class StepCheckpoint(Callback):
             self._last_saved_step = step
 
 
-class NonFiniteLossGuard(Callback):
-    """Stops training on a NaN or infinite loss before the backward pass, so no weight is ever updated from it.
+def takes_skip_flag(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer.step`` honours a ``found_inf`` tensor, skipping the update on the device when it is 1.
 
-    The decision is shared by all ranks (one rank stopping alone would leave the others waiting forever in the
+    PyTorch's fused Adam, AdamW and SGD do (mixed precision's GradScaler relies on it); they say so with the
+    attribute read here.
+    """
+    return bool(getattr(optimizer, "_step_supports_amp_scaling", False))
+
+
+class NonFiniteLossGuard(Callback):
+    """Stops training on a NaN or infinite loss, and no weight is ever updated from one.
+
+    With optimizers that take a skip flag (``takes_skip_flag``: fused Adam, the CUDA default) and no gradient
+    scaler, the host never waits for the device: a flag on the device (the loss on any rank, or a gradient after
+    the all-reduce, not finite) makes the optimizer skip that update, and the flag is read one step later, when
+    the device has long produced it; the run then stops, naming the skipped step. A per-step wait would stall
+    the device between steps (while the next batch is decoded, for one). With any other optimizer the loss is
+    read before the backward pass, a wait that costs nothing on a CPU.
+
+    The decision is the same on all ranks (one rank stopping alone would leave the others waiting forever in the
     gradient all-reduce). Checkpoints already written are kept; ``checkpoint.AtomicCheckpointIO`` refuses to
     write one whose weights are not finite.
     """
 
     def __init__(self, checkpoint_dir: str | Path | None = None) -> None:
         self.checkpoint_dir = checkpoint_dir
+        self._on_device = False
+        self._loss_flag: torch.Tensor | None = None
+        self._unread: tuple[int, int, torch.Tensor, torch.cuda.Event | None] | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        scaled = getattr(trainer.precision_plugin, "scaler", None) is not None  # its flag would overrule ours
+        self._on_device = not scaled and all(takes_skip_flag(optimizer) for optimizer in trainer.optimizers)
+        self._loss_flag, self._unread = None, None
 
     def on_before_backward(
         self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor
     ) -> None:
+        self._stop_if_an_update_was_skipped(trainer)
+        if self._on_device:
+            flag = (~torch.isfinite(loss.detach())).any().to(torch.float32)
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            # Micro-batches of one update (gradient accumulation) all count.
+            self._loss_flag = flag if self._loss_flag is None else torch.maximum(self._loss_flag, flag)
+            return
         value = float(loss.detach())
         if not trainer.strategy.reduce_boolean_decision(not math.isfinite(value), all=False):
             return
-        kept = f"; checkpoints so far are kept in {self.checkpoint_dir}" if self.checkpoint_dir else ""
         raise NonFiniteLossError(
             f"training stopped at step {trainer.global_step} (epoch {trainer.current_epoch}): the loss is not "
-            f"finite (this rank: {value}) and no weight was updated from it{kept}; lower optim.lr, set "
-            "trainer.gradient_clip_val or check the data"
+            f"finite (this rank: {value}) and no weight was updated from it{self._kept()}; {ADVICE}"
         )
+
+    def on_before_optimizer_step(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        if not self._on_device or self._loss_flag is None:
+            return
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        flag = self._loss_flag
+        if grads:
+            all_finite = torch.stack([torch.isfinite(grad).all() for grad in grads]).all()
+            flag = torch.maximum(flag, (~all_finite).to(torch.float32))
+        optimizer.found_inf = flag
+        self._loss_flag = None
+        host_flag = flag.to("cpu", non_blocking=True)
+        event = None
+        if flag.is_cuda:
+            event = torch.cuda.Event()
+            event.record()  # after the copy: when it has happened, the copy has landed
+        self._unread = (trainer.global_step, trainer.current_epoch, host_flag, event)
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        # The forward of a skipped step has already moved BatchNorm's running statistics: stop before they
+        # reach a file. A save waits for the device anyway.
+        self._stop_if_an_update_was_skipped(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop_if_an_update_was_skipped(trainer)
+
+    def _stop_if_an_update_was_skipped(self, trainer: L.Trainer) -> None:
+        if self._unread is None:
+            return
+        step, epoch, host_flag, event = self._unread
+        self._unread = None
+        if event is not None:
+            event.synchronize()  # the flag of a step ago: ready by now, or nearly
+        if not host_flag.item():
+            return
+        raise NonFiniteLossError(
+            f"training stopped after step {step} (epoch {epoch}): the loss or a gradient was not finite, so that "
+            f"update was skipped and no weight was updated from it{self._kept()}; {ADVICE}"
+        )
+
+    def _kept(self) -> str:
+        return f"; checkpoints so far are kept in {self.checkpoint_dir}" if self.checkpoint_dir else ""

@@ -2,8 +2,9 @@
 
 The config asks (``trainer.precision``, ``channels_last``, ``compile``, ``tf32``; ``optim.fused``) and
 ``resolve`` answers for the device the run will use. Off CUDA, mixed precision falls back to ``32-true`` and
-compile and fused Adam are off, said once per process: CPU runs are tests, demos and small jobs, where bf16
-autocast and inductor cost more than they give and fp32 keeps results comparable to the references.
+compile is off, said once per process, and Adam is fused only when asked for: CPU runs are tests, demos and
+small jobs, where bf16 autocast and inductor cost more than they give and fp32 keeps results comparable to the
+references.
 """
 
 from __future__ import annotations
@@ -81,20 +82,17 @@ def resolve(
     if precision == AUTO:
         precision = "bf16-mixed" if on_cuda and torch.cuda.is_bf16_supported() else FULL_PRECISION
     if not on_cuda:
-        asked = {
-            f"precision {precision}": precision != FULL_PRECISION,
-            "compile": compile,
-            "fused Adam": fused,
-        }
+        asked = {f"precision {precision}": precision != FULL_PRECISION, "compile": compile}
         dropped = [name for name, wanted in asked.items() if wanted]
         if dropped:
             say_once(f"on {device}: {', '.join(dropped)} dropped; running fp32 (32-true) without compile")
-        precision, compile, fused = FULL_PRECISION, False, False
+        precision, compile = FULL_PRECISION, False
     return PerfSettings(
         device=device,
         precision=precision,
         channels_last=channels_last,
         compile=compile,
+        # Fused Adam also runs on a CPU (torch >= 2.4), so an explicit request is kept there.
         fused_adam=on_cuda if fused is None else fused,
         tf32=tf32 and on_cuda,
     )

@@ -11,7 +11,7 @@ from torch import nn
 
 from lit_colorization.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
 from lit_colorization.cli import load_pretrain_config
-from lit_colorization.guards import NonFiniteLossError, NonFiniteLossGuard, StepCheckpoint
+from lit_colorization.guards import NonFiniteLossError, NonFiniteLossGuard, StepCheckpoint, takes_skip_flag
 from lit_colorization.pretrain import build_trainer
 from lit_colorization.pretrain import main as pretrain_main
 from tests.conftest import tiny_pretrain_overrides
@@ -94,10 +94,47 @@ def test_guard_stops_before_the_update_and_names_the_step(tmp_path) -> None:
     assert module.weight.item() == pytest.approx(0.0)  # 1 - 0.5 - 0.5: the NaN step changed nothing
 
 
-def test_nan_loss_through_the_cli_stops_with_one_line_and_keeps_a_finite_checkpoint(tmp_path, capsys) -> None:
+class LossFromDataAdam(LossFromData):
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=0.5, fused=True)
+
+
+def test_with_fused_adam_the_device_skips_the_update_and_the_run_stops_a_step_later(tmp_path) -> None:
+    data = [torch.tensor([1.0]), torch.tensor([1.0]), torch.tensor([float("nan")]), torch.tensor([1.0])]
+    module = LossFromDataAdam()
+    guard = NonFiniteLossGuard(tmp_path)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=4,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[guard],
+    )
+    with pytest.raises(NonFiniteLossError, match=r"after step 2 \(epoch 0\).*update was skipped.*kept in"):
+        trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=None))
+    optimizer = trainer.optimizers[0]
+    assert guard._on_device and takes_skip_flag(optimizer)
+    # Adam's first two steps move the weight by lr each (the normalised gradient is 1); the NaN step is skipped
+    # on the device, step count included, and the run stops before the next one.
+    assert module.weight.item() == pytest.approx(0.0, abs=1e-6)
+    assert optimizer.state[module.weight]["step"].item() == 2
+
+
+def test_unfused_optimizers_take_no_skip_flag() -> None:
+    assert not takes_skip_flag(torch.optim.Adam([nn.Parameter(torch.ones(1))]))
+    assert not takes_skip_flag(torch.optim.SGD([nn.Parameter(torch.ones(1))], lr=0.1))
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_nan_loss_through_the_cli_stops_with_one_line_and_keeps_a_finite_checkpoint(
+    tmp_path, capsys, fused: bool
+) -> None:
     overrides = [
         *tiny_pretrain_overrides(tmp_path, "nan"),
         "optim.lr=1e30",  # Adam moves every weight by ~lr: the next forward overflows
+        f"optim.fused={fused}",
         "trainer.max_steps=20",
         "trainer.val_check_interval=100",
         "trainer.checkpoint_every_n_steps=1",
@@ -107,10 +144,14 @@ def test_nan_loss_through_the_cli_stops_with_one_line_and_keeps_a_finite_checkpo
         pretrain_main(overrides)
     assert exited.value.code == 2
     error_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(error_lines) == 1 and "loss is not finite" in error_lines[0]
-    step = int(re.search(r"at step (\d+)", error_lines[0]).group(1))
+    assert len(error_lines) == 1, error_lines
     checkpoints = tmp_path / "nan" / "checkpoints"
     assert sorted(p.name for p in checkpoints.iterdir()) == ["last.ckpt"]
     kept = read_checkpoint(checkpoints / "last.ckpt")
-    assert kept.global_step == step  # the step before the one whose loss was not finite
+    # Fused: the update is skipped on the device and the run stops before the next save (the forward already
+    # moved BatchNorm's statistics). Unfused: it stops before the backward pass.
+    expected = ("update was skipped", "after step") if fused else ("loss is not finite", "at step")
+    assert expected[0] in error_lines[0]
+    step = int(re.search(rf"{expected[1]} (\d+)", error_lines[0]).group(1))
+    assert kept.global_step == step  # written after the step before the one whose loss was not finite
     assert all(bool(torch.isfinite(value).all()) for value in kept.state_dict.values())

@@ -43,7 +43,7 @@ def photo_batch(count: int = 3, seed: int = 0) -> torch.Tensor:
     return (upsampled * 255).round().to(torch.uint8)
 
 
-def test_off_cuda_mixed_precision_compile_and_fused_adam_fall_back_said_once(
+def test_off_cuda_mixed_precision_and_compile_fall_back_said_once(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(perf, "_said", set())
@@ -54,10 +54,11 @@ def test_off_cuda_mixed_precision_compile_and_fused_adam_fall_back_said_once(
     assert (settings.precision, settings.compile, settings.fused_adam, settings.tf32) == (
         "32-true",
         False,
-        False,
+        True,  # fused Adam runs on a CPU too: kept when asked for
         False,
     )
     assert settings.channels_last and settings.autocast_dtype is None
+    assert not perf.resolve("cpu").fused_adam  # but not chosen there by default
     messages = [record.getMessage() for record in caplog.records]
     assert len(messages) == 1 and "bf16-mixed" in messages[0] and "compile" in messages[0]
     assert perf.resolve("cpu", "auto").precision == "32-true"
