@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from lit_colorization.data.config import DataConfig
+from lit_colorization.perf import device_type
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -72,11 +74,27 @@ class BaseTrainerConfig:
     log_every_n_steps: int = 50
     seed: int = 0
     progress_bar: bool = True
+    # Steps between progress-bar updates; each update waits for the device to show the loss. None: every
+    # step on a CPU, every CUDA_PROGRESS_BAR_STEPS steps on CUDA.
+    progress_bar_every_n_steps: int | None = None
 
 
-def lightning_trainer_args(trainer: BaseTrainerConfig, precision: str | None = None) -> dict[str, Any]:
-    """The ``L.Trainer`` keyword arguments of a trainer section's shared fields; ``precision`` replaces the
-    section's own where the command resolves it first (pretraining's ``auto``)."""
+CUDA_PROGRESS_BAR_STEPS = 25
+
+
+def lightning_trainer_args(
+    trainer: BaseTrainerConfig, precision: str | None = None, callbacks: Sequence[Callback] = ()
+) -> dict[str, Any]:
+    """The ``L.Trainer`` keyword arguments of a trainer section's shared fields, ``callbacks`` included (with
+    the progress bar); ``precision`` replaces the section's own where the command resolves it first
+    (pretraining's ``auto``)."""
+    every = trainer.progress_bar_every_n_steps
+    require(
+        every is None or every >= 1, "trainer.progress_bar_every_n_steps", "null or an integer >= 1", every
+    )
+    if every is None:
+        every = CUDA_PROGRESS_BAR_STEPS if device_type(trainer.accelerator) == "cuda" else 1
+    progress_bar = [TQDMProgressBar(refresh_rate=every)] if trainer.progress_bar else []
     return {
         "accelerator": trainer.accelerator,
         "devices": trainer.devices,
@@ -85,13 +103,14 @@ def lightning_trainer_args(trainer: BaseTrainerConfig, precision: str | None = N
         "precision": precision or trainer.precision,
         "log_every_n_steps": trainer.log_every_n_steps,
         "enable_progress_bar": trainer.progress_bar,
+        "callbacks": [*callbacks, *progress_bar],
     }
 
 
 @dataclass
 class TrainerConfig(BaseTrainerConfig):
     """Pretraining's trainer. Its ``precision`` also takes ``auto`` (bf16-mixed on CUDA, else 32-true); off CUDA,
-    mixed precision, compile and fused Adam fall back to fp32 eager (lit_colorization/perf.py says so once)."""
+    mixed precision and compile fall back to fp32 eager (lit_colorization/perf.py says so once)."""
 
     max_steps: int = 450_000
     val_check_interval: Any = 1.0  # fraction of an epoch or a number of steps

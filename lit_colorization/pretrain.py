@@ -126,12 +126,13 @@ def build_trainer(
         default_root_dir=run_dir,
         max_steps=trainer.max_steps,
         max_epochs=-1,
-        **lightning_trainer_args(trainer, precision=settings_for(trainer, config.optim).precision),
+        **lightning_trainer_args(
+            trainer, precision=settings_for(trainer, config.optim).precision, callbacks=callbacks
+        ),
         val_check_interval=trainer.val_check_interval,
         check_val_every_n_epoch=trainer.check_val_every_n_epoch,
         limit_val_batches=trainer.limit_val_batches,
         gradient_clip_val=trainer.gradient_clip_val,
-        callbacks=callbacks,
         logger=logger,
         plugins=[AtomicCheckpointIO()],
         # no_grad, not inference_mode: metric states first made by the validation before training must stay

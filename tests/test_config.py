@@ -1,9 +1,10 @@
 """The real configs load, and every kind of mistake is a one-line error naming the key or file."""
 
 import pytest
+from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
 
 from lit_colorization.cli import load_pretrain_config
-from lit_colorization.config import CONFIG_DIR, ConfigError
+from lit_colorization.config import CONFIG_DIR, CUDA_PROGRESS_BAR_STEPS, ConfigError, lightning_trainer_args
 
 PRESETS = sorted(p.stem for p in (CONFIG_DIR / "presets" / "pretrain").glob("*.yaml"))
 
@@ -61,3 +62,25 @@ def test_missing_data_folder_is_an_error_before_any_work():
 def test_unknown_preset_lists_the_available_ones():
     with pytest.raises(ConfigError, match="available"):
         load_pretrain_config("nonexistent", [])
+
+
+def progress_bars(callbacks):
+    return [callback for callback in callbacks if isinstance(callback, TQDMProgressBar)]
+
+
+def test_progress_bar_updates_every_step_on_a_cpu_and_as_configured():
+    # On CUDA every update waits for the device, so the default there is CUDA_PROGRESS_BAR_STEPS.
+    cpu = lightning_trainer_args(load_pretrain_config("sample", []).trainer, callbacks=[LearningRateMonitor()])
+    assert [bar.refresh_rate for bar in progress_bars(cpu["callbacks"])] == [1]
+    assert isinstance(cpu["callbacks"][0], LearningRateMonitor)
+    every_7 = load_pretrain_config("sample", ["trainer.progress_bar_every_n_steps=7"]).trainer
+    assert [bar.refresh_rate for bar in progress_bars(lightning_trainer_args(every_7)["callbacks"])] == [7]
+    hidden = load_pretrain_config("sample", ["trainer.progress_bar=false"]).trainer
+    assert progress_bars(lightning_trainer_args(hidden)["callbacks"]) == []
+    with pytest.raises(
+        ConfigError, match="'trainer.progress_bar_every_n_steps': expected null or an integer >= 1"
+    ):
+        lightning_trainer_args(
+            load_pretrain_config("sample", ["trainer.progress_bar_every_n_steps=0"]).trainer
+        )
+    assert CUDA_PROGRESS_BAR_STEPS > 1

@@ -49,9 +49,10 @@ def build_transfer_trainer(
     trainer settings; no checkpoints (a checkpoint would copy the whole trunk, and the results are the product)."""
     return L.Trainer(
         default_root_dir=run_dir,
-        **lightning_trainer_args(trainer),
+        **lightning_trainer_args(
+            trainer, callbacks=[LearningRateMonitor(logging_interval=lr_logging_interval)] if logger else []
+        ),
         **schedule,
         enable_checkpointing=False,
-        callbacks=[LearningRateMonitor(logging_interval=lr_logging_interval)] if logger else [],
         logger=logger,
     )
