@@ -34,6 +34,7 @@ import os
 import platform
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from lit_colorization.color import ab_bins, rebalance_weights
-from lit_colorization.config import PretrainConfig, load_config
+from lit_colorization.config import CUDA_PROGRESS_BAR_STEPS, PretrainConfig, load_config
 from lit_colorization.data import ImageFolderDataset, SeededShuffleSampler, SkipUnreadableCollate
 from lit_colorization.data.encoded import DeviceCropper, EncodedCollate, EncodedImageFolderDataset
 from lit_colorization.losses import soft_cross_entropy
@@ -368,6 +369,9 @@ class StepClock(Callback):
     whole steps as (c0) times them (each batch's fetch, decode and targets included) and every hook between
     them, progress-bar updates too. Callbacks passed to ``pretrain`` run after its ``StepCheckpoint``, so the
     fit must go on for a step after the window: the checkpoint written at ``max_steps`` then falls outside it.
+
+    On CUDA it also counts the host's waits for the device inside the window (PyTorch's sync debug mode warns
+    at each): a wait leaves the device idle while the host prepares what comes next.
     """
 
     def __init__(self, warmup: int, steps: int) -> None:
@@ -376,10 +380,26 @@ class StepClock(Callback):
         self.images = 0
         self._start: float | None = None
         self.seconds: float | None = None
+        self.host_waits: int | None = None
+        self._warnings: warnings.catch_warnings | None = None
+        self._caught: list[warnings.WarningMessage] = []
 
     def _start_clock(self, device: torch.device) -> None:
         synchronize(device)
         self._start = time.perf_counter()
+        if device.type == "cuda":
+            self._warnings = warnings.catch_warnings(record=True)
+            self._caught = self._warnings.__enter__()
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+
+    def _stop_clock(self, device: torch.device) -> None:
+        if self._warnings is not None:
+            torch.cuda.set_sync_debug_mode("default")
+            self._warnings.__exit__(None, None, None)
+            self.host_waits = sum("synchronizing" in str(caught.message) for caught in self._caught)
+        synchronize(device)
+        self.seconds = time.perf_counter() - self._start
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
@@ -396,8 +416,7 @@ class StepClock(Callback):
         elif self.warmup < finished <= self.warmup + self.steps:
             self.images += batch["rgb"].shape[0]
             if finished == self.warmup + self.steps:
-                synchronize(pl_module.device)
-                self.seconds = time.perf_counter() - self._start
+                self._stop_clock(pl_module.device)
 
     def rate(self) -> float:
         if self.seconds is None:
@@ -405,8 +424,9 @@ class StepClock(Callback):
         return self.images / self.seconds
 
 
-def lightning_loop_rate(options: Options, data_root: Path, workdir: Path) -> float:
-    """Images per second of ``pretrain`` on the JPEGs of ``data_root``, as ``make pretrain`` trains on them.
+def lightning_loop_rate(options: Options, data_root: Path, workdir: Path) -> tuple[float, int | None]:
+    """Images per second of ``pretrain`` on the JPEGs of ``data_root``, as ``make pretrain`` trains on them,
+    and on CUDA the host's waits for the device in the timed steps.
 
     Validation is off (its split is still read when the data module is set up); the progress bar stays as a
     user gets it, since its per-step cost is part of the loop.
@@ -432,7 +452,7 @@ def lightning_loop_rate(options: Options, data_root: Path, workdir: Path) -> flo
         "trainer.limit_val_batches=0",
     ]
     pretrain(load_config(PretrainConfig, overrides=overrides), extra_callbacks=[clock])
-    return clock.rate()
+    return clock.rate(), clock.host_waits
 
 
 class OriginalPipelineDataset(Dataset):
@@ -566,7 +586,7 @@ def run(options: Options) -> list[str]:
             end_to_end_step(module, optimizer, batches, cropper), options, loader=True
         )
         del batches  # stops its workers, which would otherwise go on reading files about to be deleted
-        rates["c"] = lightning_loop_rate(options, folder, Path(workdir))
+        rates["c"], host_waits = lightning_loop_rate(options, folder, Path(workdir))
         class_weights = rebalance_weights(torch.full((313,), 1.0 / 313), 0.5)
         original = OriginalPipelineDataset(
             ImageFolderDataset(folder, "train", crop_size=options.size), ab_bins(), class_weights, stride=4
@@ -578,7 +598,7 @@ def run(options: Options) -> list[str]:
 
     flops = flops_per_image(options)
     peak, peak_note = peak_flops(device)
-    return format_table(options, rates, flops, peak, peak_note, peak_memory)
+    return format_table(options, rates, flops, peak, peak_note, peak_memory, host_waits)
 
 
 def format_table(
@@ -588,6 +608,7 @@ def format_table(
     peak: float,
     peak_note: str,
     peak_memory: int | None,
+    host_waits: int | None = None,
 ) -> list[str]:
     settings = options.settings
     name = (
@@ -633,6 +654,14 @@ def format_table(
         note = f"   (GPU target {target})" if target else ""
         lines.append(f"({top})/({bottom}) = {rates[top] / rates[bottom]:.2f}{note}")
     lines.append(f"(c)/(c0) = {rates['c'] / rates['c0']:.2f}   (Lightning loop overhead; no target)")
+    _, timed = loader_window(options)
+    if host_waits is None:
+        lines.append("host waits for the device in (c): n/a (CPU)")
+    else:
+        lines.append(
+            f"host waits for the device in (c): {host_waits} in {timed} timed steps (expected: one per "
+            f"progress-bar update, every {CUDA_PROGRESS_BAR_STEPS} steps by default)"
+        )
     lines.append(f"FLOPs per image per train step: {flops / 1e9:.2f} GFLOP (FlopCounterMode)")
     lines.append(f"MFU: {peak_note}")
     memory = f"{peak_memory / 2**30:.2f} GiB" if peak_memory is not None else "n/a (CPU)"

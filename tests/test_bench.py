@@ -44,6 +44,7 @@ def test_tiny_run_prints_every_row_and_ratio(bench, capsys: pytest.CaptureFixtur
     assert decoder in output
     assert re.search(r"^FLOPs per image per train step: \d+\.\d\d GFLOP", output, re.MULTILINE)
     assert "MFU: CPU" in output and "peak device memory of (b): n/a (CPU)" in output
+    assert "host waits for the device in (c): n/a (CPU)" in output
 
 
 def test_step_clock_times_whole_steps_after_warm_up_and_before_the_final_checkpoint(
