@@ -127,12 +127,18 @@ def test_unfused_optimizers_take_no_skip_flag() -> None:
     assert not takes_skip_flag(torch.optim.SGD([nn.Parameter(torch.ones(1))], lr=0.1))
 
 
-@pytest.mark.parametrize("fused", [False, True])
+ON_CUDA = pytest.param(
+    "cuda", True, marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+)
+
+
+@pytest.mark.parametrize(("accelerator", "fused"), [("cpu", False), ("cpu", True), ON_CUDA])
 def test_nan_loss_through_the_cli_stops_with_one_line_and_keeps_a_finite_checkpoint(
-    tmp_path, capsys, fused: bool
+    tmp_path, capsys, accelerator: str, fused: bool
 ) -> None:
     overrides = [
         *tiny_pretrain_overrides(tmp_path, "nan"),
+        f"trainer.accelerator={accelerator}",
         "optim.lr=1e30",  # Adam moves every weight by ~lr: the next forward overflows
         f"optim.fused={fused}",
         "trainer.max_steps=20",
