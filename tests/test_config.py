@@ -70,7 +70,9 @@ def progress_bars(callbacks):
 
 def test_progress_bar_updates_every_step_on_a_cpu_and_as_configured():
     # On CUDA every update waits for the device, so the default there is CUDA_PROGRESS_BAR_STEPS.
-    cpu = lightning_trainer_args(load_pretrain_config("sample", []).trainer, callbacks=[LearningRateMonitor()])
+    cpu = lightning_trainer_args(
+        load_pretrain_config("sample", []).trainer, callbacks=[LearningRateMonitor()]
+    )
     assert [bar.refresh_rate for bar in progress_bars(cpu["callbacks"])] == [1]
     assert isinstance(cpu["callbacks"][0], LearningRateMonitor)
     every_7 = load_pretrain_config("sample", ["trainer.progress_bar_every_n_steps=7"]).trainer
