@@ -3,7 +3,9 @@
 Every transfer task appends to ``results/transfer.jsonl`` and colorization evaluation to its own file; a row's ``task`` ("linear-probe", "voc-cls", ...) says which
 fields it carries. Appends take a file lock and write all of a run's rows in one ``write`` followed by
 ``fsync``, so probes finishing at the same time never interleave or tear lines. Reading never fails on a bad
-line: it is skipped and named, so one corrupt row cannot hide every other result.
+line: it is skipped and named, so one corrupt row cannot hide every other result. A transfer run killed
+after appending but before its ``results.json`` is rerun under its name and appends again; ``make compare``
+shows each run's latest rows (``transfer.compare.latest_of_each_run``).
 """
 
 from __future__ import annotations

@@ -6,7 +6,15 @@ import matplotlib.pyplot as plt
 import pytest
 
 from lit_colorization.results import ResultRow, append_results
-from transfer.compare import build_sections, compare, main, paper_series, probe_series, render
+from transfer.compare import (
+    build_sections,
+    compare,
+    latest_of_each_run,
+    main,
+    paper_series,
+    probe_series,
+    render,
+)
 
 
 def probe_row(run: str, layer: str, top1: float, model: str = "alexnet", **extra) -> dict:
@@ -84,6 +92,25 @@ def test_other_tasks_get_their_own_section_without_breaking_the_probe_table():
     assert "mine (alexnet): map=61.2" in text and "epochs" not in text.split("voc-seg")[1]
     assert "? (?): no numeric fields" in text
     assert table_line(text.split("== other-task")[0], "mine")[2] == "10.0*"
+
+
+def test_a_rerun_of_a_crashed_run_replaces_its_rows_and_other_runs_stay():
+    # A run killed between appending its rows and writing results.json is rerun under its name.
+    voc = {"task": "voc-cls", "pretrain_run": "mine", "model": "alexnet", "ap_metric": "voc07"}
+    rows = rows_of(
+        {**voc, "run": "first", "map": 0.40},
+        {**voc, "run": "other", "map": 0.55},
+        {**voc, "run": "first", "map": 0.42},
+        {**voc, "map": 0.30},  # no run name: kept as it is
+        {**probe_row("mine", "conv1", 10.0), "run": "probe-a"},
+        {**probe_row("mine", "conv1", 12.0), "run": "probe-a"},
+    )
+    assert [row.line for row in latest_of_each_run(rows)] == [2, 3, 4, 6]
+    text = render(build_sections(rows))
+    voc_lines = text.split("== Pascal VOC07 classification ==")[1].splitlines()
+    voc_maps = [line.split()[-1] for line in voc_lines if line.startswith("mine ")]
+    assert sorted(voc_maps) == ["30.0", "42.0", "55.0"]
+    assert table_line(text.split("== Pascal")[0], "mine")[2] == "12.0*"
 
 
 def test_compare_prints_the_tables_and_writes_the_plot(tmp_path, capsys):

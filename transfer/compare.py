@@ -228,10 +228,26 @@ SECTIONS: dict[str, Callable[[Sequence[ResultRow]], Section]] = {
 }
 
 
-def build_sections(rows: Sequence[ResultRow]) -> list[Section]:
-    """The linear-probe section first (it carries the paper's numbers), then one per other task, by name."""
-    by_task: dict[str, list[ResultRow]] = {LINEAR_PROBE: []}
+def latest_of_each_run(rows: Sequence[ResultRow]) -> list[ResultRow]:
+    """``rows`` less those a later row of the same transfer run (task, ``run``, ``layer``) replaces.
+
+    A run is appended to the store before its ``results.json`` marks it finished; one killed in between is
+    rerun under its name and appends again, and the rerun's rows are the ones to show. Rows without a
+    ``run`` are all kept.
+    """
+    latest: dict[tuple[str, str, Any], ResultRow] = {}
     for row in rows:
+        run = row.data.get("run")
+        key = (row.task, run, row.data.get("layer")) if isinstance(run, str) else (row.task, "", row.line)
+        latest[key] = row
+    return sorted(latest.values(), key=lambda row: row.line)
+
+
+def build_sections(rows: Sequence[ResultRow]) -> list[Section]:
+    """The linear-probe section first (it carries the paper's numbers), then one per other task, by name;
+    a run's rows are its latest (``latest_of_each_run``)."""
+    by_task: dict[str, list[ResultRow]] = {LINEAR_PROBE: []}
+    for row in latest_of_each_run(rows):
         by_task.setdefault(row.task, []).append(row)
     sections = []
     for task in [LINEAR_PROBE, *sorted(task for task in by_task if task != LINEAR_PROBE)]:
