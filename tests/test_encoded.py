@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 
 import lightning as L
@@ -228,19 +229,27 @@ def test_unreadable_files_are_skipped_or_raise_when_strict(tmp_path: Path) -> No
         read_payload(str(tmp_path / "missing.jpg"), strict=True)
 
 
-def test_a_jpeg_the_decoder_rejects_leaves_the_batch(tmp_path: Path) -> None:
+def test_a_jpeg_the_decoder_rejects_leaves_the_batch_and_is_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     good = jpeg_bytes(Image.fromarray(noise(30, 30, 1)))
     truncated = good[: len(good) // 2]  # the header is intact, so only the decoder finds out
     assert is_plain_jpeg(truncated)
     to_tensor = lambda raw: torch.frombuffer(bytearray(raw), dtype=torch.uint8)  # noqa: E731
     samples = [
-        (to_tensor(truncated), torch.tensor(CENTRE_CROP), 5),
-        (to_tensor(good), torch.tensor(CENTRE_CROP), 6),
+        (to_tensor(truncated), torch.tensor(CENTRE_CROP), 5, "class5/truncated.jpg"),
+        (to_tensor(good), torch.tensor(CENTRE_CROP), 6, "class6/good.jpg"),
     ]
     batch = EncodedCollate()([*samples, None])
-    out = DeviceCropper(16)(batch, "cpu")
+    with caplog.at_level(logging.WARNING, logger="lit_colorization.data.encoded"):
+        out = DeviceCropper(16)(batch, "cpu")
     assert out["rgb"].shape == (1, 3, 16, 16) and out["label"].tolist() == [6] and int(out["skipped"]) == 2
-    with pytest.raises(UnreadableImageError, match="could not be decoded"):
+    assert [record.getMessage() for record in caplog.records] == [
+        "skipping unreadable image class5/truncated.jpg: the JPEG decoder on cpu could not decode it"
+    ]
+    with pytest.raises(
+        UnreadableImageError, match=r"^unreadable image class5/truncated.jpg: the JPEG decoder"
+    ):
         DeviceCropper(16, strict=True)(EncodedCollate()(samples), "cpu")
     nothing = DeviceCropper(16)(EncodedCollate()([None]), "cpu")
     assert nothing["rgb"].shape == (0, 3, 16, 16) and int(nothing["skipped"]) == 1

@@ -63,11 +63,14 @@ def folder_overrides(tmp_path: Path, root: Path, *extra: str) -> list[str]:
     ]
 
 
-def test_training_on_hostile_files_completes_logs_them_and_counts_them(tmp_path, caplog) -> None:
+@pytest.mark.parametrize("decode", ["cpu", "gpu"])  # gpu: the device path, with the CPU decoder here
+def test_training_on_hostile_files_completes_logs_them_and_counts_them(tmp_path, caplog, decode) -> None:
     root = tmp_path / "data"
     unreadable = write_training_set(root)
-    with caplog.at_level(logging.WARNING, logger="lit_colorization.data.images"):
-        pretrain_main(folder_overrides(tmp_path, root, "trainer.limit_val_batches=1"))
+    with caplog.at_level(logging.WARNING, logger="lit_colorization.data"):
+        pretrain_main(
+            folder_overrides(tmp_path, root, "trainer.limit_val_batches=1", f"data.decode={decode}")
+        )
     expected = unreadable_per_step(root, unreadable)
     logged = " ".join(record.getMessage() for record in caplog.records)
     assert all(path in logged for batch in expected for path in batch)

@@ -166,11 +166,12 @@ def test_fused_adam_is_chosen_by_the_settings() -> None:
     assert not perf.adam(parameters, 1e-3, (0.9, 0.99), 0.0, plain).defaults["fused"]
 
 
-def jpeg_sample(seed: int, label: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+def jpeg_sample(seed: int, label: int) -> tuple[torch.Tensor, torch.Tensor, int, str]:
     pixels = np.asarray(Image.fromarray(photo_batch(1, seed)[0].permute(1, 2, 0).numpy()).resize((48, 40)))
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "JPEG", quality=95)
-    return torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8), torch.tensor(CENTRE_CROP), label
+    raw = torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
+    return raw, torch.tensor(CENTRE_CROP), label, f"photo{seed}.jpg"
 
 
 def test_module_with_device_decoding_turns_jpeg_batches_into_crops_before_the_transfer(

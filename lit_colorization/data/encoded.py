@@ -45,7 +45,8 @@ CENTRE_CROP = (0.5, 0.5, 0.0)
 # up to 4x; stronger shrinking skips some pixels (a coarser average), keeping the work bounded.
 MAX_TAPS = 4
 
-EncodedSample = tuple[Tensor, Tensor, int]  # payload (bytes 1-D, or pixels 3 x H x W), crop numbers, label
+# payload (bytes 1-D, or pixels 3 x H x W), crop numbers, label, file path (to name it if it cannot be decoded)
+EncodedSample = tuple[Tensor, Tensor, int, str]
 
 
 def is_plain_jpeg(raw: bytes) -> bool:
@@ -83,7 +84,7 @@ def read_payload(path: str, strict: bool = False) -> Tensor | None:
 
 
 class EncodedImageFolderDataset(SplitFilesDataset):
-    """The files of ``root/split_dir`` (as ``ImageFolderDataset`` lists them) as ``(payload, crop, label)``.
+    """The files of ``root/split_dir`` (as ``ImageFolderDataset`` lists them) as ``(payload, crop, label, path)``.
 
     ``crop`` is float64 (3,): the fractions down and across of the free room and a mirror flag, random from
     (seed, epoch, index) when ``train``, else ``CENTRE_CROP``. An unreadable file gives None.
@@ -96,18 +97,20 @@ class EncodedImageFolderDataset(SplitFilesDataset):
         return torch.tensor([down, across, float(mirror < 0.5)], dtype=torch.float64)
 
     def __getitem__(self, index: int) -> EncodedSample | None:
-        payload = read_payload(self.path(index), self.strict)
+        path = self.path(index)
+        payload = read_payload(path, self.strict)
         if payload is None:
             return None
-        return payload, self.crop_numbers(index), int(self.labels[index])
+        return payload, self.crop_numbers(index), int(self.labels[index]), path
 
 
 @dataclass(frozen=True)
 class EncodedCollate:
     """Collate for ``EncodedImageFolderDataset``: the JPEG bytes packed into one buffer, then the rest.
 
-    Batch: ``{"jpeg": uint8 (total bytes,), "jpeg_lengths": int64 (J,), "pixels": [3 x H x W uint8] * P,
-    "crop": float64 (J + P, 3), "label": int64 (J + P,), "skipped": int64}``; samples are reordered JPEGs
+    Batch: ``{"jpeg": uint8 (total bytes,), "jpeg_lengths": int64 (J,), "jpeg_paths": [str] * J,
+    "pixels": [3 x H x W uint8] * P, "crop": float64 (J + P, 3), "label": int64 (J + P,), "skipped": int64}``;
+    samples are reordered JPEGs
     first, and crop and label follow that order. One buffer crosses from a worker as one shared-memory
     block, where a list of tensors would cost one per image.
     """
@@ -115,13 +118,16 @@ class EncodedCollate:
     def __call__(self, samples: Sequence[EncodedSample | None]) -> dict[str, Any]:
         kept = [sample for sample in samples if sample is not None]
         ordered = [s for s in kept if s[0].ndim == 1] + [s for s in kept if s[0].ndim != 1]
-        jpegs = [payload for payload, _, _ in ordered if payload.ndim == 1]
+        jpegs = [sample for sample in ordered if sample[0].ndim == 1]
         return {
-            "jpeg": torch.cat(jpegs) if jpegs else torch.empty(0, dtype=torch.uint8),
-            "jpeg_lengths": torch.tensor([len(data) for data in jpegs], dtype=torch.int64),
-            "pixels": [payload for payload, _, _ in ordered if payload.ndim != 1],
-            "crop": torch.stack([crop for _, crop, _ in ordered]) if ordered else torch.empty(0, 3),
-            "label": torch.tensor([label for _, _, label in ordered], dtype=torch.int64),
+            "jpeg": torch.cat([payload for payload, *_ in jpegs])
+            if jpegs
+            else torch.empty(0, dtype=torch.uint8),
+            "jpeg_lengths": torch.tensor([len(payload) for payload, *_ in jpegs], dtype=torch.int64),
+            "jpeg_paths": [path for *_, path in jpegs],
+            "pixels": [payload for payload, *_ in ordered if payload.ndim != 1],
+            "crop": torch.stack([crop for _, crop, _, _ in ordered]) if ordered else torch.empty(0, 3),
+            "label": torch.tensor([label for _, _, label, _ in ordered], dtype=torch.int64),
             "skipped": torch.tensor(len(samples) - len(kept), dtype=torch.int64),
         }
 
@@ -259,19 +265,22 @@ class DeviceCropper:
         )
         images = decode_jpegs(jpegs, device) + [to_device(pixels, device) for pixels in batch["pixels"]]
         decoded = torch.tensor([image is not None for image in images], dtype=torch.bool)
-        failed = int((~decoded).sum())
-        if failed and self.strict:
-            raise UnreadableImageError(
-                f"{failed} JPEG file(s) of this batch could not be decoded on {device}; "
-                "rerun with data.decode=cpu to have each bad file named"
-            )
-        if failed:
-            log.warning("skipping %d image(s) of a batch that could not be decoded on %s", failed, device)
+        # Only JPEGs can fail here (they come first, in the order of their paths).
+        jpeg_images = images[: len(jpegs)]
+        undecodable = [
+            path for path, image in zip(batch["jpeg_paths"], jpeg_images, strict=True) if image is None
+        ]
+        for path in undecodable:
+            message = f"unreadable image {path}: the JPEG decoder on {device} could not decode it"
+            if self.strict:
+                raise UnreadableImageError(message)
+            log.warning("skipping %s", message)
+        failed = len(undecodable)
         kept = [image for image in images if image is not None]
         rest = {
             key: value
             for key, value in batch.items()
-            if key not in ("jpeg", "jpeg_lengths", "pixels", "crop")
+            if key not in ("jpeg", "jpeg_lengths", "jpeg_paths", "pixels", "crop")
         }
         rest["label"] = to_device(batch["label"][decoded], device)
         rest["skipped"] = batch["skipped"] + failed
