@@ -76,33 +76,9 @@ class LossFromData(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.5)
 
 
-def test_guard_stops_before_the_update_and_names_the_step(tmp_path) -> None:
+def fit_into_a_nan_at_step_2(module: L.LightningModule, guard: NonFiniteLossGuard, error: str) -> L.Trainer:
+    """Fits ``module`` on four one-number batches, the third NaN; the guard must raise ``error`` (a regex)."""
     data = [torch.tensor([1.0]), torch.tensor([1.0]), torch.tensor([float("nan")]), torch.tensor([1.0])]
-    module = LossFromData()
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=4,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[NonFiniteLossGuard(tmp_path)],
-    )
-    with pytest.raises(NonFiniteLossError, match=r"at step 2 \(epoch 0\).*nan.*kept in") as raised:
-        trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=None))
-    assert "\n" not in str(raised.value)
-    assert module.weight.item() == pytest.approx(0.0)  # 1 - 0.5 - 0.5: the NaN step changed nothing
-
-
-class LossFromDataAdam(LossFromData):
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=0.5, fused=True)
-
-
-def test_with_fused_adam_the_device_skips_the_update_and_the_run_stops_a_step_later(tmp_path) -> None:
-    data = [torch.tensor([1.0]), torch.tensor([1.0]), torch.tensor([float("nan")]), torch.tensor([1.0])]
-    module = LossFromDataAdam()
-    guard = NonFiniteLossGuard(tmp_path)
     trainer = L.Trainer(
         accelerator="cpu",
         max_steps=4,
@@ -112,8 +88,29 @@ def test_with_fused_adam_the_device_skips_the_update_and_the_run_stops_a_step_la
         enable_model_summary=False,
         callbacks=[guard],
     )
-    with pytest.raises(NonFiniteLossError, match=r"after step 2 \(epoch 0\).*update was skipped.*kept in"):
+    with pytest.raises(NonFiniteLossError, match=error) as raised:
         trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=None))
+    assert "\n" not in str(raised.value)
+    return trainer
+
+
+def test_guard_stops_before_the_update_and_names_the_step(tmp_path) -> None:
+    module = LossFromData()
+    fit_into_a_nan_at_step_2(module, NonFiniteLossGuard(tmp_path), r"at step 2 \(epoch 0\).*nan.*kept in")
+    assert module.weight.item() == pytest.approx(0.0)  # 1 - 0.5 - 0.5: the NaN step changed nothing
+
+
+class LossFromDataAdam(LossFromData):
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=0.5, fused=True)
+
+
+def test_with_fused_adam_the_device_skips_the_update_and_the_run_stops_a_step_later(tmp_path) -> None:
+    module = LossFromDataAdam()
+    guard = NonFiniteLossGuard(tmp_path)
+    trainer = fit_into_a_nan_at_step_2(
+        module, guard, r"after step 2 \(epoch 0\).*update was skipped.*kept in"
+    )
     optimizer = trainer.optimizers[0]
     assert guard._on_device and takes_skip_flag(optimizer)
     # Adam's first two steps move the weight by lr each (the normalised gradient is 1); the NaN step is skipped
