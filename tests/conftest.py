@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,6 +34,18 @@ def tiny_pretrain_overrides(runs_dir: Path, run: str = "tiny") -> list[str]:
         "logger.kind=csv",
         "num_val_images_logged=2",
     ]
+
+
+def bare_trainer(**settings) -> L.Trainer:
+    """A CPU Lightning trainer without logger, checkpoints, progress bar or summary; ``settings`` add or override."""
+    quiet = {
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    }
+    return L.Trainer(**{**quiet, **settings})
 
 
 def run_module(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
-from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch import LightningModule
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -23,6 +23,7 @@ from lit_colorization.data import (
 )
 from lit_colorization.data.datamodule import evenly_spaced_indices
 from lit_colorization.data.sampling import SHUFFLE_STREAM
+from tests.conftest import bare_trainer
 
 CROP = 24
 SYNTHETIC = DataConfig(
@@ -203,17 +204,7 @@ class RecordingModule(LightningModule):
 
 def fit_and_record(cfg: DataConfig, epochs: int) -> list[tuple[int, torch.Tensor]]:
     model = RecordingModule()
-    trainer = Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=epochs,
-        limit_train_batches=2,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = bare_trainer(devices=1, max_epochs=epochs, limit_train_batches=2, limit_val_batches=0)
     trainer.fit(model, datamodule=ColorizationDataModule(cfg))
     return model.seen
 
@@ -242,17 +233,7 @@ class SavingModule(RecordingModule):
 @pytest.mark.slow
 def test_ddp_ranks_see_disjoint_crops_covering_each_epoch(tmp_path: Path) -> None:
     cfg = replace(SYNTHETIC, num_workers=1, persistent_workers=True)
-    trainer = Trainer(
-        accelerator="cpu",
-        devices=2,
-        strategy="ddp_spawn",
-        max_epochs=2,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = bare_trainer(devices=2, strategy="ddp_spawn", max_epochs=2, limit_val_batches=0)
     trainer.fit(SavingModule(str(tmp_path)), datamodule=ColorizationDataModule(cfg))
     seen = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(2)]
     everything = range(cfg.synthetic_train_images)
@@ -267,19 +248,17 @@ def test_ddp_ranks_see_disjoint_crops_covering_each_epoch(tmp_path: Path) -> Non
 def test_resumed_fit_continues_with_the_crops_of_the_restored_epoch(tmp_path: Path) -> None:
     cfg = replace(SYNTHETIC, num_workers=2, persistent_workers=True)
     common = {
-        "accelerator": "cpu",
         "devices": 1,
         "limit_train_batches": 2,
         "limit_val_batches": 0,
-        "logger": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
         "default_root_dir": str(tmp_path),
     }
-    Trainer(max_epochs=1, **common).fit(RecordingModule(), datamodule=ColorizationDataModule(cfg))
+    bare_trainer(max_epochs=1, enable_checkpointing=True, **common).fit(
+        RecordingModule(), datamodule=ColorizationDataModule(cfg)
+    )
     (checkpoint,) = (tmp_path / "checkpoints").glob("*.ckpt")
     resumed = RecordingModule()
-    Trainer(max_epochs=2, enable_checkpointing=False, **common).fit(
+    bare_trainer(max_epochs=2, **common).fit(
         resumed, datamodule=ColorizationDataModule(cfg), ckpt_path=checkpoint
     )
     assert [epoch for epoch, _ in resumed.seen] == [1, 1]

@@ -6,7 +6,6 @@ import io
 import logging
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -29,6 +28,7 @@ from lit_colorization.data.encoded import (
 )
 from lit_colorization.data.images import UnreadableImageError
 from lit_colorization.module import ColorizationModule
+from tests.conftest import bare_trainer
 
 EXIF_ORIENTATION = 0x0112
 
@@ -295,14 +295,7 @@ def test_lightning_fit_trains_on_device_decoded_jpegs(tmp_path: Path) -> None:
         return original_step(batch, batch_idx)
 
     module.training_step = recording_step
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = bare_trainer(max_steps=2)
     before = [parameter.detach().clone() for parameter in module.net.parameters()]
     trainer.fit(module, train_dataloaders=loader)
     assert seen == [(3, 3, 32, 32), (3, 3, 32, 32)]

@@ -14,7 +14,7 @@ from lit_colorization.cli import load_pretrain_config
 from lit_colorization.guards import NonFiniteLossError, NonFiniteLossGuard, StepCheckpoint, takes_skip_flag
 from lit_colorization.pretrain import build_trainer
 from lit_colorization.pretrain import main as pretrain_main
-from tests.conftest import tiny_pretrain_overrides
+from tests.conftest import bare_trainer, tiny_pretrain_overrides
 
 
 class ExplodesWhenPickled:
@@ -79,15 +79,7 @@ class LossFromData(L.LightningModule):
 def fit_into_a_nan_at_step_2(module: L.LightningModule, guard: NonFiniteLossGuard, error: str) -> L.Trainer:
     """Fits ``module`` on four one-number batches, the third NaN; the guard must raise ``error`` (a regex)."""
     data = [torch.tensor([1.0]), torch.tensor([1.0]), torch.tensor([float("nan")]), torch.tensor([1.0])]
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=4,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[guard],
-    )
+    trainer = bare_trainer(max_steps=4, callbacks=[guard])
     with pytest.raises(NonFiniteLossError, match=error) as raised:
         trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=None))
     assert "\n" not in str(raised.value)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from lit_colorization.data import DataConfig, build_datamodule
+from tests.conftest import bare_trainer
 from transfer.backbone import FrozenBackbone, load_network
 from transfer.config import ProbeOptimConfig
 from transfer.linear_probe import LinearProbeModule, resolve_layers, top_k_for
@@ -118,16 +119,7 @@ def fit_probe(layers: list[str], callbacks=()) -> tuple[LinearProbeModule, dict[
     module = LinearProbeModule(
         FrozenBackbone(network, layers), datamodule.num_classes, ProbeOptimConfig(lr=2.0), BATCH, seed=0
     )
-    trainer = L.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=list(callbacks),
-    )
+    trainer = bare_trainer(max_epochs=2, num_sanity_val_steps=0, callbacks=list(callbacks))
     # Older Lightning releases (and user code) call train() on the whole module before fitting: the trunk
     # must stay frozen regardless.
     module.train()

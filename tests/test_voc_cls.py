@@ -5,7 +5,6 @@ import json
 import math
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -17,7 +16,7 @@ from lit_colorization.color import ab_bins
 from lit_colorization.config import ConfigError
 from lit_colorization.models import create_model
 from lit_colorization.results import ResultRow
-from tests.conftest import run_module
+from tests.conftest import bare_trainer, run_module
 from transfer.compare import build_sections
 from transfer.voc.classification import (
     VOCClassificationMAP,
@@ -147,10 +146,7 @@ def test_train_from_fc6_leaves_the_earlier_layers_bit_identical_and_trains_the_r
     targets = (torch.rand(8, 3, generator=torch.Generator().manual_seed(0)) > 0.5).float()
     loader = DataLoader(TensorDataset(images, targets, torch.zeros(8, 3, dtype=torch.bool)), batch_size=4)
     module = VOCClassificationModule(classifier, SGDConfig(lr=0.1, milestones=[100]))
-    trainer = L.Trainer(
-        max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False,
-    )  # fmt: skip
+    trainer = bare_trainer(max_steps=4)
     trainer.fit(module, train_dataloaders=loader)
 
     assert trainer.global_step == 4 and frozen_modes and not any(frozen_modes)

@@ -5,7 +5,6 @@ import json
 import math
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -15,7 +14,7 @@ from lit_colorization.checkpoint import write_checkpoint
 from lit_colorization.color import ab_bins
 from lit_colorization.config import ConfigError
 from lit_colorization.models import create_model
-from tests.conftest import run_module
+from tests.conftest import bare_trainer, run_module
 from tests.test_voc_cls import TINY_CLASSES, tiny_data_overrides
 from transfer.voc.config import DetectorConfig, SGDConfig, load_voc_det_config
 from transfer.voc.detection import (
@@ -134,10 +133,7 @@ def test_training_moves_only_what_it_should(freeze: bool) -> None:
         collate_fn=lambda batch: tuple(zip(*batch, strict=True)),
     )
     module = VOCDetectionModule(detector, SGDConfig(lr=0.01, milestones=[100]))
-    trainer = L.Trainer(
-        max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False,
-    )  # fmt: skip
+    trainer = bare_trainer(max_steps=2)
     trainer.fit(module, train_dataloaders=loader)
     assert trainer.global_step == 2
     trunk_after = detector.backbone.state_dict()
