@@ -28,6 +28,7 @@ from transfer.voc.classification import (
 )
 from transfer.voc.config import SGDConfig, TinyVOCConfig, load_voc_cls_config
 from transfer.voc.data import ensure_tiny_voc, ten_crop_views, tiny_voc_folder
+from transfer.voc.dataset import voc_year_dir
 from transfer.voc.evaluation import classification_map
 from transfer.voc_cls import main as voc_cls_main
 
@@ -175,7 +176,7 @@ def test_tiny_voc_is_generated_once_per_setting_and_reused(tmp_path: Path) -> No
     )
     root = ensure_tiny_voc(tiny)
     assert root == tiny_voc_folder(tiny)
-    marker = root / "VOCdevkit" / "VOC2007" / "ImageSets" / "Main" / "test.txt"
+    marker = voc_year_dir(root) / "ImageSets" / "Main" / "test.txt"
     stamp = marker.stat().st_mtime_ns
     assert ensure_tiny_voc(tiny) == root and marker.stat().st_mtime_ns == stamp
     other = TinyVOCConfig(**{**tiny.__dict__, "seed": 1})

@@ -9,7 +9,13 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
-from transfer.voc.dataset import VOC_CLASSES, VOCClassification, VOCDetectionDataset, collate_detection
+from transfer.voc.dataset import (
+    VOC_CLASSES,
+    VOCClassification,
+    VOCDetectionDataset,
+    collate_detection,
+    voc_year_dir,
+)
 from transfer.voc.synthetic import make_tiny_voc
 
 CLASSES = ("cat", "dog", "person", "car")
@@ -22,12 +28,8 @@ def voc_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-def _voc_dir(root: Path) -> Path:
-    return root / "VOCdevkit" / "VOC2007"
-
-
 def _class_file_flags(root: Path, name: str, split: str) -> dict[str, int]:
-    lines = (_voc_dir(root) / "ImageSets" / "Main" / f"{name}_{split}.txt").read_text().splitlines()
+    lines = (voc_year_dir(root) / "ImageSets" / "Main" / f"{name}_{split}.txt").read_text().splitlines()
     return {line.split()[0]: int(line.split()[1]) for line in lines}
 
 
@@ -77,7 +79,7 @@ def test_detection_targets_follow_the_annotations(voc_root: Path, split: str) ->
     for index in range(len(dataset)):
         image, target = dataset[index]
         annotation = ET.parse(
-            _voc_dir(voc_root) / "Annotations" / f"{dataset.image_ids[index]}.xml"
+            voc_year_dir(voc_root) / "Annotations" / f"{dataset.image_ids[index]}.xml"
         ).getroot()
         height, width = int(annotation.findtext("size/height")), int(annotation.findtext("size/width"))
         assert image.shape == (3, height, width) and image.dtype == torch.uint8
@@ -139,18 +141,18 @@ def test_missing_vocdevkit_names_the_path_and_the_layout(tmp_path: Path) -> None
         VOCDetectionDataset(tmp_path, "2007", "test")
     message = str(error.value)
     assert "\n" not in message
-    assert str(tmp_path / "VOCdevkit" / "VOC2007") in message
+    assert str(voc_year_dir(tmp_path)) in message
     assert "JPEGImages" in message and "Annotations" in message and "ImageSets/Main/test.txt" in message
 
 
 def test_missing_split_file_and_missing_image_are_reported(voc_root: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(voc_root, copy)
-    (_voc_dir(copy) / "ImageSets" / "Main" / "val.txt").unlink()
+    (voc_year_dir(copy) / "ImageSets" / "Main" / "val.txt").unlink()
     with pytest.raises(FileNotFoundError, match="val.txt"):
         VOCClassification(copy, "2007", "val")
-    first_test_id = (_voc_dir(copy) / "ImageSets" / "Main" / "test.txt").read_text().split()[0]
-    (_voc_dir(copy) / "JPEGImages" / f"{first_test_id}.jpg").unlink()
+    first_test_id = (voc_year_dir(copy) / "ImageSets" / "Main" / "test.txt").read_text().split()[0]
+    (voc_year_dir(copy) / "JPEGImages" / f"{first_test_id}.jpg").unlink()
     with pytest.raises(FileNotFoundError, match=f"{first_test_id}.jpg"):
         VOCDetectionDataset(copy, "2007", "test")
 
@@ -158,8 +160,8 @@ def test_missing_split_file_and_missing_image_are_reported(voc_root: Path, tmp_p
 def test_unknown_class_in_an_annotation_is_reported(voc_root: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(voc_root, copy)
-    image_id = (_voc_dir(copy) / "ImageSets" / "Main" / "train.txt").read_text().split()[0]
-    xml_path = _voc_dir(copy) / "Annotations" / f"{image_id}.xml"
+    image_id = (voc_year_dir(copy) / "ImageSets" / "Main" / "train.txt").read_text().split()[0]
+    xml_path = voc_year_dir(copy) / "Annotations" / f"{image_id}.xml"
     tree = ET.parse(xml_path)
     tree.getroot().find("object/name").text = "kitten"
     tree.write(xml_path)

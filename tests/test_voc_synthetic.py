@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 from torchvision.datasets import VOCDetection
 
+from transfer.voc.dataset import voc_year_dir
 from transfer.voc.synthetic import class_style, main, make_tiny_voc
 
 CLASSES = ("aeroplane", "car", "cat", "dog", "person")
@@ -22,16 +23,12 @@ def voc_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-def _voc_dir(root: Path) -> Path:
-    return root / "VOCdevkit" / "VOC2007"
-
-
 def _split_ids(root: Path, split: str) -> list[str]:
-    return (_voc_dir(root) / "ImageSets" / "Main" / f"{split}.txt").read_text().split()
+    return (voc_year_dir(root) / "ImageSets" / "Main" / f"{split}.txt").read_text().split()
 
 
 def _objects(root: Path, image_id: str) -> list[dict]:
-    annotation = ET.parse(_voc_dir(root) / "Annotations" / f"{image_id}.xml").getroot()
+    annotation = ET.parse(voc_year_dir(root) / "Annotations" / f"{image_id}.xml").getroot()
     return [
         {
             "name": obj.findtext("name"),
@@ -50,8 +47,8 @@ def test_split_files_follow_voc2007(voc_root: Path) -> None:
     assert not set(trainval) & set(test)
     assert all(len(image_id) == 6 and image_id.isdigit() for image_id in trainval + test)
     for image_id in trainval + test:
-        assert (_voc_dir(voc_root) / "JPEGImages" / f"{image_id}.jpg").is_file()
-        assert (_voc_dir(voc_root) / "Annotations" / f"{image_id}.xml").is_file()
+        assert (voc_year_dir(voc_root) / "JPEGImages" / f"{image_id}.jpg").is_file()
+        assert (voc_year_dir(voc_root) / "Annotations" / f"{image_id}.xml").is_file()
 
 
 def test_per_class_files_encode_positive_negative_and_difficult_only(voc_root: Path) -> None:
@@ -60,7 +57,9 @@ def test_per_class_files_encode_positive_negative_and_difficult_only(voc_root: P
         ids = _split_ids(voc_root, split)
         for name in CLASSES:
             lines = (
-                (_voc_dir(voc_root) / "ImageSets" / "Main" / f"{name}_{split}.txt").read_text().splitlines()
+                (voc_year_dir(voc_root) / "ImageSets" / "Main" / f"{name}_{split}.txt")
+                .read_text()
+                .splitlines()
             )
             assert [line.split()[0] for line in lines] == ids
             for line in lines:
@@ -88,8 +87,8 @@ def test_every_class_has_a_clear_positive_in_every_split(voc_root: Path) -> None
 def test_annotations_match_the_images(voc_root: Path) -> None:
     counts = {"difficult": 0, "truncated": 0}
     for image_id in _split_ids(voc_root, "trainval") + _split_ids(voc_root, "test"):
-        image = Image.open(_voc_dir(voc_root) / "JPEGImages" / f"{image_id}.jpg")
-        size = ET.parse(_voc_dir(voc_root) / "Annotations" / f"{image_id}.xml").getroot().find("size")
+        image = Image.open(voc_year_dir(voc_root) / "JPEGImages" / f"{image_id}.jpg")
+        size = ET.parse(voc_year_dir(voc_root) / "Annotations" / f"{image_id}.xml").getroot().find("size")
         assert (image.width, image.height) == (int(size.findtext("width")), int(size.findtext("height")))
         assert max(image.size) == 96
         pixels = np.asarray(image.convert("RGB"), dtype=np.int32)
@@ -151,9 +150,9 @@ def test_cli_writes_the_requested_dataset(tmp_path: Path, capsys: pytest.Capture
             "64",
         ]
     )
-    main_dir = tmp_path / "VOCdevkit" / "VOC2007" / "ImageSets" / "Main"
+    main_dir = voc_year_dir(tmp_path) / "ImageSets" / "Main"
     assert [len((main_dir / f"{s}.txt").read_text().split()) for s in SPLITS] == [5, 6, 11, 7]
-    assert max(Image.open(next((tmp_path / "VOCdevkit" / "VOC2007" / "JPEGImages").glob("*.jpg"))).size) == 64
+    assert max(Image.open(next((voc_year_dir(tmp_path) / "JPEGImages").glob("*.jpg"))).size) == 64
     assert "VOCdevkit/VOC2007" in capsys.readouterr().out
 
 
@@ -172,7 +171,7 @@ def test_main_classes_option(tmp_path: Path) -> None:
             "bus,sheep",
         ]
     )
-    main_dir = tmp_path / "VOCdevkit" / "VOC2007" / "ImageSets" / "Main"
+    main_dir = voc_year_dir(tmp_path) / "ImageSets" / "Main"
     assert sorted(p.name for p in main_dir.glob("*_train.txt")) == ["bus_train.txt", "sheep_train.txt"]
 
 

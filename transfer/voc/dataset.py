@@ -54,6 +54,11 @@ class VOCObject:
     difficult: bool
 
 
+def voc_year_dir(root: str | Path, year: str = "2007") -> Path:
+    """``root/VOCdevkit/VOC<year>``: where one year's JPEGImages, Annotations and ImageSets live."""
+    return Path(root) / "VOCdevkit" / f"VOC{year}"
+
+
 def _expected_layout(root: Path, year: str, image_set: str) -> str:
     return (
         f"expected {root}/VOCdevkit/VOC{year}/ with JPEGImages/<id>.jpg, Annotations/<id>.xml "
@@ -70,7 +75,7 @@ def check_voc_layout(root: str | Path, year: str, image_set: str) -> list[str]:
         raise ValueError(
             f"image_set must be train/val/trainval (or test for 2007), got {image_set!r} for {year}"
         )
-    voc_dir = root / "VOCdevkit" / f"VOC{year}"
+    voc_dir = voc_year_dir(root, year)
     split_file = voc_dir / "ImageSets" / "Main" / f"{image_set}.txt"
     for required in (voc_dir, voc_dir / "JPEGImages", voc_dir / "Annotations", split_file):
         if not required.exists():

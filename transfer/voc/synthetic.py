@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from transfer.voc.dataset import VOC_CLASSES
+from transfer.voc.dataset import VOC_CLASSES, voc_year_dir
 
 DEFAULT_CLASSES = ("aeroplane", "car", "cat", "dog", "person")
 SHAPES = ("rectangle", "ellipse", "triangle", "diamond", "cross")
@@ -206,7 +206,7 @@ def make_tiny_voc(
     """
     _validate(num_train, num_val, num_test, classes, image_size)
     root = Path(root)
-    voc_dir = root / "VOCdevkit" / "VOC2007"
+    voc_dir = voc_year_dir(root)
     if voc_dir.exists():
         raise FileExistsError(
             f"{voc_dir} already exists; make_tiny_voc writes a fresh dataset into an empty root"
