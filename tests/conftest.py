@@ -13,18 +13,25 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-def tiny_pretrain_overrides(runs_dir: Path, run: str = "tiny") -> list[str]:
-    """Overrides of the sample preset for a run of seconds: synthetic data, a narrow network, a few steps."""
+def tiny_synthetic_data(batch_size: int) -> list[str]:
+    """``data.*`` overrides for a few small synthetic images read in the main process."""
     return [
-        f"runs_dir={runs_dir}",
-        f"run={run}",
         "data.source=synthetic",
         "data.crop_size=32",
         "data.synthetic_size=48",
         "data.synthetic_train_images=16",
         "data.synthetic_val_images=8",
-        "data.batch_size=4",
+        f"data.batch_size={batch_size}",
         "data.num_workers=0",
+    ]
+
+
+def tiny_pretrain_overrides(runs_dir: Path, run: str = "tiny") -> list[str]:
+    """Overrides of the sample preset for a run of seconds: synthetic data, a narrow network, a few steps."""
+    return [
+        f"runs_dir={runs_dir}",
+        f"run={run}",
+        *tiny_synthetic_data(batch_size=4),
         "model.kwargs.width=0.125",
         "trainer.accelerator=cpu",
         "trainer.max_steps=4",

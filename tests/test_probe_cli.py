@@ -10,7 +10,7 @@ import pytest
 
 from lit_colorization.config import ConfigError
 from lit_colorization.results import read_results
-from tests.conftest import run_module
+from tests.conftest import run_module, tiny_synthetic_data
 from transfer.compare import main as compare_main
 from transfer.config import load_probe_config
 from transfer.probe import main as probe_main
@@ -76,13 +76,7 @@ def tiny_probe_overrides(runs_dir, results, run: str) -> list[str]:
         f"runs_dir={runs_dir}",
         f"results={results}",
         f"run={run}",
-        "data.source=synthetic",
-        "data.crop_size=32",
-        "data.synthetic_size=48",
-        "data.synthetic_train_images=16",
-        "data.synthetic_val_images=8",
-        "data.batch_size=8",
-        "data.num_workers=0",
+        *tiny_synthetic_data(batch_size=8),
         "trainer.accelerator=cpu",
         "trainer.max_epochs=1",
         "trainer.log_every_n_steps=1",
