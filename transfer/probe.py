@@ -8,7 +8,6 @@ layer in one pass over the data), then appends one row per layer to the results 
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,11 +23,10 @@ from lit_colorization.cli import run_preset_command
 from lit_colorization.config import to_container
 from lit_colorization.data import build_datamodule
 from lit_colorization.loggers import build_logger
-from lit_colorization.results import append_results
 from transfer.backbone import BackboneSource, FrozenBackbone, load_network
 from transfer.config import ProbeConfig, load_probe_config
 from transfer.linear_probe import LinearProbeModule, resolve_layers
-from transfer.runs import build_transfer_trainer, resolve_ckpt, run_directory
+from transfer.runs import build_transfer_trainer, publish, resolve_ckpt, run_directory
 
 TASK = "linear-probe"
 RESULT_COLUMNS = ("layer", "feature_dim", "top1", "top5")
@@ -128,9 +126,8 @@ def probe(config: ProbeConfig) -> list[dict[str, Any]]:
     rows = result_rows(
         config, source, module, final, trainer.current_epoch, datamodule.num_classes, run_dir.name
     )
+    publish(config.results, rows, run_dir)
     if trainer.is_global_zero:
-        append_results(config.results, rows)
-        write_text(run_dir / "results.json", json.dumps(rows, indent=2) + "\n")
         if isinstance(logger, WandbLogger):
             logger.log_table(
                 key="probe/results",

@@ -1,15 +1,20 @@
-"""What every transfer command shares: the pretraining checkpoint it starts from, its run folder, its trainer."""
+"""What every transfer command shares: the pretraining checkpoint it starts from, its run folder, its trainer,
+where its results go."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from lit_colorization.atomic import write_text
 from lit_colorization.config import BaseTrainerConfig, ConfigError, lightning_trainer_args
+from lit_colorization.results import append_results
 
 
 def latest_pretrain_checkpoint(runs_dir: str | Path) -> Path:
@@ -56,3 +61,15 @@ def build_transfer_trainer(
         enable_checkpointing=False,
         logger=logger,
     )
+
+
+def publish(results_path: str, rows: list[dict[str, Any]], run_dir: Path) -> None:
+    """Append ``rows`` to the results store and write them to ``run_dir/results.json`` (rank 0 only).
+
+    The append comes first: a run killed in between has its rows in the store and is rerun, and ``make
+    compare`` shows the rerun's rows; the other order could finish a run whose rows were never stored.
+    """
+    if rank_zero_only.rank != 0:
+        return
+    append_results(results_path, rows)
+    write_text(run_dir / "results.json", json.dumps(rows, indent=2) + "\n")

@@ -19,6 +19,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from lit_colorization.cli import run_preset_command
 from lit_colorization.models import ColorizationNet
 from transfer.backbone import FrozenBackbone
+from transfer.runs import publish
 from transfer.voc.classification import VOCClassificationModule, VOCClassifier, default_head_layer
 from transfer.voc.config import VOCClsConfig, load_voc_cls_config
 from transfer.voc.data import (
@@ -40,7 +41,6 @@ from transfer.voc.runs import (
     load_trunk,
     log_per_class,
     per_class_ap,
-    publish,
     start_run,
 )
 from transfer.voc.svm import default_svm_layer, evaluate_svms, extract_features

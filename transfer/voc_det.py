@@ -17,6 +17,7 @@ from torchvision.transforms import v2
 
 from lit_colorization.cli import run_preset_command
 from lit_colorization.config import to_container
+from transfer.runs import publish
 from transfer.voc.config import VOCDetConfig, load_voc_det_config
 from transfer.voc.data import TEST_YEAR, Indexed, training_set
 from transfer.voc.dataset import VOCDetectionDataset, collate_detection
@@ -33,7 +34,6 @@ from transfer.voc.runs import (
     load_trunk,
     log_per_class,
     per_class_ap,
-    publish,
     start_run,
 )
 

@@ -6,7 +6,6 @@ A run writes ``<runs_dir>/<task>-<run>/``: ``config.yaml`` (resolved), metrics (
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -24,7 +23,6 @@ from lit_colorization.atomic import write_text
 from lit_colorization.config import to_container
 from lit_colorization.loggers import build_logger
 from lit_colorization.models import ColorizationNet
-from lit_colorization.results import append_results
 from transfer.backbone import BackboneSource, load_network
 from transfer.runs import build_transfer_trainer, resolve_ckpt, run_directory
 from transfer.voc.config import VOCClsConfig, VOCDetConfig
@@ -148,11 +146,3 @@ def log_per_class(logger: Logger | bool, ap: dict[str, float | None], step: int)
             {f"voc/ap/{name}": value for name, value in ap.items() if value is not None}, step=step
         )
         logger.save()
-
-
-def publish(results_path: str, rows: list[dict[str, Any]], run_dir: Path) -> None:
-    """Append ``rows`` to the results store and write them to ``run_dir/results.json`` (rank 0 only)."""
-    if rank_zero_only.rank != 0:
-        return
-    append_results(results_path, rows)
-    write_text(run_dir / "results.json", json.dumps(rows, indent=2) + "\n")
