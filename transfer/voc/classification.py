@@ -27,7 +27,7 @@ from lit_colorization.color import uint8_to_lab
 from lit_colorization.models import ColorizationNet
 from lit_colorization.models.base import normalise_lightness
 from transfer.voc.evaluation import classification_map
-from transfer.voc.trunk import output_channels, trunk_stages
+from transfer.voc.trunk import fine_tuning_optimizer, output_channels, trunk_stages
 
 # The layer under the new head: the deepest layer of the trunk proper (eccv16's conv8 is its upsampling decoder).
 DEFAULT_HEAD_LAYER = {"alexnet": "fc7", "resnet50": "res5", "eccv16": "conv7"}
@@ -168,11 +168,4 @@ class VOCClassificationModule(L.LightningModule):
         self.log("voc/map", self.last_result.map)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        trainable = [parameter for parameter in self.classifier.parameters() if parameter.requires_grad]
-        optimizer = torch.optim.SGD(
-            trainable, lr=self.optim.lr, momentum=self.optim.momentum, weight_decay=self.optim.weight_decay
-        )
-        schedule = torch.optim.lr_scheduler.MultiStepLR(
-            optimizer, milestones=list(self.optim.milestones), gamma=self.optim.gamma
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return fine_tuning_optimizer(self.classifier, self.optim)

@@ -33,7 +33,7 @@ from lit_colorization.color import rgb_to_lab
 from lit_colorization.models import ColorizationNet
 from lit_colorization.models.base import normalise_lightness
 from transfer.voc.evaluation import detection_map, torchmetrics_detection_map
-from transfer.voc.trunk import batch_norm_layers, output_channels, trunk_stages
+from transfer.voc.trunk import batch_norm_layers, fine_tuning_optimizer, output_channels, trunk_stages
 
 DEFAULT_BACKBONE_LAYER = {"alexnet": "conv5", "resnet50": "res4", "eccv16": "conv5"}
 FEATURE_MAP = "0"
@@ -262,11 +262,4 @@ class VOCDetectionModule(L.LightningModule):
         self.log("voc/map_torchmetrics", self.last_result.map_torchmetrics)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        trainable = [parameter for parameter in self.detector.parameters() if parameter.requires_grad]
-        optimizer = torch.optim.SGD(
-            trainable, lr=self.optim.lr, momentum=self.optim.momentum, weight_decay=self.optim.weight_decay
-        )
-        schedule = torch.optim.lr_scheduler.MultiStepLR(
-            optimizer, milestones=list(self.optim.milestones), gamma=self.optim.gamma
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return fine_tuning_optimizer(self.detector, self.optim)

@@ -1,4 +1,4 @@
-"""A colorization network cut after one of its feature layers, for the VOC fine-tuning benchmarks.
+"""A colorization network cut after one of its feature layers, and its fine-tuning optimizer, for the VOC benchmarks.
 
 Both VOC tasks put a new head on a prefix of the pretrained trunk: classification on ``head_layer`` (AlexNet
 fc7), detection on ``backbone_layer`` (AlexNet conv5). The stages after the cut and the colorization logits
@@ -8,6 +8,7 @@ are dropped rather than kept unused, so no optimizer or DDP ever sees parameters
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 
 import torch
 from torch import nn
@@ -41,3 +42,16 @@ def output_channels(stages: nn.Module, output_stride: int) -> int:
 
 def batch_norm_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [sub for sub in module.modules() if isinstance(sub, nn.modules.batchnorm._BatchNorm)]
+
+
+def fine_tuning_optimizer(model: nn.Module, optim: Any) -> dict[str, Any]:
+    """Lightning's optimizer setup for a VOC fine-tuning: SGD (an ``SGDConfig``) on the parameters that train
+    (the frozen prefix has none), the lr stepped down by ``gamma`` at each of ``milestones`` optimizer steps."""
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    optimizer = torch.optim.SGD(
+        trainable, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay
+    )
+    schedule = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=list(optim.milestones), gamma=optim.gamma
+    )
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
