@@ -18,6 +18,7 @@ from lit_colorization.config import (
     load_config,
     require,
     require_folder_name,
+    validate_trainer_config,
 )
 from lit_colorization.data.config import validate_data_config
 from lit_colorization.models import create_model, list_models
@@ -67,6 +68,7 @@ def validate_pretrain_config(config: PretrainConfig) -> None:
         "an integer >= 0",
         config.trainer.checkpoint_every_n_steps,
     )
+    validate_trainer_config(config.trainer)
     settings_for(config.trainer, config.optim)  # an unknown precision is an error before any work
     require(config.optim.lr > 0, "optim.lr", "a positive number", config.optim.lr)
     require(

@@ -82,6 +82,14 @@ class BaseTrainerConfig:
 CUDA_PROGRESS_BAR_STEPS = 25
 
 
+def validate_trainer_config(trainer: BaseTrainerConfig) -> None:
+    """The checks of the trainer keys every command shares, made when its config is loaded."""
+    every = trainer.progress_bar_every_n_steps
+    require(
+        every is None or every >= 1, "trainer.progress_bar_every_n_steps", "null or an integer >= 1", every
+    )
+
+
 def lightning_trainer_args(
     trainer: BaseTrainerConfig, precision: str | None = None, callbacks: Sequence[Callback] = ()
 ) -> dict[str, Any]:
@@ -89,9 +97,6 @@ def lightning_trainer_args(
     the progress bar); ``precision`` replaces the section's own where the command resolves it first
     (pretraining's ``auto``)."""
     every = trainer.progress_bar_every_n_steps
-    require(
-        every is None or every >= 1, "trainer.progress_bar_every_n_steps", "null or an integer >= 1", every
-    )
     if every is None:
         every = CUDA_PROGRESS_BAR_STEPS if device_type(trainer.accelerator) == "cuda" else 1
     progress_bar = [TQDMProgressBar(refresh_rate=every)] if trainer.progress_bar else []

@@ -5,6 +5,8 @@ from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
 
 from lit_colorization.cli import load_pretrain_config
 from lit_colorization.config import CONFIG_DIR, CUDA_PROGRESS_BAR_STEPS, ConfigError, lightning_trainer_args
+from transfer.config import load_probe_config
+from transfer.voc.config import load_voc_cls_config, load_voc_det_config
 
 PRESETS = sorted(p.stem for p in (CONFIG_DIR / "presets" / "pretrain").glob("*.yaml"))
 
@@ -79,10 +81,14 @@ def test_progress_bar_updates_every_step_on_a_cpu_and_as_configured():
     assert [bar.refresh_rate for bar in progress_bars(lightning_trainer_args(every_7)["callbacks"])] == [7]
     hidden = load_pretrain_config("sample", ["trainer.progress_bar=false"]).trainer
     assert progress_bars(lightning_trainer_args(hidden)["callbacks"]) == []
+    assert CUDA_PROGRESS_BAR_STEPS > 1
+
+
+@pytest.mark.parametrize(
+    "load", [load_pretrain_config, load_probe_config, load_voc_cls_config, load_voc_det_config]
+)
+def test_progress_bar_steps_below_one_are_refused_when_the_config_loads(load):
     with pytest.raises(
         ConfigError, match="'trainer.progress_bar_every_n_steps': expected null or an integer >= 1"
     ):
-        lightning_trainer_args(
-            load_pretrain_config("sample", ["trainer.progress_bar_every_n_steps=0"]).trainer
-        )
-    assert CUDA_PROGRESS_BAR_STEPS > 1
+        load(None if load is not load_pretrain_config else "sample", ["trainer.progress_bar_every_n_steps=0"])

@@ -18,6 +18,7 @@ from lit_colorization.config import (
     require,
     require_folder_name,
     require_results_path,
+    validate_trainer_config,
 )
 from lit_colorization.data.config import DataConfig, validate_data_config
 
@@ -90,6 +91,7 @@ def validate_probe_config(config: ProbeConfig) -> None:
     )
     require_folder_name("run", config.run)
     require_results_path(config.results)
+    validate_trainer_config(trainer)
     validate_sgd(optim, milestone_unit="epoch")
     require(
         optim.reference_batch_size > 0,

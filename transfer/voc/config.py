@@ -19,6 +19,7 @@ from lit_colorization.config import (
     require,
     require_folder_name,
     require_results_path,
+    validate_trainer_config,
 )
 from transfer.config import TransferRunConfig, validate_sgd
 from transfer.voc.dataset import IMAGE_SETS, VOC_CLASSES, VOC_YEARS
@@ -163,6 +164,7 @@ def _validate_common(config: VOCClsConfig | VOCDetConfig) -> None:
     data, tiny, trainer, optim = config.data, config.data.tiny, config.trainer, config.optim
     require_folder_name("run", config.run)
     require_results_path(config.results)
+    validate_trainer_config(trainer)
     years = list(data.train_years)
     require(
         bool(years) and all(year in VOC_YEARS for year in years) and len(set(years)) == len(years),
