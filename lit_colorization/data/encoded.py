@@ -132,6 +132,18 @@ class EncodedCollate:
         }
 
 
+def to_device(tensor: Tensor, device: torch.device) -> Tensor:
+    """``tensor`` on ``device`` without the host waiting for the device's queued work.
+
+    A plain copy from pageable memory makes the host wait until the device has finished everything queued
+    before it (the previous training step), which leaves the device idle while the next step is prepared; a
+    copy from pinned memory is queued like a kernel.
+    """
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 def decode_jpegs(data: Sequence[Tensor], device: torch.device) -> list[Tensor | None]:
     """RGB images (3 x H x W uint8 on ``device``) of JPEG byte tensors; None where one cannot be decoded.
 
@@ -149,7 +161,7 @@ def decode_jpegs(data: Sequence[Tensor], device: torch.device) -> list[Tensor | 
 def _decode_one(data: Tensor, device: torch.device) -> Tensor | None:
     for decoder_device in dict.fromkeys((device, torch.device("cpu"))):
         try:
-            return decode_jpeg(data, mode=ImageReadMode.RGB, device=decoder_device).to(device)
+            return to_device(decode_jpeg(data, mode=ImageReadMode.RGB, device=decoder_device), device)
         except RuntimeError:
             continue
     return None
@@ -174,18 +186,6 @@ def crop_boxes(
         return torch.minimum((fraction * (extent - side + 1)).floor(), extent - side).clamp(min=0)
 
     return place(crop[:, 0], heights), place(crop[:, 1], widths), side
-
-
-def to_device(tensor: Tensor, device: torch.device) -> Tensor:
-    """``tensor`` on ``device`` without the host waiting for the device's queued work.
-
-    A plain copy from pageable memory makes the host wait until the device has finished everything queued
-    before it (the previous training step), which leaves the device idle while the next step is prepared; a
-    copy from pinned memory is queued like a kernel.
-    """
-    if device.type != "cuda" or tensor.device == device:
-        return tensor.to(device)
-    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def resized_crops(
