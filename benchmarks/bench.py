@@ -587,7 +587,7 @@ def run(options: Options) -> list[str]:
         )
         del batches  # stops its workers, which would otherwise go on reading files about to be deleted
         rates["c"], host_waits = lightning_loop_rate(options, folder, Path(workdir))
-        class_weights = rebalance_weights(torch.full((313,), 1.0 / 313), 0.5)
+        class_weights = rebalance_weights(uniform_prior(), 0.5)
         original = OriginalPipelineDataset(
             ImageFolderDataset(folder, "train", crop_size=options.size), ab_bins(), class_weights, stride=4
         )
