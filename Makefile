@@ -73,17 +73,17 @@ format: setup ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff format .
 
 pretrain: setup ## Pretrain a colorizer: PRESET DATA MODEL RUN GPUS NODES MAX_STEPS LOGGER RESUME ARGS
-	$(PY) -m lit_colorization.pretrain --preset $(PRESET) $(PRETRAIN_OVERRIDES)
+	$(PY) -m lit_colorization.cli.pretrain --preset $(PRESET) $(PRETRAIN_OVERRIDES)
 
 priors: setup ## Compute the ab prior of a training set: DATA PRESET RUN OUT ARGS
-	$(PY) -m lit_colorization.priors --preset $(PRESET) $(if $(OUT),--out $(OUT)) \
+	$(PY) -m lit_colorization.cli.priors --preset $(PRESET) $(if $(OUT),--out $(OUT)) \
 		$(if $(DATA),data.source=folder data.root=$(DATA)) $(if $(RUN),run=$(RUN)) $(ARGS)
 
 colorize: setup ## Colorize photos: CKPT INPUT (files/folders) OUT TEMPERATURE
-	$(PY) -m lit_colorization.colorize --ckpt $(CKPT) --out $(or $(OUT),colorized) --temperature $(TEMPERATURE) $(INPUT)
+	$(PY) -m lit_colorization.cli.colorize --ckpt $(CKPT) --out $(or $(OUT),colorized) --temperature $(TEMPERATURE) $(INPUT)
 
 demo: setup ## The main job end to end on the embedded photos, on the CPU (under 10 minutes)
-	$(PY) -m lit_colorization.demo
+	$(PY) -m transfer.cli.demo
 
 bench: setup ## Throughput side by side: model step, full step, JPEG end to end, the original CPU pipeline; ratios, MFU (ARGS: --device --size --batch ...)
 	$(PY) benchmarks/bench.py $(ARGS)
@@ -92,23 +92,23 @@ bench-color: setup ## Soft-encoding throughput: fast path vs exact vs scikit-lea
 	$(PY) benchmarks/bench_color.py
 
 linear-probe: setup ## Per-layer linear probes on frozen features: CKPT (default: latest run; random) LAYER DATA GPUS MAX_EPOCHS LOGGER RUN ARGS
-	$(PY) -m transfer.probe --preset $(PROBE_PRESET) $(if $(CKPT),ckpt=$(CKPT)) $(if $(LAYER),layer=$(LAYER)) \
+	$(PY) -m transfer.cli.probe --preset $(PROBE_PRESET) $(if $(CKPT),ckpt=$(CKPT)) $(if $(LAYER),layer=$(LAYER)) \
 		$(if $(DATA),data.source=folder data.root=$(DATA)) $(if $(GPUS),trainer.devices=$(GPUS)) \
 		$(if $(MAX_EPOCHS),trainer.max_epochs=$(MAX_EPOCHS)) $(if $(LOGGER),logger.kind=$(LOGGER)) \
 		$(if $(RUN),run=$(RUN)) $(ARGS)
 
 compare: setup ## Transfer results (results/transfer.jsonl) beside the paper's numbers: a table and results/linear_probe.png
-	$(PY) -m transfer.compare
+	$(PY) -m transfer.cli.compare
 
 voc-cls: setup ## VOC07 classification, fine-tune or SVM: CKPT DATA (holds VOCdevkit/) TRAIN_FROM PROTOCOL MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN ARGS
-	$(PY) -m transfer.voc_cls $(if $(VOC_PRESET),--preset $(VOC_PRESET)) $(VOC_OVERRIDES) \
+	$(PY) -m transfer.cli.voc_cls $(if $(VOC_PRESET),--preset $(VOC_PRESET)) $(VOC_OVERRIDES) \
 		$(if $(TRAIN_FROM),train_from=$(TRAIN_FROM)) $(if $(PROTOCOL),protocol=$(PROTOCOL)) $(ARGS)
 
 voc-det: setup ## VOC07 detection, Faster R-CNN on the colorization trunk: CKPT DATA MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN ARGS
-	$(PY) -m transfer.voc_det $(if $(VOC_PRESET),--preset $(VOC_PRESET)) $(VOC_OVERRIDES) $(ARGS)
+	$(PY) -m transfer.cli.voc_det $(if $(VOC_PRESET),--preset $(VOC_PRESET)) $(VOC_OVERRIDES) $(ARGS)
 
 eval-color: setup ## Colorization quality (paper Table 1) + T sweep: CKPT (one or more) DATA TEMPERATURES CLASSIFIER (weights file) LOGGER ARGS
-	$(PY) -m lit_colorization.eval_color $(ARGS) $(if $(LOGGER),logger.kind=$(LOGGER)) $(if $(CKPT),--ckpt $(CKPT)) \
+	$(PY) -m lit_colorization.cli.eval_color $(ARGS) $(if $(LOGGER),logger.kind=$(LOGGER)) $(if $(CKPT),--ckpt $(CKPT)) \
 		$(if $(DATA),--data $(DATA)) $(if $(TEMPERATURES),--temperatures $(TEMPERATURES)) \
 		$(if $(CLASSIFIER),--classifier-weights $(CLASSIFIER))
 

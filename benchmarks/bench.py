@@ -17,7 +17,7 @@ Rows, in images per second:
   (d) original pipeline: workers decode and crop with PIL, then scikit-image Lab and a scikit-learn ball tree
       soft-encode each crop on the CPU (the authors' data path), then the same step on the device.
   (e) probe trunk: AlexNet forward to conv5, no gradients.
-  (f) probe, five layers: the trunk plus linear heads on conv1..conv5 trained in one pass (transfer.linear_probe).
+  (f) probe, five layers: the trunk plus linear heads on conv1..conv5 trained in one pass (transfer.probe.module).
 Then the ratios (b)/(a), (c)/(a), (c)/(d), (f)/(e) and (c)/(c0); FLOPs per image of one train step
 (FlopCounterMode on the meta device) and model FLOP utilisation against the device's bf16 peak (on a CPU,
 against a measured fp32 matmul rate); and on CUDA the peak memory of (b). Defaults are the paper's sizes on
@@ -54,18 +54,20 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from lit_colorization.color import ab_bins, rebalance_weights
-from lit_colorization.config import CUDA_PROGRESS_BAR_STEPS, PretrainConfig, load_config
+from lit_colorization.color.targets import ColorTargets
+from lit_colorization.config.loading import load_config
+from lit_colorization.config.schema import PretrainConfig
 from lit_colorization.data import ImageFolderDataset, SeededShuffleSampler, SkipUnreadableCollate
 from lit_colorization.data.encoded import DeviceCropper, EncodedCollate, EncodedImageFolderDataset
-from lit_colorization.losses import soft_cross_entropy
 from lit_colorization.models import create_model
-from lit_colorization.module import ColorizationModule
-from lit_colorization.perf import PerfSettings, enable_tf32, resolve
-from lit_colorization.pretrain import pretrain
-from lit_colorization.priors import save_prior
-from lit_colorization.targets import ColorTargets
-from transfer.backbone import FrozenBackbone
-from transfer.linear_probe import STANDARD_LAYERS, ProbeHead, head_generator, pooled_side
+from lit_colorization.train.losses import soft_cross_entropy
+from lit_colorization.train.module import ColorizationModule
+from lit_colorization.train.perf import PerfSettings, enable_tf32, resolve
+from lit_colorization.train.pretraining import pretrain
+from lit_colorization.train.priors import save_prior
+from lit_colorization.train.trainer import CUDA_PROGRESS_BAR_STEPS
+from transfer.probe.module import STANDARD_LAYERS, ProbeHead, head_generator, pooled_side
+from transfer.trunk import Trunk
 
 # Dense bf16 tensor-core peaks (FLOP/s), matched against torch.cuda.get_device_name in this order.
 BF16_PEAKS = (("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("A100", 312e12))
@@ -521,8 +523,8 @@ def probe_rows(options: Options) -> tuple[float, float]:
     ).contiguous(memory_format=memory_format)
     labels = torch.randint(0, PROBE_CLASSES, (options.batch,), device=device)
     layers = STANDARD_LAYERS["alexnet"]
-    trunk = FrozenBackbone(network, layers[-1:])
-    backbone = FrozenBackbone(network, layers)
+    trunk = Trunk(network, layers[-1:])
+    backbone = Trunk(network, layers)
     heads = nn.ModuleDict(
         {
             layer: ProbeHead(

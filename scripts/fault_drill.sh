@@ -49,13 +49,13 @@ expect_one_line_error() {  # expect_one_line_error CASE TEXT... (after run)
     report "$case" 0 "$(cut -c1-200 <<<"$ERRLINES")"
 }
 
-pretrain() { "$PY" -m lit_colorization.pretrain "$@"; }
-step_of() { "$PY" -c "from lit_colorization.checkpoint import read_checkpoint as r; print(r('$1').global_step)" 2>/dev/null; }
+pretrain() { "$PY" -m lit_colorization.cli.pretrain "$@"; }
+step_of() { "$PY" -c "from lit_colorization.store.checkpoint import read_checkpoint as r; print(r('$1').global_step)" 2>/dev/null; }
 
 # ------------------------------------------------------------------ configs
 run pretrain $(tiny "$WORK/cfg" r) data.crop_szie=32
 expect_one_line_error config-unknown-key "unknown config key 'data.crop_szie'" "did you mean: data.crop_size"
-run "$PY" -m transfer.probe ckpt=random runs_dir="$WORK/cfg" optim.lrr=0.1
+run "$PY" -m transfer.cli.probe ckpt=random runs_dir="$WORK/cfg" optim.lrr=0.1
 expect_one_line_error probe-config-unknown-key "unknown config key 'optim.lrr'" "did you mean: optim.lr"
 run pretrain $(tiny "$WORK/cfg" r) trainer.max_steps=ten
 expect_one_line_error config-wrong-type "trainer.max_steps"
@@ -72,9 +72,9 @@ for kind in foreign truncated missing; do
     ckpt="$WORK/$kind.ckpt"
     run pretrain $(tiny "$WORK/ck" r) resume="$ckpt"
     expect_one_line_error "resume-$kind-checkpoint" "$ckpt"
-    run "$PY" -m lit_colorization.colorize --ckpt "$ckpt" --out "$WORK/colorized" "$WORK/photo.png"
+    run "$PY" -m lit_colorization.cli.colorize --ckpt "$ckpt" --out "$WORK/colorized" "$WORK/photo.png"
     expect_one_line_error "colorize-$kind-checkpoint" "$ckpt"
-    run "$PY" -m transfer.probe ckpt="$ckpt" runs_dir="$WORK/ck" data.source=synthetic
+    run "$PY" -m transfer.cli.probe ckpt="$ckpt" runs_dir="$WORK/ck" data.source=synthetic
     expect_one_line_error "probe-$kind-checkpoint" "$ckpt"
 done
 run pretrain $(tiny "$WORK/ck" r) resume="$WORK/alexnet.ckpt"
@@ -85,7 +85,7 @@ run pretrain $(tiny "$WORK" nan) optim.lr=1e30 trainer.max_steps=20 trainer.chec
 expect_one_line_error nan-loss "loss is not finite"
 nan_step="$(grep -o 'at step [0-9]*' <<<"$ERRLINES" | grep -o '[0-9]*')"
 finite="$("$PY" -c "
-import torch; from lit_colorization.checkpoint import read_checkpoint
+import torch; from lit_colorization.store.checkpoint import read_checkpoint
 c = read_checkpoint('$WORK/nan/checkpoints/last.ckpt')
 print(c.global_step if all(bool(torch.isfinite(v).all()) for v in c.state_dict.values()) else 'nan')" 2>&1)"
 [[ -n "$nan_step" && "$finite" == "$nan_step" ]] \
@@ -116,7 +116,7 @@ done
 
 # ------------------------------------------------------------------ SIGKILL and resume
 last="$WORK/killed/checkpoints/last.ckpt"
-"$PY" -m lit_colorization.pretrain $(tiny "$WORK" killed) trainer.max_steps=100000 trainer.val_check_interval=1000 \
+"$PY" -m lit_colorization.cli.pretrain $(tiny "$WORK" killed) trainer.max_steps=100000 trainer.val_check_interval=1000 \
     trainer.checkpoint_every_n_steps=1 logger.kind=none >"$WORK/killed.log" 2>&1 &
 pid=$!
 for _ in $(seq 600); do
@@ -159,14 +159,14 @@ print('same' if same else 'different', len(a['state_dict']), oa['param_groups'][
 
 # ------------------------------------------------------------------ logger faults
 metrics_written() { compgen -G "$1/csv/version_*/metrics.csv" >/dev/null; }
-run "$PY" -c "import sys; sys.modules['wandb'] = None; from lit_colorization.pretrain import main; main()" \
+run "$PY" -c "import sys; sys.modules['wandb'] = None; from lit_colorization.cli.pretrain import main; main()" \
     $(tiny "$WORK" nowandb) logger.kind=wandb trainer.max_steps=2
 warned="$(grep -c 'wandb is not installed' <<<"$OUT")"
 [[ $RC == 0 && $warned == 1 ]] && metrics_written "$WORK/nowandb" \
     && report wandb-not-installed 0 "training went on with CSV metrics after one warning" \
     || report wandb-not-installed 1 "exit $RC, $warned warnings: $(tail -c 300 <<<"$OUT")"
 run env WANDB_API_KEY=0123456789abcdef0123456789abcdef01234567 WANDB_BASE_URL=http://127.0.0.1:9 \
-    WANDB_INIT_TIMEOUT=5 WANDB_MODE=online "$PY" -m lit_colorization.pretrain \
+    WANDB_INIT_TIMEOUT=5 WANDB_MODE=online "$PY" -m lit_colorization.cli.pretrain \
     $(tiny "$WORK" unreachable) logger.kind=wandb trainer.max_steps=2
 warned="$(grep -c 'could not start an online run' <<<"$OUT")"
 [[ $RC == 0 && $warned == 1 ]] && metrics_written "$WORK/unreachable" \

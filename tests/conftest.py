@@ -75,6 +75,6 @@ def run_module(
 def tiny_pretrain_run(tmp_path_factory) -> Path:
     """One finished tiny pretraining run through the CLI, shared by the tests that only read its outputs."""
     runs_dir = tmp_path_factory.mktemp("runs")
-    result = run_module("lit_colorization.pretrain", *tiny_pretrain_overrides(runs_dir))
+    result = run_module("lit_colorization.cli.pretrain", *tiny_pretrain_overrides(runs_dir))
     assert result.returncode == 0, result.stderr[-3000:]
     return runs_dir / "tiny"

@@ -12,8 +12,8 @@ from lightning.pytorch.callbacks import Callback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lit_colorization.cli import load_pretrain_config  # noqa: E402
-from lit_colorization.pretrain import pretrain  # noqa: E402
+from lit_colorization.cli.common import PRETRAIN  # noqa: E402
+from lit_colorization.train.pretraining import pretrain  # noqa: E402
 from tests.conftest import tiny_pretrain_overrides  # noqa: E402
 
 
@@ -40,4 +40,4 @@ if __name__ == "__main__":
         # Fused Adam, as on CUDA: the non-finite guard's flag then travels by all-reduce, without host waits.
         "optim.fused=true",
     ]
-    pretrain(load_pretrain_config("sample", overrides), extra_callbacks=[RecordSamples(record_dir)])
+    pretrain(PRETRAIN.load("sample", overrides), extra_callbacks=[RecordSamples(record_dir)])

@@ -1,6 +1,6 @@
 import pytest
 
-from lit_colorization.atomic import atomic_open, write_text
+from lit_colorization.store.atomic import atomic_open, write_text
 
 
 def test_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path):

@@ -5,7 +5,6 @@ import torch
 import torchvision
 from torchvision.transforms.v2 import functional as TF
 
-from lit_colorization.checkpoint import CheckpointError
 from lit_colorization.evaluation.classifier import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -15,6 +14,7 @@ from lit_colorization.evaluation.classifier import (
     top1_accuracy,
     uses_imagenet_labels,
 )
+from lit_colorization.store.checkpoint import CheckpointError
 
 SMALL_CLASSIFIER = "mobilenet_v3_small"
 

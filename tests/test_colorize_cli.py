@@ -28,7 +28,7 @@ def test_colorize_keeps_size_and_lightness(tiny_pretrain_run, tmp_path):
     out = tmp_path / "out"
     ckpt = tiny_pretrain_run / "checkpoints" / "last.ckpt"
     result = run_module(
-        "lit_colorization.colorize",
+        "lit_colorization.cli.colorize",
         "--ckpt",
         str(ckpt),
         "--out",
@@ -48,7 +48,7 @@ def test_colorize_keeps_size_and_lightness(tiny_pretrain_run, tmp_path):
     assert difference[in_gamut].max() < 1.0 and difference.mean() < 0.3
     # A second call keeps what exists; --overwrite redoes it.
     again = run_module(
-        "lit_colorization.colorize", "--ckpt", str(ckpt), "--out", str(out), str(tmp_path / "in")
+        "lit_colorization.cli.colorize", "--ckpt", str(ckpt), "--out", str(out), str(tmp_path / "in")
     )
     assert "kept 2 existing" in again.stdout
 
@@ -76,7 +76,7 @@ def test_colorize_accepts_the_official_eccv16_layout(tmp_path):
     _write_inputs(tmp_path / "in")
     out = tmp_path / "out"
     result = run_module(
-        "lit_colorization.colorize",
+        "lit_colorization.cli.colorize",
         "--ckpt",
         str(weights),
         "--weights-format",
@@ -93,7 +93,7 @@ def test_colorize_accepts_the_official_eccv16_layout(tmp_path):
 
 def test_colorize_errors_name_the_file(tmp_path, tiny_pretrain_run):
     missing = run_module(
-        "lit_colorization.colorize",
+        "lit_colorization.cli.colorize",
         "--ckpt",
         str(tmp_path / "nope.ckpt"),
         "--out",
@@ -104,6 +104,6 @@ def test_colorize_errors_name_the_file(tmp_path, tiny_pretrain_run):
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes((tiny_pretrain_run / "checkpoints" / "last.ckpt").read_bytes()[:5000])
     result = run_module(
-        "lit_colorization.colorize", "--ckpt", str(truncated), "--out", str(tmp_path), str(tmp_path)
+        "lit_colorization.cli.colorize", "--ckpt", str(truncated), "--out", str(tmp_path), str(tmp_path)
     )
     assert result.returncode == 2 and "truncated.ckpt" in result.stderr and "Traceback" not in result.stderr

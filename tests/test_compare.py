@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pytest
 
-from lit_colorization.results import ResultRow, append_results
+from lit_colorization.store.results import ResultRow, append_results
 from transfer.compare import (
     build_sections,
     compare,

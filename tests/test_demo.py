@@ -10,7 +10,7 @@ from tests.conftest import run_module
 @pytest.mark.slow
 def test_demo_writes_the_whole_report(tmp_path):
     result = run_module(
-        "lit_colorization.demo",
+        "transfer.cli.demo",
         f"runs_dir={tmp_path}",
         "trainer.max_steps=20",
         "trainer.val_check_interval=10",

@@ -14,7 +14,8 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from lit_colorization.color import ab_bins
-from lit_colorization.config import PretrainConfig, load_config
+from lit_colorization.config.loading import load_config
+from lit_colorization.config.schema import PretrainConfig
 from lit_colorization.data import DataConfig, read_rgb, validate_data_config
 from lit_colorization.data.encoded import (
     CENTRE_CROP,
@@ -27,7 +28,7 @@ from lit_colorization.data.encoded import (
     resized_crops,
 )
 from lit_colorization.data.images import UnreadableImageError
-from lit_colorization.module import ColorizationModule
+from lit_colorization.train.module import ColorizationModule
 from tests.conftest import bare_trainer
 
 EXIF_ORIENTATION = 0x0112

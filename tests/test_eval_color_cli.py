@@ -1,4 +1,4 @@
-"""``python -m lit_colorization.eval_color`` end to end: rows, table, grids, sweep plot, study folder, bad inputs."""
+"""``python -m lit_colorization.cli.eval_color`` end to end: rows, table, grids, sweep plot, study folder, bad inputs."""
 
 import csv
 import json
@@ -10,12 +10,12 @@ import torchvision
 from PIL import Image
 from skimage.color import rgb2lab
 
-from lit_colorization.checkpoint import read_checkpoint, write_checkpoint
+from lit_colorization.cli.eval_color import main
 from lit_colorization.color import ab_bins
+from lit_colorization.color.metrics import auc
 from lit_colorization.data import SyntheticColorDataset
-from lit_colorization.eval_color import main
-from lit_colorization.metrics import auc
 from lit_colorization.models import create_model
+from lit_colorization.store.checkpoint import read_checkpoint, write_checkpoint
 from lit_colorization.study.pairs import find_pairs
 
 # The synthetic validation set of tests/conftest.py's tiny run: 8 crops of 32 x 32, the last one gray.

@@ -10,6 +10,8 @@ from skimage import data as skdata
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from lit_colorization.color import ab_bins, uint8_to_lab
+from lit_colorization.color.metrics import auc, colorfulness
+from lit_colorization.color.pictures import lab_batch_to_rgb
 from lit_colorization.evaluation.scoring import (
     PSNR_CAP_DB,
     PerImageColumns,
@@ -23,8 +25,6 @@ from lit_colorization.evaluation.scoring import (
     weighted_mean,
 )
 from lit_colorization.evaluation.tables import format_value, markdown_table
-from lit_colorization.metrics import auc, colorfulness
-from lit_colorization.visualize import lab_batch_to_rgb
 
 
 def _bin_index(bins, a, b):

@@ -8,15 +8,15 @@ import pytest
 import torch
 from PIL import Image
 
-from lit_colorization.checkpoint import write_checkpoint
-from lit_colorization.cli import load_pretrain_config
+from lit_colorization.cli.colorize import main as colorize_main
+from lit_colorization.cli.pretrain import main as pretrain_main
 from lit_colorization.color import ab_bins
-from lit_colorization.colorize import main as colorize_main
-from lit_colorization.config import to_container
+from lit_colorization.config.loading import to_container
 from lit_colorization.models import create_model
-from lit_colorization.pretrain import main as pretrain_main
+from lit_colorization.store.checkpoint import write_checkpoint
+from lit_colorization.train.pretrain_config import PRETRAIN
 from tests.conftest import tiny_pretrain_overrides
-from transfer.probe import main as probe_main
+from transfer.cli.probe import main as probe_main
 
 
 def one_line_error(main, argv: list[str], capsys) -> str:
@@ -71,13 +71,13 @@ def write_bad_checkpoints(folder: Path) -> dict[str, Path]:
     """A Lightning checkpoint of another project, a truncated one of ours, one of another network, a missing path."""
     foreign = folder / "foreign.ckpt"
     torch.save({"state_dict": {"layer.weight": torch.zeros(2, 2)}, "global_step": 3}, foreign)
-    config = load_pretrain_config("sample", tiny_pretrain_overrides(folder))
+    config = PRETRAIN.load("sample", tiny_pretrain_overrides(folder))
     whole = write_checkpoint(
         folder / "whole.ckpt", create_model("eccv16", width=0.125), ab_bins(), None, to_container(config)
     )
     truncated = folder / "truncated.ckpt"
     truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size * 6 // 10])
-    alexnet_config = load_pretrain_config("sample", [*tiny_pretrain_overrides(folder), "model.name=alexnet"])
+    alexnet_config = PRETRAIN.load("sample", [*tiny_pretrain_overrides(folder), "model.name=alexnet"])
     other_network = write_checkpoint(
         folder / "alexnet.ckpt",
         create_model("alexnet", **alexnet_config.model.kwargs),

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lit_colorization.cli.pretrain import main as pretrain_main
 from lit_colorization.data import ImageFolderDataset
 from lit_colorization.data.sampling import SeededShuffleSampler
-from lit_colorization.pretrain import main as pretrain_main
 from tests.conftest import tiny_pretrain_overrides
 from tests.test_data_images import quadrants, write_hostile_tree
 

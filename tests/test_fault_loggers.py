@@ -12,15 +12,15 @@ import subprocess
 import sys
 import time
 
-from lit_colorization.loggers import WANDB_ID_FILE, wandb_run_id
+from lit_colorization.store.loggers import WANDB_ID_FILE, wandb_run_id
 from tests.conftest import REPO
 
 BUILD_LOGGER = """
 import sys
 {prelude}
 from pathlib import Path
-from lit_colorization.config import LoggerConfig
-from lit_colorization.loggers import build_logger
+from lit_colorization.config.schema import LoggerConfig
+from lit_colorization.store.loggers import build_logger
 for kind in sys.argv[2:]:
     logger = build_logger(LoggerConfig(kind=kind), Path(sys.argv[1]), "run", "pretrain", {{"x": 1}})
     print("LOGGER", type(logger).__name__)
@@ -73,7 +73,7 @@ def test_wandb_unreachable_with_a_login_falls_back_to_csv_with_one_warning(tmp_p
 def test_online_runs_keep_their_wandb_id_and_offline_runs_get_a_new_one(tmp_path, caplog) -> None:
     first = wandb_run_id(tmp_path, offline=False)
     assert wandb_run_id(tmp_path, offline=False) == first  # a resumed online run continues the same W&B run
-    with caplog.at_level(logging.WARNING, logger="lit_colorization.loggers"):
+    with caplog.at_level(logging.WARNING, logger="lit_colorization.store.loggers"):
         offline = wandb_run_id(tmp_path, offline=True)
     assert offline != first and (tmp_path / WANDB_ID_FILE).read_text().strip() == offline
     assert "offline runs cannot be resumed" in caplog.text and "new W&B run" in caplog.text

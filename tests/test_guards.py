@@ -9,11 +9,16 @@ import pytest
 import torch
 from torch import nn
 
-from lit_colorization.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
-from lit_colorization.cli import load_pretrain_config
-from lit_colorization.guards import NonFiniteLossError, NonFiniteLossGuard, StepCheckpoint, takes_skip_flag
-from lit_colorization.pretrain import build_trainer
-from lit_colorization.pretrain import main as pretrain_main
+from lit_colorization.cli.pretrain import main as pretrain_main
+from lit_colorization.store.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
+from lit_colorization.train.guards import (
+    NonFiniteLossError,
+    NonFiniteLossGuard,
+    StepCheckpoint,
+    takes_skip_flag,
+)
+from lit_colorization.train.pretrain_config import PRETRAIN
+from lit_colorization.train.pretraining import build_trainer
 from tests.conftest import bare_trainer, tiny_pretrain_overrides
 
 
@@ -55,7 +60,7 @@ def test_checkpoints_with_non_finite_weights_are_refused(tmp_path) -> None:
 
 
 def test_pretraining_trainer_saves_through_the_atomic_writer(tmp_path) -> None:
-    config = load_pretrain_config("sample", tiny_pretrain_overrides(tmp_path))
+    config = PRETRAIN.load("sample", tiny_pretrain_overrides(tmp_path))
     trainer = build_trainer(config, tmp_path / "tiny", logger=False)
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
     assert any(isinstance(callback, NonFiniteLossGuard) for callback in trainer.callbacks)

@@ -4,8 +4,8 @@ from pathlib import Path
 
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
-from lit_colorization.config import LoggerConfig
-from lit_colorization.loggers import WANDB_ID_FILE, build_logger
+from lit_colorization.config.schema import LoggerConfig
+from lit_colorization.store.loggers import WANDB_ID_FILE, build_logger
 from tests.conftest import run_module, tiny_pretrain_overrides
 
 
@@ -30,7 +30,7 @@ def test_wandb_without_login_goes_offline_and_offline_runs_get_new_ids(tmp_path,
 
 def test_pretrain_with_wandb_offline_through_the_cli(tmp_path):
     result = run_module(
-        "lit_colorization.pretrain",
+        "lit_colorization.cli.pretrain",
         *tiny_pretrain_overrides(tmp_path),
         "logger.kind=wandb",
         "trainer.max_steps=2",

@@ -2,8 +2,8 @@ import math
 
 import torch
 
-from lit_colorization.losses import AB_SCALE, ab_regression_loss, soft_cross_entropy
-from lit_colorization.schedules import PiecewiseConstant, step_schedule
+from lit_colorization.train.losses import AB_SCALE, ab_regression_loss, soft_cross_entropy
+from lit_colorization.train.schedules import PiecewiseConstant, step_schedule
 
 
 def test_soft_cross_entropy_matches_dense_cross_entropy():

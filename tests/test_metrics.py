@@ -9,7 +9,7 @@ import pytest
 import torch
 from skimage import data
 
-from lit_colorization.metrics import auc, auc_curve, colorfulness
+from lit_colorization.color.metrics import auc, auc_curve, colorfulness
 
 
 def random_ab(seed: int, shape=(2, 2, 6, 7)) -> torch.Tensor:

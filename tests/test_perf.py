@@ -1,4 +1,4 @@
-"""Throughput settings (lit_colorization/perf.py) and how ColorizationModule applies them."""
+"""Throughput settings (lit_colorization/train/perf.py) and how ColorizationModule applies them."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from PIL import Image
 
 from lit_colorization import perf
 from lit_colorization.color import ab_bins
-from lit_colorization.config import PretrainConfig, load_config
+from lit_colorization.config.loading import load_config
+from lit_colorization.config.schema import PretrainConfig
 from lit_colorization.data.encoded import CENTRE_CROP, EncodedCollate
 from lit_colorization.models import create_model
-from lit_colorization.module import ColorizationModule
+from lit_colorization.train.module import ColorizationModule
 
 CROP = 32
 
@@ -47,7 +48,7 @@ def test_off_cuda_mixed_precision_and_compile_fall_back_said_once(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(perf, "_said", set())
-    with caplog.at_level(logging.INFO, logger="lit_colorization.perf"):
+    with caplog.at_level(logging.INFO, logger="lit_colorization.train.perf"):
         settings = perf.resolve("cpu", "bf16-mixed", channels_last=True, compile=True, fused=True)
         again = perf.resolve("cpu", "bf16-mixed", channels_last=True, compile=True, fused=True)
     assert settings == again

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lit_colorization.checkpoint import CHECKPOINT_KEY, build_network, read_checkpoint
+from lit_colorization.store.checkpoint import CHECKPOINT_KEY, build_network, read_checkpoint
 from tests.conftest import run_module, tiny_pretrain_overrides
 
 
@@ -54,13 +54,16 @@ def test_checkpoint_is_self_describing_and_loads_with_weights_only(tiny_pretrain
 def test_existing_run_is_not_overwritten_and_resume_continues(tiny_pretrain_run):
     runs_dir = tiny_pretrain_run.parent
     before = (tiny_pretrain_run / "checkpoints" / "last.ckpt").read_bytes()
-    refused = run_module("lit_colorization.pretrain", *tiny_pretrain_overrides(runs_dir))
+    refused = run_module("lit_colorization.cli.pretrain", *tiny_pretrain_overrides(runs_dir))
     assert refused.returncode == 2
     assert "RESUME=auto" in refused.stderr and "Traceback" not in refused.stderr
     assert (tiny_pretrain_run / "checkpoints" / "last.ckpt").read_bytes() == before
 
     resumed = run_module(
-        "lit_colorization.pretrain", *tiny_pretrain_overrides(runs_dir), "resume=auto", "trainer.max_steps=6"
+        "lit_colorization.cli.pretrain",
+        *tiny_pretrain_overrides(runs_dir),
+        "resume=auto",
+        "trainer.max_steps=6",
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert read_checkpoint(tiny_pretrain_run / "checkpoints" / "last.ckpt").global_step == 6
@@ -71,7 +74,10 @@ def test_existing_run_is_not_overwritten_and_resume_continues(tiny_pretrain_run)
 
 def test_l2_regression_baseline_trains(tmp_path):
     result = run_module(
-        "lit_colorization.pretrain", *tiny_pretrain_overrides(tmp_path), "loss=l2", "targets.rebalance=false"
+        "lit_colorization.cli.pretrain",
+        *tiny_pretrain_overrides(tmp_path),
+        "loss=l2",
+        "targets.rebalance=false",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     colorizer = read_checkpoint(tmp_path / "tiny" / "checkpoints" / "last.ckpt")
@@ -87,7 +93,7 @@ def test_l2_regression_baseline_trains(tmp_path):
     ],
 )
 def test_cli_errors_are_one_line(tmp_path, override, message):
-    result = run_module("lit_colorization.pretrain", *tiny_pretrain_overrides(tmp_path), override)
+    result = run_module("lit_colorization.cli.pretrain", *tiny_pretrain_overrides(tmp_path), override)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "tiny").exists()  # nothing started
@@ -107,7 +113,7 @@ def test_gpu_decode_path_runs_on_the_cpu_decoder(tmp_path):
             Image.fromarray(image).save(folder / f"{index}.jpg", quality=90)
     overrides = [o for o in tiny_pretrain_overrides(tmp_path) if not o.startswith("data.source")]
     result = run_module(
-        "lit_colorization.pretrain",
+        "lit_colorization.cli.pretrain",
         *overrides,
         "data.source=folder",
         f"data.root={tmp_path / 'images'}",
@@ -121,7 +127,7 @@ def test_gpu_decode_path_runs_on_the_cpu_decoder(tmp_path):
 
 def test_priors_command_writes_a_normalised_prior(tmp_path):
     out = tmp_path / "prior.npy"
-    result = run_module("lit_colorization.priors", "--out", str(out), *tiny_pretrain_overrides(tmp_path))
+    result = run_module("lit_colorization.cli.priors", "--out", str(out), *tiny_pretrain_overrides(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     prior = np.load(out)
     assert prior.shape == (313,) and abs(prior.sum() - 1) < 1e-5

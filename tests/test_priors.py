@@ -5,7 +5,7 @@ import torch
 from skimage import data
 
 from lit_colorization.color import ab_bins, bin_histogram, smooth_prior, uint8_to_lab
-from lit_colorization.priors import PRIOR_STRIDE, compute_prior
+from lit_colorization.train.priors import PRIOR_STRIDE, compute_prior
 
 
 def test_streamed_prior_equals_the_smoothed_histogram_of_the_coloured_images():

@@ -1,4 +1,4 @@
-"""transfer.backbone: strict loading from a checkpoint alone, ckpt=random, and a trunk that cannot leave eval mode."""
+"""transfer.trunk: strict loading from a checkpoint alone, ckpt=random, and a trunk that cannot leave eval mode."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_colorization.checkpoint import CHECKPOINT_KEY, CheckpointError, write_checkpoint
 from lit_colorization.color import ab_bins
 from lit_colorization.models import create_model
-from transfer.backbone import FrozenBackbone, load_network
+from lit_colorization.store.checkpoint import CHECKPOINT_KEY, CheckpointError, write_checkpoint
+from transfer.trunk import Trunk, load_network
 
 WIDTH = 0.125  # alexnet channels 12/32/48/48/32, fc 512
 
@@ -97,7 +97,7 @@ def test_random_is_the_same_network_freshly_initialised_per_seed():
 
 def test_trunk_stays_in_eval_mode_without_gradients():
     network, _ = load_network("random", "alexnet", {"width": WIDTH})
-    backbone = FrozenBackbone(network, ["conv2", "conv5"])
+    backbone = Trunk(network, ["conv2", "conv5"])
     backbone.train()
     assert not any(module.training for module in backbone.modules())
     assert not any(parameter.requires_grad for parameter in backbone.parameters())
@@ -109,4 +109,4 @@ def test_trunk_stays_in_eval_mode_without_gradients():
 def test_unknown_layer_is_an_error_listing_the_valid_ones():
     network, _ = load_network("random", "alexnet", {"width": WIDTH})
     with pytest.raises(ValueError, match=r"conv9.*valid: \['conv1'"):
-        FrozenBackbone(network, ["conv9"])
+        Trunk(network, ["conv9"])

@@ -1,4 +1,4 @@
-"""python -m transfer.probe: config defaults and errors, the default checkpoint, and a run end to end with compare."""
+"""python -m transfer.cli.probe: config defaults and errors, the default checkpoint, and a run end to end with compare."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import os
 
 import pytest
 
-from lit_colorization.config import ConfigError
-from lit_colorization.results import read_results
+from lit_colorization.config.loading import ConfigError
+from lit_colorization.store.results import read_results
 from tests.conftest import run_module, tiny_synthetic_data
-from transfer.compare import main as compare_main
-from transfer.config import load_probe_config
-from transfer.probe import main as probe_main
+from transfer.cli.compare import main as compare_main
+from transfer.cli.probe import main as probe_main
+from transfer.probe.config import PROBE
 from transfer.runs import latest_pretrain_checkpoint
 
 REQUIRED_FIELDS = {
@@ -32,14 +32,14 @@ REQUIRED_FIELDS = {
 
 
 def test_defaults_are_the_papers_imagenet_probe():
-    config = load_probe_config(None, [])
+    config = PROBE.load(None, [])
     assert (config.data.crop_size, config.data.batch_size, config.data.source) == (227, 256, "embedded")
     optim = config.optim
     assert (optim.lr, optim.reference_batch_size, optim.momentum, optim.nesterov) == (0.01, 256, 0.9, True)
     assert (optim.weight_decay, list(optim.milestones), optim.gamma) == (5e-4, [8, 16, 24], 0.1)
     assert (config.trainer.max_epochs, config.layer, config.ckpt) == (28, "all", None)
     assert config.results == "results/transfer.jsonl"
-    overridden = load_probe_config(None, ["layer=conv3", "trainer.max_epochs=3", "optim.lr=0.1"])
+    overridden = PROBE.load(None, ["layer=conv3", "trainer.max_epochs=3", "optim.lr=0.1"])
     assert (overridden.layer, overridden.trainer.max_epochs, overridden.optim.lr) == ("conv3", 3, 0.1)
 
 
@@ -56,7 +56,7 @@ def test_defaults_are_the_papers_imagenet_probe():
 )
 def test_bad_values_are_one_line_errors_naming_the_key(override, message):
     with pytest.raises(ConfigError) as error:
-        load_probe_config(None, [override])
+        PROBE.load(None, [override])
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
@@ -90,7 +90,9 @@ def test_probe_after_pretraining_appends_rows_that_compare_prints(tiny_pretrain_
     runs_dir = (
         tiny_pretrain_run.parent
     )  # no ckpt: the latest run there, as `make linear-probe` after `make pretrain`
-    probe = run_module("transfer.probe", *tiny_probe_overrides(runs_dir, results, "e2e"), "layer=conv1,conv3")
+    probe = run_module(
+        "transfer.cli.probe", *tiny_probe_overrides(runs_dir, results, "e2e"), "layer=conv1,conv3"
+    )
     assert probe.returncode == 0, probe.stderr[-3000:]
     rows = [row.data for row in read_results(results).rows]
     assert [row["layer"] for row in rows] == ["conv1", "conv3"]
@@ -110,7 +112,7 @@ def test_probe_after_pretraining_appends_rows_that_compare_prints(tiny_pretrain_
         columns = next(csv.reader(stream))
     assert {"probe/conv1/top1", "probe/conv3/top5", "probe/conv1/train_loss"} <= set(columns)
 
-    # The same entry point as `python -m transfer.compare`, in this process to spare an interpreter start.
+    # The same entry point as `python -m transfer.cli.compare`, in this process to spare an interpreter start.
     plot = tmp_path / "probe.png"
     compare_main(["--results", str(results), "--plot", str(plot)])
     printed = capsys.readouterr().out

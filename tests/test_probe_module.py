@@ -1,4 +1,4 @@
-"""transfer.linear_probe: feature sizes per layer, a trunk that never moves, layer=all equal to separate runs."""
+"""transfer.probe.module: feature sizes per layer, a trunk that never moves, layer=all equal to separate runs."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import torch
 
 from lit_colorization.data import DataConfig, build_datamodule
 from tests.conftest import bare_trainer
-from transfer.backbone import FrozenBackbone, load_network
-from transfer.config import ProbeOptimConfig
-from transfer.linear_probe import LinearProbeModule, resolve_layers, top_k_for
+from transfer.probe.config import ProbeOptimConfig
+from transfer.probe.module import LinearProbeModule, resolve_layers, top_k_for
+from transfer.trunk import Trunk, load_network
 
 WIDTH = 0.125
 BATCH = 8
@@ -28,9 +28,7 @@ EXPECTED_DIMS = {
 
 def probe_module(model: str, layers: list[str], num_classes: int = 10, **kwargs) -> LinearProbeModule:
     network, _ = load_network("random", model, kwargs, seed=0)
-    return LinearProbeModule(
-        FrozenBackbone(network, layers), num_classes, ProbeOptimConfig(), batch_size=BATCH
-    )
+    return LinearProbeModule(Trunk(network, layers), num_classes, ProbeOptimConfig(), batch_size=BATCH)
 
 
 def test_alexnet_pooled_features_have_the_paper_sizes_at_227():
@@ -117,7 +115,7 @@ def fit_probe(layers: list[str], callbacks=()) -> tuple[LinearProbeModule, dict[
     )
     datamodule.setup("fit")
     module = LinearProbeModule(
-        FrozenBackbone(network, layers), datamodule.num_classes, ProbeOptimConfig(lr=2.0), BATCH, seed=0
+        Trunk(network, layers), datamodule.num_classes, ProbeOptimConfig(lr=2.0), BATCH, seed=0
     )
     trainer = bare_trainer(max_epochs=2, num_sanity_val_steps=0, callbacks=list(callbacks))
     # Older Lightning releases (and user code) call train() on the whole module before fitting: the trunk
@@ -135,8 +133,9 @@ def test_training_moves_the_heads_and_never_the_trunk():
     module, metrics = fit_probe(["conv2", "conv5"], callbacks=[recorder])
 
     trunk_after = module.backbone.network.state_dict()
-    assert trunk_after.keys() == untouched.keys()
-    assert all(torch.equal(trunk_after[key], untouched[key]) for key in untouched), (
+    # The cut keeps the stages up to the deepest probed layer (conv5); fc6, fc7 and the logits are dropped.
+    assert {key.split(".")[0] for key in trunk_after} == {"conv1", "conv2", "conv3", "conv4", "conv5"}
+    assert all(torch.equal(trunk_after[key], untouched[key]) for key in trunk_after), (
         "trunk weights or BN stats moved"
     )
     assert any("running_mean" in key for key in untouched)

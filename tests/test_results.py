@@ -1,4 +1,4 @@
-"""lit_colorization.results: append under a lock in one write, read back skipping and naming corrupt lines."""
+"""lit_colorization.store.results: append under a lock in one write, read back skipping and naming corrupt lines."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lit_colorization.results import append_results, read_results
+from lit_colorization.store.results import append_results, read_results
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -69,7 +69,7 @@ def test_bad_rows_are_refused_before_anything_is_written(tmp_path):
 
 APPENDER = """
 import sys
-from lit_colorization.results import append_results
+from lit_colorization.store.results import append_results
 path, name = sys.argv[1], sys.argv[2]
 for index in range(60):
     # Rows far larger than a pipe buffer, so unlocked appends would interleave visibly.

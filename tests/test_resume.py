@@ -19,11 +19,11 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from lit_colorization.checkpoint import read_checkpoint
-from lit_colorization.cli import load_pretrain_config
 from lit_colorization.data.sampling import SeededShuffleSampler
 from lit_colorization.data.synthetic import SyntheticColorDataset
-from lit_colorization.pretrain import pretrain
+from lit_colorization.store.checkpoint import read_checkpoint
+from lit_colorization.train.pretrain_config import PRETRAIN
+from lit_colorization.train.pretraining import pretrain
 from tests.conftest import REPO, run_module, tiny_pretrain_overrides
 
 FINAL_STEP = 7  # 16 images in batches of 4: epoch 0 is steps 1-4, epoch 1 steps 5-8
@@ -41,7 +41,7 @@ class RecordBatches(Callback):
 
 
 def tiny_config(runs_dir: Path, run: str, workers: int, max_steps: int, *extra: str):
-    return load_pretrain_config(
+    return PRETRAIN.load(
         "sample",
         [
             *tiny_pretrain_overrides(runs_dir, run),
@@ -148,7 +148,7 @@ def test_run_killed_while_writing_checkpoints_resumes_from_an_intact_one(tmp_pat
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "lit_colorization.pretrain", *overrides],
+        [sys.executable, "-m", "lit_colorization.cli.pretrain", *overrides],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -189,7 +189,7 @@ def test_two_rank_ddp_run_resumed_inside_an_epoch_ends_like_an_uninterrupted_one
                 f"trainer.max_steps={max_steps}",
                 *resume,
             ]
-            result = run_module("lit_colorization.pretrain", *overrides, timeout=600)
+            result = run_module("lit_colorization.cli.pretrain", *overrides, timeout=600)
             assert result.returncode == 0, result.stderr[-3000:]
     whole, stopped = last_checkpoint(tmp_path, "whole"), last_checkpoint(tmp_path, "stopped")
     assert whole["global_step"] == stopped["global_step"] == 3

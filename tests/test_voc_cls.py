@@ -1,5 +1,5 @@
 """VOC classification fine-tuning: 10-crop views and averaging, the masked loss, train_from freezing, the
-test-set metric, the tiny-data cache, configs, and `python -m transfer.voc_cls` end to end."""
+test-set metric, the tiny-data cache, configs, and `python -m transfer.cli.voc_cls` end to end."""
 
 import json
 import math
@@ -11,12 +11,13 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
-from lit_colorization.checkpoint import write_checkpoint
 from lit_colorization.color import ab_bins
-from lit_colorization.config import ConfigError
+from lit_colorization.config.loading import ConfigError
 from lit_colorization.models import create_model
-from lit_colorization.results import ResultRow
+from lit_colorization.store.checkpoint import write_checkpoint
+from lit_colorization.store.results import ResultRow
 from tests.conftest import bare_trainer, run_module
+from transfer.cli.voc_cls import main as voc_cls_main
 from transfer.compare import build_sections
 from transfer.voc.classification import (
     VOCClassificationMAP,
@@ -26,11 +27,10 @@ from transfer.voc.classification import (
     first_occurrences,
     masked_bce,
 )
-from transfer.voc.config import SGDConfig, TinyVOCConfig, load_voc_cls_config
+from transfer.voc.config import VOC_CLS, SGDConfig, TinyVOCConfig
 from transfer.voc.data import ensure_tiny_voc, ten_crop_views, tiny_voc_folder
 from transfer.voc.dataset import voc_year_dir
 from transfer.voc.evaluation import classification_map
-from transfer.voc_cls import main as voc_cls_main
 
 TINY_CLASSES = ["car", "cat", "dog"]
 
@@ -129,18 +129,23 @@ def _random_images(count: int, side: int, seed: int) -> torch.Tensor:
     )
 
 
+def _stage_states(classifier: VOCClassifier, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    network_state = classifier.trunk.network.state_dict()
+    return {key: value.clone() for key, value in network_state.items() if key.split(".")[0] in layers}
+
+
 def test_train_from_fc6_leaves_the_earlier_layers_bit_identical_and_trains_the_rest() -> None:
     torch.manual_seed(0)
     network = create_model("alexnet", width=0.125).eval()
     classifier = VOCClassifier(network, "fc7", "fc6", num_classes=3)
     assert classifier.frozen_layers == ("conv1", "conv2", "conv3", "conv4", "conv5")
     assert classifier.trainable_layers == ("fc6", "fc7")
-    frozen_before = {k: v.clone() for k, v in classifier.frozen.state_dict().items()}
-    trainable_before = {k: v.clone() for k, v in classifier.trainable.state_dict().items()}
+    frozen_before = _stage_states(classifier, classifier.frozen_layers)
+    trainable_before = _stage_states(classifier, classifier.trainable_layers)
     head_before = classifier.head.weight.detach().clone()
 
     frozen_modes: list[bool] = []
-    classifier.frozen.conv1[1].register_forward_pre_hook(
+    classifier.trunk.network.conv1[1].register_forward_pre_hook(
         lambda module, args: frozen_modes.append(module.training)
     )
     images = _random_images(8, 48, seed=0)
@@ -151,11 +156,15 @@ def test_train_from_fc6_leaves_the_earlier_layers_bit_identical_and_trains_the_r
     trainer.fit(module, train_dataloaders=loader)
 
     assert trainer.global_step == 4 and frozen_modes and not any(frozen_modes)
-    for key, value in classifier.frozen.state_dict().items():  # weights and BatchNorm statistics alike
+    for key, value in _stage_states(
+        classifier, classifier.frozen_layers
+    ).items():  # weights and BN statistics
         assert torch.equal(value, frozen_before[key]), key
-    assert not any(parameter.requires_grad for parameter in classifier.frozen.parameters())
+    frozen_stages = [getattr(classifier.trunk.network, name) for name in classifier.frozen_layers]
+    assert not any(parameter.requires_grad for stage in frozen_stages for parameter in stage.parameters())
+    trained = _stage_states(classifier, classifier.trainable_layers)
     for key in ("fc6.1.weight", "fc6.2.running_mean", "fc7.0.weight", "fc7.1.weight"):
-        assert not torch.equal(classifier.trainable.state_dict()[key], trainable_before[key]), key
+        assert not torch.equal(trained[key], trainable_before[key]), key
     assert not torch.equal(classifier.head.weight, head_before)
 
 
@@ -166,7 +175,7 @@ def test_train_from_conv1_trains_every_layer_and_bad_layers_are_refused() -> Non
     assert classifier.head.in_features == 512  # fc7 at width 0.125: 4096 / 8
     logits = classifier(torch.full((2, 1, 40, 40), 50.0))
     assert logits.shape == (2, 2)
-    with pytest.raises(ValueError, match="train_from.*up to head_layer 'conv5'"):
+    with pytest.raises(ValueError, match="train_from.*up to 'conv5'"):
         VOCClassifier(create_model("alexnet", width=0.125), "conv5", "fc6", num_classes=2)
 
 
@@ -187,19 +196,19 @@ def test_tiny_voc_is_generated_once_per_setting_and_reused(tmp_path: Path) -> No
 
 
 def test_configs_load_and_reject_bad_values() -> None:
-    default = load_voc_cls_config(None, [])
+    default = VOC_CLS.load(None, [])
     assert default.protocol == "finetune" and default.data.root is None and default.image.crop == 80
-    paper = load_voc_cls_config("voc07", [])
+    paper = VOC_CLS.load("voc07", [])
     assert (paper.image.resize, paper.image.crop, paper.trainer.max_steps) == (256, 227, 80_000)
     assert list(paper.svm.costs) == [0.01, 0.1, 1, 2, 5, 10, 15, 20, 50, 100, 1000]
     with pytest.raises(ConfigError, match="'protocol'"):
-        load_voc_cls_config(None, ["protocol=linear"])
+        VOC_CLS.load(None, ["protocol=linear"])
     with pytest.raises(ConfigError, match="'image.resize'"):
-        load_voc_cls_config(None, ["image.crop=128"])
+        VOC_CLS.load(None, ["image.crop=128"])
     with pytest.raises(ConfigError, match="unknown config key 'svm.cost'"):
-        load_voc_cls_config(None, ["svm.cost=[1]"])
+        VOC_CLS.load(None, ["svm.cost=[1]"])
     with pytest.raises(ConfigError, match="'data.classes'"):
-        load_voc_cls_config(None, ["data.classes=[cat,unicorn]"])
+        VOC_CLS.load(None, ["data.classes=[cat,unicorn]"])
 
 
 def _read_rows(path: Path) -> list[dict]:
@@ -223,10 +232,14 @@ def test_cli_finetunes_and_runs_the_svm_protocol_on_the_tiny_voc(
         "logger.kind=csv",
     ]
     finetune = run_module(
-        "transfer.voc_cls", *common, "train_from=fc6", "trainer.max_steps=3", "trainer.log_every_n_steps=1"
+        "transfer.cli.voc_cls",
+        *common,
+        "train_from=fc6",
+        "trainer.max_steps=3",
+        "trainer.log_every_n_steps=1",
     )
     assert finetune.returncode == 0, finetune.stderr[-3000:]
-    svm = run_module("transfer.voc_cls", *common, "protocol=svm", "svm.costs=[0.1,1,10]")
+    svm = run_module("transfer.cli.voc_cls", *common, "protocol=svm", "svm.costs=[0.1,1,10]")
     assert svm.returncode == 0, svm.stderr[-3000:]
 
     rows = _read_rows(results)

@@ -1,5 +1,5 @@
 """VOC detection: the L-channel transform, the colorization backbone's freezing, Faster R-CNN training and
-inference, the test-set metric, and `python -m transfer.voc_det` end to end."""
+inference, the test-set metric, and `python -m transfer.cli.voc_det` end to end."""
 
 import json
 import math
@@ -10,13 +10,13 @@ import pytest
 import torch
 from skimage.color import rgb2lab
 
-from lit_colorization.checkpoint import write_checkpoint
 from lit_colorization.color import ab_bins
-from lit_colorization.config import ConfigError
+from lit_colorization.config.loading import ConfigError
 from lit_colorization.models import create_model
+from lit_colorization.store.checkpoint import write_checkpoint
 from tests.conftest import bare_trainer, run_module
 from tests.test_voc_cls import TINY_CLASSES, tiny_data_overrides
-from transfer.voc.config import DetectorConfig, SGDConfig, load_voc_det_config
+from transfer.voc.config import VOC_DET, DetectorConfig, SGDConfig
 from transfer.voc.detection import (
     ColorizationBackbone,
     LightnessRCNNTransform,
@@ -77,7 +77,7 @@ def test_backbone_freezing_and_batch_norm_always_in_eval_mode() -> None:
     assert frozen.out_channels == 32  # conv5 at width 0.125
     assert not any(parameter.requires_grad for parameter in frozen.parameters())
     frozen.train()
-    assert not any(module.training for module in frozen.modules())
+    assert not any(module.training for module in frozen.trunk.modules())
 
     tuned = ColorizationBackbone(_network(), "conv5", freeze=False)
     tuned.train()
@@ -144,7 +144,9 @@ def test_training_moves_only_what_it_should(freeze: bool) -> None:
         if freeze or key.rsplit(".", 1)[0] in norms:  # BatchNorm weights and statistics never move
             assert torch.equal(value, trunk_before[key]), key
     if not freeze:
-        assert not torch.equal(trunk_after["body.conv5.0.weight"], trunk_before["body.conv5.0.weight"])
+        assert not torch.equal(
+            trunk_after["trunk.network.conv5.0.weight"], trunk_before["trunk.network.conv5.0.weight"]
+        )
     assert not torch.equal(detector.roi_heads.box_predictor.cls_score.weight, head_before)
 
 
@@ -192,15 +194,15 @@ def test_metric_scores_perfect_detections_one_and_counts_repeated_images_once() 
 
 
 def test_config_presets_and_bad_values() -> None:
-    default = load_voc_det_config(None, [])
+    default = VOC_DET.load(None, [])
     assert default.detector.min_size == 128 and default.data.batch_size == 2
-    paper = load_voc_det_config("voc07", [])
+    paper = VOC_DET.load("voc07", [])
     assert (paper.detector.min_size, paper.detector.max_size, paper.trainer.max_steps) == (600, 1000, 150_000)
     assert list(paper.optim.milestones) == [50_000, 100_000]
     with pytest.raises(ConfigError, match="'detector.max_size'"):
-        load_voc_det_config(None, ["detector.max_size=64"])
+        VOC_DET.load(None, ["detector.max_size=64"])
     with pytest.raises(ConfigError, match="'data.train_years'"):
-        load_voc_det_config(None, ["data.train_years=[2009]"])
+        VOC_DET.load(None, ["data.train_years=[2009]"])
 
 
 def test_cli_trains_a_detector_on_the_tiny_voc_and_appends_a_row(tmp_path: Path) -> None:
@@ -209,7 +211,7 @@ def test_cli_trains_a_detector_on_the_tiny_voc_and_appends_a_row(tmp_path: Path)
     )
     results = tmp_path / "results.jsonl"
     result = run_module(
-        "transfer.voc_det",
+        "transfer.cli.voc_det",
         f"ckpt={checkpoint}",
         f"runs_dir={tmp_path / 'runs'}",
         f"results={results}",

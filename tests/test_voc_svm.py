@@ -8,7 +8,7 @@ from sklearn.metrics import average_precision_score
 
 from lit_colorization.color import uint8_to_lab
 from lit_colorization.models import create_model
-from transfer.backbone import FrozenBackbone
+from transfer.trunk import Trunk
 from transfer.voc.config import SVM_COSTS
 from transfer.voc.svm import FeatureSet, evaluate_svms, extract_features, select_cost, train_class_svms
 
@@ -92,7 +92,7 @@ def test_difficult_only_images_are_left_out_of_training_and_evaluation() -> None
 
 def test_features_are_the_unit_normalised_layer_output() -> None:
     torch.manual_seed(0)
-    backbone = FrozenBackbone(create_model("alexnet", width=0.125), ["conv5"])
+    backbone = Trunk(create_model("alexnet", width=0.125), ["conv5"])
     images = torch.randint(
         0, 256, (3, 3, 48, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
     )

@@ -1,4 +1,4 @@
-"""Compare transfer results with the paper: ``python -m transfer.compare [--results PATH] [--plot PATH]``.
+"""Transfer results beside the paper's numbers (``make compare``; command line: ``transfer.cli.compare``).
 
 Prints one section per task found in the results store. ``linear-probe`` is a table per network (pretraining
 runs x layers, top-1 %, best layer marked) with the paper's AlexNet rows (REFERENCE.md section 7) beside the
@@ -9,7 +9,6 @@ numeric fields, so new tasks never break the report; a new section is a function
 
 from __future__ import annotations
 
-import argparse
 import functools
 import sys
 from collections.abc import Callable, Sequence
@@ -18,10 +17,9 @@ from numbers import Real
 from pathlib import Path
 from typing import Any
 
-from lit_colorization.atomic import atomic_open
-from lit_colorization.cli import run_cli
-from lit_colorization.results import DEFAULT_RESULTS_PATH, ResultRow, read_results
-from transfer.linear_probe import POOLED_SIDE
+from lit_colorization.store.atomic import atomic_open
+from lit_colorization.store.results import ResultRow, read_results
+from transfer.probe.module import POOLED_SIDE
 
 LINEAR_PROBE = "linear-probe"
 PAPER_MODEL = "alexnet"
@@ -305,18 +303,3 @@ def compare(results_path: str | Path, plot_path: str | Path) -> str:
     series, _ = probe_series([row for row in results.rows if row.task == LINEAR_PROBE])
     plot = plot_linear_probe([*series, *paper_series()], plot_path)
     return render(sections) + f"\nplot: {plot}\n"
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Transfer results beside the paper's numbers")
-    parser.add_argument("--results", default=str(DEFAULT_RESULTS_PATH), help="the results store (.jsonl)")
-    parser.add_argument(
-        "--plot", default=None, help="PNG to write (default: linear_probe.png beside the results)"
-    )
-    args = parser.parse_args(argv)
-    plot = args.plot or str(Path(args.results).with_name("linear_probe.png"))
-    run_cli(lambda: print(compare(args.results, plot), end=""))
-
-
-if __name__ == "__main__":
-    main()

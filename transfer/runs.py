@@ -12,9 +12,11 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from lit_colorization.atomic import write_text
-from lit_colorization.config import BaseTrainerConfig, ConfigError, lightning_trainer_args
-from lit_colorization.results import append_results
+from lit_colorization.config.loading import ConfigError
+from lit_colorization.config.schema import BaseTrainerConfig
+from lit_colorization.store.atomic import write_text
+from lit_colorization.store.results import append_results
+from lit_colorization.train.trainer import lightning_trainer_args
 
 
 def latest_pretrain_checkpoint(runs_dir: str | Path) -> Path:

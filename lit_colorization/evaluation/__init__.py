@@ -1,4 +1,4 @@
-"""Colorization quality, the paper's Table 1 (``python -m lit_colorization.eval_color``), one job per module:
+"""Colorization quality, the paper's Table 1 (``python -m lit_colorization.cli.eval_color``), one job per module:
 
 - ``config``: the eval-color config schema (configs/eval_color.yaml), its merging and checks, the device.
 - ``validation_set``: which images (the validation split, a subset file) and batches of them.

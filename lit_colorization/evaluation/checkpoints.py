@@ -9,12 +9,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from lit_colorization.checkpoint import read_checkpoint
 from lit_colorization.color import rebalance_weights
-from lit_colorization.colorize import Colorizer, load_colorizer
-from lit_colorization.config import ConfigError, TargetConfig
+from lit_colorization.config.loading import ConfigError
+from lit_colorization.config.schema import TargetConfig
 from lit_colorization.evaluation.config import EvalColorConfig
-from lit_colorization.inference import output_to_ab, upsample_ab
+from lit_colorization.inference.colorizer import Colorizer, load_colorizer
+from lit_colorization.inference.decode import output_to_ab, upsample_ab
+from lit_colorization.store.checkpoint import read_checkpoint
 
 
 @dataclass

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
-from lit_colorization.checkpoint import load_raw, load_state_strict
+from lit_colorization.store.checkpoint import load_raw, load_state_strict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

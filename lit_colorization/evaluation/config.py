@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 
-from lit_colorization.checkpoint import read_checkpoint
-from lit_colorization.config import (
-    CONFIG_DIR,
+from lit_colorization.config.commands import CommandConfig, ExtraLayers, register_command
+from lit_colorization.config.loading import (
     ConfigError,
-    LoggerConfig,
-    load_config,
     require,
     require_folder_name,
     require_results_path,
 )
+from lit_colorization.config.schema import LoggerConfig
 from lit_colorization.data import DataConfig
 from lit_colorization.data.config import validate_data_config
 from lit_colorization.evaluation.classifier import list_classifiers
+from lit_colorization.store.checkpoint import read_checkpoint
 
-CONFIG_FILE = CONFIG_DIR / "eval_color.yaml"
 DATA_KEYS = frozenset(item.name for item in fields(DataConfig))
 
 
@@ -48,18 +45,16 @@ class EvalColorConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
-def load_eval_config(overrides: Sequence[str]) -> EvalColorConfig:
-    """configs/eval_color.yaml, then the first checkpoint's ``data`` section, then ``overrides``; validated."""
-    config = load_config(EvalColorConfig, [CONFIG_FILE], overrides)
+def inherited_data(config: EvalColorConfig) -> ExtraLayers:
+    """The first checkpoint's ``data`` section, under the command line's overrides."""
     if not config.ckpts:
         raise ConfigError(
             "config key 'ckpts': no checkpoint given; pass --ckpt PATH [PATH ...] (make: CKPT=)"
         )
     run_data = read_checkpoint(config.ckpts[0]).config.get("data") or {}
-    inherited = [f"data.{key}={json.dumps(value)}" for key, value in run_data.items() if key in DATA_KEYS]
-    config = load_config(EvalColorConfig, [CONFIG_FILE], [*inherited, *overrides])
-    validate_eval_config(config)
-    return config
+    return ExtraLayers(
+        overrides=[f"data.{key}={json.dumps(value)}" for key, value in run_data.items() if key in DATA_KEYS]
+    )
 
 
 def validate_eval_config(config: EvalColorConfig) -> None:
@@ -105,3 +100,15 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"config key 'device': {name!r} requested but CUDA is not available")
     return device
+
+
+EVAL_COLOR = register_command(
+    CommandConfig(
+        name="eval-color",
+        schema=EvalColorConfig,
+        base_file="eval_color.yaml",
+        preset_kind=None,
+        validate=validate_eval_config,
+        extra_layers=inherited_data,
+    )
+)

@@ -10,12 +10,12 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from lit_colorization.atomic import atomic_open
 from lit_colorization.color import uint8_to_lab
+from lit_colorization.color.pictures import colorization_grid
 from lit_colorization.evaluation.checkpoints import EvaluatedCheckpoint, predict_ab
 from lit_colorization.evaluation.rows import GRAY, GROUND_TRUTH
 from lit_colorization.evaluation.validation_set import EvalSet
-from lit_colorization.visualize import colorization_grid
+from lit_colorization.store.atomic import atomic_open
 
 
 @torch.inference_mode()

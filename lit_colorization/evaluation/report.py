@@ -17,8 +17,7 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import OmegaConf
 
-from lit_colorization.atomic import write_text
-from lit_colorization.config import ConfigError, to_container
+from lit_colorization.config.loading import ConfigError, to_container
 from lit_colorization.evaluation.checkpoints import EvaluatedCheckpoint
 from lit_colorization.evaluation.config import EvalColorConfig
 from lit_colorization.evaluation.figures import example_grid, plot_sweep
@@ -27,9 +26,10 @@ from lit_colorization.evaluation.run import Collected
 from lit_colorization.evaluation.scoring import rank_examples
 from lit_colorization.evaluation.tables import report_text
 from lit_colorization.evaluation.validation_set import EvalSet
-from lit_colorization.loggers import build_logger
-from lit_colorization.results import append_results
-from lit_colorization.visualize import save_png
+from lit_colorization.store.atomic import write_text
+from lit_colorization.store.images import save_png
+from lit_colorization.store.loggers import build_logger
+from lit_colorization.store.results import append_results
 
 METRIC_KEYS = {GROUND_TRUTH: "ground_truth", GRAY: "gray"}
 EXAMPLE_KINDS = ("best", "median", "worst")

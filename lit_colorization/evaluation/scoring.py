@@ -23,14 +23,14 @@ from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from lit_colorization.color import cached_soft_encoder
+from lit_colorization.color.metrics import auc, colorfulness
+from lit_colorization.color.pictures import lab_batch_to_rgb
 from lit_colorization.evaluation.classifier import (
     ImageNetClassifier,
     agreement,
     top1_accuracy,
     uses_imagenet_labels,
 )
-from lit_colorization.metrics import auc, colorfulness
-from lit_colorization.visualize import lab_batch_to_rgb
 
 # Identical images have an infinite PSNR; capping it keeps a perfect colorization's mean a finite number.
 PSNR_CAP_DB = 100.0

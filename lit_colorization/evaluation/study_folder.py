@@ -7,8 +7,9 @@ from pathlib import Path
 
 from torch import Tensor
 
+from lit_colorization.color.pictures import to_uint8_image
 from lit_colorization.data.datamodule import evenly_spaced_indices
-from lit_colorization.visualize import save_png, to_uint8_image
+from lit_colorization.store.images import save_png
 
 
 def study_positions(positions: Sequence[int], count: int) -> set[int]:

@@ -12,7 +12,6 @@ centre, and their mirror images); the logits of the 10 views are averaged.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,9 +24,9 @@ from torchmetrics.utilities import dim_zero_cat
 
 from lit_colorization.color import uint8_to_lab
 from lit_colorization.models import ColorizationNet
-from lit_colorization.models.base import normalise_lightness
+from transfer.trunk import Trunk
 from transfer.voc.evaluation import classification_map
-from transfer.voc.trunk import fine_tuning_optimizer, output_channels, trunk_stages
+from transfer.voc.fine_tuning import fine_tuning_optimizer
 
 # The layer under the new head: the deepest layer of the trunk proper (eccv16's conv8 is its upsampling decoder).
 DEFAULT_HEAD_LAYER = {"alexnet": "fc7", "resnet50": "res5", "eccv16": "conv7"}
@@ -39,41 +38,19 @@ def default_head_layer(network: ColorizationNet) -> str:
 
 
 class VOCClassifier(nn.Module):
-    """``L`` (B x 1 x H x W in [0, 100]) -> class logits (B x C); the stages before ``train_from`` frozen."""
+    """``L`` (B x 1 x H x W in [0, 100]) -> class logits (B x C); the trunk's stages before ``train_from`` frozen."""
 
     def __init__(self, network: ColorizationNet, head_layer: str, train_from: str, num_classes: int) -> None:
         super().__init__()
-        stages = list(trunk_stages(network, head_layer).items())
-        names = [name for name, _ in stages]
-        if train_from not in names:
-            raise ValueError(
-                f"config key 'train_from': expected a layer of {network.model_name} up to head_layer "
-                f"{head_layer!r} ({names}), got {train_from!r}"
-            )
-        split = names.index(train_from)
-        self.frozen = nn.Sequential(OrderedDict(stages[:split])).requires_grad_(False)
-        self.trainable = nn.Sequential(OrderedDict(stages[split:]))
-        self.trainable.requires_grad_(True)
-        channels = output_channels(nn.Sequential(self.frozen, self.trainable), network.output_stride)
-        self.head = nn.Linear(channels, num_classes)
+        self.head_layer = head_layer
+        self.trunk = Trunk(network, [head_layer], train_from=train_from)
+        self.head = nn.Linear(self.trunk.channels[head_layer], num_classes)
         nn.init.normal_(self.head.weight, std=HEAD_INIT_STD)
         nn.init.zeros_(self.head.bias)
-        self.frozen_layers = tuple(names[:split])
-        self.trainable_layers = tuple(names[split:])
-        # Lightning keeps each submodule's mode as found: the trunk arrives in eval mode from load_network.
-        self.train(True)
-
-    def train(self, mode: bool = True) -> VOCClassifier:
-        super().train(mode)
-        self.frozen.train(False)  # frozen layers never update BatchNorm running statistics
-        return self
+        self.frozen_layers, self.trainable_layers = self.trunk.frozen_layers, self.trunk.trainable_layers
 
     def forward(self, lightness: Tensor) -> Tensor:
-        x = normalise_lightness(lightness)
-        with torch.no_grad():
-            x = self.frozen(x)
-        x = self.trainable(x)
-        return self.head(x.mean(dim=(2, 3)))
+        return self.head(self.trunk(lightness)[self.head_layer].mean(dim=(2, 3)))
 
 
 def average_views(logits: Tensor, num_views: int) -> Tensor:

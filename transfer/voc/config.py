@@ -7,20 +7,16 @@ Merging order: the YAML file (sized for a CPU run on the tiny generated VOC), th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from lit_colorization.cli import preset_path
-from lit_colorization.config import (
-    CONFIG_DIR,
-    BaseTrainerConfig,
-    LoggerConfig,
-    load_config,
+from lit_colorization.config.commands import CommandConfig, register_command
+from lit_colorization.config.loading import (
     require,
     require_folder_name,
     require_results_path,
     validate_trainer_config,
 )
+from lit_colorization.config.schema import BaseTrainerConfig, LoggerConfig
 from transfer.config import TransferRunConfig, validate_sgd
 from transfer.voc.dataset import IMAGE_SETS, VOC_CLASSES, VOC_YEARS
 from transfer.voc.synthetic import DEFAULT_CLASSES
@@ -139,27 +135,6 @@ class VOCDetConfig(TransferRunConfig):
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
-def load_voc_cls_config(preset: str | None, overrides: Sequence[str]) -> VOCClsConfig:
-    """configs/voc_cls.yaml, then configs/presets/voc_cls/<preset>.yaml (if given), then the overrides."""
-    config = load_config(VOCClsConfig, _files("voc_cls", preset), overrides)
-    validate_voc_cls_config(config)
-    return config
-
-
-def load_voc_det_config(preset: str | None, overrides: Sequence[str]) -> VOCDetConfig:
-    """configs/voc_det.yaml, then configs/presets/voc_det/<preset>.yaml (if given), then the overrides."""
-    config = load_config(VOCDetConfig, _files("voc_det", preset), overrides)
-    validate_voc_det_config(config)
-    return config
-
-
-def _files(task: str, preset: str | None) -> list:
-    files = [CONFIG_DIR / f"{task}.yaml"]
-    if preset is not None:
-        files.append(preset_path(task, preset))
-    return files
-
-
 def _validate_common(config: VOCClsConfig | VOCDetConfig) -> None:
     data, tiny, trainer, optim = config.data, config.data.tiny, config.trainer, config.optim
     require_folder_name("run", config.run)
@@ -264,3 +239,23 @@ def validate_voc_det_config(config: VOCDetConfig) -> None:
         "a number in [0, 1)",
         detector.score_threshold,
     )
+
+
+VOC_CLS = register_command(
+    CommandConfig(
+        name="voc-cls",
+        schema=VOCClsConfig,
+        base_file="voc_cls.yaml",
+        preset_kind="voc_cls",
+        validate=validate_voc_cls_config,
+    )
+)
+VOC_DET = register_command(
+    CommandConfig(
+        name="voc-det",
+        schema=VOCDetConfig,
+        base_file="voc_det.yaml",
+        preset_kind="voc_det",
+        validate=validate_voc_det_config,
+    )
+)

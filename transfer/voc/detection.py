@@ -31,9 +31,9 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from lit_colorization.color import rgb_to_lab
 from lit_colorization.models import ColorizationNet
-from lit_colorization.models.base import normalise_lightness
+from transfer.trunk import Trunk
 from transfer.voc.evaluation import detection_map, torchmetrics_detection_map
-from transfer.voc.trunk import batch_norm_layers, fine_tuning_optimizer, output_channels, trunk_stages
+from transfer.voc.fine_tuning import fine_tuning_optimizer
 
 DEFAULT_BACKBONE_LAYER = {"alexnet": "conv5", "resnet50": "res4", "eccv16": "conv5"}
 FEATURE_MAP = "0"
@@ -77,24 +77,12 @@ class ColorizationBackbone(nn.Module):
     def __init__(self, network: ColorizationNet, layer: str, freeze: bool) -> None:
         super().__init__()
         self.layer = layer
-        self.frozen = freeze
-        self.body = nn.Sequential(trunk_stages(network, layer))
-        self.out_channels = output_channels(self.body, network.output_stride)
-        self.body.requires_grad_(not freeze)
-        for norm in batch_norm_layers(self.body):
-            norm.requires_grad_(False)
-        # Lightning keeps each submodule's mode as found: the trunk arrives in eval mode from load_network.
-        self.train(True)
-
-    def train(self, mode: bool = True) -> ColorizationBackbone:
-        super().train(mode and not self.frozen)
-        for norm in batch_norm_layers(self.body):
-            norm.train(False)
-        return self
+        train_from = None if freeze else network.feature_layers[0]
+        self.trunk = Trunk(network, [layer], train_from=train_from, freeze_batch_norm=True)
+        self.out_channels = self.trunk.channels[layer]
 
     def forward(self, lightness: Tensor) -> OrderedDict[str, Tensor]:
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            return OrderedDict([(FEATURE_MAP, self.body(normalise_lightness(lightness)))])
+        return OrderedDict([(FEATURE_MAP, self.trunk(lightness)[self.layer])])
 
 
 def build_detector(network: ColorizationNet, num_classes: int, detector: Any) -> FasterRCNN:

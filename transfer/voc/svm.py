@@ -1,7 +1,7 @@
 """The frozen-feature VOC07 classification protocol of later benchmarks (Goyal et al. 2019): per-class linear SVMs.
 
 Features: one layer of the frozen trunk on the central crop of each image, average-pooled to the linear
-probe's grid for that layer (about 9,000 dimensions; ``transfer.linear_probe.POOLED_SIDE``), flattened and
+probe's grid for that layer (about 9,000 dimensions; ``transfer.probe.module.POOLED_SIDE``), flattened and
 L2-normalised. Per class, a scikit-learn ``LinearSVC`` (squared hinge, positives weighted ``positive_weight``)
 with the cost chosen by k-fold cross-validated AP over a grid. Images where the class appears only as
 difficult objects (VOC's "0" label) are left out of that class's training and of its evaluation.
@@ -24,8 +24,8 @@ from sklearn.svm import LinearSVC
 from torch import Tensor
 
 from lit_colorization.color import uint8_to_lab
-from transfer.backbone import FrozenBackbone
-from transfer.linear_probe import pooled_side
+from transfer.probe.module import pooled_side
+from transfer.trunk import Trunk
 from transfer.voc.evaluation import classification_map
 
 DEFAULT_SVM_LAYER = {"alexnet": "conv5", "resnet50": "res5", "eccv16": "conv7"}  # the last conv layer
@@ -63,7 +63,7 @@ def default_svm_layer(model_name: str) -> str:
 
 @torch.no_grad()
 def extract_features(
-    backbone: FrozenBackbone,
+    backbone: Trunk,
     layer: str,
     batches: Iterable[tuple[Tensor, Tensor, Tensor]],
     device: torch.device,

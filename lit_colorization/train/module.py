@@ -10,17 +10,18 @@ import torch
 from torch import Tensor
 from torchmetrics import MeanMetric
 
-from lit_colorization.checkpoint import CHECKPOINT_KEY, describe
-from lit_colorization.config import to_container
+from lit_colorization.color.metrics import auc, colorfulness
+from lit_colorization.color.pictures import colorization_grid, lab_batch_to_rgb
+from lit_colorization.color.targets import ColorTargetBuilder, ColorTargets
+from lit_colorization.config.loading import to_container
 from lit_colorization.data.encoded import DeviceCropper
-from lit_colorization.inference import output_to_ab, upsample_ab
-from lit_colorization.losses import ab_regression_loss, soft_cross_entropy
-from lit_colorization.metrics import auc, colorfulness
+from lit_colorization.inference.decode import output_to_ab, upsample_ab
 from lit_colorization.models import create_model
-from lit_colorization.perf import adam, apply_to_network, enable_tf32, settings_for
-from lit_colorization.schedules import step_schedule
-from lit_colorization.targets import ColorTargetBuilder, ColorTargets
-from lit_colorization.visualize import colorization_grid, lab_batch_to_rgb, save_png
+from lit_colorization.store.checkpoint import CHECKPOINT_KEY, describe
+from lit_colorization.store.images import save_png
+from lit_colorization.train.losses import ab_regression_loss, soft_cross_entropy
+from lit_colorization.train.perf import adam, apply_to_network, enable_tf32, settings_for
+from lit_colorization.train.schedules import step_schedule
 
 REGRESSION_CHANNELS = 2
 

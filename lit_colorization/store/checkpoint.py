@@ -18,8 +18,8 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import Tensor, nn
 
-from lit_colorization.atomic import atomic_open
 from lit_colorization.models import ColorizationNet, create_model
+from lit_colorization.store.atomic import atomic_open
 
 CHECKPOINT_KEY = "lit_colorization"
 FORMAT_VERSION = 1

@@ -1,11 +1,10 @@
 """Empirical ab prior of a training set: one streamed pass, on the device, with a progress bar.
 
-``python -m lit_colorization.priors [--preset NAME] [--out PATH] key=value ...`` writes a (Q,) ``.npy``.
+``python -m lit_colorization.cli.priors [--preset NAME] [--out PATH] key=value ...`` writes a (Q,) ``.npy``.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,10 +14,10 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from lit_colorization.atomic import atomic_open
-from lit_colorization.color import SoftEncoder, ab_bins, check_bins, nongray_mask, smooth_prior, uint8_to_lab
+from lit_colorization.color import SoftEncoder, check_bins, nongray_mask, smooth_prior, uint8_to_lab
+from lit_colorization.color.targets import subsample
 from lit_colorization.data.encoded import DeviceCropper
-from lit_colorization.targets import subsample
+from lit_colorization.store.atomic import atomic_open
 
 PRIOR_STRIDE = 4  # every 4th pixel, as the targets are taken: the same distribution at 1/16 of the work
 
@@ -83,29 +82,3 @@ def prior_from_datamodule(datamodule, bins: Tensor, sigma: float, gray_threshold
     else:
         batches = (batch["rgb"] for batch in loader)
     return compute_prior(batches, bins, sigma, gray_threshold, device=device, total=len(loader))
-
-
-def main(argv: list[str] | None = None) -> None:
-    from lit_colorization.cli import load_pretrain_config, run_cli
-    from lit_colorization.data import build_datamodule
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="sample", help="configs/presets/pretrain/<name>.yaml")
-    parser.add_argument("--out", help="output .npy (default: runs/<run>/prior.npy)")
-    parser.add_argument("overrides", nargs="*", help="config overrides key=value")
-    args = parser.parse_args(argv)
-
-    def run() -> None:
-        config = load_pretrain_config(args.preset, args.overrides)
-        bins = ab_bins(config.targets.bins_path)
-        prior = prior_from_datamodule(
-            build_datamodule(config.data), bins, config.targets.sigma, config.targets.gray_threshold
-        )
-        out = save_prior(prior, args.out or Path(config.runs_dir) / config.run / "prior.npy")
-        print(f"prior over {bins.shape[0]} bins ({int((prior > 0).sum())} non-zero) written to {out}")
-
-    run_cli(run)
-
-
-if __name__ == "__main__":
-    main()

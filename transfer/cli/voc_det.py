@@ -1,4 +1,4 @@
-"""Pascal VOC07 detection: ``python -m transfer.voc_det [--preset voc07] key=value ...``.
+"""Pascal VOC07 detection: ``python -m transfer.cli.voc_det [--preset voc07] key=value ...``.
 
 Trains torchvision's Faster R-CNN on the colorization trunk (``detector.backbone_layer``, frozen or fine-tuned
 per ``detector.freeze_backbone``) on VOC trainval (``data.train_years``: 2007, or 2007 and 2012) and evaluates
@@ -15,19 +15,10 @@ from typing import Any
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torchvision.transforms import v2
 
-from lit_colorization.cli import run_preset_command
-from lit_colorization.config import to_container
+from lit_colorization.cli.common import run_preset_command
+from lit_colorization.config.loading import to_container
 from transfer.runs import publish
-from transfer.voc.config import VOCDetConfig, load_voc_det_config
-from transfer.voc.data import TEST_YEAR, Indexed, training_set
-from transfer.voc.dataset import VOCDetectionDataset, collate_detection
-from transfer.voc.detection import (
-    VOCDetectionModule,
-    build_detector,
-    collate_indexed_detection,
-    default_backbone_layer,
-)
-from transfer.voc.runs import (
+from transfer.voc.common import (
     base_row,
     build_trainer,
     data_loader,
@@ -35,6 +26,15 @@ from transfer.voc.runs import (
     log_per_class,
     per_class_ap,
     start_run,
+)
+from transfer.voc.config import VOC_DET, VOCDetConfig
+from transfer.voc.data import TEST_YEAR, Indexed, training_set
+from transfer.voc.dataset import VOCDetectionDataset, collate_detection
+from transfer.voc.detection import (
+    VOCDetectionModule,
+    build_detector,
+    collate_indexed_detection,
+    default_backbone_layer,
 )
 
 TASK = "voc-det"
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     run_preset_command(
         "Pascal VOC07 detection (Faster R-CNN) on a colorization trunk",
         "configs/presets/voc_det/<name>.yaml (voc07: the paper's)",
-        lambda preset, overrides: detect(load_voc_det_config(preset, overrides)),
+        lambda preset, overrides: detect(VOC_DET.load(preset, overrides)),
         argv,
     )
 

@@ -1,16 +1,13 @@
-"""Pictures of colorizations: Lab batches to RGB, (gray | prediction(s) | ground truth) grids, PNG files."""
+"""Pictures of colorizations: Lab batches to RGB, and (gray | prediction(s) | ground truth) grids."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
-from lit_colorization.atomic import atomic_open
 from lit_colorization.color import lab_to_rgb
 
 
@@ -44,10 +41,3 @@ def colorization_grid(
             top, left = row * (height + gap), column * (width + gap)
             grid[:, top : top + height, left : left + width] = images[row].cpu()
     return to_uint8_image(grid)
-
-
-def save_png(image: np.ndarray, path: str | Path) -> Path:
-    path = Path(path)
-    with atomic_open(path, "wb") as stream:
-        Image.fromarray(image).save(stream, format="PNG")
-    return path

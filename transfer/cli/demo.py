@@ -21,13 +21,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lit_colorization.atomic import write_text
-from lit_colorization.cli import load_pretrain_config, run_cli
-from lit_colorization.colorize import colorize_rgb, load_colorizer
-from lit_colorization.config import PretrainConfig
+from lit_colorization.cli.common import run_cli
+from lit_colorization.color.pictures import to_uint8_image
+from lit_colorization.config.schema import PretrainConfig
 from lit_colorization.data.embedded import load_embedded_photos
-from lit_colorization.pretrain import pretrain
-from lit_colorization.visualize import save_png, to_uint8_image
+from lit_colorization.inference.colorizer import colorize_rgb, load_colorizer
+from lit_colorization.store.atomic import write_text
+from lit_colorization.store.images import save_png
+from lit_colorization.train.pretrain_config import PRETRAIN
+from lit_colorization.train.pretraining import pretrain
 
 REPORT_WIDTH = 256  # photos are shown at this width in the report grid
 DEMO_OVERRIDES = ["run=demo", "resume=auto", "trainer.accelerator=cpu", "logger.kind=csv"]
@@ -68,9 +70,9 @@ def photo_report(checkpoint: Path, report_dir: Path, temperature: float) -> Path
 
 def probe_report(config: PretrainConfig, checkpoint: Path, report_dir: Path) -> str:
     """Linear probes of every layer: the pretrained trunk and the same network at random; the comparison text."""
+    from transfer.cli.probe import probe
     from transfer.compare import compare
-    from transfer.config import load_probe_config
-    from transfer.probe import probe
+    from transfer.probe.config import PROBE
 
     results = report_dir / "transfer.jsonl"
     width = config.model.kwargs.get("width", 1.0)
@@ -82,7 +84,7 @@ def probe_report(config: PretrainConfig, checkpoint: Path, report_dir: Path) -> 
         if (Path(config.runs_dir) / f"probe-{run}" / "results.json").exists():
             continue  # finished by an earlier demo
         common = [f"run={run}", f"runs_dir={config.runs_dir}", f"results={results}", "logger.kind=csv"]
-        probe(load_probe_config("sample", [*common, "trainer.accelerator=cpu", *overrides]))
+        probe(PROBE.load("sample", [*common, "trainer.accelerator=cpu", *overrides]))
     text = compare(results, report_dir / "linear_probe.png")
     write_text(report_dir / "comparison.txt", text)
     return text
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     def run() -> None:
-        config = load_pretrain_config("sample", [*DEMO_OVERRIDES, *args.overrides])
+        config = PRETRAIN.load("sample", [*DEMO_OVERRIDES, *args.overrides])
         run_dir = pretrain(config)
         report_dir = run_dir / "report"
         checkpoint = run_dir / "checkpoints" / "last.ckpt"

@@ -18,7 +18,7 @@ from typing import Any
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from lit_colorization.atomic import write_text
+from lit_colorization.store.atomic import write_text
 
 LOGGER_KINDS = ("auto", "wandb", "csv", "none")
 WANDB_ID_FILE = "wandb_run_id.txt"

@@ -1,4 +1,4 @@
-"""Colorization pretraining: ``python -m lit_colorization.pretrain [--preset NAME] key=value ...``.
+"""A colorization pretraining run, as `make pretrain` starts it (command line: ``lit_colorization.cli.pretrain``).
 
 Writes ``runs/<run>/``: ``config.yaml``, ``prior.npy``, ``checkpoints/`` (``last.ckpt`` and the best by val loss),
 validation image grids in ``images/`` and metrics (CSV or W&B).
@@ -23,17 +23,18 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from omegaconf import OmegaConf
 
-from lit_colorization.atomic import write_text
-from lit_colorization.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
-from lit_colorization.cli import load_pretrain_config, run_preset_command
 from lit_colorization.color import ab_bins
-from lit_colorization.config import ConfigError, PretrainConfig, lightning_trainer_args, to_container
+from lit_colorization.config.loading import ConfigError, to_container
+from lit_colorization.config.schema import PretrainConfig
 from lit_colorization.data import build_datamodule
-from lit_colorization.guards import NonFiniteLossGuard, StepCheckpoint
-from lit_colorization.loggers import build_logger
-from lit_colorization.module import ColorizationModule
-from lit_colorization.perf import settings_for
-from lit_colorization.priors import load_prior, prior_from_datamodule, save_prior
+from lit_colorization.store.atomic import write_text
+from lit_colorization.store.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
+from lit_colorization.store.loggers import build_logger
+from lit_colorization.train.guards import NonFiniteLossGuard, StepCheckpoint
+from lit_colorization.train.module import ColorizationModule
+from lit_colorization.train.perf import settings_for
+from lit_colorization.train.priors import load_prior, prior_from_datamodule, save_prior
+from lit_colorization.train.trainer import lightning_trainer_args
 
 log = logging.getLogger(__name__)
 PRIOR_WAIT_SECONDS = 24 * 3600
@@ -168,17 +169,3 @@ def pretrain(config: PretrainConfig, extra_callbacks: Sequence[Callback] = ()) -
     if trainer.is_global_zero:
         print(f"run folder: {run_dir}  (last checkpoint: {run_dir / 'checkpoints' / 'last.ckpt'})")
     return run_dir
-
-
-def main(argv: list[str] | None = None) -> None:
-    run_preset_command(
-        "Colorization pretraining",
-        "configs/presets/pretrain/<name>.yaml",
-        lambda preset, overrides: pretrain(load_pretrain_config(preset, overrides)),
-        argv,
-        default_preset="sample",
-    )
-
-
-if __name__ == "__main__":
-    main()

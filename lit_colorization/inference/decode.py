@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lit_colorization.color import annealed_mean
-from lit_colorization.losses import regression_ab
 from lit_colorization.models import ColorizationNet
+from lit_colorization.train.losses import regression_ab
 
 
 def output_to_ab(output: Tensor, bins: Tensor, temperature: float, regression: bool) -> Tensor:

@@ -1,6 +1,6 @@
 """Colorization quality over a validation set, the shape of the paper's Table 1: ``make eval-color``.
 
-``python -m lit_colorization.eval_color --ckpt A.ckpt [B.ckpt ...] [--data ROOT] [--temperatures T ...]
+``python -m lit_colorization.cli.eval_color --ckpt A.ckpt [B.ckpt ...] [--data ROOT] [--temperatures T ...]
 [--classifier vgg16 --classifier-weights vgg16.pth] [--subset FILE] [key=value ...]``
 
 Rows: ground truth, the gray baseline (ab = 0) and every checkpoint at ``temperature``: AuC plain and rebalanced,
@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from lit_colorization.cli import run_cli
-from lit_colorization.evaluation.config import load_eval_config
+from lit_colorization.cli.common import run_cli
+from lit_colorization.evaluation.config import EVAL_COLOR
 from lit_colorization.evaluation.pipeline import evaluate_colorization
 
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--subset", help="text file: validation indices or file names, one per line")
     parser.add_argument("--name", help="report folder name under out_dir (default: a timestamp)")
     args = parser.parse_intermixed_args(argv)
-    run_cli(lambda: evaluate_colorization(load_eval_config([*flag_overrides(args), *args.overrides])))
+    run_cli(lambda: evaluate_colorization(EVAL_COLOR.load(None, [*flag_overrides(args), *args.overrides])))
 
 
 if __name__ == "__main__":

@@ -19,12 +19,12 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
-from lit_colorization.atomic import write_text
-from lit_colorization.config import to_container
-from lit_colorization.loggers import build_logger
+from lit_colorization.config.loading import to_container
 from lit_colorization.models import ColorizationNet
-from transfer.backbone import BackboneSource, load_network
+from lit_colorization.store.atomic import write_text
+from lit_colorization.store.loggers import build_logger
 from transfer.runs import build_transfer_trainer, resolve_ckpt, run_directory
+from transfer.trunk import BackboneSource, load_network
 from transfer.voc.config import VOCClsConfig, VOCDetConfig
 from transfer.voc.data import VOCSource, resolve_voc_source
 

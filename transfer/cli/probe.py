@@ -1,4 +1,4 @@
-"""Linear probes on frozen features: ``python -m transfer.probe [--preset NAME] key=value ...``.
+"""Linear probes on frozen features: ``python -m transfer.cli.probe [--preset NAME] key=value ...``.
 
 Trains one linear head per layer of a pretraining checkpoint's frozen trunk (``layer=all``: every standard
 layer in one pass over the data), then appends one row per layer to the results store (``results``, default
@@ -18,15 +18,15 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import OmegaConf
 
-from lit_colorization.atomic import write_text
-from lit_colorization.cli import run_preset_command
-from lit_colorization.config import to_container
+from lit_colorization.cli.common import run_preset_command
+from lit_colorization.config.loading import to_container
 from lit_colorization.data import build_datamodule
-from lit_colorization.loggers import build_logger
-from transfer.backbone import BackboneSource, FrozenBackbone, load_network
-from transfer.config import ProbeConfig, load_probe_config
-from transfer.linear_probe import LinearProbeModule, resolve_layers
+from lit_colorization.store.atomic import write_text
+from lit_colorization.store.loggers import build_logger
+from transfer.probe.config import PROBE, ProbeConfig
+from transfer.probe.module import LinearProbeModule, resolve_layers
 from transfer.runs import build_transfer_trainer, publish, resolve_ckpt, run_directory
+from transfer.trunk import BackboneSource, Trunk, load_network
 
 TASK = "linear-probe"
 RESULT_COLUMNS = ("layer", "feature_dim", "top1", "top5")
@@ -98,7 +98,7 @@ def probe(config: ProbeConfig) -> list[dict[str, Any]]:
     layers = resolve_layers(config.layer, source.model_name)
     run_dir = probe_run_directory(config, source, layers)
     L.seed_everything(config.trainer.seed, workers=True)
-    backbone = FrozenBackbone(network, layers)
+    backbone = Trunk(network, layers)
     datamodule = build_datamodule(config.data)
     datamodule.setup("fit")
     module = LinearProbeModule(
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     run_preset_command(
         "Per-layer linear probes on frozen colorization features",
         "configs/presets/probe/<name>.yaml",
-        lambda preset, overrides: probe(load_probe_config(preset, overrides)),
+        lambda preset, overrides: probe(PROBE.load(preset, overrides)),
         argv,
     )
 

@@ -1,4 +1,4 @@
-"""Pascal VOC07 classification: ``python -m transfer.voc_cls [--preset voc07] key=value ...``.
+"""Pascal VOC07 classification: ``python -m transfer.cli.voc_cls [--preset voc07] key=value ...``.
 
 ``protocol=finetune`` (default) fine-tunes the pretrained trunk from ``train_from`` on (``conv1``: all layers,
 ``fc6``: fc6-8) with a new global-average-pool + linear head and reports 10-crop mAP on VOC07 test;
@@ -16,12 +16,22 @@ from typing import Any
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from lit_colorization.cli import run_preset_command
+from lit_colorization.cli.common import run_preset_command
 from lit_colorization.models import ColorizationNet
-from transfer.backbone import FrozenBackbone
 from transfer.runs import publish
+from transfer.trunk import Trunk
 from transfer.voc.classification import VOCClassificationModule, VOCClassifier, default_head_layer
-from transfer.voc.config import VOCClsConfig, load_voc_cls_config
+from transfer.voc.common import (
+    base_row,
+    build_trainer,
+    data_loader,
+    feature_device,
+    load_trunk,
+    log_per_class,
+    per_class_ap,
+    start_run,
+)
+from transfer.voc.config import VOC_CLS, VOCClsConfig
 from transfer.voc.data import (
     NUM_TEST_VIEWS,
     TEST_YEAR,
@@ -33,16 +43,6 @@ from transfer.voc.data import (
     training_set,
 )
 from transfer.voc.dataset import VOCClassification
-from transfer.voc.runs import (
-    base_row,
-    build_trainer,
-    data_loader,
-    feature_device,
-    load_trunk,
-    log_per_class,
-    per_class_ap,
-    start_run,
-)
 from transfer.voc.svm import default_svm_layer, evaluate_svms, extract_features
 
 TASK = "voc-cls"
@@ -100,7 +100,7 @@ def svm_protocol(
     """Frozen features, per-class SVMs; returns (row fields, mAP, per-class AP)."""
     data, image, svm = config.data, config.image, config.svm
     device = feature_device(config.trainer.accelerator)
-    backbone = FrozenBackbone(network.to(device), [layer])
+    backbone = Trunk(network.to(device), [layer])
     transform = centre_crop_transform(image.resize, image.crop)
     train = training_set(voc, data, VOCClassification, transform=transform)
     test = VOCClassification(voc.root, TEST_YEAR, data.test_set, classes=voc.classes, transform=transform)
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     run_preset_command(
         "Pascal VOC07 classification on a colorization trunk",
         "configs/presets/voc_cls/<name>.yaml (voc07: the paper's)",
-        lambda preset, overrides: classify(load_voc_cls_config(preset, overrides)),
+        lambda preset, overrides: classify(VOC_CLS.load(preset, overrides)),
         argv,
     )
 

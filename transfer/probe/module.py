@@ -19,8 +19,8 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from lit_colorization.color import uint8_to_lab
-from transfer.backbone import FrozenBackbone
-from transfer.config import ALL_LAYERS
+from transfer.probe.config import ALL_LAYERS
+from transfer.trunk import Trunk
 
 # Side of the pooled grid per layer, so that channels x side x side is about 9,000 (C x side^2 = dims):
 #   alexnet  conv1 96x10x10 = 9600, conv2 256x6x6 = 9216, conv3/conv4 384x5x5 = 9600, conv5 256x6x6 = 9216
@@ -113,9 +113,7 @@ class LinearProbeModule(L.LightningModule):
     weight_decay, milestones (epochs) and gamma; ``batch_size`` is the per-device batch.
     """
 
-    def __init__(
-        self, backbone: FrozenBackbone, num_classes: int, optim: Any, batch_size: int, seed: int = 0
-    ) -> None:
+    def __init__(self, backbone: Trunk, num_classes: int, optim: Any, batch_size: int, seed: int = 0) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"a linear probe needs at least 2 classes, the data has {num_classes}")
@@ -128,7 +126,7 @@ class LinearProbeModule(L.LightningModule):
                     num_classes,
                     head_generator(seed, layer),
                 )
-                for layer in backbone.layers
+                for layer in backbone.outputs
             }
         )
         self.optim = optim

@@ -1,0 +1,1 @@
+"""Typed, strict configuration: the schemas (``schema``), their loading (``loading``), the command registry."""

@@ -1,0 +1,54 @@
+"""The registry of commands: each command's config is its schema, its YAML files and its checks, loaded one way.
+
+A command registers one ``CommandConfig``; every entry point loads its config with ``CommandConfig.load``
+(base file, the command's extra layers, the preset, then ``key=value`` overrides, then the checks), so there is
+one loader for pretraining, colorization evaluation and every transfer task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lit_colorization.config.loading import CONFIG_DIR, ConfigError, load_config, preset_path
+
+
+@dataclass(frozen=True)
+class ExtraLayers:
+    """What a command adds once the base, preset and overrides are known (e.g. the network's paper recipe)."""
+
+    files: list[Path] = field(default_factory=list)  # merged after the base file, before the preset
+    overrides: list[str] = field(default_factory=list)  # merged before the command line's overrides
+
+
+@dataclass(frozen=True)
+class CommandConfig:
+    name: str  # the command, as ``python -m`` and the Makefile name it
+    schema: type
+    base_file: str  # under configs/
+    preset_kind: str | None  # configs/presets/<preset_kind>/<preset>.yaml; None: the command takes no preset
+    validate: Callable[[Any], None]
+    # Given a first merge of base, preset and overrides: the layers that depend on it.
+    extra_layers: Callable[[Any], ExtraLayers] | None = None
+
+    def load(self, preset: str | None, overrides: Sequence[str]) -> Any:
+        base = [CONFIG_DIR / self.base_file]
+        if preset is not None and self.preset_kind is None:
+            raise ConfigError(f"command line: {self.name} takes no preset, got --preset {preset}")
+        presets = [preset_path(self.preset_kind, preset)] if preset is not None else []
+        extra = ExtraLayers()
+        if self.extra_layers is not None:
+            extra = self.extra_layers(load_config(self.schema, [*base, *presets], overrides))
+        config = load_config(self.schema, [*base, *extra.files, *presets], [*extra.overrides, *overrides])
+        self.validate(config)
+        return config
+
+
+COMMANDS: dict[str, CommandConfig] = {}
+
+
+def register_command(command: CommandConfig) -> CommandConfig:
+    COMMANDS[command.name] = command  # a re-import (python -m, test reloads) replaces the same entry
+    return command

@@ -1,0 +1,104 @@
+"""The configuration schemas of pretraining and the sections every command shares (trainer, logger).
+
+Each is a dataclass loaded by ``lit_colorization.config.loading``: a key not declared here is an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from lit_colorization.data.config import DataConfig
+
+
+@dataclass
+class ModelConfig:
+    name: str = "eccv16"
+    # Constructor arguments of the network (e.g. ``width``), stored in checkpoints to rebuild it.
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TargetConfig:
+    bins_path: str | None = None  # a (Q, 2) .npy of ab bin centres; None = the canonical 313
+    prior_path: str | None = (
+        None  # a (Q,) .npy prior; None = the run folder's prior.npy, computed first if absent
+    )
+    k: int = 5
+    sigma: float = 5.0
+    lam: float = 0.5
+    rebalance: bool = True
+    gray_threshold: float = 5.0
+    temperature: float = 0.38
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3e-5
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    weight_decay: float = 1e-3
+    milestones: list[int] = field(
+        default_factory=lambda: [200_000]
+    )  # optimizer steps at which the lr changes
+    gamma: float = 0.1  # lr factor at each milestone, unless milestone_lrs gives the lr after each one
+    milestone_lrs: list[float] = field(default_factory=list)
+    fused: bool | None = None  # fused Adam; None: on CUDA, not elsewhere (lit_colorization/train/perf.py)
+
+
+@dataclass
+class BaseTrainerConfig:
+    """The Lightning Trainer settings of every command: where it runs, in what precision, how it reports."""
+
+    accelerator: str = "auto"
+    devices: Any = "auto"  # int, list of ids or "auto" (Makefile: GPUS)
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    log_every_n_steps: int = 50
+    seed: int = 0
+    progress_bar: bool = True
+    # Steps between progress-bar updates; each update waits for the device to show the loss. None: every
+    # step on a CPU, every CUDA_PROGRESS_BAR_STEPS steps on CUDA.
+    progress_bar_every_n_steps: int | None = None
+
+
+@dataclass
+class TrainerConfig(BaseTrainerConfig):
+    """Pretraining's trainer. Its ``precision`` also takes ``auto`` (bf16-mixed on CUDA, else 32-true); off CUDA,
+    mixed precision and compile fall back to fp32 eager (lit_colorization/train/perf.py says so once)."""
+
+    max_steps: int = 450_000
+    val_check_interval: Any = 1.0  # fraction of an epoch or a number of steps
+    check_val_every_n_epoch: int | None = 1
+    limit_val_batches: Any = 1.0
+    checkpoint_every_n_steps: int = 1000  # steps between writes of last.ckpt (0: only at max_steps)
+    validate_before_training: bool = True  # a fresh run first scores the untrained network (logged at step 0)
+    gradient_clip_val: float | None = None
+    channels_last: bool = False
+    compile: bool = False  # torch.compile of the network, in place (CUDA only)
+    tf32: bool = True  # TF32 for what stays fp32 on CUDA (matmuls and convolutions)
+
+
+@dataclass
+class LoggerConfig:
+    kind: str = "auto"  # auto (wandb when configured, else csv) | wandb | csv | none
+    project: str = "lit-colorization"
+    entity: str | None = None
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+    name: str | None = None  # defaults to the run name
+
+
+@dataclass
+class PretrainConfig:
+    run: str = "sample"
+    runs_dir: str = "runs"
+    resume: str | None = None  # "auto" (the run's last checkpoint, if any) or a checkpoint path
+    loss: str = "classification"  # classification | l2 (the paper's regression baseline)
+    num_val_images_logged: int = 8
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    targets: TargetConfig = field(default_factory=TargetConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)

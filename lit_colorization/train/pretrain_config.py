@@ -1,0 +1,82 @@
+"""The pretrain command's config: configs/pretrain.yaml, the network's paper recipe, the preset, the overrides.
+
+The network is the one the overrides or the preset name, so its recipe (configs/models/<name>.yaml) sits under
+both. Checks that need the network (its output stride) or the device (precision) are made here, before any work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lit_colorization.config.commands import CommandConfig, ExtraLayers, register_command
+from lit_colorization.config.loading import (
+    CONFIG_DIR,
+    ConfigError,
+    require,
+    require_folder_name,
+    validate_trainer_config,
+)
+from lit_colorization.config.schema import PretrainConfig
+from lit_colorization.data.config import validate_data_config
+from lit_colorization.models import create_model, list_models
+from lit_colorization.train.perf import settings_for
+
+
+def model_recipe(config: PretrainConfig) -> ExtraLayers:
+    """The paper recipe of the network the config names."""
+    model_name = config.model.name
+    if model_name not in list_models():
+        raise ConfigError(f"config key 'model.name': unknown model {model_name!r}; valid: {list_models()}")
+    return ExtraLayers(files=[CONFIG_DIR / "models" / f"{model_name}.yaml"])
+
+
+def validate_pretrain_config(config: PretrainConfig) -> None:
+    require(config.loss in ("classification", "l2"), "loss", "'classification' or 'l2'", config.loss)
+    require(config.targets.k >= 1, "targets.k", "an integer >= 1", config.targets.k)
+    require(config.targets.sigma > 0, "targets.sigma", "a positive number", config.targets.sigma)
+    require(0 <= config.targets.lam <= 1, "targets.lam", "a number in [0, 1]", config.targets.lam)
+    require(
+        config.targets.temperature > 0, "targets.temperature", "a positive number", config.targets.temperature
+    )
+    require(config.trainer.max_steps > 0, "trainer.max_steps", "a positive integer", config.trainer.max_steps)
+    require(
+        config.trainer.checkpoint_every_n_steps >= 0,
+        "trainer.checkpoint_every_n_steps",
+        "an integer >= 0",
+        config.trainer.checkpoint_every_n_steps,
+    )
+    validate_trainer_config(config.trainer)
+    settings_for(config.trainer, config.optim)  # an unknown precision is an error before any work
+    require(config.optim.lr > 0, "optim.lr", "a positive number", config.optim.lr)
+    require(
+        not config.optim.milestone_lrs or len(config.optim.milestone_lrs) == len(config.optim.milestones),
+        "optim.milestone_lrs",
+        f"one lr per milestone ({len(config.optim.milestones)}) or an empty list",
+        list(config.optim.milestone_lrs),
+    )
+    require(len(config.optim.betas) == 2, "optim.betas", "two numbers", list(config.optim.betas))
+    require_folder_name("run", config.run, "a run name without '/'")
+    for optional_file in ("bins_path", "prior_path"):
+        value = getattr(config.targets, optional_file)
+        if value is not None and not Path(value).is_file():
+            raise ConfigError(f"config key 'targets.{optional_file}': file not found: {value}")
+    validate_data_config(config.data)
+    stride = create_model(config.model.name, **config.model.kwargs).output_stride
+    require(
+        config.data.crop_size % stride == 0,
+        "data.crop_size",
+        f"a multiple of {config.model.name}'s output stride {stride}",
+        config.data.crop_size,
+    )
+
+
+PRETRAIN = register_command(
+    CommandConfig(
+        name="pretrain",
+        schema=PretrainConfig,
+        base_file="pretrain.yaml",
+        preset_kind="pretrain",
+        validate=validate_pretrain_config,
+        extra_layers=model_recipe,
+    )
+)
