@@ -71,7 +71,7 @@ def test_step_clock_refuses_a_fit_that_stopped_early(bench) -> None:
 
 
 def test_flop_count_matches_the_reference_118_gflop_at_176(bench) -> None:
-    # REFERENCE.md section 10: one eccv16 train step costs 118 GFLOP per image at 176x176 (192 at 224).
+    # docs/reference.md section 10: one eccv16 train step costs 118 GFLOP per image at 176x176 (192 at 224).
     options = bench.parse_options(["--device", "cpu", "--size", "176", "--width", "1"])
     assert bench.flops_per_image(options) / 1e9 == pytest.approx(118, rel=0.01)
     options = bench.parse_options(["--device", "cpu", "--size", "224", "--width", "1"])

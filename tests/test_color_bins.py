@@ -1,4 +1,4 @@
-"""The canonical 313 bins against REFERENCE.md's table, and loading a user's bins from .npy."""
+"""The canonical 313 bins against docs/reference.md's table, and loading a user's bins from .npy."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 from lit_colorization.color import NUM_BINS, ab_bins, rgb_to_lab
 
-# REFERENCE.md section 1, row by row as printed there.
+# docs/reference.md section 1, row by row as printed there.
 REFERENCE_A = list(range(-90, 101, 10))
 REFERENCE_B_MIN = [
     50,
@@ -59,7 +59,7 @@ def test_canonical_bins_are_sorted_by_a_then_b():
 
 @pytest.mark.slow
 def test_every_8_bit_colour_rounds_to_one_of_the_bins():
-    # REFERENCE.md: rounding the ab of all 2^24 sRGB colours to the 10-grid touches 261 of the 313 bins.
+    # docs/reference.md: rounding the ab of all 2^24 sRGB colours to the 10-grid touches 261 of the 313 bins.
     levels = torch.arange(256, dtype=torch.float32) / 255
     green, blue = torch.meshgrid(levels, levels, indexing="ij")
     touched = torch.zeros(64, 64, dtype=torch.bool)  # grid index + 32 covers a, b in [-320, 310]

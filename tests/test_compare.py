@@ -6,11 +6,11 @@ import matplotlib.pyplot as plt
 import pytest
 
 from lit_colorization.store.results import ResultRow, append_results
+from transfer.cli.compare import main
 from transfer.compare import (
     build_sections,
     compare,
     latest_of_each_run,
-    main,
     paper_series,
     probe_series,
     render,

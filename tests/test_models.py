@@ -12,7 +12,7 @@ from lit_colorization.models import ColorizationNet, create_model, list_models, 
 from lit_colorization.models.base import scaled_channels
 from lit_colorization.models.eccv16 import convert_official_eccv16_state_dict
 
-# REFERENCE.md section 1, transcribed column by column: a -> (b_min, b_max).
+# docs/reference.md section 1, transcribed column by column: a -> (b_min, b_max).
 REFERENCE_B_RANGE = {
     -90: (50, 90), -80: (20, 90), -70: (0, 90), -60: (-20, 90), -50: (-30, 100), -40: (-40, 100),
     -30: (-50, 100), -20: (-50, 100), -10: (-60, 100), 0: (-70, 100), 10: (-80, 90), 20: (-80, 90),
@@ -182,7 +182,7 @@ def conv_params(in_channels: int, channels: int, kernel: int, bias: bool = True)
 
 
 def eccv16_parameter_count(c1: int, c2: int, c3: int, c4: int, c8: int, num_bins: int = 313) -> int:
-    """Closed form from REFERENCE.md section 4's layer list (BatchNorm: 2 parameters per channel)."""
+    """Closed form from docs/reference.md section 4's layer list (BatchNorm: 2 parameters per channel)."""
     return (
         conv_params(1, c1, 3) + conv_params(c1, c1, 3) + 2 * c1
         + conv_params(c1, c2, 3) + conv_params(c2, c2, 3) + 2 * c2
@@ -313,7 +313,7 @@ def test_resnet_rejects_unsupported_output_stride():
 
 
 class OfficialEccv16Layout(nn.Module):
-    """The authors' released PyTorch module layout (REFERENCE.md section 4), written out independently."""
+    """The authors' released PyTorch module layout (docs/reference.md section 4), written out independently."""
 
     def __init__(self) -> None:
         super().__init__()

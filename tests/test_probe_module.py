@@ -15,7 +15,7 @@ from transfer.trunk import Trunk, load_network
 WIDTH = 0.125
 BATCH = 8
 
-# REFERENCE.md section 6 (alexnet, resnet50) and this project's eccv16 table: channels x side^2.
+# docs/reference.md section 6 (alexnet, resnet50) and this project's eccv16 table: channels x side^2.
 EXPECTED_DIMS = {
     "alexnet": {"conv1": 9600, "conv2": 9216, "conv3": 9600, "conv4": 9600, "conv5": 9216},
     "resnet50": {"conv1": 9216, "res2": 9216, "res3": 8192, "res4": 9216, "res5": 8192},

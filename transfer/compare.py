@@ -1,7 +1,7 @@
 """Transfer results beside the paper's numbers (``make compare``; command line: ``transfer.cli.compare``).
 
 Prints one section per task found in the results store. ``linear-probe`` is a table per network (pretraining
-runs x layers, top-1 %, best layer marked) with the paper's AlexNet rows (REFERENCE.md section 7) beside the
+runs x layers, top-1 %, best layer marked) with the paper's AlexNet rows (docs/reference.md section 7) beside the
 AlexNet runs, and a PNG of top-1 per layer per run. ``voc-cls`` and ``voc-det`` list each run's VOC07 mAP
 with the paper's AlexNet numbers below. A task without a section of its own is listed row by row with its
 numeric fields, so new tasks never break the report; a new section is a function added to ``SECTIONS``.
@@ -25,7 +25,7 @@ LINEAR_PROBE = "linear-probe"
 PAPER_MODEL = "alexnet"
 PAPER_DATASET = "ImageNet (paper)"
 PAPER_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
-# REFERENCE.md section 7, ImageNet linear probe top-1 of AlexNet, conv1..conv5 (all recalled figures).
+# docs/reference.md section 7, ImageNet linear probe top-1 of AlexNet, conv1..conv5 (all recalled figures).
 PAPER_LINEAR_PROBE: dict[str, tuple[float, ...]] = {
     "colorization (recalled)": (12.5, 24.5, 30.4, 31.5, 30.3),
     "Gaussian random (recalled)": (11.6, 17.1, 16.9, 16.3, 14.1),
@@ -170,7 +170,7 @@ def generic_section(task: str, rows: Sequence[ResultRow]) -> Section:
 
 VOC_CLASSIFICATION = "voc-cls"
 VOC_DETECTION = "voc-det"
-# REFERENCE.md section 7: VOC07 test mAP (%) of the colorization AlexNet, as (setting, label, value).
+# docs/reference.md section 7: VOC07 test mAP (%) of the colorization AlexNet, as (setting, label, value).
 PAPER_VOC: dict[str, list[tuple[str, str, float]]] = {
     VOC_CLASSIFICATION: [
         ("finetune from fc6", "paper: colorization, fc6-8 (recalled)", 61.5),

@@ -12,7 +12,7 @@ from torch import Tensor
 NUM_BINS = 313
 GRID_STEP = 10
 
-# REFERENCE.md section 1: for a = -90, -80, ..., 100 the in-gamut b run from b_min to b_max in steps of 10.
+# docs/reference.md section 1: for a = -90, -80, ..., 100 the in-gamut b run from b_min to b_max in steps of 10.
 # Index order (a ascending, then b ascending) is the order of the released weights' 313-way output.
 _A_VALUES = tuple(range(-90, 101, GRID_STEP))
 _B_MIN = (50, 20, 0, -20, -30, -40, -50, -50, -60, -70, -80, -80, -90, -100, -100, -110, -110, -110, -110, -90)  # fmt: skip

@@ -1,4 +1,4 @@
-"""Colorization metrics (REFERENCE.md section 8): AuC of the ab error and Hasler-Suesstrunk colourfulness.
+"""Colorization metrics (docs/reference.md section 8): AuC of the ab error and Hasler-Suesstrunk colourfulness.
 
 PSNR and SSIM come from torchmetrics.
 """

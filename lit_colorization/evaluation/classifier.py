@@ -1,4 +1,4 @@
-"""The fixed ImageNet classifier behind "semantic interpretability" (REFERENCE.md section 8).
+"""The fixed ImageNet classifier behind "semantic interpretability" (docs/reference.md section 8).
 
 Any torchvision classification network, with weights read from a local state-dict file only: nothing is ever
 downloaded. Its top-1 on ground truth, gray and colorized images says how much of what a recogniser needs the

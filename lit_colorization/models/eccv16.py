@@ -76,7 +76,7 @@ def _upsampling_block(in_channels: int, channels: int) -> nn.Sequential:
     )
 
 
-# REFERENCE.md section 1: for a = -90, -80, ..., 100 the in-gamut b run from b_min to b_max in steps of 10.
+# docs/reference.md section 1: for a = -90, -80, ..., 100 the in-gamut b run from b_min to b_max in steps of 10.
 _B_MIN = (50, 20, 0, -20, -30, -40, -50, -50, -60, -70, -80, -80, -90, -100, -100, -110, -110, -110, -110, -90)  # fmt: skip
 _B_MAX = (90, 90, 90, 90, 100, 100, 100, 100, 100, 100, 90, 90, 90, 90, 80, 80, 80, 70, 70, 0)
 

@@ -1,6 +1,6 @@
 """The linear-probe config schema: ``configs/linear_probe.yaml``, an optional preset, then ``key=value`` overrides.
 
-Defaults are the paper's ImageNet probe protocol (REFERENCE.md section 6); every value can be overridden.
+Defaults are the paper's ImageNet probe protocol (docs/reference.md section 6); every value can be overridden.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Per-layer linear probes on a frozen trunk (REFERENCE.md section 6), as a thin LightningModule.
+"""Per-layer linear probes on a frozen trunk (docs/reference.md section 6), as a thin LightningModule.
 
 Each probed layer's features are average-pooled to a fixed grid of about 9,000 dimensions, normalised by a
 BatchNorm without affine parameters and classified by one linear layer. All heads train in one pass over the

@@ -23,7 +23,7 @@ from transfer.voc.synthetic import DEFAULT_CLASSES
 
 CLS_PROTOCOLS = ("finetune", "svm")
 AP_METRICS = ("voc07", "area")  # the VOC2007 devkit's 11-point AP, or the area under the precision envelope
-# Goyal et al. 2019's cost grid for the per-class SVMs (REFERENCE.md section 6).
+# Goyal et al. 2019's cost grid for the per-class SVMs (docs/reference.md section 6).
 SVM_COSTS = [0.01, 0.1, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 50.0, 100.0, 1000.0]
 
 
@@ -127,7 +127,7 @@ class VOCDetConfig(TransferRunConfig):
     # run=None names the run folder <pretrain run>-<layer>[-frozen]
     data: VOCDataConfig = field(default_factory=lambda: VOCDataConfig(batch_size=2))
     detector: DetectorConfig = field(default_factory=DetectorConfig)
-    # Fast R-CNN's schedule (REFERENCE.md section 6): 150k iterations, lr x0.1 every 50k.
+    # Fast R-CNN's schedule (docs/reference.md section 6): 150k iterations, lr x0.1 every 50k.
     optim: SGDConfig = field(
         default_factory=lambda: SGDConfig(lr=1e-3, weight_decay=5e-4, milestones=[50_000, 100_000])
     )
