@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import Callback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lit_colorization.cli.common import PRETRAIN  # noqa: E402
+from lit_colorization.train.pretrain_config import PRETRAIN  # noqa: E402
 from lit_colorization.train.pretraining import pretrain  # noqa: E402
 from tests.conftest import tiny_pretrain_overrides  # noqa: E402
 
