@@ -239,6 +239,37 @@ def test_alexnet_width_eighth_scales_fc_layers_too():
     assert model.fc7[0].weight.shape == (512, 512, 1, 1)
 
 
+# Input sizes whose logits sit on every output_stride-th pixel, and sizes target_grid refuses.
+ON_GRID = {"eccv16": (176, 184), "resnet50": (176, 192)}
+OFF_GRID = {"eccv16": (180, 227), "resnet50": (180, 184)}
+
+
+@pytest.mark.parametrize("name", ["eccv16", "resnet50"])
+def test_target_grid_is_the_logits_size_and_every_output_stride_th_pixel(models, name):
+    model = models[name] if name == "resnet50" else create_model(name, width=0.125).eval()
+    stride = model.output_stride
+    for size in ON_GRID[name]:
+        lightness = random_lightness(size)
+        with torch.no_grad():
+            logits = model(lightness)
+        assert (
+            logits.shape[-2:]
+            == model.target_grid(size, size)
+            == lightness[..., ::stride, ::stride].shape[-2:]
+        )
+    for size in OFF_GRID[name]:
+        with pytest.raises(
+            ValueError, match=rf"^{name}: input size {size} x {size} must be a positive multiple"
+        ):
+            model.target_grid(size, size)
+
+
+def test_eccv16_logits_miss_the_grid_for_sizes_not_divisible_by_8():
+    model = create_model("eccv16", width=0.125).eval()
+    with torch.no_grad():
+        assert model(random_lightness(180)).shape[-2:] == (46, 46)  # 45 targets: hence target_grid's refusal
+
+
 NARROW_FEATURE_SHAPES = {
     # (model, width) -> {layer: (C, H, W)} for a 64 x 64 input
     ("eccv16", 0.25): {
