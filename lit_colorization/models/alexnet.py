@@ -45,6 +45,8 @@ fc6 stages. Shapes at width 1 (C x H x W; fc6 of the probe geometry needs an inp
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -64,6 +66,10 @@ GROUPS = 2  # conv2, conv4 and conv5 are split in two groups, as in the original
 TRAIN_GEOMETRY = "train"
 PROBE_GEOMETRY = "probe"
 GEOMETRIES = (TRAIN_GEOMETRY, PROBE_GEOMETRY)
+PRE_RELEASE_MESSAGE = (
+    "checkpoint holds the pre-release AlexNet geometry (affine BatchNorm, bias-free ungrouped convs, "
+    "stride-1 pool2); retrain with this version"
+)
 
 
 def _even_channels(channels: int, width: float) -> int:
@@ -162,6 +168,14 @@ class AlexNetColorizer(ColorizationNet):
         # at other sizes (176: 12 -> 22) it is off by a fraction of a sample, as in the release.
         grid = self.target_grid(lightness.shape[-2], lightness.shape[-1])
         return F.interpolate(fc8, size=grid, mode="bilinear", align_corners=True)
+
+
+def is_pre_release_state_dict(state_dict: Mapping[str, Tensor]) -> bool:
+    """Whether ``state_dict`` is of the AlexNet this project had before the release geometry.
+
+    Every current layout has a conv1 bias; the old one had none (its conv1 fed an affine BatchNorm).
+    """
+    return "conv1.0.weight" in state_dict and "conv1.0.bias" not in state_dict
 
 
 @torch.no_grad()
