@@ -336,6 +336,7 @@ def test_target_grid_is_the_logits_size_and_every_output_stride_th_pixel(models,
             == model.target_grid(size, size)
             == lightness[..., ::stride, ::stride].shape[-2:]
         )
+    assert model.input_multiple == {"alexnet": 1, "eccv16": 8, "resnet50": 16}[name]
     for size in OFF_GRID[name]:
         with pytest.raises(
             ValueError, match=rf"^{name}: input size {size} x {size} must be a positive multiple"

@@ -149,14 +149,17 @@ class AlexNetColorizer(ColorizationNet):
         for stage in self.layer_modules().values():
             kaiming_init_(stage)
 
+    @property
+    def input_multiple(self) -> int:
+        return 1  # fc8 is resized onto the grid, so every input size works
+
     def target_grid(self, height: int, width: int) -> tuple[int, int]:
         if self.geometry == PROBE_GEOMETRY:
             raise ValueError(
                 "alexnet: the probe geometry is a feature extractor whose logits sit on no target grid; "
                 f"colorize with geometry={TRAIN_GEOMETRY!r}"
             )
-        # fc8 is resized onto the grid, so every input size works.
-        return self._strided_grid(height, width, multiple=1)
+        return super().target_grid(height, width)
 
     def forward(self, lightness: Tensor) -> Tensor:
         fc8 = super().forward(lightness)

@@ -65,7 +65,7 @@ class ColorizationNet(nn.Module):
     Attributes:
         feature_layers: names of the trunk stages in order; each is a submodule attribute of that name.
         output_stride: spacing of the logits grid in input pixels: logits[..., i, j] predict pixel
-            (i * output_stride, j * output_stride); ``target_grid`` says for which input sizes.
+            (i * output_stride, j * output_stride) for input sizes that are multiples of ``input_multiple``.
         num_bins: number of quantised ``ab`` classes the head predicts.
         model_name: the registry name, set by ``register_model``.
 
@@ -93,18 +93,19 @@ class ColorizationNet(nn.Module):
         """The keyword arguments this network was built with, as plain Python containers."""
         return copy.deepcopy(self._hparams)
 
+    @property
+    def input_multiple(self) -> int:
+        """Input sizes (height and width) must be multiples of this for ``target_grid``: ``output_stride``."""
+        return self.output_stride
+
     def target_grid(self, height: int, width: int) -> tuple[int, int]:
         """Spatial size of the logits for a ``height`` x ``width`` input.
 
         The logits sit on every ``output_stride``-th input pixel, so this is the shape of
-        ``x[..., ::output_stride, ::output_stride]``, the pixels ``targets.subsample`` keeps. A size for which
-        this network's logits would miss that grid is a ValueError; by default, any size that is not a
-        multiple of ``output_stride``.
+        ``x[..., ::output_stride, ::output_stride]``, the pixels ``targets.subsample`` keeps. A size that is not
+        a positive multiple of ``input_multiple``, for which the logits would miss that grid, is a ValueError.
         """
-        return self._strided_grid(height, width, multiple=self.output_stride)
-
-    def _strided_grid(self, height: int, width: int, multiple: int) -> tuple[int, int]:
-        """``target_grid`` of a network whose logits land on the grid for sizes divisible by ``multiple``."""
+        multiple = self.input_multiple
         if height < 1 or width < 1 or height % multiple or width % multiple:
             raise ValueError(
                 f"{self.model_name}: input size {height} x {width} must be a positive multiple of {multiple} "
