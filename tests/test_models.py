@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from lit_colorization.models import ColorizationNet, create_model, list_models, register_model
+from lit_colorization.models.alexnet import to_probe_geometry
 from lit_colorization.models.base import scaled_channels
 from lit_colorization.models.eccv16 import convert_official_eccv16_state_dict
 
@@ -26,9 +27,18 @@ EXPECTED_FEATURE_SHAPES = {
         "conv1": (64, 88, 88), "conv2": (128, 44, 44), "conv3": (256, 22, 22), "conv4": (512, 22, 22),
         "conv5": (512, 22, 22), "conv6": (512, 22, 22), "conv7": (512, 22, 22), "conv8": (256, 44, 44),
     },
+    # alexnet: the release's training geometry at its 180 crop and at 227, its probe geometry at 227.
+    ("alexnet", (), 180): {
+        "conv1": (96, 45, 45), "conv2": (256, 23, 23), "conv3": (384, 12, 12), "conv4": (384, 12, 12),
+        "conv5": (256, 12, 12), "fc6": (4096, 12, 12), "fc7": (4096, 12, 12),
+    },
     ("alexnet", (), 227): {
-        "conv1": (96, 57, 57), "conv2": (256, 29, 29), "conv3": (384, 29, 29), "conv4": (384, 29, 29),
-        "conv5": (256, 29, 29), "fc6": (4096, 29, 29), "fc7": (4096, 29, 29),
+        "conv1": (96, 57, 57), "conv2": (256, 29, 29), "conv3": (384, 15, 15), "conv4": (384, 15, 15),
+        "conv5": (256, 15, 15), "fc6": (4096, 15, 15), "fc7": (4096, 15, 15),
+    },
+    ("alexnet", (("geometry", "probe"),), 227): {
+        "conv1": (96, 55, 55), "conv2": (256, 27, 27), "conv3": (384, 13, 13), "conv4": (384, 13, 13),
+        "conv5": (256, 13, 13), "fc6": (4096, 1, 1), "fc7": (4096, 1, 1),
     },
     ("resnet50", (), 176): {
         "conv1": (64, 88, 88), "res2": (256, 44, 44), "res3": (512, 22, 22), "res4": (1024, 11, 11),
@@ -63,7 +73,8 @@ def test_unknown_model_name_lists_valid_names():
 def test_unknown_kwarg_is_rejected_with_accepted_names():
     with pytest.raises(
         ValueError,
-        match=r"'alexnet' got unknown argument\(s\) \['depth'\]; it accepts \['num_bins', 'width'\]",
+        match=r"'alexnet' got unknown argument\(s\) \['depth'\]; "
+        r"it accepts \['num_bins', 'width', 'geometry'\]",
     ):
         create_model("alexnet", depth=3)
 
@@ -196,15 +207,15 @@ def eccv16_parameter_count(c1: int, c2: int, c3: int, c4: int, c8: int, num_bins
 
 
 def alexnet_parameter_count(c1: int, c2: int, c3: int, fc: int, num_bins: int = 313) -> int:
-    """Closed form: bias-free convs, each followed by a BatchNorm (2 parameters per channel)."""
+    """Closed form: convs with biases, conv2, conv4 and conv5 in two groups; BatchNorm has no parameters."""
     return (
-        conv_params(1, c1, 11, bias=False) + 2 * c1
-        + conv_params(c1, c2, 5, bias=False) + 2 * c2
-        + conv_params(c2, c3, 3, bias=False) + 2 * c3
-        + conv_params(c3, c3, 3, bias=False) + 2 * c3
-        + conv_params(c3, c2, 3, bias=False) + 2 * c2
-        + conv_params(c2, fc, 6, bias=False) + 2 * fc
-        + conv_params(fc, fc, 1, bias=False) + 2 * fc
+        conv_params(1, c1, 11)
+        + conv_params(c1 // 2, c2, 5)
+        + conv_params(c2, c3, 3)
+        + conv_params(c3 // 2, c3, 3)
+        + conv_params(c3 // 2, c2, 3)
+        + conv_params(c2, fc, 6)
+        + conv_params(fc, fc, 1)
         + conv_params(fc, num_bins, 1)
     )  # fmt: skip
 
@@ -215,7 +226,7 @@ def parameter_count(model: nn.Module) -> int:
 
 def test_closed_forms_reproduce_the_full_width_networks(models):
     assert eccv16_parameter_count(64, 128, 256, 512, 256) == 32_236_011
-    assert parameter_count(models["alexnet"]) == alexnet_parameter_count(96, 256, 384, 4096)
+    assert parameter_count(models["alexnet"]) == alexnet_parameter_count(96, 256, 384, 4096) == 58_127_353
     assert models["eccv16"].hparams_for_checkpoint() == {"num_bins": 313, "width": 1.0}
 
 
@@ -239,6 +250,187 @@ def test_alexnet_width_eighth_scales_fc_layers_too():
     assert model.fc7[0].weight.shape == (512, 512, 1, 1)
 
 
+def test_alexnet_layers_are_the_release_prototxt(models):
+    model = models["alexnet"]
+    convs = [module for module in model.modules() if isinstance(module, nn.Conv2d)]
+    layout = [
+        (conv.kernel_size[0], conv.stride[0], conv.padding[0], conv.dilation[0], conv.groups)
+        for conv in convs
+    ]
+    # (kernel, stride, pad, dilation, group) of conv1..conv5, fc6, fc7, fc8
+    assert layout == [
+        (11, 4, 5, 1, 1), (5, 1, 2, 1, 2), (3, 1, 1, 1, 1), (3, 1, 1, 1, 2), (3, 1, 1, 1, 2), (6, 1, 5, 2, 1),
+        (1, 1, 0, 1, 1), (1, 1, 0, 1, 1),
+    ]  # fmt: skip
+    assert all(conv.bias is not None for conv in convs)
+    norms = [module for module in model.modules() if isinstance(module, nn.BatchNorm2d)]
+    # Caffe's BatchNorm without a Scale layer, with its default eps.
+    assert (
+        len(norms) == 7 and not any(norm.affine for norm in norms) and {norm.eps for norm in norms} == {1e-5}
+    )
+    pools = [module for module in model.modules() if isinstance(module, nn.MaxPool2d)]
+    assert [(pool.kernel_size, pool.stride, pool.padding, pool.ceil_mode) for pool in pools] == [
+        (3, 2, 1, True), (3, 2, 1, True), (3, 1, 1, True),
+    ]  # fmt: skip
+
+
+def caffe_pooled_size(size: int, kernel: int, stride: int, pad: int) -> int:
+    """Caffe's PoolingLayer::Reshape: round up, then drop a last window that would start in the padding."""
+    pooled = math.ceil((size + 2 * pad - kernel) / stride) + 1
+    if pad and (pooled - 1) * stride >= size + pad:
+        pooled -= 1
+    return pooled
+
+
+# AlexNet's three poolings in both geometries, and two where the rule about the last window applies.
+@pytest.mark.parametrize(("kernel", "stride", "pad"), [(3, 2, 1), (3, 1, 1), (3, 2, 0), (2, 2, 1), (3, 3, 1)])
+def test_ceil_mode_max_pooling_has_caffes_output_sizes(kernel, stride, pad):
+    pool = nn.MaxPool2d(kernel, stride=stride, padding=pad, ceil_mode=True)
+    sizes = range(max(1, kernel - 2 * pad), 64)
+    assert [pool(torch.zeros(1, 1, size, size)).shape[-1] for size in sizes] == [
+        caffe_pooled_size(size, kernel, stride, pad) for size in sizes
+    ]
+
+
+def test_alexnet_grouped_channels_stay_even_at_any_width():
+    model = create_model("alexnet", width=25 / 128).eval()  # 96 -> 18.75 rounds to 19, then up to 20
+    assert [model.conv1[0].out_channels, model.conv2[1].out_channels, model.conv3[1].out_channels] == [
+        20,
+        50,
+        76,
+    ]
+    with torch.no_grad():
+        assert model(random_lightness(32)).shape == (1, 313, 4, 4)
+
+
+def test_alexnet_logits_are_fc8_resized_corner_to_corner_onto_the_target_grid():
+    torch.manual_seed(0)
+    model = create_model("alexnet", width=0.125).eval()
+    lightness = random_lightness(180)
+    with torch.no_grad():
+        fc8 = model.logits(model.features(lightness, ["fc7"])["fc7"])
+        logits = model(lightness)
+    assert fc8.shape[-2:] == (12, 12)
+    assert logits.shape[-2:] == lightness[..., ::8, ::8].shape[-2:] == (23, 23)
+    # Target k sits on pixel 8 k, fc8 sample j on pixel 16 j: even targets are fc8 samples, odd ones the mean
+    # of their two neighbours.
+    torch.testing.assert_close(logits[..., ::2, ::2], fc8)
+    torch.testing.assert_close(logits[..., 1::2, ::2], (fc8[..., :-1, :] + fc8[..., 1:, :]) / 2)
+
+
+# Input sizes whose logits sit on every output_stride-th pixel, and sizes target_grid refuses.
+ON_GRID = {"alexnet": (176, 180, 184, 227), "eccv16": (176, 184), "resnet50": (176, 192)}
+OFF_GRID = {"alexnet": (), "eccv16": (180, 227), "resnet50": (180, 184)}
+
+
+@pytest.mark.parametrize("name", ["alexnet", "eccv16", "resnet50"])
+def test_target_grid_is_the_logits_size_and_every_output_stride_th_pixel(models, name):
+    model = models[name] if name == "resnet50" else create_model(name, width=0.125).eval()
+    stride = model.output_stride
+    for size in ON_GRID[name]:
+        lightness = random_lightness(size)
+        with torch.no_grad():
+            logits = model(lightness)
+        assert (
+            logits.shape[-2:]
+            == model.target_grid(size, size)
+            == lightness[..., ::stride, ::stride].shape[-2:]
+        )
+    assert model.input_multiple == {"alexnet": 1, "eccv16": 8, "resnet50": 16}[name]
+    for size in OFF_GRID[name]:
+        with pytest.raises(
+            ValueError, match=rf"^{name}: input size {size} x {size} must be a positive multiple"
+        ):
+            model.target_grid(size, size)
+
+
+def test_eccv16_logits_miss_the_grid_for_sizes_not_divisible_by_8():
+    model = create_model("eccv16", width=0.125).eval()
+    with torch.no_grad():
+        assert model(random_lightness(180)).shape[-2:] == (46, 46)  # 45 targets: hence target_grid's refusal
+
+
+@pytest.fixture(scope="module")
+def trained_like_alexnet() -> ColorizationNet:
+    """A narrow alexnet in eval mode whose BatchNorm statistics and conv biases are far from their start."""
+    torch.manual_seed(4)
+    model = create_model("alexnet", width=0.125).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.2, 3.0)
+            elif isinstance(module, nn.Conv2d):
+                module.bias.uniform_(-0.2, 0.2)
+    return model
+
+
+def test_folded_convs_equal_conv_then_batchnorm_at_the_training_padding(trained_like_alexnet):
+    original = trained_like_alexnet
+    probe = to_probe_geometry(original)
+    # The folded convs in the training geometry, behind BatchNorms that are the identity (var + eps = 1).
+    refolded = create_model("alexnet", width=0.125).eval()
+    state = refolded.state_dict()
+    state.update(probe.state_dict())
+    for key, value in state.items():
+        if key.endswith("running_mean"):
+            value.zero_()
+        elif key.endswith("running_var"):
+            value.fill_(1.0 - 1e-5)
+    refolded.load_state_dict(state, strict=True)
+    lightness = random_lightness(64, batch=2)
+    with torch.no_grad():
+        expected = original.features(lightness, original.feature_layers)
+        folded = refolded.features(lightness, refolded.feature_layers)
+        for layer in original.feature_layers:
+            torch.testing.assert_close(folded[layer], expected[layer], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(refolded(lightness), original(lightness), rtol=1e-5, atol=1e-5)
+
+
+def test_probe_geometry_is_a_separate_batchnorm_free_alexnet(trained_like_alexnet):
+    original = trained_like_alexnet
+    probe = to_probe_geometry(original)
+    assert probe.model_name == "alexnet" and probe.hparams_for_checkpoint()["geometry"] == "probe"
+    assert not any(isinstance(module, nn.BatchNorm2d) for module in probe.modules())
+    assert not list(probe.buffers()) and parameter_count(probe) == parameter_count(original)
+    assert not probe.training and all(parameter.requires_grad for parameter in probe.parameters())
+    theirs = {parameter.data_ptr() for parameter in original.parameters()}
+    assert not any(parameter.data_ptr() in theirs for parameter in probe.parameters())
+    torch.testing.assert_close(probe.logits.weight, original.logits.weight, rtol=0, atol=0)
+    rebuilt = create_model(probe.model_name, **probe.hparams_for_checkpoint()).eval()
+    rebuilt.load_state_dict(probe.state_dict(), strict=True)
+    lightness = random_lightness(227)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(lightness), probe(lightness), rtol=0, atol=0)
+        assert probe(lightness).shape == (1, 313, 1, 1)
+
+
+def test_full_width_probe_geometry_at_180_has_no_fc6(models):
+    probe = to_probe_geometry(models["alexnet"])
+    assert parameter_count(probe) == 58_127_353
+    with torch.no_grad():
+        features = probe.features(random_lightness(180), ["conv1", "conv2", "conv3", "conv4", "conv5"])
+        assert {layer: tuple(value.shape[1:]) for layer, value in features.items()} == {
+            "conv1": (96, 43, 43), "conv2": (256, 21, 21), "conv3": (384, 10, 10), "conv4": (384, 10, 10),
+            "conv5": (256, 10, 10),
+        }  # fmt: skip
+        with pytest.raises(RuntimeError, match="Kernel size can't be greater than actual input size"):
+            probe.features(
+                random_lightness(180), ["fc6"]
+            )  # pool5 is 5 x 5, fc6 6 x 6: at least 199 is needed
+
+
+def test_probe_geometry_is_no_colorizer():
+    probe = create_model("alexnet", width=0.125, geometry="probe")
+    assert probe.output_stride == 32
+    with pytest.raises(ValueError, match="probe geometry is a feature extractor"):
+        probe.target_grid(227, 227)
+    with pytest.raises(ValueError, match="expects an alexnet in the 'train' geometry"):
+        to_probe_geometry(probe)
+    with pytest.raises(ValueError, match=r"geometry must be one of \('train', 'probe'\), got 'standard'"):
+        create_model("alexnet", geometry="standard")
+
+
 NARROW_FEATURE_SHAPES = {
     # (model, width) -> {layer: (C, H, W)} for a 64 x 64 input
     ("eccv16", 0.25): {
@@ -246,8 +438,8 @@ NARROW_FEATURE_SHAPES = {
         "conv5": (128, 8, 8), "conv6": (128, 8, 8), "conv7": (128, 8, 8), "conv8": (64, 16, 16),
     },
     ("alexnet", 0.125): {
-        "conv1": (12, 16, 16), "conv2": (32, 8, 8), "conv3": (48, 8, 8), "conv4": (48, 8, 8),
-        "conv5": (32, 8, 8), "fc6": (512, 8, 8), "fc7": (512, 8, 8),
+        "conv1": (12, 16, 16), "conv2": (32, 9, 9), "conv3": (48, 5, 5), "conv4": (48, 5, 5),
+        "conv5": (32, 5, 5), "fc6": (512, 5, 5), "fc7": (512, 5, 5),
     },
 }  # fmt: skip
 
@@ -286,7 +478,11 @@ def test_narrow_network_rebuilds_from_checkpoint_hparams(name):
     torch.manual_seed(3)
     original = create_model(name, width=0.125).eval()
     hparams = original.hparams_for_checkpoint()
-    assert hparams == {"num_bins": 313, "width": 0.125}
+    assert hparams == {
+        "num_bins": 313,
+        "width": 0.125,
+        **({"geometry": "train"} if name == "alexnet" else {}),
+    }
     rebuilt = create_model(original.model_name, **hparams).eval()
     rebuilt.load_state_dict(original.state_dict(), strict=True)
     lightness = random_lightness(32)

@@ -54,7 +54,7 @@ def kaiming_init_(module: nn.Module) -> None:
             nn.init.kaiming_normal_(submodule.weight, mode="fan_out", nonlinearity="relu")
             if submodule.bias is not None:
                 nn.init.zeros_(submodule.bias)
-        elif isinstance(submodule, nn.BatchNorm2d):
+        elif isinstance(submodule, nn.BatchNorm2d) and submodule.affine:
             nn.init.ones_(submodule.weight)
             nn.init.zeros_(submodule.bias)
 
@@ -64,7 +64,8 @@ class ColorizationNet(nn.Module):
 
     Attributes:
         feature_layers: names of the trunk stages in order; each is a submodule attribute of that name.
-        output_stride: input size / logits size, exact for inputs divisible by it.
+        output_stride: spacing of the logits grid in input pixels: logits[..., i, j] predict pixel
+            (i * output_stride, j * output_stride) for input sizes that are multiples of ``input_multiple``.
         num_bins: number of quantised ``ab`` classes the head predicts.
         model_name: the registry name, set by ``register_model``.
 
@@ -91,6 +92,27 @@ class ColorizationNet(nn.Module):
     def hparams_for_checkpoint(self) -> dict[str, Any]:
         """The keyword arguments this network was built with, as plain Python containers."""
         return copy.deepcopy(self._hparams)
+
+    @property
+    def input_multiple(self) -> int:
+        """Input sizes (height and width) must be multiples of this for ``target_grid``: ``output_stride``."""
+        return self.output_stride
+
+    def target_grid(self, height: int, width: int) -> tuple[int, int]:
+        """Spatial size of the logits for a ``height`` x ``width`` input.
+
+        The logits sit on every ``output_stride``-th input pixel, so this is the shape of
+        ``x[..., ::output_stride, ::output_stride]``, the pixels ``targets.subsample`` keeps. A size that is not
+        a positive multiple of ``input_multiple``, for which the logits would miss that grid, is a ValueError.
+        """
+        multiple = self.input_multiple
+        if height < 1 or width < 1 or height % multiple or width % multiple:
+            raise ValueError(
+                f"{self.model_name}: input size {height} x {width} must be a positive multiple of {multiple} "
+                f"for the logits to sit on every {self.output_stride}th pixel"
+            )
+        stride = self.output_stride
+        return -(-height // stride), -(-width // stride)
 
     def layer_modules(self) -> dict[str, nn.Module]:
         """The trunk stage of each feature layer, in forward order (e.g. to freeze a prefix of the trunk)."""

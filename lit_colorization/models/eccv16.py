@@ -123,6 +123,12 @@ class Eccv16Colorizer(ColorizationNet):
             kaiming_init_(stage)
         self.decode = _bin_centre_decoder(_canonical_ab_bins()) if num_bins == DEFAULT_NUM_BINS else None
 
+    @property
+    def input_multiple(self) -> int:
+        # conv3 sits at stride 8 and conv8's transposed conv doubles it exactly: the logits are
+        # 2 * ceil(H / 8) tall, which is ceil(H / 4) only for H a multiple of 8 (180: 46 rows, 45 targets).
+        return 2 * self.output_stride
+
 
 def _bin_centre_decoder(bins: Tensor) -> nn.Conv2d:
     """Frozen bias-free 1x1 conv whose output is the probability-weighted mean of the (a, b) bin centres."""

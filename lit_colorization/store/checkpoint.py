@@ -19,6 +19,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import Tensor, nn
 
 from lit_colorization.models import ColorizationNet, create_model
+from lit_colorization.models.alexnet import PRE_RELEASE_MESSAGE, is_pre_release_state_dict
 from lit_colorization.store.atomic import atomic_open
 
 CHECKPOINT_KEY = "lit_colorization"
@@ -97,6 +98,9 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     }
     if not network_state:
         raise CheckpointError(f"{path}: checkpoint holds no network weights (no '{NETWORK_PREFIX}*' keys)")
+    # Here rather than in build_network, so that resuming such a run fails with the same one line.
+    if entry["model_name"] == "alexnet" and is_pre_release_state_dict(network_state):
+        raise CheckpointError(f"{path}: {PRE_RELEASE_MESSAGE}")
     return PretrainedColorizer(
         path=str(path),
         model_name=entry["model_name"],

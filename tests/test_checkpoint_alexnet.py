@@ -1,0 +1,88 @@
+"""lit_colorization.checkpoint: checkpoints of the AlexNet from before the release geometry fail in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from lit_colorization.checkpoint import (
+    CHECKPOINT_KEY,
+    NETWORK_PREFIX,
+    CheckpointError,
+    build_network,
+    describe,
+    read_checkpoint,
+    write_checkpoint,
+)
+from torch import nn
+
+from lit_colorization.color import ab_bins
+from lit_colorization.models import create_model
+
+
+def _conv_bn_relu(
+    in_channels: int, channels: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1
+) -> list[nn.Module]:
+    return [
+        nn.Conv2d(
+            in_channels, channels, kernel, stride=stride, padding=padding, dilation=dilation, bias=False
+        ),
+        nn.BatchNorm2d(channels),
+        nn.ReLU(inplace=True),
+    ]
+
+
+class PreReleaseAlexNet(nn.Module):
+    """The layer list of the project's AlexNet before the release geometry, written out independently."""
+
+    def __init__(self, c96: int = 96, c256: int = 256, c384: int = 384, fc: int = 4096) -> None:
+        super().__init__()
+        self.conv1 = nn.Sequential(*_conv_bn_relu(1, c96, 11, stride=4, padding=5))
+        self.conv2 = nn.Sequential(nn.MaxPool2d(3, 2, 1), *_conv_bn_relu(c96, c256, 5, padding=2))
+        self.conv3 = nn.Sequential(nn.MaxPool2d(3, 1, 1), *_conv_bn_relu(c256, c384, 3, padding=1))
+        self.conv4 = nn.Sequential(*_conv_bn_relu(c384, c384, 3, padding=1))
+        self.conv5 = nn.Sequential(*_conv_bn_relu(c384, c256, 3, padding=1))
+        self.fc6 = nn.Sequential(nn.MaxPool2d(3, 1, 1), *_conv_bn_relu(c256, fc, 6, padding=5, dilation=2))
+        self.fc7 = nn.Sequential(*_conv_bn_relu(fc, fc, 1))
+        self.logits = nn.Conv2d(fc, 313, 1)
+
+
+def test_the_old_layout_has_the_old_parameter_count():
+    with torch.device("meta"):
+        assert sum(parameter.numel() for parameter in PreReleaseAlexNet().parameters()) == 59_550_041
+
+
+@pytest.fixture
+def pre_release_checkpoint(tmp_path) -> Path:
+    state = PreReleaseAlexNet(12, 32, 48, 512).state_dict()  # width 0.125, as the old code saved it
+    checkpoint = {
+        "state_dict": {NETWORK_PREFIX + key: value for key, value in state.items()},
+        CHECKPOINT_KEY: describe(
+            "alexnet", {"num_bins": 313, "width": 0.125}, ab_bins(), None, {"run": "old"}
+        ),
+        "global_step": 1000,
+    }
+    path = tmp_path / "last.ckpt"
+    torch.save(checkpoint, path)
+    return path
+
+
+def test_a_pre_release_alexnet_checkpoint_is_one_error_naming_the_file_and_the_change(pre_release_checkpoint):
+    with pytest.raises(CheckpointError) as error:
+        read_checkpoint(pre_release_checkpoint)
+    assert str(error.value) == (
+        f"{pre_release_checkpoint}: checkpoint holds the pre-release AlexNet geometry (affine BatchNorm, "
+        "bias-free ungrouped convs, stride-1 pool2); retrain with this version"
+    )
+
+
+@pytest.mark.parametrize("geometry", ["train", "probe"])
+def test_current_alexnet_checkpoints_load(tmp_path, geometry):
+    torch.manual_seed(0)
+    network = create_model("alexnet", width=0.125, geometry=geometry).eval()
+    path = write_checkpoint(tmp_path / f"{geometry}.ckpt", network, ab_bins(), None, {"run": geometry})
+    rebuilt = build_network(read_checkpoint(path))
+    assert rebuilt.hparams_for_checkpoint() == network.hparams_for_checkpoint()
+    expected = network.state_dict()
+    assert all(torch.equal(value, expected[key]) for key, value in rebuilt.state_dict().items())
