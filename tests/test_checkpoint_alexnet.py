@@ -1,4 +1,4 @@
-"""lit_colorization.checkpoint: checkpoints of the AlexNet from before the release geometry fail in one line."""
+"""lit_colorization.store.checkpoint: checkpoints of the AlexNet from before the release geometry fail in one line."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from lit_colorization.checkpoint import (
+from torch import nn
+
+from lit_colorization.color import ab_bins
+from lit_colorization.models import create_model
+from lit_colorization.store.checkpoint import (
     CHECKPOINT_KEY,
     NETWORK_PREFIX,
     CheckpointError,
@@ -15,10 +19,6 @@ from lit_colorization.checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
-from torch import nn
-
-from lit_colorization.color import ab_bins
-from lit_colorization.models import create_model
 
 
 def _conv_bn_relu(

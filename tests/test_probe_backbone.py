@@ -57,11 +57,14 @@ def test_checkpoint_of_another_network_is_refused_naming_the_keys(tiny_alexnet_c
     with pytest.raises(CheckpointError) as error:
         load_network(str(rewritten(path, tmp_path / "relabelled.ckpt", relabel)))
     message = str(error.value)
+    assert "missing: conv1.2.bias, conv1.2.weight" in message  # eccv16's second conv1 conv; alexnet has one
     assert (
-        "missing: conv1.0.bias" in message
-    )  # eccv16's convs have biases, alexnet's (before BatchNorm) do not
-    assert "unexpected: conv1.1.bias" in message  # alexnet's BatchNorm sits where eccv16 has a ReLU
-    assert "shape mismatch: conv1.0.weight (12, 1, 11, 11) vs (8, 1, 3, 3)" in message
+        "unexpected: conv1.1.num_batches_tracked" in message
+    )  # alexnet's BatchNorm sits where eccv16's ReLU is
+    assert (
+        "shape mismatch: conv1.0.bias (12,) vs (8,), conv1.0.weight (12, 1, 11, 11) vs (8, 1, 3, 3)"
+        in message
+    )
     assert "\n" not in message
 
 

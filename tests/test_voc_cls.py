@@ -163,7 +163,7 @@ def test_train_from_fc6_leaves_the_earlier_layers_bit_identical_and_trains_the_r
     frozen_stages = [getattr(classifier.trunk.network, name) for name in classifier.frozen_layers]
     assert not any(parameter.requires_grad for stage in frozen_stages for parameter in stage.parameters())
     trained = _stage_states(classifier, classifier.trainable_layers)
-    for key in ("fc6.1.weight", "fc6.2.running_mean", "fc7.0.weight", "fc7.1.weight"):
+    for key in ("fc6.1.weight", "fc6.2.running_mean", "fc7.0.weight", "fc7.1.running_var"):
         assert not torch.equal(trained[key], trainable_before[key]), key
     assert not torch.equal(classifier.head.weight, head_before)
 

@@ -94,7 +94,7 @@ def test_features_are_the_unit_normalised_layer_output() -> None:
     torch.manual_seed(0)
     backbone = Trunk(create_model("alexnet", width=0.125), ["conv5"])
     images = torch.randint(
-        0, 256, (3, 3, 48, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+        0, 256, (3, 3, 80, 80), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
     )
     targets, ignore = torch.ones(3, 2), torch.zeros(3, 2, dtype=torch.bool)
     features = extract_features(
@@ -103,7 +103,7 @@ def test_features_are_the_unit_normalised_layer_output() -> None:
         [(images[:2], targets[:2], ignore[:2]), (images[2:], targets[2:], ignore[2:])],
         torch.device("cpu"),
     )
-    # A 48-pixel input gives conv5 exactly the probe's 6 x 6 grid, so pooling is the identity here.
+    # An 80-pixel input gives conv5 exactly the probe's 6 x 6 grid, so pooling is the identity here.
     conv5 = backbone.network.features(uint8_to_lab(images)[:, :1], ["conv5"])["conv5"]
     assert conv5.shape[-2:] == (6, 6)
     expected = F.normalize(conv5.flatten(1), dim=1).numpy()

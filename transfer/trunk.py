@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from lit_colorization.models import ColorizationNet, create_model
 from lit_colorization.store.checkpoint import build_network, read_checkpoint
 
+STANDARD_ALEXNET_SIDE = 227
 RANDOM_CKPT = "random"
 DEFAULT_RANDOM_MODEL = "alexnet"  # the paper's Gaussian-random baseline is an AlexNet
 
@@ -147,8 +148,9 @@ class Trunk(nn.Module):
         was_training = self.training
         self.network.eval()  # a forward in train mode would move BatchNorm running statistics
         try:
-            # A few output strides of input are enough for every layer to have at least one pixel.
-            side = 4 * self.network.output_stride
+            # A few output strides of input give every layer at least one pixel; AlexNet's fc6 (a 6x6 conv after
+            # three stride-2 poolings in the probe geometry) needs the standard 227.
+            side = max(4 * self.network.output_stride, STANDARD_ALEXNET_SIDE)
             parameter = next(self.network.parameters())
             probe = torch.full((1, 1, side, side), 50.0, device=parameter.device, dtype=parameter.dtype)
             features = self.network.features(probe, self.outputs)

@@ -56,11 +56,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.temperature <= 0:
             raise ValueError(f"--temperature: expected a positive number, got {args.temperature}")
         colorizer = load_colorizer(args.ckpt, args.weights_format, args.device)
-        stride = colorizer.network.output_stride
-        if args.size and args.size % stride:
-            raise ValueError(
-                f"--size: expected a multiple of the network's output stride {stride}, got {args.size}"
-            )
+        multiple = colorizer.network.input_multiple
+        if args.size and args.size % multiple:
+            raise ValueError(f"--size: expected a multiple of {multiple} for this network, got {args.size}")
         out_dir = Path(args.out)
         written = skipped = unreadable = 0
         for path, name in tqdm(collect_inputs(args.inputs), desc="colorize", unit="image", file=sys.stderr):

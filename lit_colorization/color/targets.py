@@ -26,7 +26,7 @@ class ColorTargets:
 
 
 def subsample(image: Tensor, stride: int) -> Tensor:
-    """Every ``stride``-th pixel, as the original training layer took its 1/4-resolution targets."""
+    """Every ``stride``-th pixel (not averaged), as the release took its targets (eccv16: 1/4, AlexNet: 1/8)."""
     return image[..., ::stride, ::stride]
 
 

@@ -50,10 +50,10 @@ def load_checkpoints(config: EvalColorConfig, device: torch.device) -> list[Eval
     for label, path in zip(checkpoint_labels(config.ckpts), config.ckpts, strict=True):
         colorizer = load_colorizer(path, device=str(device))
         stored = read_checkpoint(path)
-        stride = colorizer.network.output_stride
-        if config.data.crop_size % stride:
+        multiple = colorizer.network.input_multiple
+        if config.data.crop_size % multiple:
             raise ConfigError(
-                f"config key 'data.crop_size': expected a multiple of {path}'s output stride {stride}, "
+                f"config key 'data.crop_size': expected a multiple of {multiple} for {path}'s network, "
                 f"got {config.data.crop_size}"
             )
         lam = config.rebalance_lam

@@ -34,7 +34,7 @@ def predict_full_resolution_ab(
     """Predict ab for full-resolution ``lightness`` (B x 1 x H x W, L in [0, 100]).
 
     The network sees ``lightness`` resized to ``input_size`` squared (None: as it is, cropped down to a multiple
-    of the output stride); the prediction is upsampled back to H x W, to be joined with the original ``L``.
+    of ``network.input_multiple``); the prediction is upsampled back to H x W, to be joined with the original ``L``.
     """
     height, width = lightness.shape[-2:]
     if input_size is not None:
@@ -42,7 +42,7 @@ def predict_full_resolution_ab(
             lightness, size=(input_size, input_size), mode="bilinear", align_corners=False
         )
     else:
-        stride = network.output_stride
-        network_input = lightness[..., : height - height % stride, : width - width % stride]
+        multiple = network.input_multiple
+        network_input = lightness[..., : height - height % multiple, : width - width % multiple]
     ab = output_to_ab(network(network_input), bins, temperature, regression)
     return upsample_ab(ab, (height, width))

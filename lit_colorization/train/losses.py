@@ -26,7 +26,7 @@ def soft_cross_entropy(
     if logits.shape[-2:] != bin_indices.shape[-2:]:
         raise ValueError(
             f"network output {tuple(logits.shape[-2:])} and targets {tuple(bin_indices.shape[-2:])} differ in size: "
-            "the crop size must be a multiple of the network's output stride"
+            "the crop size must be a multiple of the network's input_multiple"
         )
     log_probs = F.log_softmax(logits.float(), dim=1)
     per_pixel = -(log_probs.gather(1, bin_indices) * bin_weights).sum(dim=1)

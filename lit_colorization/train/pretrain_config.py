@@ -1,7 +1,7 @@
 """The pretrain command's config: configs/pretrain.yaml, the network's paper recipe, the preset, the overrides.
 
 The network is the one the overrides or the preset name, so its recipe (configs/models/<name>.yaml) sits under
-both. Checks that need the network (its output stride) or the device (precision) are made here, before any work.
+both. Checks that need the network (the input sizes it takes) or the device (precision) are made here, before any work.
 """
 
 from __future__ import annotations
@@ -61,11 +61,11 @@ def validate_pretrain_config(config: PretrainConfig) -> None:
         if value is not None and not Path(value).is_file():
             raise ConfigError(f"config key 'targets.{optional_file}': file not found: {value}")
     validate_data_config(config.data)
-    stride = create_model(config.model.name, **config.model.kwargs).output_stride
+    multiple = create_model(config.model.name, **config.model.kwargs).input_multiple
     require(
-        config.data.crop_size % stride == 0,
+        config.data.crop_size % multiple == 0,
         "data.crop_size",
-        f"a multiple of {config.model.name}'s output stride {stride}",
+        f"a multiple of {multiple}, so that {config.model.name}'s logits sit on the target grid",
         config.data.crop_size,
     )
 

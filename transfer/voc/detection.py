@@ -1,6 +1,6 @@
 """Pascal VOC detection: torchvision's Faster R-CNN on a colorization trunk, as a thin LightningModule.
 
-The backbone is the trunk up to ``backbone_layer`` (AlexNet conv5, stride 8; ResNet-50 res4, stride 16; eccv16
+The backbone is the trunk up to ``backbone_layer`` (AlexNet conv5, stride 16; ResNet-50 res4, stride 16; eccv16
 conv5), one feature map, no FPN. Its BatchNorm layers always keep their pretrained statistics and affine
 parameters (detection batches of 2 images are too small to estimate them); ``freeze_backbone`` freezes the
 convolutions too. The box head is a new two-layer MLP on 7 x 7 RoIAlign features (the paper's Fast R-CNN reused
