@@ -18,7 +18,8 @@ from lit_colorization.config.loading import (
 )
 from lit_colorization.config.schema import PretrainConfig
 from lit_colorization.data.config import validate_data_config
-from lit_colorization.models import create_model, list_models
+from lit_colorization.models import list_models
+from lit_colorization.train.color_targets import target_stride
 from lit_colorization.train.perf import settings_for
 
 
@@ -61,7 +62,7 @@ def validate_pretrain_config(config: PretrainConfig) -> None:
         if value is not None and not Path(value).is_file():
             raise ConfigError(f"config key 'targets.{optional_file}': file not found: {value}")
     validate_data_config(config.data)
-    stride = create_model(config.model.name, **config.model.kwargs).output_stride
+    stride = target_stride(config)
     require(
         config.data.crop_size % stride == 0,
         "data.crop_size",
