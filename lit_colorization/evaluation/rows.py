@@ -62,8 +62,8 @@ def build_rows(
             "ckpt": ckpt,
             "temperature": temperature,
             **{key: _round(value) for key, value in quality.items()},
-            "rebalance_prior": None if prior_of is None or prior_of.class_weights is None else prior_of.path,
-            "rebalance_lam": None if prior_of is None or prior_of.class_weights is None else prior_of.lam,
+            "rebalance_prior": None if prior_of is None or prior_of.targets is None else prior_of.path,
+            "rebalance_lam": None if prior_of is None or prior_of.targets is None else prior_of.lam,
             "colorfulness_true": _round(true_colorfulness),
             "colorfulness_gap": _round(quality["colorfulness"] - true_colorfulness),
             "top1": _round(top1),
@@ -71,7 +71,7 @@ def build_rows(
             "seconds": _round(seconds, 2),
         }
 
-    has_prior = first.class_weights is not None
+    has_prior = first.targets is not None
     truth_quality = {
         "auc": PERCENT,
         "auc_rebal": PERCENT if has_prior else None,
