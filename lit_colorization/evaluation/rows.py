@@ -11,6 +11,7 @@ from lit_colorization.evaluation.checkpoints import EvaluatedCheckpoint
 from lit_colorization.evaluation.run import Collected
 from lit_colorization.evaluation.scoring import PERCENT, semantic_score, summarize_quality
 from lit_colorization.evaluation.validation_set import EvalSet
+from lit_colorization.store.results import SCHEMA
 
 TASK = "eval-color"
 SWEEP_TASK = "eval-color-sweep"
@@ -34,6 +35,7 @@ def build_rows(
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     true_colorfulness = truth.column("colorfulness").mean().item()
     common = {
+        "schema": SCHEMA,
         "time": now,
         "dataset": eval_set.description,
         "subset": eval_set.subset,
