@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pytest
 
-from lit_colorization.store.results import ResultRow, append_results
+from lit_colorization.store.results import SCHEMA, ResultRow, append_results
 from transfer.cli.compare import main
 from transfer.compare import (
     build_sections,
@@ -111,6 +111,33 @@ def test_a_rerun_of_a_crashed_run_replaces_its_rows_and_other_runs_stay():
     voc_maps = [line.split()[-1] for line in voc_lines if line.startswith("mine ")]
     assert sorted(voc_maps) == ["30.0", "42.0", "55.0"]
     assert table_line(text.split("== Pascal")[0], "mine")[2] == "12.0*"
+
+
+def test_a_voc_row_written_before_the_schema_compares_as_the_same_percent(tmp_path):
+    results = tmp_path / "transfer.jsonl"
+    voc = {
+        "task": "voc-cls",
+        "model": "alexnet",
+        "protocol": "finetune",
+        "train_from": "fc6",
+        "ap_metric": "voc07",
+    }
+    append_results(
+        results,
+        [
+            {**voc, "run": "old", "pretrain_run": "before", "map": 0.5834, "ap": {"cat": 0.5834}},
+            {
+                **voc,
+                "run": "new",
+                "pretrain_run": "after",
+                "schema": SCHEMA,
+                "map": 58.34,
+                "ap": {"cat": 58.34},
+            },
+        ],
+    )
+    text = compare(results, tmp_path / "probe.png")
+    assert table_line(text, "before")[-1] == table_line(text, "after")[-1] == "58.3"
 
 
 def test_compare_prints_the_tables_and_writes_the_plot(tmp_path, capsys):

@@ -16,6 +16,7 @@ from lit_colorization.color.metrics import auc
 from lit_colorization.data import SyntheticColorDataset
 from lit_colorization.models import create_model
 from lit_colorization.store.checkpoint import read_checkpoint, write_checkpoint
+from lit_colorization.store.results import SCHEMA
 from lit_colorization.study.pairs import find_pairs
 
 # The synthetic validation set of tests/conftest.py's tiny run: 8 crops of 32 x 32, the last one gray.
@@ -104,6 +105,7 @@ def test_eval_color_end_to_end_on_a_tiny_pretraining_run(
         ("last", 1.0),
     ]
     assert json.loads((report / "results.json").read_text()) == rows
+    assert all(row["schema"] == SCHEMA for row in rows)  # AuC and top-1 in percent
 
     truth, gray, last, l2 = main_rows.values()
     expected_auc, coloured = expected_gray_auc_percent()

@@ -12,19 +12,24 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from lit_colorization.color import ab_bins, uint8_to_lab
 from lit_colorization.color.metrics import auc, colorfulness
 from lit_colorization.color.pictures import lab_batch_to_rgb
+from lit_colorization.color.targets import ColorTargetBuilder
 from lit_colorization.evaluation.scoring import (
     PSNR_CAP_DB,
     PerImageColumns,
     per_image_auc,
     per_image_psnr,
     per_image_ssim,
-    pixel_rebalance_weights,
     rank_examples,
     score_colorization,
     summarize_quality,
     weighted_mean,
 )
 from lit_colorization.evaluation.tables import format_value, markdown_table
+
+
+def _rebalancing(prior):
+    """The targets whose rebalancing weights evaluation and training share (the grid does not matter here)."""
+    return ColorTargetBuilder(ab_bins(), prior, stride=4)
 
 
 def _bin_index(bins, a, b):
@@ -50,9 +55,10 @@ def test_gray_baseline_auc_is_the_closed_form():
 
 def test_rebalanced_gray_auc_weights_pixels_by_their_true_bin():
     bins = ab_bins()
-    class_weights = torch.arange(1.0, bins.shape[0] + 1.0, dtype=torch.float64)
+    targets = _rebalancing(torch.arange(1.0, bins.shape[0] + 1.0))  # a different weight for every bin
+    class_weights = targets.metric_weights.double()
     true_ab = _two_tone_ab()
-    pixel_weights = pixel_rebalance_weights(true_ab, bins, class_weights)
+    pixel_weights = targets.metric_weights_for(true_ab).double()
     low, high = class_weights[_bin_index(bins, 0, 0)], class_weights[_bin_index(bins, 10, 20)]
     assert torch.equal(pixel_weights[0, :3], torch.full((3, 8), low.item(), dtype=torch.float64))
     assert torch.equal(pixel_weights[0, 3:], torch.full((3, 8), high.item(), dtype=torch.float64))
@@ -80,8 +86,7 @@ def _photo_batch():
 def test_a_perfect_colorizer_scores_auc_1_ssim_1_psnr_capped_and_no_colourfulness_gap():
     lightness, true_ab, _ = _photo_batch()
     true_rgb = lab_batch_to_rgb(lightness, true_ab)
-    bins = ab_bins()
-    weights = pixel_rebalance_weights(true_ab, bins, torch.rand(bins.shape[0], dtype=torch.float64) + 0.1)
+    weights = _rebalancing(torch.rand(ab_bins().shape[0]) + 0.1).metric_weights_for(true_ab)
     scores, pred_rgb = score_colorization(
         lightness, true_ab.clone(), true_ab, true_rgb, torch.tensor([True, True]), weights, with_fidelity=True
     )
@@ -122,9 +127,8 @@ def test_the_set_level_auc_equals_the_auc_of_all_pixels_pooled():
     lightness, true_ab, rgb = _photo_batch()
     generator = torch.Generator().manual_seed(1)
     pred_ab = true_ab + 25 * torch.randn(true_ab.shape, generator=generator)
-    bins = ab_bins()
-    class_weights = torch.rand(bins.shape[0], generator=generator, dtype=torch.float64) + 0.05
-    weights = pixel_rebalance_weights(true_ab, bins, class_weights)
+    prior = torch.rand(ab_bins().shape[0], generator=generator) + 0.05
+    weights = _rebalancing(prior).metric_weights_for(true_ab)
     columns = PerImageColumns()
     for image in range(2):  # one image per batch: the summary must pool them exactly
         part = slice(image, image + 1)

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from lit_colorization.config.loading import ConfigError
-from lit_colorization.store.results import read_results
+from lit_colorization.store.results import SCHEMA, read_results
 from tests.conftest import run_module, tiny_synthetic_data
 from transfer.cli.compare import main as compare_main
 from transfer.cli.probe import main as probe_main
@@ -104,6 +104,7 @@ def test_probe_after_pretraining_appends_rows_that_compare_prints(tiny_pretrain_
     assert first["ckpt"] == str((tiny_pretrain_run / "checkpoints" / "last.ckpt").resolve())
     assert first["epochs"] == 1 and first["feature_dim"] == 8 * 12 * 12  # eccv16 conv1 at width 0.125
     assert first["top5"] == 100.0  # 4 synthetic classes: top-4 always holds
+    assert all(row["schema"] == SCHEMA for row in rows)  # accuracies in percent
     run_dir = runs_dir / "probe-e2e"
     assert json.loads((run_dir / "results.json").read_text()) == rows
     assert "layer: conv1,conv3" in (run_dir / "config.yaml").read_text()

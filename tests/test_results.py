@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lit_colorization.store.results import append_results, read_results
+from lit_colorization.store.results import SCHEMA, append_results, in_current_units, read_results
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -100,3 +100,23 @@ def test_two_processes_appending_at_once_never_corrupt_a_line(tmp_path):
             1,
             2,
         ]
+
+
+def test_rows_written_before_the_schema_are_read_in_percent(tmp_path):
+    path = tmp_path / "transfer.jsonl"
+    before = {"task": "voc-cls", "run": "a", "map": 0.583, "ap": {"cat": 0.5, "dog": None}}
+    now = {"task": "voc-cls", "run": "a", "schema": SCHEMA, "map": 58.3, "ap": {"cat": 50.0, "dog": None}}
+    detection = {"task": "voc-det", "map": 0.31, "map_torchmetrics": 0.305, "ap": {"cat": 0.25}, "steps": 3}
+    append_results(path, [before, now, detection, probe_row("conv1", 12.5)])
+    with path.open("a") as stream:
+        stream.write(json.dumps({**now, "schema": SCHEMA + 1}) + "\n")  # from a newer version
+    results = read_results(path)
+    assert [row.data for row in results.rows[:2]] == [before, now]  # read as written
+    old, new, det, probe = (in_current_units(row).data for row in results.rows)
+    assert old["map"] == pytest.approx(new["map"]) and old["ap"]["cat"] == pytest.approx(new["ap"]["cat"])
+    assert old["ap"]["dog"] is None and old["schema"] == new["schema"] == SCHEMA
+    assert new == now
+    assert (det["map"], det["map_torchmetrics"], det["steps"]) == pytest.approx((31.0, 30.5, 3))
+    assert det["ap"] == {"cat": 25.0}
+    assert (probe["top1"], probe["top5"]) == (12.5, 22.5)  # probe accuracies were always percent
+    assert results.skipped == [f"{path}:5: row schema {SCHEMA + 1}, this version reads {SCHEMA}, skipped"]

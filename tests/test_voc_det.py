@@ -14,6 +14,7 @@ from lit_colorization.color import ab_bins
 from lit_colorization.config.loading import ConfigError
 from lit_colorization.models import create_model
 from lit_colorization.store.checkpoint import write_checkpoint
+from lit_colorization.store.results import SCHEMA
 from tests.conftest import bare_trainer, run_module
 from tests.test_voc_cls import TINY_CLASSES, tiny_data_overrides
 from transfer.voc.config import VOC_DET, DetectorConfig, SGDConfig
@@ -240,8 +241,8 @@ def test_cli_trains_a_detector_on_the_tiny_voc_and_appends_a_row(tmp_path: Path)
     assert row["task"] == "voc-det" and row["pretrain_run"] == "tiny-pretrain" and row["layer"] == "conv5"
     assert row["freeze_backbone"] is True and row["steps"] == 3 and row["num_test_images"] == 6
     for key in ("map", "map_torchmetrics"):
-        assert math.isfinite(row[key]) and 0.0 <= row[key] <= 1.0
-    assert list(row["ap"]) == TINY_CLASSES
+        assert math.isfinite(row[key]) and 0.0 <= row[key] <= 100.0
+    assert list(row["ap"]) == TINY_CLASSES and row["schema"] == SCHEMA  # mAP and AP in percent
     run_dir = tmp_path / "runs" / "voc-det-tiny-pretrain-conv5-frozen"
     assert json.loads((run_dir / "results.json").read_text()) == rows
     metrics = (next((run_dir / "csv").glob("version_*")) / "metrics.csv").read_text()

@@ -5,6 +5,9 @@ runs x layers, top-1 %, best layer marked) with the paper's AlexNet rows (docs/r
 AlexNet runs, and a PNG of top-1 per layer per run. ``voc-cls`` and ``voc-det`` list each run's VOC07 mAP
 with the paper's AlexNet numbers below. A task without a section of its own is listed row by row with its
 numeric fields, so new tasks never break the report; a new section is a function added to ``SECTIONS``.
+
+Every number is read in percent: rows written before the store recorded its units are converted first
+(``lit_colorization.store.results.in_current_units``), so old and new rows of a run compare alike.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lit_colorization.store.atomic import atomic_open
-from lit_colorization.store.results import ResultRow, read_results
+from lit_colorization.store.results import ResultRow, in_current_units, read_results
 from transfer.probe.module import POOLED_SIDE
 
 LINEAR_PROBE = "linear-probe"
@@ -33,7 +36,9 @@ PAPER_LINEAR_PROBE: dict[str, tuple[float, ...]] = {
 }
 BEST_MARK = "*"
 # Row fields that describe a run rather than measure it: left out of generic sections.
-DESCRIPTIVE_FIELDS = frozenset({"pretrain_step", "feature_dim", "num_classes", "epochs", "seed", "top5_k"})
+DESCRIPTIVE_FIELDS = frozenset(
+    {"schema", "pretrain_step", "feature_dim", "num_classes", "epochs", "seed", "top5_k"}
+)
 
 
 @dataclass(frozen=True)
@@ -191,7 +196,7 @@ def voc_setting(data: dict[str, Any]) -> str:
 
 
 def voc_section(task: str, rows: Sequence[ResultRow]) -> Section:
-    """One line per VOC run (mAP in %, as stored in [0, 1]) with the paper's AlexNet numbers below."""
+    """One line per VOC run (mAP in %) with the paper's AlexNet numbers below."""
     body, problems = [], []
     for row in rows:
         data = row.data
@@ -205,7 +210,7 @@ def voc_section(task: str, rows: Sequence[ResultRow]) -> Section:
                 voc_setting(data),
                 _short_dataset(str(data.get("dataset", "?"))),
                 str(data.get("ap_metric", "?")),
-                f"{100 * float(data['map']):.1f}",
+                f"{float(data['map']):.1f}",
             ]
         )
     body += [
@@ -243,9 +248,9 @@ def latest_of_each_run(rows: Sequence[ResultRow]) -> list[ResultRow]:
 
 def build_sections(rows: Sequence[ResultRow]) -> list[Section]:
     """The linear-probe section first (it carries the paper's numbers), then one per other task, by name;
-    a run's rows are its latest (``latest_of_each_run``)."""
+    a run's rows are its latest (``latest_of_each_run``), in percent whenever they were written."""
     by_task: dict[str, list[ResultRow]] = {LINEAR_PROBE: []}
-    for row in latest_of_each_run(rows):
+    for row in latest_of_each_run([in_current_units(row) for row in rows]):
         by_task.setdefault(row.task, []).append(row)
     sections = []
     for task in [LINEAR_PROBE, *sorted(task for task in by_task if task != LINEAR_PROBE)]:
@@ -297,9 +302,10 @@ def plot_linear_probe(series: Sequence[ProbeSeries], path: str | Path) -> Path:
 def compare(results_path: str | Path, plot_path: str | Path) -> str:
     """The report text for ``results_path``; writes the linear-probe plot to ``plot_path``."""
     results = read_results(results_path)
-    sections = build_sections(results.rows)
+    rows = [in_current_units(row) for row in results.rows]
+    sections = build_sections(rows)
     for problem in results.skipped + [p for section in sections for p in section.problems]:
         print(f"warning: {problem}", file=sys.stderr)
-    series, _ = probe_series([row for row in results.rows if row.task == LINEAR_PROBE])
+    series, _ = probe_series([row for row in rows if row.task == LINEAR_PROBE])
     plot = plot_linear_probe([*series, *paper_series()], plot_path)
     return render(sections) + f"\nplot: {plot}\n"

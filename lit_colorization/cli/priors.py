@@ -23,9 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     def run() -> None:
         config = PRETRAIN.load(args.preset, args.overrides)
         bins = ab_bins(config.targets.bins_path)
-        prior = prior_from_datamodule(
-            build_datamodule(config.data), bins, config.targets.sigma, config.targets.gray_threshold
-        )
+        prior = prior_from_datamodule(build_datamodule(config.data), config, bins)
         out = save_prior(prior, args.out or Path(config.runs_dir) / config.run / "prior.npy")
         print(f"prior over {bins.shape[0]} bins ({int((prior > 0).sum())} non-zero) written to {out}")
 

@@ -31,12 +31,15 @@ def subsample(image: Tensor, stride: int) -> Tensor:
 
 
 class ColorTargetBuilder(nn.Module):
-    """uint8 RGB (B x 3 x H x W) -> ``ColorTargets``, with bins, soft-encoder tables and class weights as buffers."""
+    """uint8 RGB (B x 3 x H x W) -> ``ColorTargets``, with bins, soft-encoder tables and class weights as buffers.
+
+    ``prior`` is None only for the pass that computes the prior (``prior_sample``): every bin then weighs 1.
+    """
 
     def __init__(
         self,
         bins: Tensor,
-        prior: Tensor,
+        prior: Tensor | None,
         stride: int,
         k: int = 5,
         sigma: float = 5.0,
@@ -45,6 +48,8 @@ class ColorTargetBuilder(nn.Module):
         gray_threshold: float = 5.0,
     ) -> None:
         super().__init__()
+        if prior is None:
+            prior = torch.ones(bins.shape[0])
         if prior.shape != (bins.shape[0],):
             raise ValueError(
                 f"prior has shape {tuple(prior.shape)}, expected ({bins.shape[0]},) to match the bins"
@@ -70,9 +75,19 @@ class ColorTargetBuilder(nn.Module):
         lab = self.lab(rgb)
         return lab, subsample(lab[:, 1:], self.stride)
 
+    def colored(self, ab: Tensor) -> Tensor:
+        """(B,) bool: the images of full-resolution ``ab`` with any colour signal."""
+        return nongray_mask(ab, self.gray_threshold)
+
     def metric_weights_for(self, ab: Tensor) -> Tensor:
         """Inverse-prior weight of each pixel's nearest bin (B x H x W), for rebalanced AuC."""
         return self.metric_weights[self.encoder.nearest(ab)]
+
+    def prior_sample(self, rgb: Tensor) -> tuple[Tensor, Tensor]:
+        """What the prior counts: the nearest bin of each target pixel (B x h x w int64), and the (B,) mask of
+        coloured images (gray ones are left out of the loss, so out of the prior too)."""
+        lab, target_ab = self.target_ab(rgb)
+        return self.encoder.nearest(target_ab), self.colored(lab[:, 1:])
 
     def forward(self, rgb: Tensor) -> ColorTargets:
         lab, target_ab = self.target_ab(rgb)
@@ -85,5 +100,5 @@ class ColorTargetBuilder(nn.Module):
             bin_indices=indices,
             bin_weights=weights,
             pixel_weights=self.loss_weights[nearest],
-            colored=nongray_mask(lab[:, 1:], self.gray_threshold),
+            colored=self.colored(lab[:, 1:]),
         )

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from lit_colorization.color import rebalance_weights
+from lit_colorization.color.targets import ColorTargetBuilder
 from lit_colorization.config.loading import ConfigError
 from lit_colorization.config.schema import TargetConfig
 from lit_colorization.evaluation.config import EvalColorConfig
@@ -23,7 +23,9 @@ class EvaluatedCheckpoint:
     label: str
     path: str
     colorizer: Colorizer
-    class_weights: Tensor | None  # (Q,) rebalancing weights from the checkpoint's prior; None without a prior
+    # The checkpoint's targets, rebuilt from its prior: rebalanced AuC weighs pixels as training's validation
+    # does. None when the checkpoint stores no prior.
+    targets: ColorTargetBuilder | None
     lam: float | None
     temperatures: tuple[float | None, ...]  # the main temperature first; (None,) for a regression network
     seconds: float = 0.0
@@ -31,6 +33,10 @@ class EvaluatedCheckpoint:
     @property
     def main_temperature(self) -> float | None:
         return self.temperatures[0]
+
+    def pixel_weights(self, true_ab: Tensor) -> Tensor | None:
+        """B x H x W rebalancing weight of each pixel of ``true_ab``; None without a prior."""
+        return None if self.targets is None else self.targets.metric_weights_for(true_ab)
 
 
 def checkpoint_labels(paths: Sequence[str]) -> list[str]:
@@ -56,14 +62,25 @@ def load_checkpoints(config: EvalColorConfig, device: torch.device) -> list[Eval
                 f"config key 'data.crop_size': expected a multiple of {multiple} for {path}'s network, "
                 f"got {config.data.crop_size}"
             )
+        trained = stored.config.get("targets", {})
         lam = config.rebalance_lam
         if lam is None:
-            lam = stored.config.get("targets", {}).get("lam", TargetConfig.lam)
-        weights = None if stored.prior is None else rebalance_weights(stored.prior.float(), lam).to(device)
+            lam = trained.get("lam", TargetConfig.lam)
+        targets = None
+        if stored.prior is not None:
+            targets = ColorTargetBuilder(
+                colorizer.bins,
+                stored.prior,
+                stride,
+                k=trained.get("k", TargetConfig.k),
+                sigma=trained.get("sigma", TargetConfig.sigma),
+                lam=lam,
+                gray_threshold=config.gray_threshold,
+            ).to(device)
         temperatures = (
             (None,) if colorizer.regression else tuple(dict.fromkeys([config.temperature, *config.sweep]))
         )
-        checkpoints.append(EvaluatedCheckpoint(label, path, colorizer, weights, lam, temperatures))
+        checkpoints.append(EvaluatedCheckpoint(label, path, colorizer, targets, lam, temperatures))
     return checkpoints
 
 

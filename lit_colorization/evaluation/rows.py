@@ -11,6 +11,7 @@ from lit_colorization.evaluation.checkpoints import EvaluatedCheckpoint
 from lit_colorization.evaluation.run import Collected
 from lit_colorization.evaluation.scoring import PERCENT, semantic_score, summarize_quality
 from lit_colorization.evaluation.validation_set import EvalSet
+from lit_colorization.store.results import SCHEMA
 
 TASK = "eval-color"
 SWEEP_TASK = "eval-color-sweep"
@@ -34,6 +35,7 @@ def build_rows(
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     true_colorfulness = truth.column("colorfulness").mean().item()
     common = {
+        "schema": SCHEMA,
         "time": now,
         "dataset": eval_set.description,
         "subset": eval_set.subset,
@@ -62,8 +64,8 @@ def build_rows(
             "ckpt": ckpt,
             "temperature": temperature,
             **{key: _round(value) for key, value in quality.items()},
-            "rebalance_prior": None if prior_of is None or prior_of.class_weights is None else prior_of.path,
-            "rebalance_lam": None if prior_of is None or prior_of.class_weights is None else prior_of.lam,
+            "rebalance_prior": None if prior_of is None or prior_of.targets is None else prior_of.path,
+            "rebalance_lam": None if prior_of is None or prior_of.targets is None else prior_of.lam,
             "colorfulness_true": _round(true_colorfulness),
             "colorfulness_gap": _round(quality["colorfulness"] - true_colorfulness),
             "top1": _round(top1),
@@ -71,7 +73,7 @@ def build_rows(
             "seconds": _round(seconds, 2),
         }
 
-    has_prior = first.class_weights is not None
+    has_prior = first.targets is not None
     truth_quality = {
         "auc": PERCENT,
         "auc_rebal": PERCENT if has_prior else None,

@@ -15,7 +15,7 @@ from lit_colorization.color.metrics import colorfulness
 from lit_colorization.evaluation.checkpoints import EvaluatedCheckpoint, predict_ab
 from lit_colorization.evaluation.classifier import ImageNetClassifier
 from lit_colorization.evaluation.config import EvalColorConfig
-from lit_colorization.evaluation.scoring import PerImageColumns, pixel_rebalance_weights, score_colorization
+from lit_colorization.evaluation.scoring import PerImageColumns, score_colorization
 from lit_colorization.evaluation.study_folder import study_positions, write_study_pair
 from lit_colorization.evaluation.validation_set import EvalSet, batches
 
@@ -62,12 +62,7 @@ def collect(
             truth["prediction"] = classifier.predict(true_rgb).cpu()
         collected.truth.append(truth)
 
-        pixel_weights = [
-            None
-            if checkpoint.class_weights is None
-            else pixel_rebalance_weights(true_ab, checkpoint.colorizer.bins, checkpoint.class_weights)
-            for checkpoint in checkpoints
-        ]
+        pixel_weights = [checkpoint.pixel_weights(true_ab) for checkpoint in checkpoints]
         gray, gray_rgb = score_colorization(
             lightness,
             torch.zeros_like(true_ab),

@@ -22,7 +22,6 @@ import torch
 from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-from lit_colorization.color import cached_soft_encoder
 from lit_colorization.color.metrics import auc, colorfulness
 from lit_colorization.color.pictures import lab_batch_to_rgb
 from lit_colorization.evaluation.classifier import (
@@ -37,22 +36,13 @@ PSNR_CAP_DB = 100.0
 PERCENT = 100.0
 
 
-def pixel_rebalance_weights(true_ab: Tensor, bins: Tensor, class_weights: Tensor) -> Tensor:
-    """B x H x W weight of each pixel: ``class_weights`` of its true ab's nearest bin (1 / prior, smoothed)."""
-    if class_weights.shape != (bins.shape[0],):
-        raise ValueError(
-            f"class_weights has shape {tuple(class_weights.shape)}, expected ({bins.shape[0]},) like the bins"
-        )
-    nearest = cached_soft_encoder(bins.to(true_ab.device), k=1).nearest(true_ab)
-    return class_weights.to(true_ab.device)[nearest]
-
-
 def per_image_auc(
     pred_ab: Tensor, true_ab: Tensor, scored: Tensor, weights: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
     """(B,) AuC in [0, 1] of each image (NaN where not ``scored``) and (B,) its pixel mass (0 where not scored).
 
-    ``weights`` (B x H x W) weights pixels, e.g. by ``pixel_rebalance_weights``; the mass is then their sum.
+    ``weights`` (B x H x W) weights pixels, e.g. by ``ColorTargetBuilder.metric_weights_for``; the mass is
+    then their sum.
     """
     batch, _, height, width = true_ab.shape
     if scored.shape != (batch,):

@@ -96,14 +96,14 @@ def report_text(
         "Colourfulness: Hasler-Suesstrunk; gap = method minus ground truth.",
     ]
     for checkpoint in checkpoints:
-        if checkpoint.class_weights is None:
+        if checkpoint.targets is None:
             lines.append(f"Rebalanced AuC of {checkpoint.label}: n/a (its checkpoint stores no prior).")
         else:
             lines.append(
                 f"Rebalanced AuC of {checkpoint.label}: each pixel weighted by rebalance_weights(prior, "
                 f"lam={checkpoint.lam}) of its true nearest bin, prior from {checkpoint.path}."
             )
-    if checkpoints[0].class_weights is not None:
+    if checkpoints[0].targets is not None:
         lines.append(f"Gray and ground-truth rows use the prior of {checkpoints[0].label}.")
     lines += [f"Semantic interpretability: {semantic}", ""]
     if sweep_rows:

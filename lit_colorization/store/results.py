@@ -6,6 +6,12 @@ fields it carries. Appends take a file lock and write all of a run's rows in one
 line: it is skipped and named, so one corrupt row cannot hide every other result. A transfer run killed
 after appending but before its ``results.json`` is rerun under its name and appends again; ``make compare``
 shows each run's latest rows (``transfer.compare.latest_of_each_run``).
+
+Units: a row's ``schema`` says how its numbers read. Schema 2 (``SCHEMA``, every writer's rows) stores every
+rate -- top-1/top-5 accuracy, AP and mAP, AuC -- in percent (0-100), as the paper's tables give them; PSNR stays
+in dB, SSIM in [0, 1] and colourfulness in its own units. Rows without ``schema`` were written before: their VOC
+mAP and per-class AP were fractions in [0, 1] (every other rate was already percent). Readers take rows through
+``in_current_units``, which converts those, so old and new rows compare alike.
 """
 
 from __future__ import annotations
@@ -20,6 +26,13 @@ from typing import Any
 from filelock import FileLock
 
 DEFAULT_RESULTS_PATH = Path("results/transfer.jsonl")
+SCHEMA = 2
+PERCENT = 100.0
+# The fields that rows written before ``schema`` existed stored as fractions in [0, 1], by task.
+_FRACTIONS_BEFORE_SCHEMA = {
+    "voc-cls": ("map", "ap"),
+    "voc-det": ("map", "map_torchmetrics", "ap"),
+}
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,27 @@ def _ends_with_newline(path: Path) -> bool:
         return stream.read(1) == b"\n"
 
 
+def _to_percent(value: Any) -> Any:
+    """A fraction (or a mapping of them, as per-class AP) in percent; None and non-numbers stay as they are."""
+    if isinstance(value, Mapping):
+        return {key: _to_percent(one) for key, one in value.items()}
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return PERCENT * value
+    return value
+
+
+def in_current_units(row: ResultRow) -> ResultRow:
+    """``row`` as a schema-``SCHEMA`` row: rows written before the schema get their fractions in percent."""
+    if "schema" in row.data:
+        return row
+    data = dict(row.data)
+    for name in _FRACTIONS_BEFORE_SCHEMA.get(row.task, ()):
+        if name in data:
+            data[name] = _to_percent(data[name])
+    data["schema"] = SCHEMA
+    return ResultRow(row.line, data)
+
+
 def read_results(path: str | Path) -> ResultsFile:
     """Every well-formed row of ``path``, in file order; unusable lines are skipped and named in ``skipped``."""
     path = Path(path)
@@ -107,6 +141,11 @@ def read_results(path: str | Path) -> ResultsFile:
                 continue
             if not isinstance(data, dict) or not isinstance(data.get("task"), str):
                 skipped.append(f"{path}:{number}: not a result object with a string 'task', skipped")
+                continue
+            if data.get("schema", SCHEMA) != SCHEMA:
+                skipped.append(
+                    f"{path}:{number}: row schema {data['schema']!r}, this version reads {SCHEMA}, skipped"
+                )
                 continue
             rows.append(ResultRow(number, data))
     return ResultsFile(rows, skipped)

@@ -12,13 +12,14 @@ from torchmetrics import MeanMetric
 
 from lit_colorization.color.metrics import auc, colorfulness
 from lit_colorization.color.pictures import colorization_grid, lab_batch_to_rgb
-from lit_colorization.color.targets import ColorTargetBuilder, ColorTargets
+from lit_colorization.color.targets import ColorTargets
 from lit_colorization.config.loading import to_container
 from lit_colorization.data.encoded import DeviceCropper
 from lit_colorization.inference.decode import output_to_ab, upsample_ab
 from lit_colorization.models import create_model
 from lit_colorization.store.checkpoint import CHECKPOINT_KEY, describe
 from lit_colorization.store.images import save_png
+from lit_colorization.train.color_targets import build_targets
 from lit_colorization.train.losses import ab_regression_loss, soft_cross_entropy
 from lit_colorization.train.perf import adam, apply_to_network, enable_tf32, settings_for
 from lit_colorization.train.schedules import step_schedule
@@ -46,16 +47,7 @@ class ColorizationModule(L.LightningModule):
         self.device_cropper = (
             DeviceCropper(data.crop_size, data.resize, data.strict) if data.decode == "gpu" else None
         )
-        self.targets = ColorTargetBuilder(
-            bins,
-            prior,
-            stride=self.net.output_stride,
-            k=config.targets.k,
-            sigma=config.targets.sigma,
-            lam=config.targets.lam,
-            rebalance=config.targets.rebalance,
-            gray_threshold=config.targets.gray_threshold,
-        )
+        self.targets = build_targets(config.targets, bins, prior, stride=self.net.output_stride)
         self.prior = prior
         self.val_metrics = torch.nn.ModuleDict(
             {

@@ -90,10 +90,7 @@ def prepare_prior(config: PretrainConfig, run_dir: Path, datamodule, bins: torch
     if not path.exists():
         if rank_zero_only.rank == 0:
             log.info("no prior given: computing it from the training data into %s", path)
-            save_prior(
-                prior_from_datamodule(datamodule, bins, config.targets.sigma, config.targets.gray_threshold),
-                path,
-            )
+            save_prior(prior_from_datamodule(datamodule, config, bins), path)
         else:
             deadline = time.monotonic() + PRIOR_WAIT_SECONDS
             while not path.exists():

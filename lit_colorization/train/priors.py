@@ -14,37 +14,34 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from lit_colorization.color import SoftEncoder, check_bins, nongray_mask, smooth_prior, uint8_to_lab
-from lit_colorization.color.targets import subsample
+from lit_colorization.color import smooth_prior
+from lit_colorization.color.targets import ColorTargetBuilder
+from lit_colorization.config.schema import PretrainConfig
 from lit_colorization.data.encoded import DeviceCropper
 from lit_colorization.store.atomic import atomic_open
-
-PRIOR_STRIDE = 4  # every 4th pixel, as the targets are taken: the same distribution at 1/16 of the work
+from lit_colorization.train.color_targets import build_targets, target_stride
 
 
 def compute_prior(
     rgb_batches: Iterable[Tensor],
-    bins: Tensor,
+    targets: ColorTargetBuilder,
     sigma: float = 5.0,
-    gray_threshold: float = 5.0,
     device: str | torch.device = "cpu",
     total: int | None = None,
 ) -> Tensor:
-    """Smoothed distribution of nearest ab bins over the coloured images of ``rgb_batches`` (uint8 B x 3 x H x W)."""
-    check_bins(bins)
-    bins = bins.to(device)
-    # One encoder for the whole pass, and gray images weighted out rather than indexed out: the loop never
-    # waits on the device.
-    encoder = SoftEncoder(bins, k=1).to(device)
-    counts = torch.zeros(bins.shape[0], dtype=torch.float64, device=device)
+    """Smoothed distribution of the nearest ab bins of the target pixels of the coloured images of
+    ``rgb_batches`` (uint8 B x 3 x H x W), sampled as ``targets`` samples them for the loss."""
+    targets = targets.to(device)
+    num_bins = targets.bins.shape[0]
+    counts = torch.zeros(num_bins, dtype=torch.float64, device=device)
+    # Gray images are weighted out rather than indexed out: the loop never waits on the device.
     for rgb in tqdm(rgb_batches, total=total, desc="prior", unit="batch", file=sys.stderr):
-        full_ab = uint8_to_lab(rgb.to(device, non_blocking=True))[:, 1:]
-        nearest = encoder.nearest(subsample(full_ab, PRIOR_STRIDE))
-        colored = nongray_mask(full_ab, gray_threshold).to(torch.float64).view(-1, 1, 1).expand_as(nearest)
-        counts += torch.bincount(nearest.flatten(), weights=colored.flatten(), minlength=bins.shape[0])
+        nearest, colored = targets.prior_sample(rgb.to(device, non_blocking=True))
+        weights = colored.to(torch.float64).view(-1, 1, 1).expand_as(nearest)
+        counts += torch.bincount(nearest.flatten(), weights=weights.flatten(), minlength=num_bins)
     if counts.sum() == 0:
         raise ValueError("no coloured pixels found in the training data: cannot compute an ab prior")
-    return smooth_prior(counts, bins.double(), sigma).float().cpu()
+    return smooth_prior(counts, targets.bins.double(), sigma).float().cpu()
 
 
 def save_prior(prior: Tensor, path: str | Path) -> Path:
@@ -71,7 +68,10 @@ def load_prior(path: str | Path, num_bins: int) -> Tensor:
     return torch.from_numpy(prior / prior.sum()).float()
 
 
-def prior_from_datamodule(datamodule, bins: Tensor, sigma: float, gray_threshold: float) -> Tensor:
+def prior_from_datamodule(datamodule, config: PretrainConfig, bins: Tensor) -> Tensor:
+    """The prior of ``datamodule``'s training data (built from ``config.data``), counted on the target grid of
+    ``config``'s network."""
+    targets = build_targets(config.targets, bins, None, target_stride(config))
     datamodule.setup("fit")
     loader = datamodule.train_dataloader()
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -81,4 +81,4 @@ def prior_from_datamodule(datamodule, bins: Tensor, sigma: float, gray_threshold
         batches = (cropper(batch, device)["rgb"] for batch in loader)
     else:
         batches = (batch["rgb"] for batch in loader)
-    return compute_prior(batches, bins, sigma, gray_threshold, device=device, total=len(loader))
+    return compute_prior(batches, targets, config.targets.sigma, device=device, total=len(loader))

@@ -23,6 +23,7 @@ from lit_colorization.config.loading import to_container
 from lit_colorization.data import build_datamodule
 from lit_colorization.store.atomic import write_text
 from lit_colorization.store.loggers import build_logger
+from lit_colorization.store.results import SCHEMA
 from transfer.probe.config import PROBE, ProbeConfig
 from transfer.probe.module import LinearProbeModule, resolve_layers
 from transfer.runs import build_transfer_trainer, publish, resolve_ckpt, run_directory
@@ -52,11 +53,12 @@ def result_rows(
     num_classes: int,
     run_name: str,
 ) -> list[dict[str, Any]]:
-    """One results-store row per probed layer; accuracies in percent."""
+    """One results-store row per probed layer; accuracies in percent (results store schema ``SCHEMA``)."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return [
         {
             "task": TASK,
+            "schema": SCHEMA,
             "time": now,
             "run": run_name,
             "ckpt": source.ckpt,

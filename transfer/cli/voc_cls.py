@@ -29,6 +29,7 @@ from transfer.voc.common import (
     load_trunk,
     log_per_class,
     per_class_ap,
+    percent,
     start_run,
 )
 from transfer.voc.config import VOC_CLS, VOCClsConfig
@@ -164,10 +165,10 @@ def classify(config: VOCClsConfig) -> dict[str, Any]:
         **base_row(TASK, run_dir, source, voc, config.trainer.seed),
         **fields,
         "ap_metric": config.ap_metric,
-        "map": round(mean_ap, 6),
+        "map": percent(mean_ap),
         "ap": ap,
     }
-    log_per_class(logger, ap, step=int(fields.get("steps", 0)))
+    log_per_class(logger, voc.classes, per_class, step=int(fields.get("steps", 0)))
     publish(config.results, [row], run_dir)
     if rank_zero_only.rank == 0:
         print(

@@ -25,6 +25,7 @@ from transfer.voc.common import (
     load_trunk,
     log_per_class,
     per_class_ap,
+    percent,
     start_run,
 )
 from transfer.voc.config import VOC_DET, VOCDetConfig
@@ -81,9 +82,8 @@ def detect(config: VOCDetConfig) -> dict[str, Any]:
     trainer.validate(module, dataloaders=test_loader, verbose=False)
     result = module.last_result
 
-    ap = per_class_ap(
-        voc.classes, [result.per_class.get(label, float("nan")) for label in range(1, len(voc.classes) + 1)]
-    )
+    per_class = [result.per_class.get(label, float("nan")) for label in range(1, len(voc.classes) + 1)]
+    ap = per_class_ap(voc.classes, per_class)
     row = {
         **base_row(TASK, run_dir, source, voc, config.trainer.seed),
         "layer": layer,
@@ -93,11 +93,11 @@ def detect(config: VOCDetConfig) -> dict[str, Any]:
         "steps": trainer.global_step,
         "num_test_images": result.num_images,
         "ap_metric": "voc07",
-        "map": round(result.map, 6),
-        "map_torchmetrics": round(result.map_torchmetrics, 6),
+        "map": percent(result.map),
+        "map_torchmetrics": percent(result.map_torchmetrics),
         "ap": ap,
     }
-    log_per_class(logger, ap, step=trainer.global_step)
+    log_per_class(logger, voc.classes, per_class, step=trainer.global_step)
     publish(config.results, [row], run_dir)
     if rank_zero_only.rank == 0:
         print(

@@ -23,12 +23,14 @@ from lit_colorization.config.loading import to_container
 from lit_colorization.models import ColorizationNet
 from lit_colorization.store.atomic import write_text
 from lit_colorization.store.loggers import build_logger
+from lit_colorization.store.results import PERCENT, SCHEMA
 from transfer.runs import build_transfer_trainer, resolve_ckpt, run_directory
 from transfer.trunk import BackboneSource, load_network
 from transfer.voc.config import VOCClsConfig, VOCDetConfig
 from transfer.voc.data import VOCSource, resolve_voc_source
 
-AP_DECIMALS = 6
+# Percent to 4 decimals: the 6 decimals of a fraction that the store kept before its schema 2.
+PERCENT_DECIMALS = 4
 
 
 def load_trunk(config: VOCClsConfig | VOCDetConfig) -> tuple[ColorizationNet, BackboneSource, VOCSource]:
@@ -115,10 +117,15 @@ def feature_device(accelerator: str) -> torch.device:
     return torch.device("cpu")
 
 
+def percent(fraction: float) -> float:
+    """An AP or mAP in [0, 1] as the results store keeps it: in percent, rounded."""
+    return round(PERCENT * float(fraction), PERCENT_DECIMALS)
+
+
 def per_class_ap(classes: Sequence[str], values: Sequence[float]) -> dict[str, float | None]:
-    """Class name -> AP rounded for the results store; None for a class without a positive test image."""
+    """Class name -> AP in percent for the results store; None for a class without a positive test image."""
     return {
-        name: None if math.isnan(value) else round(float(value), AP_DECIMALS)
+        name: None if math.isnan(value) else percent(value)
         for name, value in zip(classes, values, strict=True)
     }
 
@@ -127,6 +134,7 @@ def base_row(task: str, run_dir: Path, source: BackboneSource, voc: VOCSource, s
     """The fields every VOC result row carries, before the task's own."""
     return {
         "task": task,
+        "schema": SCHEMA,
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "run": run_dir.name,
         "ckpt": source.ckpt,
@@ -140,9 +148,15 @@ def base_row(task: str, run_dir: Path, source: BackboneSource, voc: VOCSource, s
     }
 
 
-def log_per_class(logger: Logger | bool, ap: dict[str, float | None], step: int) -> None:
+def log_per_class(logger: Logger | bool, classes: Sequence[str], values: Sequence[float], step: int) -> None:
+    """Per-class AP in [0, 1], like the ``voc/map`` the modules log; classes without a positive image left out."""
     if logger:
         logger.log_metrics(
-            {f"voc/ap/{name}": value for name, value in ap.items() if value is not None}, step=step
+            {
+                f"voc/ap/{name}": float(value)
+                for name, value in zip(classes, values, strict=True)
+                if not math.isnan(value)
+            },
+            step=step,
         )
         logger.save()
