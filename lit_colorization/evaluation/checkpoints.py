@@ -71,7 +71,7 @@ def load_checkpoints(config: EvalColorConfig, device: torch.device) -> list[Eval
             targets = ColorTargetBuilder(
                 colorizer.bins,
                 stored.prior,
-                stride,
+                colorizer.network.output_stride,
                 k=trained.get("k", TargetConfig.k),
                 sigma=trained.get("sigma", TargetConfig.sigma),
                 lam=lam,
