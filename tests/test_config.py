@@ -3,6 +3,10 @@
 import pytest
 from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
 
+# Each command registers its config where it is defined; importing these modules fills the registry.
+import lit_colorization.evaluation.config  # noqa: F401
+import transfer.probe.config  # noqa: F401
+import transfer.voc.config  # noqa: F401
 from lit_colorization.config.commands import COMMANDS
 from lit_colorization.config.loading import CONFIG_DIR, ConfigError
 from lit_colorization.train.pretrain_config import PRETRAIN
@@ -92,14 +96,10 @@ def test_progress_bar_steps_below_one_are_refused_when_the_config_loads(command)
 
 
 def test_every_command_is_registered_once_with_its_base_file():
-    import lit_colorization.evaluation.config  # noqa: F401  (registers eval-color)
-
     assert {"pretrain", "linear-probe", "voc-cls", "voc-det", "eval-color"} <= set(COMMANDS)
     assert all((CONFIG_DIR / command.base_file).is_file() for command in COMMANDS.values())
 
 
 def test_a_preset_for_a_command_without_presets_is_an_error():
-    import lit_colorization.evaluation.config  # noqa: F401
-
     with pytest.raises(ConfigError, match="eval-color takes no preset"):
         COMMANDS["eval-color"].load("sample", [])
