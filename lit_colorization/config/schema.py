@@ -16,6 +16,13 @@ class ModelConfig:
     name: str = "eccv16"
     # Constructor arguments of the network (e.g. ``width``), stored in checkpoints to rebuild it.
     kwargs: dict[str, Any] = field(default_factory=dict)
+    # default: He initialisation; kraehenbuehl: the data-dependent initialisation the release trained its AlexNet
+    # from (docs/reference.md section 4), measured on init_images training crops of a fresh run.
+    init: str = "default"
+    init_method: str = (
+        "kmeans"  # kmeans | pca | gaussian: the filters before the within/between-layer scaling
+    )
+    init_images: int = 64
 
 
 @dataclass

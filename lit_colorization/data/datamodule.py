@@ -8,6 +8,7 @@ trained on yet; validation gets Lightning's `DistributedSampler`. Crops come fro
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from lit_colorization.data.collate import SkipUnreadableCollate
 from lit_colorization.data.config import DataConfig, validate_data_config
 from lit_colorization.data.embedded import EmbeddedTrainDataset, EmbeddedValDataset, load_embedded_photos
-from lit_colorization.data.encoded import EncodedCollate, EncodedImageFolderDataset
+from lit_colorization.data.encoded import DeviceCropper, EncodedCollate, EncodedImageFolderDataset
 from lit_colorization.data.folder import ImageFolderDataset
 from lit_colorization.data.sampling import EpochAwareDataset, SeededShuffleSampler
 from lit_colorization.data.synthetic import SyntheticColorDataset
@@ -154,6 +155,20 @@ class ColorizationDataModule(LightningDataModule):
     def _require_setup(self) -> None:
         if self._classes is None:
             raise RuntimeError("call ColorizationDataModule.setup() before asking for data loaders")
+
+
+def training_rgb_batches(
+    datamodule: ColorizationDataModule, device: torch.device | str
+) -> tuple[Iterator[torch.Tensor], int]:
+    """(uint8 RGB crops of the training split on ``device``, one batch at a time; the number of batches), as
+    training sees them: batches of JPEG bytes (``data.decode=gpu``) are decoded and cropped on the device."""
+    datamodule.setup("fit")
+    loader = datamodule.train_dataloader()
+    data = datamodule.config
+    if data.decode == "gpu":
+        cropper = DeviceCropper(data.crop_size, data.resize, data.strict)
+        return (cropper(batch, device)["rgb"] for batch in loader), len(loader)
+    return (batch["rgb"].to(device, non_blocking=True) for batch in loader), len(loader)
 
 
 def build_datamodule(cfg: DataConfig) -> ColorizationDataModule:

@@ -19,6 +19,8 @@ from lit_colorization.config.loading import (
 from lit_colorization.config.schema import PretrainConfig
 from lit_colorization.data.config import validate_data_config
 from lit_colorization.models import create_model, list_models
+from lit_colorization.models.data_init import METHODS as FILTER_METHODS
+from lit_colorization.train.initialisation import INITIALISATIONS
 from lit_colorization.train.perf import settings_for
 
 
@@ -61,6 +63,16 @@ def validate_pretrain_config(config: PretrainConfig) -> None:
         if value is not None and not Path(value).is_file():
             raise ConfigError(f"config key 'targets.{optional_file}': file not found: {value}")
     validate_data_config(config.data)
+    require(
+        config.model.init in INITIALISATIONS, "model.init", f"one of {INITIALISATIONS}", config.model.init
+    )
+    require(
+        config.model.init_method in FILTER_METHODS,
+        "model.init_method",
+        f"one of {FILTER_METHODS}",
+        config.model.init_method,
+    )
+    require(config.model.init_images >= 1, "model.init_images", "an integer >= 1", config.model.init_images)
     multiple = create_model(config.model.name, **config.model.kwargs).input_multiple
     require(
         config.data.crop_size % multiple == 0,

@@ -31,6 +31,7 @@ from lit_colorization.store.atomic import write_text
 from lit_colorization.store.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
 from lit_colorization.store.loggers import build_logger
 from lit_colorization.train.guards import NonFiniteLossGuard, StepCheckpoint
+from lit_colorization.train.initialisation import initialise
 from lit_colorization.train.module import ColorizationModule
 from lit_colorization.train.perf import settings_for
 from lit_colorization.train.priors import load_prior, prior_from_datamodule, save_prior
@@ -153,6 +154,8 @@ def pretrain(config: PretrainConfig, extra_callbacks: Sequence[Callback] = ()) -
     datamodule = build_datamodule(config.data)
     prior = prepare_prior(config, run_dir, datamodule, bins)
     module = ColorizationModule(config, bins, prior, image_dir=run_dir / "images")
+    if resume is None:
+        initialise(module.net, config.model, datamodule, config.trainer.seed)
     logger = build_logger(
         config.logger, run_dir, config.run, job_type="pretrain", config=to_container(config)
     )

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from lit_colorization.color import smooth_prior
 from lit_colorization.color.targets import ColorTargetBuilder
 from lit_colorization.config.schema import PretrainConfig
-from lit_colorization.data.encoded import DeviceCropper
+from lit_colorization.data.datamodule import training_rgb_batches
 from lit_colorization.store.atomic import atomic_open
 from lit_colorization.train.color_targets import build_targets, target_stride
 
@@ -72,13 +72,6 @@ def prior_from_datamodule(datamodule, config: PretrainConfig, bins: Tensor) -> T
     """The prior of ``datamodule``'s training data (built from ``config.data``), counted on the target grid of
     ``config``'s network."""
     targets = build_targets(config.targets, bins, None, target_stride(config))
-    datamodule.setup("fit")
-    loader = datamodule.train_dataloader()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    data = datamodule.config
-    if data.decode == "gpu":  # batches of JPEG bytes: decode and crop them on the device, as training does
-        cropper = DeviceCropper(data.crop_size, data.resize, data.strict)
-        batches = (cropper(batch, device)["rgb"] for batch in loader)
-    else:
-        batches = (batch["rgb"] for batch in loader)
-    return compute_prior(batches, targets, config.targets.sigma, device=device, total=len(loader))
+    batches, total = training_rgb_batches(datamodule, device)
+    return compute_prior(batches, targets, config.targets.sigma, device=device, total=total)
