@@ -237,8 +237,10 @@ def test_cli_finetunes_and_runs_the_svm_protocol_on_the_tiny_voc(
         "train_from=fc6",
         "trainer.max_steps=3",
         "trainer.log_every_n_steps=1",
+        "rescale=true",
     )
     assert finetune.returncode == 0, finetune.stderr[-3000:]
+    assert "rescaled the pretrained trunk on 12 training images" in finetune.stderr
     svm = run_module("transfer.cli.voc_cls", *common, "protocol=svm", "svm.costs=[0.1,1,10]")
     assert svm.returncode == 0, svm.stderr[-3000:]
 
@@ -259,6 +261,7 @@ def test_cli_finetunes_and_runs_the_svm_protocol_on_the_tiny_voc(
         and rows[0]["trainable_layers"] == ["fc6", "fc7"]
         and rows[0]["steps"] == 3
     )
+    assert [row["rescaled"] for row in rows] == [True, False]
     assert rows[1]["layer"] == "conv5" and rows[1]["feature_dim"] == 32 * 6 * 6
     assert set(rows[1]["svm_cost"].values()) <= {0.1, 1.0, 10.0}
 

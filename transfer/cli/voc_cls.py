@@ -30,6 +30,7 @@ from transfer.voc.common import (
     log_per_class,
     per_class_ap,
     percent,
+    rescale_trunk_,
     start_run,
 )
 from transfer.voc.config import VOC_CLS, VOCClsConfig
@@ -74,6 +75,8 @@ def finetune(
     )
     train_loader = data_loader(train, data.batch_size, data.num_workers, shuffle=True)
     test_loader = data_loader(test, data.batch_size, data.num_workers, shuffle=False)
+    if config.rescale:
+        rescale_trunk_(network, train, config.trainer.seed)
     classifier = VOCClassifier(network, head_layer, config.train_from, len(voc.classes))
     module = VOCClassificationModule(classifier, config.optim, use_07_metric=config.ap_metric == "voc07")
     trainer = build_trainer(config.trainer, run_dir, logger)
@@ -162,7 +165,7 @@ def classify(config: VOCClsConfig) -> dict[str, Any]:
         fields, mean_ap, per_class = finetune(config, network, voc, layer, logger, run_dir)
     ap = per_class_ap(voc.classes, per_class)
     row = {
-        **base_row(TASK, run_dir, source, voc, config.trainer.seed),
+        **base_row(config, TASK, run_dir, source, voc),
         **fields,
         "ap_metric": config.ap_metric,
         "map": percent(mean_ap),

@@ -26,6 +26,7 @@ from transfer.voc.common import (
     log_per_class,
     per_class_ap,
     percent,
+    rescale_trunk_,
     start_run,
 )
 from transfer.voc.config import VOC_DET, VOCDetConfig
@@ -68,6 +69,8 @@ def detect(config: VOCDetConfig) -> dict[str, Any]:
     # Horizontal flips are the only augmentation, as in Fast R-CNN; torchvision's transform rescales images.
     train = training_set(voc, data, VOCDetectionDataset, transforms=v2.RandomHorizontalFlip())
     test = Indexed(VOCDetectionDataset(voc.root, TEST_YEAR, data.test_set, classes=voc.classes))
+    if config.rescale:
+        rescale_trunk_(network, train, config.trainer.seed)
     train_loader = data_loader(
         train, data.batch_size, data.num_workers, shuffle=True, collate_fn=collate_detection
     )
@@ -85,7 +88,7 @@ def detect(config: VOCDetConfig) -> dict[str, Any]:
     per_class = [result.per_class.get(label, float("nan")) for label in range(1, len(voc.classes) + 1)]
     ap = per_class_ap(voc.classes, per_class)
     row = {
-        **base_row(TASK, run_dir, source, voc, config.trainer.seed),
+        **base_row(config, TASK, run_dir, source, voc),
         "layer": layer,
         "freeze_backbone": detector_config.freeze_backbone,
         "detector": "faster-rcnn",

@@ -6,6 +6,7 @@ A run writes ``<runs_dir>/<task>-<run>/``: ``config.yaml`` (resolved), metrics (
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -18,9 +19,13 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms.v2.functional import center_crop, resize
 
+from lit_colorization.color import uint8_to_lab
 from lit_colorization.config.loading import to_container
+from lit_colorization.data.datamodule import evenly_spaced_indices
 from lit_colorization.models import ColorizationNet
+from lit_colorization.models.data_init import InitReport, between_layer_rescale_
 from lit_colorization.store.atomic import write_text
 from lit_colorization.store.loggers import build_logger
 from lit_colorization.store.results import PERCENT, SCHEMA
@@ -31,6 +36,32 @@ from transfer.voc.data import VOCSource, resolve_voc_source
 
 # Percent to 4 decimals: the 6 decimals of a fraction that the store kept before its schema 2.
 PERCENT_DECIMALS = 4
+
+
+log = logging.getLogger(__name__)
+RESCALE_IMAGES = 32
+RESCALE_SIDE = 224
+
+
+def rescale_trunk_(network: ColorizationNet, train: Dataset, seed: int) -> InitReport:
+    """Kraehenbuehl's between-layer rescaling of ``network`` (in place) on ``RESCALE_IMAGES`` training images,
+    evenly spread over ``train`` (items whose first element is a uint8 3 x H x W image), each resized and centre
+    cropped to ``RESCALE_SIDE``."""
+    positions = evenly_spaced_indices(len(train), min(RESCALE_IMAGES, len(train)))
+    crops = [
+        center_crop(resize(train[position][0], RESCALE_SIDE, antialias=True), RESCALE_SIDE)
+        for position in positions
+    ]
+    device = next(network.parameters()).device
+    lightness = uint8_to_lab(torch.stack(crops).to(device))[:, :1]
+    report = between_layer_rescale_(network, lightness, seed=seed)
+    log.info(
+        "rescaled the pretrained trunk on %d training images: gradient/weight ratio spread %.3g -> %.3g",
+        len(crops),
+        report.ratio_spread_before,
+        report.ratio_spread_after,
+    )
+    return report
 
 
 def load_trunk(config: VOCClsConfig | VOCDetConfig) -> tuple[ColorizationNet, BackboneSource, VOCSource]:
@@ -130,7 +161,9 @@ def per_class_ap(classes: Sequence[str], values: Sequence[float]) -> dict[str, f
     }
 
 
-def base_row(task: str, run_dir: Path, source: BackboneSource, voc: VOCSource, seed: int) -> dict[str, Any]:
+def base_row(
+    config: VOCClsConfig | VOCDetConfig, task: str, run_dir: Path, source: BackboneSource, voc: VOCSource
+) -> dict[str, Any]:
     """The fields every VOC result row carries, before the task's own."""
     return {
         "task": task,
@@ -144,7 +177,8 @@ def base_row(task: str, run_dir: Path, source: BackboneSource, voc: VOCSource, s
         "dataset": voc.label,
         "data_root": str(voc.root),
         "classes": list(voc.classes),
-        "seed": seed,
+        "seed": config.trainer.seed,
+        "rescaled": config.rescale,
     }
 
 

@@ -89,6 +89,9 @@ class SVMConfig:
 
 @dataclass
 class VOCClsConfig(TransferRunConfig):
+    # Kraehenbuehl's between-layer rescaling of the pretrained trunk on training images before fine-tuning: the
+    # paper's VOC rows (docs/reference.md section 7, "rescaled before fine-tuning") were measured so.
+    rescale: bool = False
     # run=None names the run folder <pretrain run>-<protocol>-<layer>
     protocol: str = "finetune"  # finetune | svm (frozen features, per-class linear SVMs)
     train_from: str = (
@@ -124,6 +127,9 @@ class DetectorConfig:
 
 @dataclass
 class VOCDetConfig(TransferRunConfig):
+    # Kraehenbuehl's between-layer rescaling of the pretrained trunk on training images before fine-tuning: the
+    # paper's VOC rows (docs/reference.md section 7, "rescaled before fine-tuning") were measured so.
+    rescale: bool = False
     # run=None names the run folder <pretrain run>-<layer>[-frozen]
     data: VOCDataConfig = field(default_factory=lambda: VOCDataConfig(batch_size=2))
     detector: DetectorConfig = field(default_factory=DetectorConfig)
