@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from lit_colorization.color import SoftEncoder, check_bins, nongray_mask, smooth_prior, uint8_to_lab
 from lit_colorization.color.targets import subsample
+from lit_colorization.data.config import resize_rule
 from lit_colorization.data.encoded import DeviceCropper
 from lit_colorization.store.atomic import atomic_open
 
@@ -77,7 +78,7 @@ def prior_from_datamodule(datamodule, bins: Tensor, sigma: float, gray_threshold
     device = "cuda" if torch.cuda.is_available() else "cpu"
     data = datamodule.config
     if data.decode == "gpu":  # batches of JPEG bytes: decode and crop them on the device, as training does
-        cropper = DeviceCropper(data.crop_size, data.resize, data.strict)
+        cropper = DeviceCropper(data.crop_size, resize_rule(data), data.strict)
         batches = (cropper(batch, device)["rgb"] for batch in loader)
     else:
         batches = (batch["rgb"] for batch in loader)
