@@ -59,8 +59,15 @@ def test_squash_gives_a_square_of_the_whole_photo() -> None:
     np.testing.assert_array_equal(squashed, reference)
 
 
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")),
+    ],
+)
 @pytest.mark.parametrize("resize", [Resize(256, SQUASH), Resize(256, SHORTER_SIDE)])
-def test_the_device_cropper_cuts_what_the_cpu_path_cuts(tmp_path: Path, resize: Resize) -> None:
+def test_the_device_cropper_cuts_what_the_cpu_path_cuts(tmp_path: Path, resize: Resize, device: str) -> None:
     photo = coordinate_ramp(HEIGHT, WIDTH)
     (tmp_path / "val" / "a").mkdir(parents=True)
     (tmp_path / "val" / "b").mkdir(parents=True)
@@ -69,12 +76,13 @@ def test_the_device_cropper_cuts_what_the_cpu_path_cuts(tmp_path: Path, resize: 
     on_cpu = ImageFolderDataset(tmp_path, "val", CROP, resize, train=False)
     encoded = EncodedImageFolderDataset(tmp_path, "val", train=False)
     batch = EncodedCollate()([encoded[index] for index in range(len(encoded))])
-    on_device = DeviceCropper(CROP, resize)(batch, "cpu")
+    on_device = DeviceCropper(CROP, resize)(batch, device)
     for row, label in enumerate(on_device["label"].tolist()):
         expected = on_cpu[label][0]
-        np.testing.assert_allclose(covered_share(on_device["rgb"][row]), covered_share(expected), atol=0.005)
+        crop = on_device["rgb"][row].cpu()
+        np.testing.assert_allclose(covered_share(crop), covered_share(expected), atol=0.005)
         # Centre crops of a smooth ramp: the same pixels up to resampling (and JPEG) rounding.
-        assert (on_device["rgb"][row].int() - expected.int()).abs().max() <= 3
+        assert (crop.int() - expected.int()).abs().max() <= 3
 
 
 @pytest.mark.parametrize("preset", ["eccv16_imagenet", "alexnet_imagenet", "resnet50_imagenet"])

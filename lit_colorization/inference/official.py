@@ -40,14 +40,13 @@ def release_colorize(
     """
     device = bins.device
     photo = rgb_uint8.cpu().numpy()
-    if input_size is None:
-        resized = photo
-    else:
-        resized = np.asarray(
-            Image.fromarray(photo).resize((input_size, input_size), Image.Resampling.BICUBIC)
-        )
     lightness = _lightness(photo, device)
-    ab = annealed_mean(network(_lightness(resized, device)), bins, temperature)
+    if input_size is None:
+        network_input = lightness
+    else:
+        resized = Image.fromarray(photo).resize((input_size, input_size), Image.Resampling.BICUBIC)
+        network_input = _lightness(np.asarray(resized), device)
+    ab = annealed_mean(network(network_input), bins, temperature)
     ab = F.interpolate(ab, scale_factor=network.output_stride, mode="bilinear", align_corners=False)
     ab = F.interpolate(ab, size=lightness.shape[-2:], mode="bilinear", align_corners=False)
     return lab_batch_to_rgb(lightness, ab)[0]
