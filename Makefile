@@ -27,7 +27,8 @@ VOC_PRESET ?= $(if $(DATA),voc07)
 PROBE_PRESET ?= $(if $(DATA),imagenet,sample)
 OUT ?=
 INPUT ?=
-TEMPERATURE ?= 0.38
+TEMPERATURE ?=
+WEIGHTS_FORMAT ?=
 STUDY ?=
 DB ?=
 TRIALS ?= 10
@@ -79,8 +80,9 @@ priors: setup ## Compute the ab prior of a training set: DATA PRESET RUN OUT ARG
 	$(PY) -m lit_colorization.cli.priors --preset $(PRESET) $(if $(OUT),--out $(OUT)) \
 		$(if $(DATA),data.source=folder data.root=$(DATA)) $(if $(RUN),run=$(RUN)) $(ARGS)
 
-colorize: setup ## Colorize photos: CKPT INPUT (files/folders) OUT TEMPERATURE
-	$(PY) -m lit_colorization.cli.colorize --ckpt $(CKPT) --out $(or $(OUT),colorized) --temperature $(TEMPERATURE) $(INPUT)
+colorize: setup ## Colorize photos: CKPT INPUT (files/folders) OUT TEMPERATURE (unset: the weights' own) WEIGHTS_FORMAT
+	$(PY) -m lit_colorization.cli.colorize --ckpt $(CKPT) --out $(or $(OUT),colorized) \
+		$(if $(TEMPERATURE),--temperature $(TEMPERATURE)) $(if $(WEIGHTS_FORMAT),--weights-format $(WEIGHTS_FORMAT)) $(INPUT)
 
 demo: setup ## The main job end to end on the embedded photos, on the CPU (under 10 minutes)
 	$(PY) -m transfer.cli.demo

@@ -54,7 +54,7 @@ def test_colorize_keeps_size_and_lightness(tiny_pretrain_run, tmp_path):
 
 
 def _official_state_dict(network) -> dict:
-    """Our eccv16 weights renamed to the authors' released key layout (docs/reference.md section 4)."""
+    """Our eccv16 weights in the authors' released key layout, with ab divided by 110 (docs/reference.md 1, 4)."""
     renamed = {}
     for key, value in network.state_dict().items():
         block, rest = key.split(".", 1)
@@ -63,7 +63,7 @@ def _official_state_dict(network) -> dict:
         elif block == "logits":
             renamed[f"model8.6.{rest}"] = value
         elif block == "decode":
-            renamed[f"model_out.{rest}"] = value
+            renamed[f"model_out.{rest}"] = value / 110
     return renamed
 
 

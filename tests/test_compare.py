@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import matplotlib.pyplot as plt
 import pytest
 
 from lit_colorization.store.results import SCHEMA, ResultRow, append_results
 from transfer.cli.compare import main
 from transfer.compare import (
+    IMAGENET,
+    PLACES,
     build_sections,
     compare,
     latest_of_each_run,
@@ -31,6 +35,11 @@ def rows_of(*dicts: dict) -> list[ResultRow]:
 def table_line(text: str, label: str) -> list[str]:
     [line] = [line for line in text.splitlines() if line.startswith(label + " ")]
     return line.split()
+
+
+def paper_cells(text: str) -> list[list[str]]:
+    """The cells of a table's published rows (cells are separated by two or more spaces)."""
+    return [re.split(r"\s{2,}", line.strip()) for line in text.splitlines() if line.startswith("paper:")]
 
 
 def test_runs_are_grouped_per_pretraining_run_and_a_later_row_of_a_layer_wins():
@@ -58,21 +67,22 @@ def test_table_marks_each_runs_best_layer_and_shows_the_paper_beside_alexnet_run
         probe_row("vgg", "conv4", 40.0, model="eccv16"),
     )
     text = render(build_sections(rows))
-    assert table_line(text, "mine") == ["mine", "embedded", "10.0", "30.0*", "20.0", "-", "-", "conv2"]
-    assert table_line(text, "paper: colorization") == [
-        "paper:", "colorization", "(recalled)", "ImageNet", "(paper)", "12.5", "24.5", "30.4", "31.5*", "30.3", "conv4",
+    assert table_line(text, "mine") == [
+        "mine", "embedded", "10.0", "30.0*", "20.0", "-", "-", "conv2", "30.0", "this", "project",
     ]  # fmt: skip
-    assert table_line(text, "paper: ImageNet labels")[-2:] == ["50.5*", "conv5"]
-    assert table_line(text, "paper: Gaussian random")[-6:] == [
-        "11.6",
-        "17.1*",
-        "16.9",
-        "16.3",
-        "14.1",
-        "conv2",
-    ]
+    assert table_line(text, "paper: colorization") == [
+        "paper:", "colorization", "ImageNet", "13.1", "24.8", "31.0", "32.6*", "31.8", "conv4", "32.6",
+        "Split-Brain", "Tab.", "2", "(zhang16)",
+    ]  # fmt: skip
+    assert table_line(text, "paper: ImageNet labels")[-7:-4] == ["50.5*", "conv5", "50.5"]
+    alexnet_table = text.split("alexnet:")[1].split("\n\n")[0]
+    assert table_line(alexnet_table, "VISSL: colorization")[2:] == [
+        "ImageNet", "-", "-", "-", "-", "-", "-", "30.4", "VISSL", "(goyal19)",
+    ]  # fmt: skip
     eccv16_table = text.split("eccv16:")[1].split("\n\n")[0]
-    assert "paper" not in eccv16_table and table_line(eccv16_table, "vgg")[-2:] == ["40.0*", "conv4"]
+    assert "paper" not in eccv16_table and table_line(eccv16_table, "vgg")[-5:] == [
+        "40.0*", "conv4", "40.0", "this", "project",
+    ]  # fmt: skip
 
 
 def test_other_tasks_get_their_own_section_without_breaking_the_probe_table():
@@ -87,6 +97,7 @@ def test_other_tasks_get_their_own_section_without_breaking_the_probe_table():
         "ImageNet-style linear probes (frozen features)",
         "other-task (2 rows)",
         "voc-seg (1 rows)",
+        "Pascal VOC, the paper's numbers",
     ]
     text = render(build_sections(rows))
     assert "mine (alexnet): map=61.2" in text and "epochs" not in text.split("voc-seg")[1]
@@ -108,7 +119,7 @@ def test_a_rerun_of_a_crashed_run_replaces_its_rows_and_other_runs_stay():
     assert [row.line for row in latest_of_each_run(rows)] == [2, 3, 4, 6]
     text = render(build_sections(rows))
     voc_lines = text.split("== Pascal VOC07 classification ==")[1].splitlines()
-    voc_maps = [line.split()[-1] for line in voc_lines if line.startswith("mine ")]
+    voc_maps = [line.split()[-3] for line in voc_lines if line.startswith("mine ")]
     assert sorted(voc_maps) == ["30.0", "42.0", "55.0"]
     assert table_line(text.split("== Pascal")[0], "mine")[2] == "12.0*"
 
@@ -158,11 +169,92 @@ def test_compare_prints_the_tables_and_writes_the_plot(tmp_path, capsys):
 
 
 def test_paper_rows_are_the_reference_numbers():
-    by_label = {one.label: one for one in paper_series()}
-    assert by_label["paper: colorization (recalled)"].top1 == {
-        "conv1": 12.5, "conv2": 24.5, "conv3": 30.4, "conv4": 31.5, "conv5": 30.3,
-    }  # fmt: skip
-    assert by_label["paper: ImageNet labels (recalled)"].best_layer == "conv5"
+    """docs/reference.md section 7, transcribed: Split-Brain Table 2 (zhang16), VISSL best layer (goyal19)."""
+    imagenet = {(one.label, one.model): one for one in paper_series(IMAGENET)}
+    per_layer = {
+        label: tuple(one.top1[layer] for layer in ("conv1", "conv2", "conv3", "conv4", "conv5"))
+        for (label, model), one in imagenet.items()
+        if one.top1
+    }
+    assert per_layer == {
+        "paper: ImageNet labels": (19.3, 36.3, 44.2, 48.3, 50.5),
+        "paper: Gaussian random": (11.6, 17.1, 16.9, 16.3, 14.1),
+        "paper: Kraehenbuehl init only": (17.5, 23.0, 24.5, 23.2, 20.6),
+        "paper: colorization": (13.1, 24.8, 31.0, 32.6, 31.8),
+        "paper: colorization, no rebalancing, 1-hot targets": (12.5, 25.4, 32.4, 33.1, 32.0),
+    }
+    assert {label for label, _ in imagenet if imagenet[label, _].top1} == set(per_layer)
+    assert {one.source for one in imagenet.values() if one.top1} == {"Split-Brain Tab. 2 (zhang16)"}
+    best_only = {model: one.best_top1 for (_, model), one in imagenet.items() if not one.top1}
+    assert best_only == {"alexnet": 30.39, "resnet50": 40.11}
+    assert {one.source for one in imagenet.values() if not one.top1} == {"VISSL (goyal19)"}
+    places = {one.label: [one.top1[f"conv{k}"] for k in range(1, 6)] for one in paper_series(PLACES)}
+    assert places == {
+        "paper: Places labels": [22.1, 35.1, 40.2, 43.3, 44.6],
+        "paper: ImageNet labels": [22.7, 34.8, 38.4, 39.4, 38.7],
+        "paper: Gaussian random": [15.7, 20.3, 19.8, 19.1, 17.5],
+        "paper: colorization": [16.0, 25.7, 29.6, 30.3, 29.7],
+    }
+
+
+def test_places_runs_get_the_papers_places_rows_and_only_then():
+    imagenet_only = render(build_sections(rows_of(probe_row("mine", "conv1", 10.0))))
+    assert "Places" not in imagenet_only
+    rows = rows_of(
+        probe_row("mine", "conv1", 10.0),
+        probe_row("mine", "conv3", 27.5, dataset="/data/places205"),
+    )
+    sections = {section.title: "\n".join(section.lines) for section in build_sections(rows)}
+    places = sections["Places205 linear probes (frozen features)"]
+    imagenet = sections["ImageNet-style linear probes (frozen features)"]
+    assert table_line(places, "mine")[:2] == ["mine", "places205"] and "27.5*" in table_line(places, "mine")
+    assert table_line(places, "paper: colorization")[2:10] == [
+        "Places205", "16.0", "25.7", "29.6", "30.3*", "29.7", "conv4", "30.3",
+    ]  # fmt: skip
+    assert table_line(places, "paper: Places labels")[-7:-4] == ["44.6*", "conv5", "44.6"]
+    # Places runs stay out of the ImageNet table, and ImageNet rows out of the Places one.
+    assert "27.5" not in imagenet and "10.0" in imagenet
+    assert "paper: Kraehenbuehl" not in places and "VISSL" not in places
+
+
+def test_voc_sections_show_the_papers_table_4_with_its_source():
+    voc = {"task": "voc-cls", "pretrain_run": "mine", "model": "alexnet", "ap_metric": "voc07"}
+    rows = rows_of(
+        {**voc, "protocol": "finetune", "train_from": "fc6", "map": 0.55},
+        {**voc, "task": "voc-det", "detector": "fast-rcnn", "layer": "conv5", "map": 0.40},
+    )
+    sections = {section.title: "\n".join(section.lines) for section in build_sections(rows)}
+    classification = paper_cells(sections["Pascal VOC07 classification"])
+    assert {(row[0], row[2]): row[5] for row in classification} == {
+        ("paper: ImageNet labels", "finetune from fc6"): "78.9",
+        ("paper: colorization (rescaled)", "finetune from fc6"): "61.5",
+        ("paper: ImageNet labels", "finetune from conv1"): "79.9",
+        ("paper: Gaussian random", "finetune from conv1"): "53.3",
+        ("paper: colorization (rescaled)", "finetune from conv1"): "65.9",
+    }
+    detection = paper_cells(sections["Pascal VOC07 detection (IoU 0.5)"])
+    assert [(row[0], row[5]) for row in detection] == [
+        ("paper: ImageNet labels", "56.8"),
+        ("paper: Gaussian random", "43.4"),
+        ("paper: colorization (rescaled)", "46.9"),
+    ]
+    assert {row[-1] for row in classification + detection} == {"Split-Brain Tab. 4"}
+    table = sections["Pascal VOC, the paper's numbers"]
+    assert table_line(table, "ImageNet labels")[2:] == ["78.9", "79.9", "56.8", "48.0"]
+    assert table_line(table, "Gaussian random")[2:] == ["-", "53.3", "43.4", "19.8"]
+    assert table_line(table, "colorization (rescaled)")[2:] == ["61.5", "65.9", "46.9", "35.6"]
+
+
+def test_runs_probed_under_two_protocols_stay_apart():
+    rows = rows_of(
+        probe_row("mine", "conv1", 10.0, protocol="zhang16"),
+        probe_row("mine", "conv1", 14.0, protocol="goyal19"),
+    )
+    series, _ = probe_series(rows)
+    assert sorted((one.source, one.top1["conv1"]) for one in series) == [
+        ("this project (goyal19)", 14.0),
+        ("this project (zhang16)", 10.0),
+    ]
 
 
 def test_cli_without_results_is_a_one_line_error(tmp_path, capsys):

@@ -9,6 +9,7 @@ from PIL import Image
 
 from lit_colorization.data.collate import SkipUnreadableCollate
 from lit_colorization.data.crops import (
+    Resize,
     center_crop,
     crop_at,
     crop_sample,
@@ -93,7 +94,7 @@ def test_crop_sample_train_and_validation() -> None:
     train = crop_sample(image, 16, None, rng=sample_rng(0, 0, 0)).permute(1, 2, 0).numpy()
     top, left, _ = locate(train)
     assert 0 <= top <= 34 and 0 <= left <= 64
-    resized = crop_sample(image, 16, 25, rng=None)  # 50x80 -> 25x40 first
+    resized = crop_sample(image, 16, Resize(25), rng=None)  # 50x80 -> 25x40 first
     reference = resize_shorter_side(image, 25)[4:20, 12:28]
     np.testing.assert_array_equal(resized.permute(1, 2, 0).numpy(), reference)
 

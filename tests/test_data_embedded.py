@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lit_colorization.data import EmbeddedTrainDataset, EmbeddedValDataset, load_embedded_photos
+from lit_colorization.data.crops import SQUASH, Resize
 from lit_colorization.data.embedded import EMBEDDED_PHOTOS, NamedPhoto, hold_out_strip
 
 CROP = 16
@@ -101,5 +102,10 @@ def test_validation_crops_are_fixed_and_training_crops_change_per_epoch(photos) 
 
 def test_resize_applies_before_the_split(photos) -> None:
     coffee = next(photo for photo in photos if photo.name == "coffee")  # 400 x 600
-    split = hold_out_strip(coffee.image, CROP, resize=100)
+    split = hold_out_strip(coffee.image, CROP, resize=Resize(100))
     assert split.train_region.shape[:2] == (100, 150 - CROP) and split.val_strip.shape[:2] == (100, CROP)
+    squashed = hold_out_strip(coffee.image, CROP, resize=Resize(100, SQUASH))
+    assert squashed.train_region.shape[:2] == (100 - CROP, 100) and squashed.val_strip.shape[:2] == (
+        CROP,
+        100,
+    )

@@ -75,6 +75,7 @@ def test_defaults_match_the_paper_recipe_and_work_as_a_structured_config() -> No
         ({"val_crops": 0}, ValueError, "data.val_crops"),
         ({"synthetic_size": 0}, ValueError, "data.synthetic_size"),
         ({"resize": 0}, ValueError, "data.resize must be a positive integer"),
+        ({"resize_mode": "crop"}, ValueError, "data.resize_mode must be one of shorter_side, squash"),
         ({"max_val_images": 0}, ValueError, "data.max_val_images"),
         ({"num_workers": -1}, ValueError, "data.num_workers must be an integer >= 0"),
         ({"seed": -1}, ValueError, "data.seed"),

@@ -17,6 +17,7 @@ from lit_colorization.color import ab_bins
 from lit_colorization.config.loading import load_config
 from lit_colorization.config.schema import PretrainConfig
 from lit_colorization.data import DataConfig, read_rgb, validate_data_config
+from lit_colorization.data.crops import SQUASH, Resize
 from lit_colorization.data.encoded import (
     CENTRE_CROP,
     DeviceCropper,
@@ -76,8 +77,10 @@ def expected_crop(path: Path, crop: torch.Tensor, size: int) -> torch.Tensor:
     """The crop cut from PIL's decoding of ``path`` (read_rgb) for the box ``crop_boxes`` gives."""
     pixels = read_rgb(path, strict=True)
     height, width = pixels.shape[:2]
-    top, left, side = crop_boxes(torch.tensor([height]), torch.tensor([width]), crop[None], size, None)
-    assert side.item() == size
+    top, left, box_height, box_width = crop_boxes(
+        torch.tensor([height]), torch.tensor([width]), crop[None], size, None
+    )
+    assert box_height.item() == box_width.item() == size
     window = pixels[int(top) : int(top) + size, int(left) : int(left) + size]
     window = window[:, ::-1] if crop[2] else window
     return torch.from_numpy(np.ascontiguousarray(window.transpose(2, 0, 1)))
@@ -108,9 +111,11 @@ def test_whole_factor_shrink_is_the_block_mean_of_pils_decoding(tmp_path: Path) 
     dataset = EncodedImageFolderDataset(tmp_path, "train", train=True, seed=1)
     batch = EncodedCollate()([dataset[0]])
     # Shorter side 64 -> resize 32: the 16-pixel crop is a 32-pixel box, each output pixel a 2x2 block.
-    out = DeviceCropper(crop_size=16, resize=32)(batch, "cpu")["rgb"][0]
-    top, left, side = crop_boxes(torch.tensor([64]), torch.tensor([80]), batch["crop"], 16, 32)
-    assert side.item() == 32
+    out = DeviceCropper(crop_size=16, resize=Resize(32))(batch, "cpu")["rgb"][0]
+    top, left, box_height, box_width = crop_boxes(
+        torch.tensor([64]), torch.tensor([80]), batch["crop"], 16, Resize(32)
+    )
+    assert box_height.item() == box_width.item() == 32
     window = read_rgb(path, strict=True)[int(top) : int(top) + 32, int(left) : int(left) + 32]
     if batch["crop"][0, 2]:
         window = window[:, ::-1]
@@ -123,23 +128,27 @@ def test_crop_boxes_place_every_whole_position_once() -> None:
     free_rows = 45 - 24 + 1
     fractions = (torch.arange(free_rows, dtype=torch.float64) + 0.5) / free_rows
     crops = torch.stack([fractions, fractions, torch.zeros(free_rows)], dim=1)
-    top, left, side = crop_boxes(heights.expand(free_rows), widths.expand(free_rows), crops, 24, None)
+    top, left, side, _ = crop_boxes(heights.expand(free_rows), widths.expand(free_rows), crops, 24, None)
     assert top.tolist() == list(range(free_rows)) and side.unique().tolist() == [24.0]
     assert left.min() == 0 and left.max() <= 60 - 24
     extreme = torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], list(CENTRE_CROP)], dtype=torch.float64)
-    top, left, _ = crop_boxes(heights.expand(3), widths.expand(3), extreme, 24, None)
+    top, left, _, _ = crop_boxes(heights.expand(3), widths.expand(3), extreme, 24, None)
     assert top.tolist() == [0, 21, 11] and left.tolist() == [0, 36, 18]
 
 
 def test_crop_boxes_scale_like_the_cpu_path() -> None:
     heights, widths = torch.tensor([20.0, 64.0, 64.0]), torch.tensor([30.0, 80.0, 80.0])
     crop = torch.tensor([CENTRE_CROP] * 3, dtype=torch.float64)
-    _, _, side = crop_boxes(heights[:1], widths[:1], crop[:1], 24, None)
+    _, _, side, _ = crop_boxes(heights[:1], widths[:1], crop[:1], 24, None)
     assert side.tolist() == [20.0]  # smaller than the crop: the whole shorter side, scaled up
-    _, _, side = crop_boxes(heights[1:], widths[1:], crop[1:], 16, 32)
+    _, _, side, _ = crop_boxes(heights[1:], widths[1:], crop[1:], 16, Resize(32))
     assert side.tolist() == [32.0, 32.0]  # shorter side 64 -> 32 px, of which the crop takes 16
-    _, _, side = crop_boxes(heights[1:2], widths[1:2], crop[1:2], 16, 8)
+    _, _, side, _ = crop_boxes(heights[1:2], widths[1:2], crop[1:2], 16, Resize(8))
     assert side.tolist() == [64.0]  # resize below the crop size: scaled up to the crop, as the CPU path does
+    box = crop_boxes(heights[1:2], widths[1:2], crop[1:2], 16, Resize(32, SQUASH))
+    assert [value.item() for value in box] == [16.0, 20.0, 32.0, 40.0]  # 64x80 -> 32x32: 16 px is 32x40 of it
+    _, _, box_height, box_width = crop_boxes(heights[1:2], widths[1:2], crop[1:2], 16, Resize(8, SQUASH))
+    assert (box_height.item(), box_width.item()) == (64.0, 80.0)  # squashed below the crop: all of the photo
 
 
 def gradient_image(height: int, width: int) -> torch.Tensor:
@@ -153,9 +162,8 @@ def test_resized_crops_sample_the_centre_of_each_output_pixel(side: float) -> No
     # On a linear ramp every average of symmetric taps is the ramp at the output pixel's centre.
     image = gradient_image(200, 250)
     top, left, size = 20.0, 30.0, 12
-    out = resized_crops(
-        [image], torch.tensor([top]), torch.tensor([left]), torch.tensor([side]), torch.zeros(1), size
-    )
+    box = torch.tensor([side])
+    out = resized_crops([image], torch.tensor([top]), torch.tensor([left]), box, box, torch.zeros(1), size)
     centres = torch.arange(size, dtype=torch.float64) + 0.5
     expected_cols = (left + centres * side / size - 0.5).round()
     expected_rows = (top + centres * side / size - 0.5).round()
@@ -167,8 +175,8 @@ def test_resized_crops_sample_the_centre_of_each_output_pixel(side: float) -> No
 def test_resized_crops_enlarge_like_bilinear_interpolation_and_mirror() -> None:
     image = torch.from_numpy(noise(10, 10, 6).transpose(2, 0, 1).copy())
     zero, ten = torch.zeros(1), torch.tensor([10.0])
-    plain = resized_crops([image], zero, zero, ten, torch.zeros(1), 25)[0]
-    mirrored = resized_crops([image], zero, zero, ten, torch.ones(1), 25)[0]
+    plain = resized_crops([image], zero, zero, ten, ten, torch.zeros(1), 25)[0]
+    mirrored = resized_crops([image], zero, zero, ten, ten, torch.ones(1), 25)[0]
     reference = F.interpolate(image[None].float(), size=(25, 25), mode="bilinear", align_corners=False)[0]
     assert (plain.float() - reference).abs().max() <= 0.5 + 1e-4
     assert torch.equal(mirrored, plain.flip(-1))
@@ -179,7 +187,8 @@ def test_images_of_different_sizes_are_cropped_in_one_batch() -> None:
         torch.from_numpy(noise(h, w, h).transpose(2, 0, 1).copy()) for h, w in [(40, 50), (64, 33), (16, 16)]
     ]
     top, left = torch.tensor([3.0, 10.0, 0.0]), torch.tensor([5.0, 2.0, 0.0])
-    out = resized_crops(images, top, left, torch.full((3,), 16.0), torch.tensor([0.0, 1.0, 0.0]), 16)
+    box = torch.full((3,), 16.0)
+    out = resized_crops(images, top, left, box, box, torch.tensor([0.0, 1.0, 0.0]), 16)
     for row, image in enumerate(images):
         window = image[:, int(top[row]) : int(top[row]) + 16, int(left[row]) : int(left[row]) + 16]
         assert torch.equal(out[row], window.flip(-1) if row == 1 else window)

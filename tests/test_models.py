@@ -6,12 +6,15 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from lit_colorization.color import ab_bins
 from lit_colorization.models import ColorizationNet, create_model, list_models, register_model
 from lit_colorization.models.alexnet import to_probe_geometry
 from lit_colorization.models.base import scaled_channels
 from lit_colorization.models.eccv16 import convert_official_eccv16_state_dict
+from tests.release_eccv16 import ReleaseEccv16
 
 # docs/reference.md section 1, transcribed column by column: a -> (b_min, b_max).
 REFERENCE_B_RANGE = {
@@ -508,52 +511,10 @@ def test_resnet_rejects_unsupported_output_stride():
         create_model("resnet50", output_stride=32)
 
 
-class OfficialEccv16Layout(nn.Module):
-    """The authors' released PyTorch module layout (docs/reference.md section 4), written out independently."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        bn = nn.BatchNorm2d
-        self.model1 = nn.Sequential(*_convs(1, 64, 2, last_stride=2), bn(64))
-        self.model2 = nn.Sequential(*_convs(64, 128, 2, last_stride=2), bn(128))
-        self.model3 = nn.Sequential(*_convs(128, 256, 3, last_stride=2), bn(256))
-        self.model4 = nn.Sequential(*_convs(256, 512, 3), bn(512))
-        self.model5 = nn.Sequential(*_convs(512, 512, 3, dilation=2), bn(512))
-        self.model6 = nn.Sequential(*_convs(512, 512, 3, dilation=2), bn(512))
-        self.model7 = nn.Sequential(*_convs(512, 512, 3), bn(512))
-        self.model8 = nn.Sequential(
-            nn.ConvTranspose2d(512, 256, 4, 2, 1), nn.ReLU(True), *_convs(256, 256, 2), nn.Conv2d(256, 313, 1)
-        )
-        self.model_out = nn.Conv2d(313, 2, 1, bias=False)
-
-    def forward(self, lightness: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = (lightness - 50.0) / 100.0
-        for block in (
-            self.model1,
-            self.model2,
-            self.model3,
-            self.model4,
-            self.model5,
-            self.model6,
-            self.model7,
-        ):
-            x = block(x)
-        logits = self.model8(x)
-        return logits, self.model_out(torch.softmax(logits, dim=1)) * 110.0
-
-
-def _convs(cin: int, cout: int, count: int, last_stride: int = 1, dilation: int = 1) -> list[nn.Module]:
-    layers: list[nn.Module] = []
-    for index in range(count):
-        stride = last_stride if index == count - 1 else 1
-        layers += [nn.Conv2d(cin if index == 0 else cout, cout, 3, stride, dilation, dilation), nn.ReLU(True)]
-    return layers
-
-
 @pytest.fixture(scope="module")
-def official() -> OfficialEccv16Layout:
+def official() -> ReleaseEccv16:
     torch.manual_seed(2)
-    model = OfficialEccv16Layout().eval()
+    model = ReleaseEccv16().eval()
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, nn.BatchNorm2d):
@@ -581,10 +542,12 @@ def test_official_state_dict_conversion_reproduces_its_outputs(official, officia
 
     lightness = random_lightness(48, batch=2)
     with torch.no_grad():
-        expected_logits, expected_ab = official(lightness)
+        expected_logits, expected_ab = official.logits(lightness), official(lightness)
         logits = ours(lightness)
-        ab = ours.decode(torch.softmax(logits, dim=1)) * 110.0
+        # ``decode`` holds the release's model_out times 110: the release's ab, upsampled as the release does.
+        ab = F.interpolate(ours.decode(torch.softmax(logits, dim=1)), scale_factor=4, mode="bilinear")
     assert logits.shape == (2, 313, 12, 12)
+    torch.testing.assert_close(ours.decode.weight[:, :, 0, 0].t(), ab_bins(), rtol=1e-6, atol=1e-4)
     torch.testing.assert_close(logits, expected_logits, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ab, expected_ab, rtol=1e-5, atol=1e-4)
 

@@ -1,10 +1,14 @@
 """Transfer results beside the paper's numbers (``make compare``; command line: ``transfer.cli.compare``).
 
 Prints one section per task found in the results store. ``linear-probe`` is a table per network (pretraining
-runs x layers, top-1 %, best layer marked) with the paper's AlexNet rows (docs/reference.md section 7) beside the
-AlexNet runs, and a PNG of top-1 per layer per run. ``voc-cls`` and ``voc-det`` list each run's VOC07 mAP
-with the paper's AlexNet numbers below. A task without a section of its own is listed row by row with its
-numeric fields, so new tasks never break the report; a new section is a function added to ``SECTIONS``.
+runs x layers, top-1 %, best layer marked) with the published rows for that network beside the runs, and a PNG
+of top-1 per layer per run. Probe runs on a Places dataset (a ``dataset`` naming "places") get a Places205 section
+of their own with the paper's Places205 rows; that section, and those rows, appear only when such runs exist, so
+ImageNet runs are never set beside Places numbers. ``voc-cls`` and ``voc-det`` list each run's VOC07 mAP with the
+paper's numbers below, and the full Pascal VOC table of the paper (segmentation included, which no task here
+runs) closes the report. Every published row names its source and, for probes, its protocol (docs/reference.md
+sections 6 and 7). A task without a section of its own is listed row by row with its numeric fields, so new tasks
+never break the report; a new section is a function added to ``SECTIONS``.
 
 Every number is read in percent: rows written before the store recorded its units are converted first
 (``lit_colorization.store.results.in_current_units``), so old and new rows of a run compare alike.
@@ -18,22 +22,40 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from numbers import Real
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from lit_colorization.store.atomic import atomic_open
 from lit_colorization.store.results import ResultRow, in_current_units, read_results
 from transfer.probe.module import POOLED_SIDE
 
 LINEAR_PROBE = "linear-probe"
-PAPER_MODEL = "alexnet"
-PAPER_DATASET = "ImageNet (paper)"
+IMAGENET = "ImageNet"
+PLACES = "Places205"
 PAPER_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
-# docs/reference.md section 7, ImageNet linear probe top-1 of AlexNet, conv1..conv5 (all recalled figures).
-PAPER_LINEAR_PROBE: dict[str, tuple[float, ...]] = {
-    "colorization (recalled)": (12.5, 24.5, 30.4, 31.5, 30.3),
-    "Gaussian random (recalled)": (11.6, 17.1, 16.9, 16.3, 14.1),
-    "ImageNet labels (recalled)": (19.3, 36.3, 44.2, 48.3, 50.5),
+SPLIT_BRAIN_TABLE_2 = "Split-Brain Tab. 2 (zhang16)"
+SPLIT_BRAIN_TABLE_4 = "Split-Brain Tab. 4"
+VISSL = "VISSL (goyal19)"
+OWN_RUN = "this project"
+# docs/reference.md section 7: AlexNet linear-probe top-1 (%), conv1..conv5, under the zhang16 protocol, from the
+# Split-Brain paper's Table 2 (its colorization row corrects the colorization paper's own table).
+PAPER_PROBES: dict[str, dict[str, tuple[float, ...]]] = {
+    IMAGENET: {
+        "ImageNet labels": (19.3, 36.3, 44.2, 48.3, 50.5),
+        "Gaussian random": (11.6, 17.1, 16.9, 16.3, 14.1),
+        "Kraehenbuehl init only": (17.5, 23.0, 24.5, 23.2, 20.6),
+        "colorization": (13.1, 24.8, 31.0, 32.6, 31.8),
+        "colorization, no rebalancing, 1-hot targets": (12.5, 25.4, 32.4, 33.1, 32.0),
+    },
+    PLACES: {
+        "Places labels": (22.1, 35.1, 40.2, 43.3, 44.6),
+        "ImageNet labels": (22.7, 34.8, 38.4, 39.4, 38.7),
+        "Gaussian random": (15.7, 20.3, 19.8, 19.1, 17.5),
+        "colorization": (16.0, 25.7, 29.6, 30.3, 29.7),
+    },
 }
+# docs/reference.md section 7: VISSL's best-layer ImageNet top-1 of Goyal et al. 2019's colorization models
+# (ImageNet-1k pretraining, goyal19 protocol); VISSL publishes no per-layer values for them.
+PAPER_BEST_LAYER: dict[str, float] = {"alexnet": 30.39, "resnet50": 40.11}
 BEST_MARK = "*"
 # Row fields that describe a run rather than measure it: left out of generic sections.
 DESCRIPTIVE_FIELDS = frozenset(
@@ -50,35 +72,71 @@ class Section:
 
 @dataclass(frozen=True)
 class ProbeSeries:
-    """Top-1 per layer of one pretraining run (or a paper row) probed on one dataset."""
+    """Top-1 per layer of one pretraining run (or a published row) probed on one dataset.
+
+    ``published_best`` is a best-layer number published without its per-layer values (then ``top1`` is empty).
+    """
 
     label: str
     model: str
     dataset: str
     top1: dict[str, float]
     paper: bool = False
+    source: str = OWN_RUN
+    published_best: float | None = None
 
     @property
-    def best_layer(self) -> str:
-        return max(self.top1, key=lambda layer: self.top1[layer])
+    def best_layer(self) -> str | None:
+        return max(self.top1, key=lambda layer: self.top1[layer]) if self.top1 else None
+
+    @property
+    def best_top1(self) -> float | None:
+        layer = self.best_layer
+        return self.published_best if layer is None else self.top1[layer]
 
 
-def paper_series() -> list[ProbeSeries]:
-    return [
+def paper_series(dataset: str = IMAGENET) -> list[ProbeSeries]:
+    """The published probe rows on ``dataset`` (``IMAGENET`` or ``PLACES``)."""
+    series = [
         ProbeSeries(
-            f"paper: {name}", PAPER_MODEL, PAPER_DATASET, dict(zip(PAPER_LAYERS, values, strict=True)), True
+            f"paper: {name}",
+            "alexnet",
+            dataset,
+            dict(zip(PAPER_LAYERS, values, strict=True)),
+            paper=True,
+            source=SPLIT_BRAIN_TABLE_2,
         )
-        for name, values in PAPER_LINEAR_PROBE.items()
+        for name, values in PAPER_PROBES[dataset].items()
     ]
+    if dataset == IMAGENET:
+        series += [
+            ProbeSeries("VISSL: colorization", model, IMAGENET, {}, True, VISSL, published_best=value)
+            for model, value in PAPER_BEST_LAYER.items()
+        ]
+    return series
+
+
+def is_places(dataset: str) -> bool:
+    """Whether a probe row's ``dataset`` (a folder path or a source name) is a Places data set."""
+    return "places" in dataset.lower()
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
 
 
+class ProbeKey(NamedTuple):
+    model: str
+    run: str
+    ckpt: str
+    dataset: str
+    protocol: str | None  # the probe protocol a row names, if it names one
+
+
 def probe_series(rows: Sequence[ResultRow]) -> tuple[list[ProbeSeries], list[str]]:
-    """Group linear-probe rows by (network, pretraining run, checkpoint, dataset); a later row of a layer wins."""
-    grouped: dict[tuple[str, str, str, str], dict[str, float]] = {}
+    """Group linear-probe rows by (network, pretraining run, checkpoint, dataset, protocol); a later row of a
+    layer wins."""
+    grouped: dict[ProbeKey, dict[str, float]] = {}
     problems = []
     for row in rows:
         data = row.data
@@ -89,27 +147,35 @@ def probe_series(rows: Sequence[ResultRow]) -> tuple[list[ProbeSeries], list[str
                 f"line {row.line}: {LINEAR_PROBE} row without a valid {', '.join(missing)}, skipped"
             )
             continue
-        key = (
+        protocol = data.get("protocol")
+        key = ProbeKey(
             data["model"],
             str(data.get("pretrain_run", "?")),
             str(data.get("ckpt", "?")),
             str(data.get("dataset", "?")),
+            protocol if isinstance(protocol, str) else None,
         )
         grouped.setdefault(key, {})[data["layer"]] = float(data["top1"])
     labels = _run_labels(list(grouped))
-    series = [ProbeSeries(labels[key], key[0], key[3], top1) for key, top1 in grouped.items()]
+    series = [
+        ProbeSeries(
+            labels[key],
+            key.model,
+            key.dataset,
+            top1,
+            source=OWN_RUN if key.protocol is None else f"{OWN_RUN} ({key.protocol})",
+        )
+        for key, top1 in grouped.items()
+    ]
     return series, problems
 
 
-def _run_labels(keys: list[tuple[str, str, str, str]]) -> dict[tuple[str, str, str, str], str]:
+def _run_labels(keys: list[ProbeKey]) -> dict[ProbeKey, str]:
     """The pretraining run's name, plus the checkpoint file where one run was probed from several."""
     labels = {}
     for key in keys:
-        model, run, ckpt, dataset = key
-        twins = [
-            other for other in keys if other[:2] == (model, run) and other[3] == dataset and other != key
-        ]
-        labels[key] = f"{run} ({Path(ckpt).name})" if twins else run
+        twins = [other for other in keys if other._replace(ckpt=key.ckpt) == key and other != key]
+        labels[key] = f"{key.run} ({Path(key.ckpt).name})" if twins else key.run
     return labels
 
 
@@ -137,24 +203,47 @@ def probe_table(model: str, series: Sequence[ProbeSeries]) -> list[str]:
             "-" if layer not in one.top1 else f"{one.top1[layer]:.1f}{BEST_MARK if layer == best else ''}"
             for layer in layers
         ]
-        body.append([one.label, _short_dataset(one.dataset), *cells, best])
-    return format_table(["run", "data", *layers, "best"], body)
+        best_top1 = "-" if one.best_top1 is None else f"{one.best_top1:.1f}"
+        body.append([one.label, _short_dataset(one.dataset), *cells, best or "-", best_top1, one.source])
+    return format_table(["run", "data", *layers, "best", "top-1", "source"], body)
 
 
 def _short_dataset(dataset: str) -> str:
     return Path(dataset).name if "/" in dataset else dataset
 
 
-def linear_probe_section(rows: Sequence[ResultRow]) -> Section:
-    series, problems = probe_series(rows)
-    models = sorted({one.model for one in series} | {PAPER_MODEL})
-    lines = [f"top-1 accuracy (%) per layer; {BEST_MARK} marks each run's best layer"]
-    for model in models:
-        model_series = [one for one in series if one.model == model]
-        if model == PAPER_MODEL:
-            model_series += paper_series()
+def _probe_tables(series: Sequence[ProbeSeries], paper: Sequence[ProbeSeries]) -> list[str]:
+    lines = []
+    for model in sorted({one.model for one in [*series, *paper]}):
+        model_series = [one for one in [*series, *paper] if one.model == model]
         lines += ["", f"{model}:", *probe_table(model, model_series)]
+    return lines
+
+
+PROBE_LEGEND = [
+    f"top-1 accuracy (%) per layer; {BEST_MARK} marks each row's best layer, 'top-1' is that layer's value",
+    "zhang16 and goyal19 are different probe protocols (docs/reference.md section 6): compare within one",
+]
+SPLIT_BRAIN = "Split-Brain: Zhang, Isola, Efros, CVPR 2017"
+VISSL_MODELS = "VISSL: Goyal et al. 2019's models, ImageNet-1k pretraining"
+
+
+def linear_probe_section(rows: Sequence[ResultRow]) -> Section:
+    """Runs on any data but Places beside the published ImageNet rows (always listed)."""
+    series, problems = probe_series(rows)
+    others = [one for one in series if not is_places(one.dataset)]
+    lines = [*PROBE_LEGEND, f"{SPLIT_BRAIN}; {VISSL_MODELS}", *_probe_tables(others, paper_series(IMAGENET))]
     return Section("ImageNet-style linear probes (frozen features)", lines, problems)
+
+
+def places_probe_section(rows: Sequence[ResultRow]) -> Section | None:
+    """Runs on a Places data set beside the paper's Places205 rows; None when there are no such runs."""
+    series, _ = probe_series(rows)
+    places = [one for one in series if is_places(one.dataset)]
+    if not places:
+        return None
+    lines = [*PROBE_LEGEND, SPLIT_BRAIN, *_probe_tables(places, paper_series(PLACES))]
+    return Section("Places205 linear probes (frozen features)", lines)
 
 
 def generic_section(task: str, rows: Sequence[ResultRow]) -> Section:
@@ -175,14 +264,30 @@ def generic_section(task: str, rows: Sequence[ResultRow]) -> Section:
 
 VOC_CLASSIFICATION = "voc-cls"
 VOC_DETECTION = "voc-det"
-# docs/reference.md section 7: VOC07 test mAP (%) of the colorization AlexNet, as (setting, label, value).
-PAPER_VOC: dict[str, list[tuple[str, str, float]]] = {
-    VOC_CLASSIFICATION: [
-        ("finetune from fc6", "paper: colorization, fc6-8 (recalled)", 61.5),
-        ("finetune from conv1", "paper: colorization, all layers", 65.9),
-    ],
-    VOC_DETECTION: [("Fast R-CNN, all layers", "paper: colorization", 46.9)],
+VOC_COLUMNS = ("cls fc6-8", "cls all", "det", "seg")
+# docs/reference.md section 7, Split-Brain Table 4 (AlexNet): VOC2007 classification mAP fine-tuning fc6-8 and all
+# layers, VOC2007 Fast R-CNN detection mAP, VOC2012 FCN segmentation mIoU (%); None where the paper has none.
+PAPER_VOC: dict[str, tuple[float | None, ...]] = {
+    "ImageNet labels": (78.9, 79.9, 56.8, 48.0),
+    "Gaussian random": (None, 53.3, 43.4, 19.8),
+    "colorization (rescaled)": (61.5, 65.9, 46.9, 35.6),
 }
+# Which of PAPER_VOC's columns stand beside a task's runs, and the setting each column was measured in.
+PAPER_VOC_BESIDE: dict[str, tuple[tuple[str, str], ...]] = {
+    VOC_CLASSIFICATION: (("cls fc6-8", "finetune from fc6"), ("cls all", "finetune from conv1")),
+    VOC_DETECTION: (("det", "Fast R-CNN, all layers"),),
+}
+
+
+def paper_voc_rows(task: str) -> list[tuple[str, str, float]]:
+    """(setting, label, value) of the paper's numbers for ``task``."""
+    rows = []
+    for column, setting in PAPER_VOC_BESIDE[task]:
+        for method, values in PAPER_VOC.items():
+            value = values[VOC_COLUMNS.index(column)]
+            if value is not None:
+                rows.append((setting, f"paper: {method}", value))
+    return rows
 
 
 def voc_setting(data: dict[str, Any]) -> str:
@@ -211,17 +316,31 @@ def voc_section(task: str, rows: Sequence[ResultRow]) -> Section:
                 _short_dataset(str(data.get("dataset", "?"))),
                 str(data.get("ap_metric", "?")),
                 f"{float(data['map']):.1f}",
+                OWN_RUN,
             ]
         )
     body += [
-        [label, PAPER_MODEL, setting, "VOC07 (paper)", "voc07", f"{value:.1f}"]
-        for setting, label, value in PAPER_VOC[task]
+        [label, "alexnet", setting, "VOC07 (paper)", "voc07", f"{value:.1f}", SPLIT_BRAIN_TABLE_4]
+        for setting, label, value in paper_voc_rows(task)
     ]
     title = (
         "Pascal VOC07 classification" if task == VOC_CLASSIFICATION else "Pascal VOC07 detection (IoU 0.5)"
     )
-    lines = ["mAP (%) on VOC07 test", *format_table(["run", "model", "setting", "data", "AP", "mAP"], body)]
-    return Section(title, lines, problems)
+    header = ["run", "model", "setting", "data", "AP", "mAP", "source"]
+    return Section(title, ["mAP (%) on VOC07 test", *format_table(header, body)], problems)
+
+
+def paper_voc_section() -> Section:
+    """The paper's whole Pascal VOC table, segmentation included."""
+    body = [
+        [method, *("-" if value is None else f"{value:.1f}" for value in values)]
+        for method, values in PAPER_VOC.items()
+    ]
+    lines = [
+        f"AlexNet, {SPLIT_BRAIN_TABLE_4}: VOC2007 classification and detection mAP, VOC2012 segmentation mIoU (%)",
+        *format_table(["method", *VOC_COLUMNS], body),
+    ]
+    return Section("Pascal VOC, the paper's numbers", lines)
 
 
 SECTIONS: dict[str, Callable[[Sequence[ResultRow]], Section]] = {
@@ -247,16 +366,19 @@ def latest_of_each_run(rows: Sequence[ResultRow]) -> list[ResultRow]:
 
 
 def build_sections(rows: Sequence[ResultRow]) -> list[Section]:
-    """The linear-probe section first (it carries the paper's numbers), then one per other task, by name;
-    a run's rows are its latest (``latest_of_each_run``), in percent whenever they were written."""
+    """The linear-probe section first (it carries the paper's numbers), then the Places205 probes when there are
+    any, then one per other task by name, then the paper's VOC table; a run's rows are its latest
+    (``latest_of_each_run``), in percent whenever they were written."""
     by_task: dict[str, list[ResultRow]] = {LINEAR_PROBE: []}
     for row in latest_of_each_run([in_current_units(row) for row in rows]):
         by_task.setdefault(row.task, []).append(row)
-    sections = []
-    for task in [LINEAR_PROBE, *sorted(task for task in by_task if task != LINEAR_PROBE)]:
+    sections = [linear_probe_section(by_task[LINEAR_PROBE])]
+    places = places_probe_section(by_task[LINEAR_PROBE])
+    sections += [] if places is None else [places]
+    for task in sorted(task for task in by_task if task != LINEAR_PROBE):
         dedicated = SECTIONS.get(task)
         sections.append(dedicated(by_task[task]) if dedicated else generic_section(task, by_task[task]))
-    return sections
+    return [*sections, paper_voc_section()]
 
 
 def render(sections: Sequence[Section]) -> str:
@@ -267,7 +389,8 @@ def render(sections: Sequence[Section]) -> str:
 
 
 def plot_linear_probe(series: Sequence[ProbeSeries], path: str | Path) -> Path:
-    """A PNG with one panel per network: top-1 per layer, one line per run, the paper's rows dashed."""
+    """A PNG with one panel per network: top-1 per layer, one line per run, the paper's rows dashed (a published
+    best-layer number dotted across)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -279,10 +402,13 @@ def plot_linear_probe(series: Sequence[ProbeSeries], path: str | Path) -> Path:
         model_series = [one for one in series if one.model == model]
         layers = ordered_layers(model, model_series)
         for one in model_series:
+            label = f"{one.label} [{_short_dataset(one.dataset)}]"
+            if one.best_layer is None:  # a published best-layer number: a level line across the layers
+                axis.axhline(one.published_best, linestyle=":", alpha=0.7, label=f"{label}, best layer")
+                continue
             xs = [index for index, layer in enumerate(layers) if layer in one.top1]
             ys = [one.top1[layers[index]] for index in xs]
             style = {"linestyle": "--", "alpha": 0.7} if one.paper else {"linewidth": 2}
-            label = one.label if one.paper else f"{one.label} [{_short_dataset(one.dataset)}]"
             (line,) = axis.plot(xs, ys, marker="o", label=label, **style)
             best = layers.index(one.best_layer)
             axis.plot([best], [one.top1[one.best_layer]], marker="*", markersize=14, color=line.get_color())
@@ -307,5 +433,8 @@ def compare(results_path: str | Path, plot_path: str | Path) -> str:
     for problem in results.skipped + [p for section in sections for p in section.problems]:
         print(f"warning: {problem}", file=sys.stderr)
     series, _ = probe_series([row for row in rows if row.task == LINEAR_PROBE])
-    plot = plot_linear_probe([*series, *paper_series()], plot_path)
+    paper = paper_series(IMAGENET)
+    if any(is_places(one.dataset) for one in series):
+        paper += paper_series(PLACES)
+    plot = plot_linear_probe([*series, *paper], plot_path)
     return render(sections) + f"\nplot: {plot}\n"

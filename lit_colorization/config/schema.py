@@ -49,6 +49,9 @@ class OptimConfig:
     )  # optimizer steps at which the lr changes
     gamma: float = 0.1  # lr factor at each milestone, unless milestone_lrs gives the lr after each one
     milestone_lrs: list[float] = field(default_factory=list)
+    # "paper": the network's recipe, configs/models/<model>.yaml, as the paper states it. Another name layers
+    # configs/schedules/<model>/<name>.yaml over that recipe (e.g. eccv16's "release": the release's solver).
+    schedule: str = "paper"
     fused: bool | None = None  # fused Adam; None: on CUDA, not elsewhere (lit_colorization/train/perf.py)
 
 

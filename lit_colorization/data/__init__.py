@@ -1,7 +1,7 @@
 """Data: reading, decoding and cropping only. Workers produce uint8 RGB crops; all colour work is on the device."""
 
 from lit_colorization.data.collate import Batch, Sample, SkipUnreadableCollate
-from lit_colorization.data.config import DataConfig, validate_data_config
+from lit_colorization.data.config import DataConfig, resize_rule, validate_data_config
 from lit_colorization.data.datamodule import ColorizationDataModule, build_datamodule
 from lit_colorization.data.embedded import EmbeddedTrainDataset, EmbeddedValDataset, load_embedded_photos
 from lit_colorization.data.folder import IMAGE_EXTENSIONS, ImageFolderDataset
@@ -25,5 +25,6 @@ __all__ = [
     "build_datamodule",
     "load_embedded_photos",
     "read_rgb",
+    "resize_rule",
     "validate_data_config",
 ]

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from lit_colorization.data.crops import RESIZE_MODES, SHORTER_SIDE, Resize
+
 SOURCES = ("embedded", "folder", "synthetic")
 DECODERS = ("cpu", "gpu")
 
@@ -17,7 +19,12 @@ class DataConfig:
     train_split: str = "train"
     val_split: str = "val"
     crop_size: int = 176
-    resize: int | None = None  # shorter side -> this many pixels before cropping; None: no resize
+    resize: int | None = (
+        None  # scale photos by this many pixels before cropping (see resize_mode); None: don't
+    )
+    # "shorter_side": the shorter side becomes `resize` pixels, the aspect ratio kept. "squash": the photo becomes
+    # `resize` x `resize`, as Caffe's convert_imageset --resize_height/--resize_width stores an ImageNet LMDB.
+    resize_mode: str = SHORTER_SIDE
     batch_size: int = 40
     num_workers: int = 2
     persistent_workers: bool = True
@@ -57,6 +64,10 @@ def validate_data_config(cfg: DataConfig | Any) -> None:
         raise ValueError(
             f"data.decode=gpu reads image files: it needs data.source=folder, got {cfg.source!r}"
         )
+    if cfg.resize_mode not in RESIZE_MODES:
+        raise ValueError(
+            f"data.resize_mode must be one of {', '.join(RESIZE_MODES)}; got {cfg.resize_mode!r}"
+        )
     for key in POSITIVE_INT_KEYS:
         _require_positive_int(key, getattr(cfg, key))
     for key in OPTIONAL_POSITIVE_INT_KEYS:
@@ -71,6 +82,11 @@ def validate_data_config(cfg: DataConfig | Any) -> None:
             raise ValueError("data.root is required when data.source is 'folder'")
         if not os.path.isdir(cfg.root):
             raise FileNotFoundError(f"data.root {cfg.root} is not a directory")
+
+
+def resize_rule(cfg: DataConfig | Any) -> Resize | None:
+    """The scaling before cropping that ``data.resize`` and ``data.resize_mode`` describe; None without one."""
+    return None if cfg.resize is None else Resize(cfg.resize, cfg.resize_mode)
 
 
 def _is_int(value: Any) -> bool:

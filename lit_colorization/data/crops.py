@@ -9,6 +9,7 @@ therefore on every DDP rank, since ranks receive disjoint indices).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,6 +17,38 @@ from PIL import Image
 
 # Keeps the crop stream apart from other streams keyed by the same (seed, index), e.g. synthetic images.
 CROP_STREAM = 0xC0
+SHORTER_SIDE = "shorter_side"
+# Both sides to the size, the aspect ratio lost: what Caffe's convert_imageset --resize_height/--resize_width does
+# when it builds an ImageNet LMDB, the release's training data (docs/reference.md section 5).
+SQUASH = "squash"
+RESIZE_MODES = (SHORTER_SIDE, SQUASH)
+
+
+@dataclass(frozen=True)
+class Resize:
+    """How a photo is scaled before it is cropped: its shorter side to ``size`` (aspect ratio kept), or squashed
+    to ``size`` x ``size``."""
+
+    size: int
+    mode: str = SHORTER_SIDE
+
+    def __post_init__(self) -> None:
+        if self.mode not in RESIZE_MODES:
+            raise ValueError(f"resize mode must be one of {', '.join(RESIZE_MODES)}; got {self.mode!r}")
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        if self.mode == SQUASH:
+            return _resize(image, height=self.size, width=self.size)
+        return resize_shorter_side(image, self.size)
+
+    def source_pixels_per_pixel(
+        self, heights: torch.Tensor, widths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(down, across) the source pixels per pixel of ``apply``'s result, for photos of ``heights`` x ``widths``."""
+        if self.mode == SQUASH:
+            return heights / self.size, widths / self.size
+        factor = torch.minimum(heights, widths) / self.size
+        return factor, factor
 
 
 def sample_rng(seed: int, epoch: int, index: int, stream: int = CROP_STREAM) -> np.random.Generator:
@@ -43,10 +76,10 @@ def ensure_min_size(image: np.ndarray, min_height: int, min_width: int) -> np.nd
     )
 
 
-def fit_for_crop(image: np.ndarray, crop_size: int, resize: int | None) -> np.ndarray:
-    """Apply the optional shorter-side `resize`, then upscale anything still smaller than the crop."""
+def fit_for_crop(image: np.ndarray, crop_size: int, resize: Resize | None) -> np.ndarray:
+    """Apply the optional `resize`, then upscale anything still smaller than the crop."""
     if resize is not None:
-        image = resize_shorter_side(image, resize)
+        image = resize.apply(image)
     return ensure_min_size(image, crop_size, crop_size)
 
 
@@ -78,7 +111,7 @@ def to_chw_tensor(image: np.ndarray) -> torch.Tensor:
 
 
 def crop_sample(
-    image: np.ndarray, crop_size: int, resize: int | None, rng: np.random.Generator | None
+    image: np.ndarray, crop_size: int, resize: Resize | None, rng: np.random.Generator | None
 ) -> torch.Tensor:
     """Training crop (random, flipped) when `rng` is given, else the deterministic centre crop."""
     fitted = fit_for_crop(image, crop_size, resize)

@@ -17,7 +17,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from lit_colorization.data.collate import SkipUnreadableCollate
-from lit_colorization.data.config import DataConfig, validate_data_config
+from lit_colorization.data.config import DataConfig, resize_rule, validate_data_config
 from lit_colorization.data.embedded import EmbeddedTrainDataset, EmbeddedValDataset, load_embedded_photos
 from lit_colorization.data.encoded import DeviceCropper, EncodedCollate, EncodedImageFolderDataset
 from lit_colorization.data.folder import ImageFolderDataset
@@ -37,22 +37,23 @@ def evenly_spaced_indices(length: int, count: int) -> list[int]:
 
 def build_datasets(cfg: DataConfig) -> tuple[EpochAwareDataset, Dataset, list[str]]:
     """(training set, validation set, class names) for `cfg.source`."""
+    resize = resize_rule(cfg)
     if cfg.source == "embedded":
         photos = load_embedded_photos()
-        train = EmbeddedTrainDataset(photos, cfg.crop_size, cfg.crops_per_epoch, cfg.resize, cfg.seed)
-        val = EmbeddedValDataset(photos, cfg.crop_size, cfg.val_crops, cfg.resize)
+        train = EmbeddedTrainDataset(photos, cfg.crop_size, cfg.crops_per_epoch, resize, cfg.seed)
+        val = EmbeddedValDataset(photos, cfg.crop_size, cfg.val_crops, resize)
         return train, val, train.classes
     if cfg.source == "synthetic":
         common = {"image_size": cfg.synthetic_size, "crop_size": cfg.crop_size, "seed": cfg.seed}
-        train = SyntheticColorDataset(cfg.synthetic_train_images, split="train", resize=cfg.resize, **common)
-        val = SyntheticColorDataset(cfg.synthetic_val_images, split="val", resize=cfg.resize, **common)
+        train = SyntheticColorDataset(cfg.synthetic_train_images, split="train", resize=resize, **common)
+        val = SyntheticColorDataset(cfg.synthetic_val_images, split="val", resize=resize, **common)
         return train, val, train.classes
     if cfg.decode == "gpu":  # workers only read the bytes; the device decodes and crops (data/encoded.py)
         common = {"seed": cfg.seed, "strict": cfg.strict}
         train = EncodedImageFolderDataset(cfg.root, cfg.train_split, train=True, **common)
         val = EncodedImageFolderDataset(cfg.root, cfg.val_split, train=False, **common)
     else:
-        common = {"crop_size": cfg.crop_size, "resize": cfg.resize, "seed": cfg.seed, "strict": cfg.strict}
+        common = {"crop_size": cfg.crop_size, "resize": resize, "seed": cfg.seed, "strict": cfg.strict}
         train = ImageFolderDataset(cfg.root, cfg.train_split, train=True, **common)
         val = ImageFolderDataset(cfg.root, cfg.val_split, train=False, **common)
     if val.classes != train.classes:
@@ -166,7 +167,7 @@ def training_rgb_batches(
     loader = datamodule.train_dataloader()
     data = datamodule.config
     if data.decode == "gpu":
-        cropper = DeviceCropper(data.crop_size, data.resize, data.strict)
+        cropper = DeviceCropper(data.crop_size, resize_rule(data), data.strict)
         return (cropper(batch, device)["rgb"] for batch in loader), len(loader)
     return (batch["rgb"].to(device, non_blocking=True) for batch in loader), len(loader)
 

@@ -22,10 +22,10 @@ from torch.utils.data import Dataset
 
 from lit_colorization.data.collate import Sample
 from lit_colorization.data.crops import (
+    Resize,
     crop_at,
     ensure_min_size,
     random_crop_flip,
-    resize_shorter_side,
     sample_rng,
     to_chw_tensor,
 )
@@ -74,10 +74,10 @@ class HeldOutPhoto:
     val_strip: np.ndarray
 
 
-def hold_out_strip(image: np.ndarray, crop_size: int, resize: int | None) -> HeldOutPhoto:
+def hold_out_strip(image: np.ndarray, crop_size: int, resize: Resize | None) -> HeldOutPhoto:
     """Split a photo into a training region and a crop_size-wide validation strip (see module docstring)."""
     if resize is not None:
-        image = resize_shorter_side(image, resize)
+        image = resize.apply(image)
     height, width = image.shape[:2]
     if width > height:
         image = ensure_min_size(image, crop_size, 2 * crop_size)
@@ -104,7 +104,7 @@ class EmbeddedTrainDataset(Dataset):
         photos: Sequence[NamedPhoto],
         crop_size: int,
         crops_per_photo: int,
-        resize: int | None = None,
+        resize: Resize | None = None,
         seed: int = 0,
     ) -> None:
         self.classes = [photo.name for photo in photos]
@@ -130,7 +130,7 @@ class EmbeddedValDataset(Dataset):
     """`crops_per_photo` fixed crops of each photo's validation strip."""
 
     def __init__(
-        self, photos: Sequence[NamedPhoto], crop_size: int, crops_per_photo: int, resize: int | None = None
+        self, photos: Sequence[NamedPhoto], crop_size: int, crops_per_photo: int, resize: Resize | None = None
     ) -> None:
         self.classes = [photo.name for photo in photos]
         self.crops = [

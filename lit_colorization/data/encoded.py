@@ -5,11 +5,12 @@ from ``sample_rng(seed, epoch, index)``. The device then decodes the batch (on C
 of it; elsewhere torchvision's CPU decoder) and cuts all crops with four gathers per bilinear tap, whatever
 the image sizes: no per-image resize or crop calls.
 
-Crops follow the rule of the CPU path (``crops.py``): the shorter side scaled to ``resize`` if given, images
-smaller than the crop scaled up, then a ``crop_size`` square at a uniformly random place (the centre for
-validation), mirrored with probability 1/2. Here scaling and cropping are one resampling of a square box of
-the original image, and the place is drawn as a fraction of the free room, as the size is known only after
-decoding. So the crops have the CPU path's distribution, not its exact pixels.
+Crops follow the rule of the CPU path (``crops.py``): the photo scaled by ``resize`` if given (shorter side, or
+squashed to a square), images smaller than the crop scaled up, then a ``crop_size`` square at a uniformly random
+place (the centre for validation), mirrored with probability 1/2. Here scaling and cropping are one resampling
+of a box of the original image (a rectangle when the resize squashes), and the place is drawn as a fraction of
+the free room, as the size is known only after decoding. So the crops have the CPU path's distribution, not its
+exact pixels.
 
 A file that is not a plain JPEG (RGB or gray, upright, not oversized) is decoded in the worker by ``read_rgb``
 (transparency, CMYK, 16-bit and EXIF orientation are handled there) and travels as pixels.
@@ -29,7 +30,7 @@ from PIL import Image
 from torch import Tensor
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from lit_colorization.data.crops import sample_rng, to_chw_tensor
+from lit_colorization.data.crops import Resize, sample_rng, to_chw_tensor
 from lit_colorization.data.folder import SplitFilesDataset
 from lit_colorization.data.images import UnreadableImageError, read_rgb
 from lit_colorization.train.perf import say_once
@@ -168,36 +169,54 @@ def _decode_one(data: Tensor, device: torch.device) -> Tensor | None:
 
 
 def crop_boxes(
-    heights: Tensor, widths: Tensor, crop: Tensor, crop_size: int, resize: int | None
-) -> tuple[Tensor, Tensor, Tensor]:
-    """(top, left, side) of each crop's square box in source pixels (float64), from the crop numbers.
+    heights: Tensor, widths: Tensor, crop: Tensor, crop_size: int, resize: Resize | None
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(top, left, box height, box width) of each crop's box in source pixels (float64), from the crop numbers.
 
-    The side is what ``crop_size`` pixels are after the CPU path's scaling; top and left are whole pixels,
-    uniform over the places the box fits, so a box of side ``crop_size`` is an exact window.
+    The box is what ``crop_size`` x ``crop_size`` pixels are after the CPU path's scaling (``resize``, then an
+    enlargement of anything still smaller than the crop); square unless ``resize`` squashes. Top and left are
+    whole pixels, uniform over the places the box fits, so a box of side ``crop_size`` is an exact window.
     """
     heights, widths = heights.to(torch.float64), widths.to(torch.float64)
-    shorter = torch.minimum(heights, widths)
-    # No resize: a crop_size window, or the whole shorter side of a smaller image (which is scaled up).
-    # With one: the shorter side becomes max(resize, crop_size) pixels, of which the crop takes crop_size.
-    side = shorter.clamp(max=crop_size) if resize is None else shorter * (crop_size / max(resize, crop_size))
+    if resize is None:
+        down = across = torch.ones_like(heights)
+        shorter = torch.minimum(heights, widths)
+    else:  # either mode makes the shorter side resize.size pixels
+        down, across = resize.source_pixels_per_pixel(heights, widths)
+        shorter = torch.full_like(heights, resize.size)
+    # The crop takes crop_size of the scaled pixels, or the whole shorter side where that is smaller (enlarged).
+    window = shorter.clamp(max=crop_size)
+    box_heights, box_widths = down * window, across * window
     crop = crop.to(torch.float64)
 
-    def place(fraction: Tensor, extent: Tensor) -> Tensor:
-        return torch.minimum((fraction * (extent - side + 1)).floor(), extent - side).clamp(min=0)
+    def place(fraction: Tensor, extent: Tensor, box: Tensor) -> Tensor:
+        return torch.minimum((fraction * (extent - box + 1)).floor(), extent - box).clamp(min=0)
 
-    return place(crop[:, 0], heights), place(crop[:, 1], widths), side
+    return (
+        place(crop[:, 0], heights, box_heights),
+        place(crop[:, 1], widths, box_widths),
+        box_heights,
+        box_widths,
+    )
 
 
 def resized_crops(
-    images: Sequence[Tensor], top: Tensor, left: Tensor, side: Tensor, mirror: Tensor, size: int
+    images: Sequence[Tensor],
+    top: Tensor,
+    left: Tensor,
+    box_height: Tensor,
+    box_width: Tensor,
+    mirror: Tensor,
+    size: int,
 ) -> Tensor:
-    """Each image's box ``[top, top + side) x [left, left + side)`` resampled to ``size`` x ``size``: uint8 B x 3 x S x S.
+    """Each image's box ``[top, top + box_height) x [left, left + box_width)`` resampled to ``size`` x ``size``:
+    uint8 B x 3 x S x S.
 
     ``images`` are 3 x H x W uint8 of any sizes on one device; the box numbers are (B,) CPU tensors, and
     ``mirror`` (B,) flips a crop left-right where non-zero. Each output pixel averages taps x taps bilinear
-    samples spread evenly over the source square it covers (taps = the batch's largest shrink factor,
-    rounded up, at most ``MAX_TAPS``): bilinear when enlarging, the mean of each k x k block when shrinking
-    by a whole factor k, and the pixels themselves for a box of side ``size`` at whole-pixel places.
+    samples spread evenly over the source rectangle it covers (taps = the batch's largest shrink factor along
+    either axis, rounded up, at most ``MAX_TAPS``): bilinear when enlarging, the mean of each k x k block when
+    shrinking by a whole factor k, and the pixels themselves for a box of side ``size`` at whole-pixel places.
     The images are joined into one flat buffer and read by index, so the work is a fixed number of batched
     gathers however many images and sizes there are.
     """
@@ -206,19 +225,23 @@ def resized_crops(
     widths = torch.tensor([image.shape[-1] for image in images], dtype=torch.int64)
     plane = heights * widths
     start = torch.cumsum(3 * plane, 0) - 3 * plane  # where each image begins in the flat buffer
-    scale = side.to(torch.float64) / size
-    taps = min(MAX_TAPS, max(1, math.ceil(float(scale.max()) - 1e-9)))
+    row_scale = box_height.to(torch.float64) / size
+    col_scale = box_width.to(torch.float64) / size
+    largest = max(float(row_scale.max()), float(col_scale.max()))
+    taps = min(MAX_TAPS, max(1, math.ceil(largest - 1e-9)))
     flat = torch.cat([image.reshape(-1) for image in images])
 
-    numbers = torch.stack([top, left, scale, heights, widths, mirror], dim=1).to(torch.float64)
-    top_d, left_d, scale_d, height_d, width_d, mirror_d = to_device(numbers.float(), device).T[:, :, None]
+    numbers = torch.stack([top, left, row_scale, col_scale, heights, widths, mirror], dim=1).to(torch.float64)
+    top_d, left_d, row_scale_d, col_scale_d, height_d, width_d, mirror_d = to_device(
+        numbers.float(), device
+    ).T[:, :, None]
     plane_base = to_device(start[:, None] + torch.arange(3) * plane[:, None], device)[:, :, None, None]
     row_stride = to_device(widths, device)[:, None, None, None]
     # Sample positions in output-pixel units, pixel by pixel and taps within a pixel: (S * taps,).
     steps = torch.arange(size, device=device)[:, None] + (torch.arange(taps, device=device) + 0.5) / taps
     steps = steps.reshape(-1)
-    rows = (top_d + steps * scale_d - 0.5).clamp(min=0)
-    cols = (left_d + steps * scale_d - 0.5).clamp(min=0)
+    rows = (top_d + steps * row_scale_d - 0.5).clamp(min=0)
+    cols = (left_d + steps * col_scale_d - 0.5).clamp(min=0)
     cols = torch.where(mirror_d > 0, cols.flip(-1), cols)
     rows = torch.minimum(rows, height_d - 1).view(-1, size, taps)
     cols = torch.minimum(cols, width_d - 1).view(-1, size, taps)
@@ -251,7 +274,7 @@ class DeviceCropper:
     raise instead.
     """
 
-    def __init__(self, crop_size: int, resize: int | None = None, strict: bool = False) -> None:
+    def __init__(self, crop_size: int, resize: Resize | None = None, strict: bool = False) -> None:
         self.crop_size = crop_size
         self.resize = resize
         self.strict = strict
@@ -290,6 +313,6 @@ class DeviceCropper:
         crop = batch["crop"][decoded]
         heights = torch.tensor([image.shape[-2] for image in kept])
         widths = torch.tensor([image.shape[-1] for image in kept])
-        top, left, side = crop_boxes(heights, widths, crop, self.crop_size, self.resize)
-        rest["rgb"] = resized_crops(kept, top, left, side, crop[:, 2], self.crop_size)
+        top, left, box_height, box_width = crop_boxes(heights, widths, crop, self.crop_size, self.resize)
+        rest["rgb"] = resized_crops(kept, top, left, box_height, box_width, crop[:, 2], self.crop_size)
         return rest

@@ -17,7 +17,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from lit_colorization.data.collate import Sample
-from lit_colorization.data.crops import crop_sample, sample_rng
+from lit_colorization.data.crops import Resize, crop_sample, sample_rng
 from lit_colorization.data.images import read_rgb
 from lit_colorization.data.sampling import SharedEpoch
 
@@ -125,7 +125,7 @@ class ImageFolderDataset(SplitFilesDataset):
         root: str | os.PathLike[str],
         split_dir: str,
         crop_size: int,
-        resize: int | None = None,
+        resize: Resize | None = None,
         train: bool = True,
         seed: int = 0,
         strict: bool = False,

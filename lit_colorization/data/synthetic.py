@@ -13,7 +13,7 @@ from skimage.color import hsv2rgb
 from torch.utils.data import Dataset
 
 from lit_colorization.data.collate import Sample
-from lit_colorization.data.crops import crop_sample, sample_rng
+from lit_colorization.data.crops import Resize, crop_sample, sample_rng
 from lit_colorization.data.sampling import SharedEpoch
 
 IMAGE_STREAM = 0x1A
@@ -72,7 +72,7 @@ class SyntheticColorDataset(Dataset):
         seed: int = 0,
         num_classes: int = 4,
         gray_every: int = 8,
-        resize: int | None = None,
+        resize: Resize | None = None,
     ) -> None:
         if split not in SPLIT_IDS:
             raise ValueError(f"split must be one of {sorted(SPLIT_IDS)}, got {split!r}")

@@ -12,7 +12,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from lit_colorization.data import DataConfig, EmbeddedValDataset, ImageFolderDataset, SyntheticColorDataset
+from lit_colorization.data import (
+    DataConfig,
+    EmbeddedValDataset,
+    ImageFolderDataset,
+    SyntheticColorDataset,
+    resize_rule,
+)
 from lit_colorization.data.datamodule import evenly_spaced_indices
 from lit_colorization.data.embedded import load_embedded_photos
 
@@ -37,7 +43,7 @@ def validation_set(data: DataConfig) -> EvalSet:
     """The validation split ``data`` describes (only that split is read: no training folder is needed)."""
     if data.source == "embedded":
         photos = load_embedded_photos()
-        dataset = EmbeddedValDataset(photos, data.crop_size, data.val_crops, data.resize)
+        dataset = EmbeddedValDataset(photos, data.crop_size, data.val_crops, resize_rule(data))
         names = [f"{photo.name}_{k}" for photo in photos for k in range(data.val_crops)]
         return EvalSet(dataset, names, names, dataset.classes, "embedded")
     if data.source == "synthetic":
@@ -47,7 +53,7 @@ def validation_set(data: DataConfig) -> EvalSet:
             crop_size=data.crop_size,
             split="val",
             seed=data.seed,
-            resize=data.resize,
+            resize=resize_rule(data),
         )
         names = [f"synthetic_{index:05d}" for index in range(len(dataset))]
         return EvalSet(dataset, names, names, dataset.classes, "synthetic")
@@ -55,7 +61,7 @@ def validation_set(data: DataConfig) -> EvalSet:
         data.root,
         data.val_split,
         data.crop_size,
-        data.resize,
+        resize_rule(data),
         train=False,
         seed=data.seed,
         strict=data.strict,

@@ -1,10 +1,14 @@
-"""Colorize photos with a trained colorizer.
+"""A colorizer loaded for inference, and the colorization of one photo with it.
 
-``python -m lit_colorization.cli.colorize --ckpt CKPT INPUT... --out DIR [--temperature 0.38]``
+Two weight formats, each with its own decoding when no temperature is asked for:
 
-INPUT: image files or folders (searched recursively); colour inputs are converted to gray first. The output keeps
-the input's full resolution: its own ``L`` joined with the predicted ``ab``, upsampled. Existing outputs are kept
-(an interrupted job resumes where it stopped) unless ``--overwrite``.
+- ``lit`` (our checkpoints): the annealed mean at the paper's T = 0.38 (docs/reference.md section 3).
+- ``official`` (the authors' released PyTorch eccv16 state dict): the release demo's own output, a plain softmax
+  (T = 1) through the demo's pipeline (``inference/official.py``). The Caffe deploy net multiplied the logits by
+  2.606 (about 1/0.38) before its softmax; the PyTorch release has no such factor, and its plain softmax is what
+  the release gives, so annealing it again at 0.38 would sharpen it a second time. An explicit temperature
+  anneals the release's softmax, softmax(logits / T): no longer the release's output, and ``describe_decoding``
+  says so.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ from pathlib import Path
 
 from torch import Tensor
 
-from lit_colorization.color import ab_bins, rgb_to_lab
+from lit_colorization.color import ANNEALED_MEAN_TEMPERATURE, rgb_to_lab
 from lit_colorization.color.pictures import lab_batch_to_rgb
 from lit_colorization.inference.decode import predict_full_resolution_ab
+from lit_colorization.inference.official import RELEASE_TEMPERATURE, release_colorize
 from lit_colorization.models import ColorizationNet, create_model
 from lit_colorization.models.eccv16 import convert_official_eccv16_state_dict
 from lit_colorization.store.checkpoint import (
@@ -35,6 +40,29 @@ class Colorizer:
     network: ColorizationNet
     bins: Tensor
     regression: bool
+    weights_format: str = "lit"
+
+    @property
+    def default_temperature(self) -> float:
+        """The temperature of the format's own decoding."""
+        return RELEASE_TEMPERATURE if self.weights_format == "official" else ANNEALED_MEAN_TEMPERATURE
+
+    def temperature(self, requested: float | None) -> float:
+        return self.default_temperature if requested is None else requested
+
+
+def describe_decoding(colorizer: Colorizer, requested: float | None) -> str:
+    """One line saying how ``colorizer`` decodes at the ``requested`` temperature (None: the format's own)."""
+    if colorizer.regression:
+        return "decoding: the network regresses ab directly (no temperature)"
+    if colorizer.weights_format != "official":
+        return f"decoding: annealed mean at T={colorizer.temperature(requested):g}"
+    if requested is None:
+        return "decoding: the release's own output (plain softmax, the demo's pipeline)"
+    return (
+        f"decoding: the release's softmax re-annealed at T={requested:g} (softmax(logits / {requested:g})); "
+        "this is not the release's output, which --temperature left unset gives"
+    )
 
 
 def load_colorizer(path: str | Path, weights_format: str = "lit", device: str = "cpu") -> Colorizer:
@@ -47,7 +75,11 @@ def load_colorizer(path: str | Path, weights_format: str = "lit", device: str = 
         except ValueError as error:
             raise CheckpointError(f"{path}: not the authors' eccv16 state dict: {error}") from None
         load_state_strict(network, converted, str(path))
-        return Colorizer(network.eval().to(device), ab_bins().to(device), regression=False)
+        # The release decodes with its own model_out weights, whatever they hold: they are the bins here.
+        bins = network.decode.weight.detach()[:, :, 0, 0].t().contiguous()
+        return Colorizer(
+            network.eval().to(device), bins.to(device), regression=False, weights_format="official"
+        )
     if weights_format != "lit":
         raise ValueError(f"--weights-format: expected one of {WEIGHT_FORMATS}, got {weights_format!r}")
     checkpoint = read_checkpoint(path)
@@ -56,9 +88,17 @@ def load_colorizer(path: str | Path, weights_format: str = "lit", device: str = 
 
 
 def colorize_rgb(
-    colorizer: Colorizer, rgb_uint8: Tensor, temperature: float, input_size: int | None
+    colorizer: Colorizer, rgb_uint8: Tensor, temperature: float | None, input_size: int | None
 ) -> Tensor:
-    """H x W x 3 uint8 RGB -> 3 x H x W colorized RGB in [0, 1] at the same size, with the input's own L."""
+    """H x W x 3 uint8 RGB -> 3 x H x W colorized RGB in [0, 1] at the same size, with the input's own L.
+
+    ``temperature`` None: the format's own decoding. Official weights go through the release demo's pipeline.
+    """
+    if colorizer.weights_format == "official":
+        return release_colorize(
+            colorizer.network, colorizer.bins, rgb_uint8, colorizer.temperature(temperature), input_size
+        )
+    temperature = colorizer.temperature(temperature)
     device = colorizer.bins.device
     rgb = rgb_uint8.permute(2, 0, 1).unsqueeze(0).to(device).float() / 255
     lightness = rgb_to_lab(rgb)[:, :1]

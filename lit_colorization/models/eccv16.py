@@ -139,6 +139,11 @@ def _bin_centre_decoder(bins: Tensor) -> nn.Conv2d:
     return decoder
 
 
+# The release's port keeps ab divided by 110 (docs/reference.md section 1): its ``model_out`` weights are the bin
+# centres / 110 and its output is scaled back by 110. ``decode`` holds the centres in ab units, so the conversion
+# folds that factor into the weights; the release's output is unchanged.
+OFFICIAL_AB_NORM = 110.0
+
 # Official prefix -> ours; model8.6 (the 1x1 conv to 313) is our separate logits head, so it precedes model8.
 _OFFICIAL_PREFIXES = (
     ("model8.6.", "logits."),
@@ -163,7 +168,8 @@ def _expected_shapes() -> dict[str, torch.Size]:
 def convert_official_eccv16_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Rename the authors' released PyTorch state dict (``model1.0.weight`` ... ``model_out.weight``) to ours.
 
-    The result loads into ``create_model("eccv16")`` with ``strict=True``. BatchNorm ``num_batches_tracked``
+    ``model_out`` becomes ``decode`` times ``OFFICIAL_AB_NORM``, so ``decode`` maps a distribution over the bins
+    straight to ab, as ours does. The result loads into ``create_model("eccv16")`` with ``strict=True``. BatchNorm ``num_batches_tracked``
     counters, absent from older dicts, are filled with 0. Missing or unexpected keys (named in the official
     layout) and shape mismatches raise one ValueError listing all of them.
     """
@@ -179,7 +185,7 @@ def convert_official_eccv16_state_dict(state_dict: Mapping[str, Tensor]) -> dict
         elif tuple(value.shape) != tuple(expected[ours]):
             mismatched.append(f"{key}: got {tuple(value.shape)}, expected {tuple(expected[ours])}")
         else:
-            converted[ours] = value
+            converted[ours] = value * OFFICIAL_AB_NORM if key.startswith("model_out.") else value
     missing = [
         official
         for key in expected

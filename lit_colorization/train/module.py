@@ -14,6 +14,7 @@ from lit_colorization.color.metrics import auc, colorfulness
 from lit_colorization.color.pictures import colorization_grid, lab_batch_to_rgb
 from lit_colorization.color.targets import ColorTargets
 from lit_colorization.config.loading import to_container
+from lit_colorization.data.config import resize_rule
 from lit_colorization.data.encoded import DeviceCropper
 from lit_colorization.inference.decode import output_to_ab, upsample_ab
 from lit_colorization.models import create_model
@@ -45,7 +46,7 @@ class ColorizationModule(L.LightningModule):
         # data.decode=gpu: batches hold JPEG bytes that become crops on the device, before the transfer.
         data = config.data
         self.device_cropper = (
-            DeviceCropper(data.crop_size, data.resize, data.strict) if data.decode == "gpu" else None
+            DeviceCropper(data.crop_size, resize_rule(data), data.strict) if data.decode == "gpu" else None
         )
         self.targets = build_targets(config.targets, bins, prior, stride=self.net.output_stride)
         self.prior = prior

@@ -1,7 +1,8 @@
 """The pretrain command's config: configs/pretrain.yaml, the network's paper recipe, the preset, the overrides.
 
-The network is the one the overrides or the preset name, so its recipe (configs/models/<name>.yaml) sits under
-both. Checks that need the network (the input sizes it takes) or the device (precision) are made here, before any work.
+The network is the one the overrides or the preset name, so its recipe (configs/models/<name>.yaml), and the
+schedule ``optim.schedule`` names over it (configs/schedules/<name>/<schedule>.yaml), sit under both. Checks that
+need the network (the input sizes it takes) or the device (precision) are made here, before any work.
 """
 
 from __future__ import annotations
@@ -23,13 +24,30 @@ from lit_colorization.models.data_init import METHODS as FILTER_METHODS
 from lit_colorization.train.initialisation import INITIALISATIONS
 from lit_colorization.train.perf import settings_for
 
+PAPER_SCHEDULE = "paper"
+SCHEDULES_DIR = CONFIG_DIR / "schedules"
+
+
+def schedules_of(model_name: str) -> list[str]:
+    """The ``optim.schedule`` names ``model_name`` has: the paper's, and one per configs/schedules/<model>/ file."""
+    return [PAPER_SCHEDULE, *sorted(path.stem for path in (SCHEDULES_DIR / model_name).glob("*.yaml"))]
+
 
 def model_recipe(config: PretrainConfig) -> ExtraLayers:
-    """The paper recipe of the network the config names."""
+    """The paper recipe of the network the config names, and the named schedule over it if not the paper's."""
     model_name = config.model.name
     if model_name not in list_models():
         raise ConfigError(f"config key 'model.name': unknown model {model_name!r}; valid: {list_models()}")
-    return ExtraLayers(files=[CONFIG_DIR / "models" / f"{model_name}.yaml"])
+    files = [CONFIG_DIR / "models" / f"{model_name}.yaml"]
+    schedule = config.optim.schedule
+    if schedule not in schedules_of(model_name):
+        raise ConfigError(
+            f"config key 'optim.schedule': {model_name} has no schedule {schedule!r}; "
+            f"valid: {schedules_of(model_name)}"
+        )
+    if schedule != PAPER_SCHEDULE:
+        files.append(SCHEDULES_DIR / model_name / f"{schedule}.yaml")
+    return ExtraLayers(files=files)
 
 
 def validate_pretrain_config(config: PretrainConfig) -> None:
