@@ -113,3 +113,31 @@ def test_unknown_layer_is_an_error_listing_the_valid_ones():
     network, _ = load_network("random", "alexnet", {"width": WIDTH})
     with pytest.raises(ValueError, match=r"conv9.*valid: \['conv1'"):
         Trunk(network, ["conv9"])
+
+
+def test_standard_geometry_folds_the_trained_alexnet_and_names_inputs_too_small_for_a_layer(
+    tiny_alexnet_ckpt,
+):
+    path, original = tiny_alexnet_ckpt
+    network, _ = load_network(str(path), standard_geometry=True)
+    assert network.geometry == "probe" and not network.training
+    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in network.modules())
+    lightness = torch.rand(2, 1, 227, 227, generator=torch.Generator().manual_seed(0)) * 100
+    # The folded network is the trained one in the standard geometry: conv1 without padding, same weights.
+    trained_conv1 = torch.nn.functional.conv2d(
+        (lightness - 50) / 100, original.conv1[0].weight, original.conv1[0].bias, stride=4
+    )
+    norm = original.conv1[1]
+    expected = torch.relu(
+        (trained_conv1 - norm.running_mean[:, None, None])
+        / (norm.running_var + norm.eps).sqrt()[:, None, None]
+    )
+    torch.testing.assert_close(
+        network.features(lightness, ["conv1"])["conv1"], expected, rtol=1e-4, atol=1e-5
+    )
+    backbone = Trunk(network, ["conv5", "fc6"])
+    assert backbone.feature_shapes(227, 227) == {"conv5": (32, 13, 13), "fc6": (512, 1, 1)}
+    with pytest.raises(ValueError, match="alexnet: a 112 x 112 input is too small to reach fc6"):
+        backbone.feature_shapes(112, 112)
+    eccv16, _ = load_network("random", "eccv16", {"width": WIDTH}, standard_geometry=True)
+    assert any(isinstance(module, torch.nn.BatchNorm2d) for module in eccv16.modules())  # one geometry, kept

@@ -6,6 +6,8 @@ its deepest layer in use, frozen before the layer it trains from.
 BatchNorm running statistics never move: docs/reference.md section 9, probes silently un-freezing BatchNorm);
 with ``freeze_batch_norm`` every BatchNorm layer keeps its statistics and affine parameters (detection batches of
 two images are too small to estimate them). A probe's trunk (``train_from=None``) computes without autograd.
+The linear probes and the VOC SVMs load their network with ``standard_geometry``: an AlexNet is then probed in the
+standard geometry the published protocols assume (docs/reference.md sections 4.3 and 6.1).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from lit_colorization.models import ColorizationNet, create_model
+from lit_colorization.models.alexnet import TRAIN_GEOMETRY, AlexNetColorizer, to_probe_geometry
 from lit_colorization.store.checkpoint import build_network, read_checkpoint
 
 STANDARD_ALEXNET_SIDE = 227
@@ -46,14 +49,38 @@ def pretrain_run_name(ckpt_path: str, config: dict[str, Any]) -> str:
     return path.parent.parent.name if path.parent.name == "checkpoints" else path.stem
 
 
+def in_standard_geometry(network: ColorizationNet) -> ColorizationNet:
+    """``network`` as the linear-probe protocols and the VOC SVMs probe it.
+
+    An AlexNet in the release's training geometry becomes the standard AlexNet the release probes
+    (``to_probe_geometry``: BatchNorm folded into the convs, conv1 and the pools unpadded, pool5 at stride 2;
+    docs/reference.md section 4.3), in eval mode. Every other network has one geometry and comes back as it is.
+    """
+    if isinstance(network, AlexNetColorizer) and network.geometry == TRAIN_GEOMETRY:
+        return to_probe_geometry(network).eval()
+    return network
+
+
 def load_network(
-    ckpt: str, model: str | None = None, model_kwargs: dict[str, Any] | None = None, seed: int = 0
+    ckpt: str,
+    model: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    seed: int = 0,
+    standard_geometry: bool = False,
 ) -> tuple[ColorizationNet, BackboneSource]:
-    """The network of ``ckpt`` (weights loaded strictly), or for ``ckpt="random"`` the network ``model`` seeded.
+    """The network of ``ckpt`` (weights loaded strictly), or for ``ckpt="random"`` the network ``model`` seeded;
+    with ``standard_geometry``, passed through ``in_standard_geometry``.
 
     With a checkpoint, ``model`` (if given) must name the checkpoint's network: a probe of one network
     labelled as another would be a silent mistake.
     """
+    network, source = _load_network(ckpt, model, model_kwargs, seed)
+    return (in_standard_geometry(network) if standard_geometry else network), source
+
+
+def _load_network(
+    ckpt: str, model: str | None, model_kwargs: dict[str, Any] | None, seed: int
+) -> tuple[ColorizationNet, BackboneSource]:
     if ckpt == RANDOM_CKPT:
         name = model or DEFAULT_RANDOM_MODEL
         kwargs = dict(model_kwargs or {})
@@ -123,7 +150,10 @@ class Trunk(nn.Module):
         for norm in self._batch_norm_layers():
             if freeze_batch_norm:
                 norm.requires_grad_(False)
-        self.channels = self._feature_channels()
+        # A few output strides of input give every layer at least one pixel; AlexNet's fc6 (a 6x6 conv after
+        # three stride-2 poolings in the standard geometry) needs the standard 227.
+        side = max(4 * network.output_stride, STANDARD_ALEXNET_SIDE)
+        self.channels = {name: shape[0] for name, shape in self.feature_shapes(side, side).items()}
         # Lightning keeps each submodule's mode as found: set the rule's modes now.
         self.train(True)
 
@@ -144,16 +174,23 @@ class Trunk(nn.Module):
         return [m for m in self.network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
     @torch.no_grad()
-    def _feature_channels(self) -> dict[str, int]:
+    def feature_shapes(self, height: int, width: int) -> dict[str, tuple[int, int, int]]:
+        """(C, H, W) of each output for a ``height`` x ``width`` input, from one forward in eval mode; a ValueError
+        if the input is too small to reach the deepest output.
+
+        On a network on the meta device nothing is computed: only the shapes come out.
+        """
         was_training = self.training
         self.network.eval()  # a forward in train mode would move BatchNorm running statistics
         try:
-            # A few output strides of input give every layer at least one pixel; AlexNet's fc6 (a 6x6 conv after
-            # three stride-2 poolings in the probe geometry) needs the standard 227.
-            side = max(4 * self.network.output_stride, STANDARD_ALEXNET_SIDE)
             parameter = next(self.network.parameters())
-            probe = torch.full((1, 1, side, side), 50.0, device=parameter.device, dtype=parameter.dtype)
+            probe = torch.full((1, 1, height, width), 50.0, device=parameter.device, dtype=parameter.dtype)
             features = self.network.features(probe, self.outputs)
+        except RuntimeError as error:  # a kernel larger than its (padded) input
+            raise ValueError(
+                f"{self.network.model_name}: a {height} x {width} input is too small to reach "
+                f"{self.outputs[-1]} ({str(error).splitlines()[0]})"
+            ) from None
         finally:
             self.train(was_training)
-        return {name: int(features[name].shape[1]) for name in self.outputs}
+        return {name: tuple(features[name].shape[1:]) for name in self.outputs}  # type: ignore[misc]
