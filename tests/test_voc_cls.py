@@ -241,7 +241,15 @@ def test_cli_finetunes_and_runs_the_svm_protocol_on_the_tiny_voc(
     )
     assert finetune.returncode == 0, finetune.stderr[-3000:]
     assert "rescaled the pretrained trunk on 12 training images" in finetune.stderr
-    svm = run_module("transfer.cli.voc_cls", *common, "protocol=svm", "svm.costs=[0.1,1,10]")
+    # goyal19's pooling of conv5 (8/1) needs the maps of a standard-size crop.
+    svm = run_module(
+        "transfer.cli.voc_cls",
+        *common,
+        "protocol=svm",
+        "svm.costs=[0.1,1,10]",
+        "image.resize=256",
+        "image.crop=227",
+    )
     assert svm.returncode == 0, svm.stderr[-3000:]
 
     rows = _read_rows(results)
@@ -263,6 +271,10 @@ def test_cli_finetunes_and_runs_the_svm_protocol_on_the_tiny_voc(
     )
     assert [row["rescaled"] for row in rows] == [True, False]
     assert rows[1]["layer"] == "conv5" and rows[1]["feature_dim"] == 32 * 6 * 6
+    # The standard AlexNet's conv5 at 227 (an eighth of the channels), average-pooled 8/1 as goyal19 does.
+    assert (rows[1]["features"], rows[1]["feature_shape"], rows[1]["pooled_shape"]) == (
+        "goyal19", [32, 13, 13], [32, 6, 6],
+    )  # fmt: skip
     assert set(rows[1]["svm_cost"].values()) <= {0.1, 1.0, 10.0}
 
     run_dir = tmp_path / "runs" / "voc-cls-tiny-pretrain-finetune-fc6"

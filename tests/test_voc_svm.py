@@ -1,4 +1,5 @@
-"""The frozen-feature SVM protocol: cost selection from the grid, perfect features, difficult handling, features."""
+"""The frozen-feature SVM protocol: cost selection from the grid, perfect features, difficult handling, goyal19's
+pooled features."""
 
 import numpy as np
 import pytest
@@ -8,9 +9,16 @@ from sklearn.metrics import average_precision_score
 
 from lit_colorization.color import uint8_to_lab
 from lit_colorization.models import create_model
-from transfer.trunk import Trunk
+from transfer.trunk import Trunk, in_standard_geometry
 from transfer.voc.config import SVM_COSTS
-from transfer.voc.svm import FeatureSet, evaluate_svms, extract_features, select_cost, train_class_svms
+from transfer.voc.svm import (
+    FeatureSet,
+    evaluate_svms,
+    extract_features,
+    select_cost,
+    svm_features,
+    train_class_svms,
+)
 
 
 def _separable(num_images: int, num_classes: int, seed: int) -> FeatureSet:
@@ -90,11 +98,14 @@ def test_difficult_only_images_are_left_out_of_training_and_evaluation() -> None
     assert average_precision_score(targets[:, 0], scores) < 1.0  # what counting it would have given
 
 
-def test_features_are_the_unit_normalised_layer_output() -> None:
+def test_features_are_goyal19s_pooled_layer_output_unit_normalised() -> None:
     torch.manual_seed(0)
-    backbone = Trunk(create_model("alexnet", width=0.125), ["conv5"])
+    backbone = Trunk(in_standard_geometry(create_model("alexnet", width=0.125)), ["conv5"])
+    pooling = svm_features(backbone, "conv5", 227)
+    assert (pooling.probe.label, pooling.probe.reduction.describe()) == ("goyal19", "average pool 8/1")
+    assert (pooling.feature_shape, pooling.pooled_shape) == ((32, 13, 13), (32, 6, 6))
     images = torch.randint(
-        0, 256, (3, 3, 80, 80), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+        0, 256, (3, 3, 227, 227), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
     )
     targets, ignore = torch.ones(3, 2), torch.zeros(3, 2, dtype=torch.bool)
     features = extract_features(
@@ -102,12 +113,24 @@ def test_features_are_the_unit_normalised_layer_output() -> None:
         "conv5",
         [(images[:2], targets[:2], ignore[:2]), (images[2:], targets[2:], ignore[2:])],
         torch.device("cpu"),
+        pooling.probe.reduction.module(),
     )
-    # An 80-pixel input gives conv5 exactly the probe's 6 x 6 grid, so pooling is the identity here.
     conv5 = backbone.network.features(uint8_to_lab(images)[:, :1], ["conv5"])["conv5"]
-    assert conv5.shape[-2:] == (6, 6)
-    expected = F.normalize(conv5.flatten(1), dim=1).numpy()
+    # Every 8x8 window at stride 1, averaged: 6 x 6 per channel, in the channel-major order of a flattened map.
+    windows = conv5.unfold(2, 8, 1).unfold(3, 8, 1).mean(dim=(-2, -1))
+    expected = F.normalize(windows.flatten(1), dim=1).numpy()
     assert features.features.shape == (3, 32 * 36)
     np.testing.assert_allclose(features.features, expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(features.features, axis=1), 1.0, rtol=1e-6)
     assert features.targets.shape == (3, 2) and features.ignore.dtype == bool
+
+
+def test_svm_features_refuse_a_map_smaller_than_the_kernel_and_the_training_geometry() -> None:
+    alexnet = create_model("alexnet", width=0.125)
+    with pytest.raises(ValueError, match="geometry='probe'"):
+        svm_features(Trunk(alexnet, ["conv5"]), "conv5", 227)
+    standard = Trunk(in_standard_geometry(create_model("alexnet", width=0.125)), ["conv5"])
+    with pytest.raises(ValueError, match=r"alexnet conv5 \(32 x 2 x 2 at image.crop=40\).*8x8 average pool"):
+        svm_features(standard, "conv5", 40)
+    eccv16 = Trunk(create_model("eccv16", width=0.125), ["conv7"])
+    assert svm_features(eccv16, "conv7", 64).probe.label == "goyal19-like"  # goyal19 defines no eccv16 layer

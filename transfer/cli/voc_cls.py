@@ -2,7 +2,8 @@
 
 ``protocol=finetune`` (default) fine-tunes the pretrained trunk from ``train_from`` on (``conv1``: all layers,
 ``fc6``: fc6-8) with a new global-average-pool + linear head and reports 10-crop mAP on VOC07 test;
-``protocol=svm`` trains per-class linear SVMs on frozen ``svm.layer`` features. Without ``data.root`` (DATA)
+``protocol=svm`` trains per-class linear SVMs on frozen ``svm.layer`` features pooled as goyal19's linear probe
+pools them (an AlexNet in the standard geometry; transfer/voc/svm.py). Without ``data.root`` (DATA)
 it runs on a tiny generated VOC. Appends one row (task "voc-cls") to the results store and writes
 ``runs/voc-cls-<run>/``.
 """
@@ -45,7 +46,13 @@ from transfer.voc.data import (
     training_set,
 )
 from transfer.voc.dataset import VOCClassification
-from transfer.voc.svm import default_svm_layer, evaluate_svms, extract_features
+from transfer.voc.svm import (
+    SVMFeatures,
+    default_svm_layer,
+    evaluate_svms,
+    extract_features,
+    svm_features,
+)
 
 TASK = "voc-cls"
 log = logging.getLogger(__name__)
@@ -98,21 +105,32 @@ def finetune(
     return fields, result.map, result.per_class
 
 
+def svm_trunk(config: VOCClsConfig, network: ColorizationNet, layer: str) -> tuple[Trunk, SVMFeatures]:
+    """The frozen trunk on the feature device and how its ``layer`` is pooled (checked before the run starts)."""
+    backbone = Trunk(network.to(feature_device(config.trainer.accelerator)), [layer])
+    return backbone, svm_features(backbone, layer, config.image.crop)
+
+
 def svm_protocol(
-    config: VOCClsConfig, network: ColorizationNet, voc: VOCSource, layer: str, logger: Logger | bool
+    config: VOCClsConfig,
+    backbone: Trunk,
+    pooling: SVMFeatures,
+    voc: VOCSource,
+    layer: str,
+    logger: Logger | bool,
 ) -> tuple[dict[str, Any], float, list[float]]:
     """Frozen features, per-class SVMs; returns (row fields, mAP, per-class AP)."""
     data, image, svm = config.data, config.image, config.svm
-    device = feature_device(config.trainer.accelerator)
-    backbone = Trunk(network.to(device), [layer])
+    device = next(backbone.parameters()).device
+    pool = pooling.probe.reduction.module()
     transform = centre_crop_transform(image.resize, image.crop)
     train = training_set(voc, data, VOCClassification, transform=transform)
     test = VOCClassification(voc.root, TEST_YEAR, data.test_set, classes=voc.classes, transform=transform)
     train_features = extract_features(
-        backbone, layer, data_loader(train, data.batch_size, data.num_workers, shuffle=False), device
+        backbone, layer, data_loader(train, data.batch_size, data.num_workers, shuffle=False), device, pool
     )
     test_features = extract_features(
-        backbone, layer, data_loader(test, data.batch_size, data.num_workers, shuffle=False), device
+        backbone, layer, data_loader(test, data.batch_size, data.num_workers, shuffle=False), device, pool
     )
     log.info(
         "training %d per-class SVMs on %d x %d features", len(voc.classes), *train_features.features.shape
@@ -133,6 +151,10 @@ def svm_protocol(
         "protocol": "svm",
         "train_from": None,
         "layer": layer,
+        "features": pooling.probe.label,
+        "reduction": pooling.probe.reduction.describe(),
+        "feature_shape": list(pooling.feature_shape),
+        "pooled_shape": list(pooling.pooled_shape),
         "feature_dim": result.feature_dim,
         "crop": image.crop,
         "svm_cost": {name: one.cost for name, one in zip(voc.classes, result.svms, strict=True)},
@@ -143,10 +165,12 @@ def svm_protocol(
 
 def classify(config: VOCClsConfig) -> dict[str, Any]:
     """Run the VOC classification benchmark ``config`` describes; returns the row appended to the results store."""
-    network, source, voc = load_trunk(config)
+    # The SVMs pool as goyal19 does, on an AlexNet in the standard geometry it assumes.
+    network, source, voc = load_trunk(config, standard_geometry=config.protocol == "svm")
     if config.protocol == "svm":
         layer = config.svm.layer or default_svm_layer(source.model_name)
         label = f"svm-{layer}"
+        backbone, pooling = svm_trunk(config, network, layer)
     else:
         layer = config.head_layer or default_head_layer(network)
         label = f"finetune-{config.train_from}"
@@ -160,7 +184,7 @@ def classify(config: VOCClsConfig) -> dict[str, Any]:
         voc.label,
     )
     if config.protocol == "svm":
-        fields, mean_ap, per_class = svm_protocol(config, network, voc, layer, logger)
+        fields, mean_ap, per_class = svm_protocol(config, backbone, pooling, voc, layer, logger)
     else:
         fields, mean_ap, per_class = finetune(config, network, voc, layer, logger, run_dir)
     ap = per_class_ap(voc.classes, per_class)

@@ -64,12 +64,17 @@ def rescale_trunk_(network: ColorizationNet, train: Dataset, seed: int) -> InitR
     return report
 
 
-def load_trunk(config: VOCClsConfig | VOCDetConfig) -> tuple[ColorizationNet, BackboneSource, VOCSource]:
-    """Seed everything, then load the pretrained network (``ckpt``, else the latest) and find the VOC data."""
+def load_trunk(
+    config: VOCClsConfig | VOCDetConfig, standard_geometry: bool = False
+) -> tuple[ColorizationNet, BackboneSource, VOCSource]:
+    """Seed everything, then load the pretrained network (``ckpt``, else the latest; ``standard_geometry`` as
+    ``transfer.trunk.load_network`` takes it) and find the VOC data."""
     seed = config.trainer.seed
     L.seed_everything(seed, workers=True)
     ckpt = resolve_ckpt(config.ckpt, config.runs_dir)
-    network, source = load_network(ckpt, config.model, dict(config.model_kwargs), seed=seed)
+    network, source = load_network(
+        ckpt, config.model, dict(config.model_kwargs), seed=seed, standard_geometry=standard_geometry
+    )
     return network, source, resolve_voc_source(config.data)
 
 

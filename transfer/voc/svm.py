@@ -1,8 +1,9 @@
 """The frozen-feature VOC07 classification protocol of later benchmarks (Goyal et al. 2019): per-class linear SVMs.
 
-Features: one layer of the frozen trunk on the central crop of each image, average-pooled to the linear
-probe's grid for that layer (about 9,000 dimensions; ``transfer.probe.module.POOLED_SIDE``), flattened and
-L2-normalised. Per class, a scikit-learn ``LinearSVC`` (squared hinge, positives weighted ``positive_weight``)
+Features: one layer of the frozen trunk (an AlexNet in the standard geometry) on the central crop of each image,
+reduced as goyal19's linear probe reduces that layer ("the same pooled features", docs/reference.md section 6.1:
+AlexNet conv5 average-pooled 8/1, ResNet-50 res5 12/2, ...; a layer goyal19 does not define, e.g. eccv16's, by
+this project's adaptive pooling, ``transfer/probe/protocols.py``), flattened and L2-normalised. Per class, a scikit-learn ``LinearSVC`` (squared hinge, positives weighted ``positive_weight``)
 with the cost chosen by k-fold cross-validated AP over a grid. Images where the class appears only as
 difficult objects (VOC's "0" label) are left out of that class's training and of its evaluation.
 """
@@ -21,14 +22,15 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import average_precision_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
-from torch import Tensor
+from torch import Tensor, nn
 
 from lit_colorization.color import uint8_to_lab
-from transfer.probe.module import pooled_side
+from transfer.probe.protocols import GOYAL19, LayerProbe
 from transfer.trunk import Trunk
 from transfer.voc.evaluation import classification_map
 
 DEFAULT_SVM_LAYER = {"alexnet": "conv5", "resnet50": "res5", "eccv16": "conv7"}  # the last conv layer
+SVM_FEATURES = GOYAL19  # the protocol whose pooled features the SVMs train on
 log = logging.getLogger(__name__)
 
 
@@ -61,19 +63,46 @@ def default_svm_layer(model_name: str) -> str:
     return DEFAULT_SVM_LAYER[model_name]
 
 
+@dataclass(frozen=True)
+class SVMFeatures:
+    """How the SVMs see a layer at a crop size."""
+
+    probe: LayerProbe  # the reduction and its label ("goyal19", or "goyal19-like" for a layer it does not define)
+    feature_shape: tuple[int, int, int]  # (C, H, W) before the reduction
+    pooled_shape: tuple[int, int, int]  # (C, h, w) after it
+
+
+def svm_features(backbone: Trunk, layer: str, crop: int) -> SVMFeatures:
+    """goyal19's reduction of ``layer`` for ``crop`` x ``crop`` images; a ValueError (naming the layer and its
+    map) if the network is not built as goyal19 assumes or the map is too small for the pooling."""
+    network = backbone.network
+    SVM_FEATURES.check_network(network.model_name, network.hparams_for_checkpoint())
+    probe = SVM_FEATURES.layer_probe(network.model_name, layer)
+    shape = backbone.feature_shapes(crop, crop)[layer]
+    try:
+        pooled = (shape[0], *probe.reduction.output_size(shape[1], shape[2]))
+    except ValueError as error:
+        raise ValueError(
+            f"SVM features of {network.model_name} {layer} ({' x '.join(map(str, shape))} at image.crop={crop}): "
+            f"{error}; goyal19's maps are those of 224-227 crops"
+        ) from None
+    return SVMFeatures(probe, shape, pooled)  # type: ignore[arg-type]
+
+
 @torch.no_grad()
 def extract_features(
     backbone: Trunk,
     layer: str,
     batches: Iterable[tuple[Tensor, Tensor, Tensor]],
     device: torch.device,
+    pool: nn.Module,
 ) -> FeatureSet:
-    """Pooled, L2-normalised ``layer`` features of every ``(uint8 images, targets, difficult_only)`` batch."""
-    side = pooled_side(backbone.network.model_name, layer)
+    """``layer`` features of every ``(uint8 images, targets, difficult_only)`` batch, reduced by ``pool``
+    (``svm_features(...).probe.reduction.module()``), flattened and L2-normalised."""
     features, targets, ignore = [], [], []
     for images, batch_targets, batch_ignore in batches:
         lightness = uint8_to_lab(images.to(device))[:, :1]
-        pooled = F.adaptive_avg_pool2d(backbone(lightness)[layer], side).flatten(1)
+        pooled = pool(backbone(lightness)[layer]).flatten(1)
         features.append(F.normalize(pooled.float(), dim=1).cpu())
         targets.append(batch_targets)
         ignore.append(batch_ignore)
