@@ -93,16 +93,16 @@ bench: setup ## Throughput side by side: model step, full step, JPEG end to end,
 bench-color: setup ## Soft-encoding throughput: fast path vs exact vs scikit-learn (the original release)
 	$(PY) benchmarks/bench_color.py
 
-linear-probe: setup ## Per-layer linear probes on frozen features: CKPT (default: latest run; random) LAYER DATA GPUS MAX_EPOCHS LOGGER RUN ARGS
+linear-probe: setup ## Per-layer linear probes on frozen features: CKPT (default: latest run; random) LAYER DATA PROTOCOL (zhang16, goyal19) GPUS MAX_EPOCHS LOGGER RUN ARGS
 	$(PY) -m transfer.cli.probe --preset $(PROBE_PRESET) $(if $(CKPT),ckpt=$(CKPT)) $(if $(LAYER),layer=$(LAYER)) \
-		$(if $(DATA),data.source=folder data.root=$(DATA)) $(if $(GPUS),trainer.devices=$(GPUS)) \
-		$(if $(MAX_EPOCHS),trainer.max_epochs=$(MAX_EPOCHS)) $(if $(LOGGER),logger.kind=$(LOGGER)) \
-		$(if $(RUN),run=$(RUN)) $(ARGS)
+		$(if $(DATA),data.source=folder data.root=$(DATA)) $(if $(PROTOCOL),protocol=$(PROTOCOL)) \
+		$(if $(GPUS),trainer.devices=$(GPUS)) $(if $(MAX_EPOCHS),schedule.unit=epoch schedule.length=$(MAX_EPOCHS)) \
+		$(if $(LOGGER),logger.kind=$(LOGGER)) $(if $(RUN),run=$(RUN)) $(ARGS)
 
 compare: setup ## Transfer results (results/transfer.jsonl) beside the paper's numbers: a table and results/linear_probe.png
 	$(PY) -m transfer.cli.compare
 
-voc-cls: setup ## VOC07 classification, fine-tune or SVM: CKPT DATA (holds VOCdevkit/) TRAIN_FROM PROTOCOL MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN ARGS
+voc-cls: setup ## VOC07 classification, fine-tune or SVM: CKPT DATA (holds VOCdevkit/) TRAIN_FROM PROTOCOL (finetune, svm) MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN ARGS
 	$(PY) -m transfer.cli.voc_cls $(if $(VOC_PRESET),--preset $(VOC_PRESET)) $(VOC_OVERRIDES) \
 		$(if $(TRAIN_FROM),train_from=$(TRAIN_FROM)) $(if $(PROTOCOL),protocol=$(PROTOCOL)) $(ARGS)
 

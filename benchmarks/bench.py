@@ -49,7 +49,7 @@ from PIL import Image
 from skimage import color as skcolor
 from skimage import data as skdata
 from sklearn.neighbors import NearestNeighbors
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -66,7 +66,8 @@ from lit_colorization.train.perf import PerfSettings, enable_tf32, resolve
 from lit_colorization.train.pretraining import pretrain
 from lit_colorization.train.priors import save_prior
 from lit_colorization.train.trainer import CUDA_PROGRESS_BAR_STEPS
-from transfer.probe.module import STANDARD_LAYERS, ProbeHead, head_generator, pooled_side
+from transfer.probe.module import STANDARD_LAYERS, build_heads
+from transfer.probe.protocols import ZHANG16
 from transfer.trunk import Trunk
 
 # Dense bf16 tensor-core peaks (FLOP/s), matched against torch.cuda.get_device_name in this order.
@@ -512,9 +513,9 @@ def original_step(
 
 
 def probe_rows(options: Options) -> tuple[float, float]:
-    """(trunk forward-only, five-layer probe train step) images/s on AlexNet."""
+    """(trunk forward-only, five-layer probe train step) images/s on AlexNet in the standard geometry, zhang16 heads."""
     device, settings = options.device, options.settings
-    network = create_model("alexnet", width=options.width).to(device)
+    network = create_model("alexnet", width=options.width, geometry="probe").to(device)
     if settings.channels_last:
         network.to(memory_format=torch.channels_last)
     memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
@@ -525,17 +526,7 @@ def probe_rows(options: Options) -> tuple[float, float]:
     layers = STANDARD_LAYERS["alexnet"]
     trunk = Trunk(network, layers[-1:])
     backbone = Trunk(network, layers)
-    heads = nn.ModuleDict(
-        {
-            layer: ProbeHead(
-                backbone.channels[layer],
-                pooled_side("alexnet", layer),
-                PROBE_CLASSES,
-                head_generator(0, layer),
-            )
-            for layer in layers
-        }
-    ).to(device)
+    heads = build_heads(backbone, ZHANG16, options.probe_size, PROBE_CLASSES, seed=0)[1].to(device)
     optimizer = torch.optim.SGD(heads.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
 
     def forward_only() -> int:

@@ -1,4 +1,5 @@
-"""transfer.compare: runs x layers tables beside the paper, best layer marked, other tasks tolerated, PNG written."""
+"""transfer.compare: runs x layers tables per protocol beside the paper, best layer marked, other tasks tolerated,
+PNG written."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from transfer.compare import (
 def probe_row(run: str, layer: str, top1: float, model: str = "alexnet", **extra) -> dict:
     return {
         "task": "linear-probe", "pretrain_run": run, "ckpt": f"runs/{run}/checkpoints/last.ckpt", "model": model,
-        "layer": layer, "dataset": "embedded", "top1": top1, "top5": min(100.0, top1 + 20), **extra,
+        "layer": layer, "dataset": "embedded", "top1": top1, "top5": min(100.0, top1 + 20), "protocol": "zhang16",
+        **extra,
     }  # fmt: skip
 
 
@@ -68,21 +70,51 @@ def test_table_marks_each_runs_best_layer_and_shows_the_paper_beside_alexnet_run
     )
     text = render(build_sections(rows))
     assert table_line(text, "mine") == [
-        "mine", "embedded", "10.0", "30.0*", "20.0", "-", "-", "conv2", "30.0", "this", "project",
+        "mine", "embedded", "10.0", "30.0*", "20.0", "-", "-", "conv2", "30.0", "this", "project", "(zhang16)",
     ]  # fmt: skip
     assert table_line(text, "paper: colorization") == [
         "paper:", "colorization", "ImageNet", "13.1", "24.8", "31.0", "32.6*", "31.8", "conv4", "32.6",
         "Split-Brain", "Tab.", "2", "(zhang16)",
     ]  # fmt: skip
     assert table_line(text, "paper: ImageNet labels")[-7:-4] == ["50.5*", "conv5", "50.5"]
-    alexnet_table = text.split("alexnet:")[1].split("\n\n")[0]
-    assert table_line(alexnet_table, "VISSL: colorization")[2:] == [
-        "ImageNet", "-", "-", "-", "-", "-", "-", "30.4", "VISSL", "(goyal19)",
+    assert table_line(table_of(text, "alexnet, protocol goyal19:"), "VISSL: colorization")[2:] == [
+        "ImageNet", "-", "30.4", "VISSL", "(goyal19)",
     ]  # fmt: skip
-    eccv16_table = text.split("eccv16:")[1].split("\n\n")[0]
-    assert "paper" not in eccv16_table and table_line(eccv16_table, "vgg")[-5:] == [
-        "40.0*", "conv4", "40.0", "this", "project",
+    eccv16_table = table_of(text, "eccv16, protocol zhang16:")
+    assert "paper" not in eccv16_table and table_line(eccv16_table, "vgg")[-6:] == [
+        "40.0*", "conv4", "40.0", "this", "project", "(zhang16)",
     ]  # fmt: skip
+
+
+def without_protocol(row: dict) -> dict:
+    return {key: value for key, value in row.items() if key != "protocol"}
+
+
+def table_of(text: str, title: str) -> str:
+    return text.split(title + "\n")[1].split("\n\n")[0]
+
+
+def test_each_protocol_has_its_own_table_with_its_own_published_numbers():
+    rows = rows_of(
+        probe_row("mine", "conv1", 10.0),
+        probe_row("mine", "conv1", 14.0, protocol="goyal19"),
+        probe_row("mine", "conv5", 25.0, protocol="goyal19"),
+        probe_row("mine", "fc6", 20.0, protocol="goyal19-like"),
+        *[
+            without_protocol(probe_row(run, layer, 21.0))
+            for run, layer in (("old", "conv3"), ("older", "conv2"))
+        ],
+    )
+    text = render(build_sections(rows))
+    zhang16 = table_of(text, "alexnet, protocol zhang16:")
+    goyal19 = table_of(text, "alexnet, protocol goyal19:")
+    assert table_line(zhang16, "mine")[2] == "10.0*" and "paper: colorization" in zhang16
+    assert "VISSL" not in zhang16 and "paper" not in goyal19
+    assert table_line(goyal19, "mine")[2:6] == ["14.0", "25.0*", "conv5", "25.0"]
+    assert table_line(goyal19, "VISSL: colorization")[-3:] == ["30.4", "VISSL", "(goyal19)"]
+    assert table_line(table_of(text, "alexnet, protocol goyal19-like:"), "mine")[2:4] == ["20.0*", "fc6"]
+    unrecorded = table_of(text, "alexnet, protocol unrecorded:")  # rows from before probes named a protocol
+    assert {line.split()[0] for line in unrecorded.splitlines()[2:]} == {"old", "older"}
 
 
 def test_other_tasks_get_their_own_section_without_breaking_the_probe_table():

@@ -53,8 +53,14 @@ def test_pretraining_config_errors_start_nothing(tmp_path, capsys, overrides, ex
     ("overrides", "expected"),
     [
         (["optim.lrr=0.1"], ["unknown config key 'optim.lrr'", "did you mean: optim.lr"]),
-        (["trainer.max_epochs=ten"], ["trainer.max_epochs"]),
+        (["schedule.length=ten"], ["schedule.length"]),
+        (["protocol=vissl"], ["'protocol'", "goyal19", "zhang16"]),
         (["data.source=folder", "data.root=/no/such/folder"], ["/no/such/folder"]),
+        # goyal19's fixed 9x9 kernel on the 6x6 conv3 of a 112 crop: refused before any run folder exists.
+        (
+            ["protocol=goyal19", "model_kwargs.width=0.125", "data.crop_size=112", "layer=conv3"],
+            ["data.crop_size=112", "average pool 9/1"],
+        ),
     ],
 )
 def test_probe_config_errors_start_nothing(tmp_path, capsys, overrides, expected) -> None:

@@ -1,8 +1,9 @@
 """Transfer results beside the paper's numbers (``make compare``; command line: ``transfer.cli.compare``).
 
-Prints one section per task found in the results store. ``linear-probe`` is a table per network (pretraining
-runs x layers, top-1 %, best layer marked) with the published rows for that network beside the runs, and a PNG
-of top-1 per layer per run. Probe runs on a Places dataset (a ``dataset`` naming "places") get a Places205 section
+Prints one section per task found in the results store. ``linear-probe`` is a table per network and probe
+protocol (pretraining runs x layers, top-1 %, best layer marked) with the published rows of that network and
+protocol beside the runs (zhang16: Split-Brain Table 2; goyal19: VISSL's best layer), and a PNG of top-1 per layer
+per run. Probe runs on a Places dataset (a ``dataset`` naming "places") get a Places205 section
 of their own with the paper's Places205 rows; that section, and those rows, appear only when such runs exist, so
 ImageNet runs are never set beside Places numbers. ``voc-cls`` and ``voc-det`` list each run's VOC07 mAP with the
 paper's numbers below, and the full Pascal VOC table of the paper (segmentation included, which no task here
@@ -26,7 +27,7 @@ from typing import Any, NamedTuple
 
 from lit_colorization.store.atomic import atomic_open
 from lit_colorization.store.results import ResultRow, in_current_units, read_results
-from transfer.probe.module import POOLED_SIDE
+from transfer.probe.protocols import GOYAL19, PROBE_LAYERS, ZHANG16
 
 LINEAR_PROBE = "linear-probe"
 IMAGENET = "ImageNet"
@@ -36,6 +37,7 @@ SPLIT_BRAIN_TABLE_2 = "Split-Brain Tab. 2 (zhang16)"
 SPLIT_BRAIN_TABLE_4 = "Split-Brain Tab. 4"
 VISSL = "VISSL (goyal19)"
 OWN_RUN = "this project"
+UNRECORDED = "unrecorded"  # the protocol of rows written before probes named theirs
 # docs/reference.md section 7: AlexNet linear-probe top-1 (%), conv1..conv5, under the zhang16 protocol, from the
 # Split-Brain paper's Table 2 (its colorization row corrects the colorization paper's own table).
 PAPER_PROBES: dict[str, dict[str, tuple[float, ...]]] = {
@@ -84,6 +86,7 @@ class ProbeSeries:
     paper: bool = False
     source: str = OWN_RUN
     published_best: float | None = None
+    protocol: str = UNRECORDED
 
     @property
     def best_layer(self) -> str | None:
@@ -105,12 +108,22 @@ def paper_series(dataset: str = IMAGENET) -> list[ProbeSeries]:
             dict(zip(PAPER_LAYERS, values, strict=True)),
             paper=True,
             source=SPLIT_BRAIN_TABLE_2,
+            protocol=ZHANG16.name,
         )
         for name, values in PAPER_PROBES[dataset].items()
     ]
     if dataset == IMAGENET:
         series += [
-            ProbeSeries("VISSL: colorization", model, IMAGENET, {}, True, VISSL, published_best=value)
+            ProbeSeries(
+                "VISSL: colorization",
+                model,
+                IMAGENET,
+                {},
+                True,
+                VISSL,
+                published_best=value,
+                protocol=GOYAL19.name,
+            )
             for model, value in PAPER_BEST_LAYER.items()
         ]
     return series
@@ -164,6 +177,7 @@ def probe_series(rows: Sequence[ResultRow]) -> tuple[list[ProbeSeries], list[str
             key.dataset,
             top1,
             source=OWN_RUN if key.protocol is None else f"{OWN_RUN} ({key.protocol})",
+            protocol=key.protocol or UNRECORDED,
         )
         for key, top1 in grouped.items()
     ]
@@ -181,7 +195,7 @@ def _run_labels(keys: list[ProbeKey]) -> dict[ProbeKey, str]:
 
 def ordered_layers(model: str, series: Sequence[ProbeSeries]) -> list[str]:
     seen = [layer for one in series for layer in one.top1]
-    order = list(POOLED_SIDE.get(model, {}))
+    order = list(PROBE_LAYERS.get(model, ()))
     known = [layer for layer in order if layer in seen]
     return known + [layer for layer in dict.fromkeys(seen) if layer not in order]
 
@@ -213,16 +227,18 @@ def _short_dataset(dataset: str) -> str:
 
 
 def _probe_tables(series: Sequence[ProbeSeries], paper: Sequence[ProbeSeries]) -> list[str]:
+    """One table per (network, protocol): published rows only beside runs of their own protocol."""
     lines = []
-    for model in sorted({one.model for one in [*series, *paper]}):
-        model_series = [one for one in [*series, *paper] if one.model == model]
-        lines += ["", f"{model}:", *probe_table(model, model_series)]
+    for model, protocol in sorted({(one.model, one.protocol) for one in [*series, *paper]}):
+        group = [one for one in [*series, *paper] if (one.model, one.protocol) == (model, protocol)]
+        lines += ["", f"{model}, protocol {protocol}:", *probe_table(model, group)]
     return lines
 
 
 PROBE_LEGEND = [
     f"top-1 accuracy (%) per layer; {BEST_MARK} marks each row's best layer, 'top-1' is that layer's value",
-    "zhang16 and goyal19 are different probe protocols (docs/reference.md section 6): compare within one",
+    "zhang16 and goyal19 are different probe protocols (docs/reference.md section 6): one table each;",
+    "<protocol>-like: layers the protocol does not define; unrecorded: rows from before probes named a protocol",
 ]
 SPLIT_BRAIN = "Split-Brain: Zhang, Isola, Efros, CVPR 2017"
 VISSL_MODELS = "VISSL: Goyal et al. 2019's models, ImageNet-1k pretraining"

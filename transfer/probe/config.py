@@ -1,6 +1,8 @@
 """The linear-probe config schema: ``configs/linear_probe.yaml``, an optional preset, then ``key=value`` overrides.
 
-Defaults are the paper's ImageNet probe protocol (docs/reference.md section 6); every value can be overridden.
+``protocol`` names the probe protocol (transfer/probe/protocols.py, docs/reference.md section 6.1): it fixes each
+layer's reduction and BatchNorm, and fills every ``optim`` and ``schedule`` key left null; a key the config sets
+overrides the protocol's value. The run's ``config.yaml`` records the values it trained with.
 """
 
 from __future__ import annotations
@@ -10,34 +12,59 @@ from typing import Any
 
 from lit_colorization.config.commands import CommandConfig, register_command
 from lit_colorization.config.loading import (
+    ConfigError,
     require,
     require_folder_name,
     require_results_path,
+    to_container,
     validate_trainer_config,
 )
 from lit_colorization.config.schema import BaseTrainerConfig, LoggerConfig
 from lit_colorization.data.config import DataConfig, validate_data_config
-from transfer.config import TransferRunConfig, validate_sgd
+from transfer.config import TransferRunConfig
+from transfer.probe.protocols import (
+    PROTOCOLS,
+    SCHEDULE_UNITS,
+    ProbeOptimizer,
+    ProbeSchedule,
+    get_protocol,
+    resolve_optimizer,
+    resolve_schedule,
+)
 
 ALL_LAYERS = "all"
+DEFAULT_PROTOCOL = "zhang16"  # the paper's table (docs/reference.md section 7), which this project reproduces
 
 
 @dataclass
 class ProbeOptimConfig:
-    lr: float = 0.01  # per `reference_batch_size` images; scaled linearly by the global batch size
-    reference_batch_size: int = 256
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    milestones: list[int] = field(default_factory=lambda: [8, 16, 24])  # epochs at which the lr is multiplied
-    gamma: float = 0.1
+    """SGD of the heads; every key left null takes the protocol's value."""
+
+    lr: float | None = None  # per `reference_batch_size` images; scaled linearly by the global batch size
+    reference_batch_size: int | None = None
+    momentum: float | None = None
+    nesterov: bool | None = None
+    weight_decay: float | None = None
+    decay_norm_and_bias: bool | None = None  # false: no weight decay on BatchNorm parameters and biases
+    gamma: float | None = None  # lr factor at each milestone
+
+
+@dataclass
+class ProbeScheduleConfig:
+    """The run's length and lr milestones; null keys take the protocol's (140000 steps, x0.1 at 40k/80k/120k).
+
+    A length without milestones keeps the protocol's milestones at the same fractions of the run.
+    """
+
+    unit: str | None = None  # step | epoch
+    length: int | None = None  # in units
+    milestones: list[int] | None = None  # in units
 
 
 @dataclass
 class ProbeTrainerConfig(BaseTrainerConfig):
     """The probe's trainer; ``seed`` seeds Lightning and each head's initialisation."""
 
-    max_epochs: int = 28
     check_val_every_n_epoch: int = 1
     limit_train_batches: Any = 1.0  # fraction of an epoch or a number of batches
     limit_val_batches: Any = 1.0
@@ -49,21 +76,68 @@ class ProbeConfig(TransferRunConfig):
     layer: str = (
         ALL_LAYERS  # "all" (the network's standard probe layers), one layer, or a comma-separated list
     )
+    protocol: str = DEFAULT_PROTOCOL  # zhang16 | goyal19
     data: DataConfig = field(default_factory=DataConfig)
     optim: ProbeOptimConfig = field(default_factory=ProbeOptimConfig)
+    schedule: ProbeScheduleConfig = field(default_factory=ProbeScheduleConfig)
     trainer: ProbeTrainerConfig = field(default_factory=ProbeTrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
+def probe_schedule(config: ProbeConfig) -> ProbeSchedule:
+    """The schedule the run follows: the protocol's, with what ``config.schedule`` sets."""
+    schedule = config.schedule
+    milestones = None if schedule.milestones is None else list(schedule.milestones)
+    try:
+        return resolve_schedule(
+            get_protocol(config.protocol).schedule, schedule.unit, schedule.length, milestones
+        )
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def probe_optimizer(config: ProbeConfig, model_name: str) -> ProbeOptimizer:
+    """The SGD settings the run follows on ``model_name``: the protocol's, with what ``config.optim`` sets."""
+    return resolve_optimizer(
+        get_protocol(config.protocol).optimizer_for(model_name), to_container(config.optim)
+    )
+
+
 def validate_probe_config(config: ProbeConfig) -> None:
-    optim, trainer = config.optim, config.trainer
+    trainer, schedule = config.trainer, config.schedule
     require(
         bool(config.layer.strip()), "layer", "'all', a layer name or a comma-separated list", config.layer
     )
+    require(config.protocol in PROTOCOLS, "protocol", f"one of {sorted(PROTOCOLS)}", config.protocol)
     require_folder_name("run", config.run)
     require_results_path(config.results)
     validate_trainer_config(trainer)
-    validate_sgd(optim, milestone_unit="epoch")
+    require(
+        schedule.unit is None or schedule.unit in SCHEDULE_UNITS,
+        "schedule.unit",
+        f"null or one of {list(SCHEDULE_UNITS)}",
+        schedule.unit,
+    )
+    require(
+        schedule.length is None or schedule.length > 0,
+        "schedule.length",
+        "null or a positive integer",
+        schedule.length,
+    )
+    # The values the run would use (a null key is the protocol's; only weight decay depends on the network).
+    resolved = probe_schedule(config)
+    optim = probe_optimizer(config, model_name="")
+    milestones = list(resolved.milestones)
+    require(
+        all(m > 0 for m in milestones) and milestones == sorted(set(milestones)),
+        "schedule.milestones",
+        f"increasing positive {resolved.unit} numbers",
+        milestones,
+    )
+    require(optim.lr > 0, "optim.lr", "a positive number", optim.lr)
+    require(0 <= optim.momentum < 1, "optim.momentum", "a number in [0, 1)", optim.momentum)
+    require(optim.weight_decay >= 0, "optim.weight_decay", "a number >= 0", optim.weight_decay)
+    require(optim.gamma > 0, "optim.gamma", "a positive number", optim.gamma)
     require(
         optim.reference_batch_size > 0,
         "optim.reference_batch_size",
@@ -76,7 +150,6 @@ def validate_probe_config(config: ProbeConfig) -> None:
         "false when optim.momentum is 0",
         optim.nesterov,
     )
-    require(trainer.max_epochs > 0, "trainer.max_epochs", "a positive integer", trainer.max_epochs)
     require(
         trainer.check_val_every_n_epoch > 0,
         "trainer.check_val_every_n_epoch",

@@ -1,10 +1,11 @@
-"""Per-layer linear probes on a frozen trunk (docs/reference.md section 6), as a thin LightningModule.
+"""Per-layer linear probes on a frozen trunk (docs/reference.md section 6.1), as a thin LightningModule.
 
-Each probed layer's features are average-pooled to a fixed grid of about 9,000 dimensions, normalised by a
-BatchNorm without affine parameters and classified by one linear layer. All heads train in one pass over the
-data on one trunk: the trunk runs once per batch, up to the deepest probed layer. The heads are independent
-(the loss is a sum of per-head losses and the trunk is frozen), so training them together gives each head
-what a run of its own would give with the same seed and data order.
+Each probed layer's map is reduced as the protocol says (transfer/probe/protocols.py: a bilinear resize or a fixed
+average pool to about 9,000 features), normalised per channel by a BatchNorm (affine or not, per protocol),
+flattened and classified by one linear layer. All heads train in one pass over the data on one trunk: the trunk
+runs once per batch, up to the deepest probed layer. The heads are independent (the loss is a sum of per-head
+losses and the trunk is frozen), so training them together gives each head what a run of its own would give with
+the same seed and data order.
 """
 
 from __future__ import annotations
@@ -20,25 +21,11 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from lit_colorization.color import uint8_to_lab
 from transfer.probe.config import ALL_LAYERS
+from transfer.probe.protocols import PROBE_LAYERS, LayerProbe, ProbeOptimizer, ProbeProtocol, ProbeSchedule
 from transfer.trunk import Trunk
 
-# Side of the pooled grid per layer, so that channels x side x side is about 9,000 (C x side^2 = dims):
-#   alexnet  conv1 96x10x10 = 9600, conv2 256x6x6 = 9216, conv3/conv4 384x5x5 = 9600, conv5 256x6x6 = 9216
-#            (the paper's table); fc6/fc7 4096x2x2 = 16384 (closer to 9,000 than a 4096-d global vector).
-#   resnet50 conv1 64x12x12 = 9216, res2 256x6x6 = 9216, res3 512x4x4 = 8192, res4 1024x3x3 = 9216,
-#            res5 2048x2x2 = 8192 (Goyal et al. 2019).
-#   eccv16   conv1 64x12x12 = 9216, conv2 128x8x8 = 8192, conv3 256x6x6 = 9216, conv4..conv7 512x4x4 = 8192,
-#            conv8 256x6x6 = 9216 (this project's choice, in the same spirit).
-POOLED_SIDE: dict[str, dict[str, int]] = {
-    "alexnet": {"conv1": 10, "conv2": 6, "conv3": 5, "conv4": 5, "conv5": 6, "fc6": 2, "fc7": 2},
-    "resnet50": {"conv1": 12, "res2": 6, "res3": 4, "res4": 3, "res5": 2},
-    "eccv16": {
-        "conv1": 12, "conv2": 8, "conv3": 6, "conv4": 4, "conv5": 4, "conv6": 4, "conv7": 4, "conv8": 6,
-    },
-}  # fmt: skip
-
-# What layer=all probes: the layers the literature reports. AlexNet's fc6/fc7 only when named, since fc6
-# alone costs several times the whole conv trunk.
+# What layer=all probes: the layers the literature reports. AlexNet's fc6/fc7 only when named: no protocol
+# defines them, and fc6 alone costs several times the whole conv trunk.
 STANDARD_LAYERS: dict[str, tuple[str, ...]] = {
     "alexnet": ("conv1", "conv2", "conv3", "conv4", "conv5"),
     "resnet50": ("conv1", "res2", "res3", "res4", "res5"),
@@ -51,11 +38,11 @@ HEAD_INIT_STD = 0.01
 
 def resolve_layers(spec: str, model_name: str) -> list[str]:
     """``"all"``, one layer or a comma-separated list -> the layers to probe, in the network's order."""
-    if model_name not in POOLED_SIDE:
+    if model_name not in PROBE_LAYERS:
         raise ValueError(
-            f"no linear-probe layer table for model {model_name!r}; known: {sorted(POOLED_SIDE)}"
+            f"no linear-probe layer table for model {model_name!r}; known: {sorted(PROBE_LAYERS)}"
         )
-    known = list(POOLED_SIDE[model_name])
+    known = list(PROBE_LAYERS[model_name])
     if spec.strip() == ALL_LAYERS:
         return list(STANDARD_LAYERS[model_name])
     asked = [name.strip() for name in spec.split(",") if name.strip()]
@@ -66,14 +53,6 @@ def resolve_layers(spec: str, model_name: str) -> list[str]:
             f"expected 'all' or names from {known}"
         )
     return [name for name in known if name in asked]
-
-
-def pooled_side(model_name: str, layer: str) -> int:
-    """Side of the grid ``layer`` of ``model_name`` is pooled to (see ``POOLED_SIDE``)."""
-    side = POOLED_SIDE.get(model_name, {}).get(layer)
-    if side is None:
-        raise ValueError(f"no linear-probe pooling size for {model_name} layer {layer!r}; see POOLED_SIDE")
-    return side
 
 
 def top_k_for(num_classes: int) -> int:
@@ -87,49 +66,91 @@ def head_generator(seed: int, layer: str) -> torch.Generator:
 
 
 class ProbeHead(nn.Module):
-    """Average-pool to ``side x side``, flatten, BatchNorm without affine parameters, linear classifier."""
+    """Reduce (``probe.reduction``), BatchNorm per channel (affine or not), flatten, linear classifier.
 
-    def __init__(self, channels: int, side: int, num_classes: int, generator: torch.Generator) -> None:
+    ``feature_shape`` is the layer's (C, H, W) at the run's input size; ``pooled_shape`` (C, h, w) and
+    ``feature_dim`` (C h w) what the classifier sees.
+    """
+
+    def __init__(
+        self,
+        feature_shape: tuple[int, int, int],
+        probe: LayerProbe,
+        num_classes: int,
+        generator: torch.Generator,
+    ) -> None:
         super().__init__()
-        self.feature_dim = channels * side * side
-        self.pool = nn.AdaptiveAvgPool2d(side)
-        self.norm = nn.BatchNorm1d(self.feature_dim, affine=False)
+        channels, height, width = feature_shape
+        self.feature_shape = feature_shape
+        self.pooled_shape = (channels, *probe.reduction.output_size(height, width))
+        self.feature_dim = channels * self.pooled_shape[1] * self.pooled_shape[2]
+        self.reduce = probe.reduction.module()
+        self.norm = nn.BatchNorm2d(channels, affine=probe.affine_norm)
         self.classifier = nn.Linear(self.feature_dim, num_classes)
         nn.init.normal_(self.classifier.weight, std=HEAD_INIT_STD, generator=generator)
         nn.init.zeros_(self.classifier.bias)
 
     def pooled(self, features: Tensor) -> Tensor:
-        """The ``feature_dim``-long vector per image that the classifier sees (before normalisation)."""
-        return torch.flatten(self.pool(features), 1)
+        """The reduced map (B x C x h x w) the head normalises."""
+        return self.reduce(features)
 
     def forward(self, features: Tensor) -> Tensor:
-        return self.classifier(self.norm(self.pooled(features)))
+        return self.classifier(torch.flatten(self.norm(self.pooled(features)), 1))
+
+
+def build_heads(
+    backbone: Trunk, protocol: ProbeProtocol, input_size: int, num_classes: int, seed: int
+) -> tuple[dict[str, LayerProbe], nn.ModuleDict]:
+    """One ``ProbeHead`` per output of ``backbone`` for ``input_size`` x ``input_size`` inputs, as ``protocol`` says.
+
+    A ValueError names the layer, its map and the crop when the protocol cannot reduce it (a fixed kernel larger
+    than the map), or when the network is not built as the protocol assumes.
+    """
+    network = backbone.network
+    protocol.check_network(network.model_name, network.hparams_for_checkpoint())
+    shapes = backbone.feature_shapes(input_size, input_size)
+    probes, heads = {}, nn.ModuleDict()
+    for layer in backbone.outputs:
+        probe = protocol.layer_probe(network.model_name, layer)
+        try:
+            heads[layer] = ProbeHead(shapes[layer], probe, num_classes, head_generator(seed, layer))
+        except ValueError as error:
+            shape = " x ".join(map(str, shapes[layer]))
+            raise ValueError(
+                f"protocol {protocol.name}: {network.model_name} {layer} is {shape} at data.crop_size="
+                f"{input_size}, too small for its {probe.reduction.describe()} ({error}); set data.crop_size=227, "
+                "the protocols' size"
+            ) from None
+        probes[layer] = probe
+    return probes, heads
 
 
 class LinearProbeModule(L.LightningModule):
     """Trains one ``ProbeHead`` per layer of ``backbone`` with SGD; logs ``probe/<layer>/top1`` and ``top5`` (%).
 
-    ``optim`` carries lr (per ``reference_batch_size`` images), reference_batch_size, momentum, nesterov,
-    weight_decay, milestones (epochs) and gamma; ``batch_size`` is the per-device batch.
+    The heads follow ``protocol`` for ``input_size`` x ``input_size`` crops (``build_heads``); ``optimizer`` (lr
+    per ``reference_batch_size`` images) and ``schedule`` are the resolved settings (the protocol's, with the
+    config's overrides). ``batch_size`` is the per-device batch.
     """
 
-    def __init__(self, backbone: Trunk, num_classes: int, optim: Any, batch_size: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        backbone: Trunk,
+        num_classes: int,
+        protocol: ProbeProtocol,
+        input_size: int,
+        optimizer: ProbeOptimizer,
+        schedule: ProbeSchedule,
+        batch_size: int,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"a linear probe needs at least 2 classes, the data has {num_classes}")
         self.backbone = backbone
-        self.heads = nn.ModuleDict(
-            {
-                layer: ProbeHead(
-                    backbone.channels[layer],
-                    pooled_side(backbone.network.model_name, layer),
-                    num_classes,
-                    head_generator(seed, layer),
-                )
-                for layer in backbone.outputs
-            }
-        )
-        self.optim = optim
+        self.layer_probes, self.heads = build_heads(backbone, protocol, input_size, num_classes, seed)
+        self.optimizer_settings = optimizer
+        self.schedule = schedule
         self.batch_size = batch_size
         self.top_k = top_k_for(num_classes)
         self.val_top1 = nn.ModuleDict(
@@ -180,19 +201,38 @@ class LinearProbeModule(L.LightningModule):
                 metrics[layer].reset()
 
     def scaled_lr(self) -> float:
-        """The lr for this run's global batch: ``optim.lr`` per ``optim.reference_batch_size`` images."""
+        """The lr for this run's global batch: ``lr`` per ``reference_batch_size`` images."""
         world_size = self.trainer.world_size if self._trainer is not None else 1
-        return self.optim.lr * self.batch_size * world_size / self.optim.reference_batch_size
+        settings = self.optimizer_settings
+        return settings.lr * self.batch_size * world_size / settings.reference_batch_size
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The heads' parameters: the classifier weights decayed; biases and BatchNorm parameters too only
+        with ``decay_norm_and_bias``."""
+        settings = self.optimizer_settings
+        weights = [head.classifier.weight for head in self.heads.values()]
+        others = [
+            parameter
+            for head in self.heads.values()
+            for parameter in (head.classifier.bias, *head.norm.parameters())
+        ]
+        if settings.decay_norm_and_bias:
+            return [{"params": weights + others, "weight_decay": settings.weight_decay}]
+        return [
+            {"params": weights, "weight_decay": settings.weight_decay},
+            {"params": others, "weight_decay": 0.0},
+        ]
 
     def configure_optimizers(self) -> dict[str, Any]:
+        settings = self.optimizer_settings
         optimizer = torch.optim.SGD(
-            self.heads.parameters(),
+            self.parameter_groups(),
             lr=self.scaled_lr(),
-            momentum=self.optim.momentum,
-            nesterov=self.optim.nesterov,
-            weight_decay=self.optim.weight_decay,
+            momentum=settings.momentum,
+            nesterov=settings.nesterov,
         )
         schedule = torch.optim.lr_scheduler.MultiStepLR(
-            optimizer, milestones=list(self.optim.milestones), gamma=self.optim.gamma
+            optimizer, milestones=list(self.schedule.milestones), gamma=settings.gamma
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
+        interval = self.schedule.unit  # Lightning's intervals are the schedule's units: "step" or "epoch"
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": interval}}
