@@ -18,7 +18,9 @@ class DataConfig:
     val_split: str = "val"
     crop_size: int = 176
     resize: int | None = None  # shorter side -> this many pixels before cropping; None: no resize
-    batch_size: int = 40
+    batch_size: int = (
+        40  # pretraining: the global batch, split over the processes; other commands: per device
+    )
     num_workers: int = 2
     persistent_workers: bool = True
     pin_memory: bool = True  # only takes effect when CUDA is available

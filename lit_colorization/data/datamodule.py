@@ -82,12 +82,19 @@ def restored_position(fit_loop: _FitLoop) -> tuple[int, int]:
 
 
 class ColorizationDataModule(LightningDataModule):
-    """Batches `{"rgb": uint8 (B, 3, S, S), "label": int64 (B,), "skipped": int64 scalar}`."""
+    """Batches `{"rgb": uint8 (B, 3, S, S), "label": int64 (B,), "skipped": int64 scalar}`.
 
-    def __init__(self, config: DataConfig) -> None:
+    B is `batch_size`, the batch of each process: pretraining splits its global `data.batch_size` over the processes
+    (lit_colorization/train/scaling.py); None keeps `data.batch_size` per process (linear probes, priors).
+    """
+
+    def __init__(self, config: DataConfig, batch_size: int | None = None) -> None:
         super().__init__()
         validate_data_config(config)
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size per process must be a positive integer; got {batch_size!r}")
         self.config = config
+        self.batch_size = config.batch_size if batch_size is None else batch_size
         self._train: EpochAwareDataset | None = None
         self._val: Dataset | None = None
         self._classes: list[str] | None = None
@@ -127,7 +134,7 @@ class ColorizationDataModule(LightningDataModule):
         # call: start from the restored epoch, after the batches the checkpointed run had trained on.
         epoch, batches_done = restored_position(self.trainer.fit_loop)
         sampler.set_epoch(epoch)
-        sampler.resume_at(epoch, batches_done * self.config.batch_size)
+        sampler.resume_at(epoch, batches_done * self.batch_size)
         return self._loader(self._train, sampler=sampler, train=True)
 
     def val_dataloader(self) -> DataLoader:
@@ -139,7 +146,7 @@ class ColorizationDataModule(LightningDataModule):
         workers = cfg.num_workers
         return DataLoader(
             dataset,
-            batch_size=cfg.batch_size,
+            batch_size=self.batch_size,
             sampler=sampler,
             shuffle=False,
             num_workers=workers,
@@ -156,5 +163,5 @@ class ColorizationDataModule(LightningDataModule):
             raise RuntimeError("call ColorizationDataModule.setup() before asking for data loaders")
 
 
-def build_datamodule(cfg: DataConfig) -> ColorizationDataModule:
-    return ColorizationDataModule(cfg)
+def build_datamodule(cfg: DataConfig, batch_size: int | None = None) -> ColorizationDataModule:
+    return ColorizationDataModule(cfg, batch_size)

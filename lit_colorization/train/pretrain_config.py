@@ -1,7 +1,8 @@
 """The pretrain command's config: configs/pretrain.yaml, the network's paper recipe, the preset, the overrides.
 
 The network is the one the overrides or the preset name, so its recipe (configs/models/<name>.yaml) sits under
-both. Checks that need the network (the input sizes it takes) or the device (precision) are made here, before any work.
+both. Checks that need the network (the input sizes it takes) or the devices (precision; the global batch split
+over them, lit_colorization/train/scaling.py) are made here, before any work.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from lit_colorization.config.schema import PretrainConfig
 from lit_colorization.data.config import validate_data_config
 from lit_colorization.models import create_model, list_models
 from lit_colorization.train.perf import settings_for
+from lit_colorization.train.scaling import resolve_scale
 
 
 def model_recipe(config: PretrainConfig) -> ExtraLayers:
@@ -68,6 +70,7 @@ def validate_pretrain_config(config: PretrainConfig) -> None:
         f"a multiple of {multiple}, so that {config.model.name}'s logits sit on the target grid",
         config.data.crop_size,
     )
+    resolve_scale(config)  # lr_scaling, reference batch and the split of the global batch over the devices
 
 
 PRETRAIN = register_command(
