@@ -8,6 +8,7 @@ trained on yet; validation gets Lightning's `DistributedSampler`. Crops come fro
 
 from __future__ import annotations
 
+import signal
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -60,6 +61,14 @@ def build_datasets(cfg: DataConfig) -> tuple[EpochAwareDataset, Dataset, list[st
             f"{val.split_path} ({len(val.classes)} classes); expected the same class sub-folders in both"
         )
     return train, val, train.classes
+
+
+def leave_stop_signals_to_the_main_process(worker_id: int) -> None:
+    """A DataLoader worker ignores SIGTERM and SIGUSR1. SLURM signals every process of a job step, and the main
+    process answers by stopping at the next step boundary (lit_colorization/train/preemption.py); a worker killed by
+    the signal would make the DataLoader fail the run first. Workers still end with the main process."""
+    for signum in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def restored_position(fit_loop: _FitLoop) -> tuple[int, int]:
@@ -151,6 +160,7 @@ class ColorizationDataModule(LightningDataModule):
             shuffle=False,
             num_workers=workers,
             collate_fn=EncodedCollate() if cfg.decode == "gpu" else SkipUnreadableCollate(cfg.crop_size),
+            worker_init_fn=leave_stop_signals_to_the_main_process if workers > 0 else None,
             # Pinning needs a CUDA device; on CPU-only runs it would only warn.
             pin_memory=cfg.pin_memory and torch.cuda.is_available(),
             persistent_workers=cfg.persistent_workers and workers > 0,
