@@ -77,7 +77,9 @@ def lightning_runs(runs_dir: Path, record_dir: Path) -> None:
     try:
         pretrain(PRETRAIN.load("sample", stopped), extra_callbacks=[SignalRankOne(STOP_STEP)])
     except RunPreempted as stop:
-        (record_dir / f"preempted-rank{os.environ.get('LOCAL_RANK', '0')}.txt").write_text(f"{stop.step}\n")
+        (record_dir / f"preempted-rank{os.environ.get('LOCAL_RANK', '0')}.txt").write_text(
+            f"{stop.step} {stop.code}\n"
+        )
     pretrain(PRETRAIN.load("sample", [*stopped, "resume=auto"]))
 
 

@@ -7,7 +7,8 @@ import pytest
 from lit_colorization.config.loading import CONFIG_DIR, ConfigError, load_config
 from lit_colorization.config.schema import PretrainConfig
 from lit_colorization.train.pretrain_config import PRETRAIN, model_recipe
-from lit_colorization.train.scaling import devices_per_node, format_lr, scale_recipe
+from lit_colorization.train.scaling import WorldSizeCheck, devices_per_node, format_lr, scale_recipe
+from tests.conftest import bare_trainer
 
 BASE = [CONFIG_DIR / "pretrain.yaml"]
 
@@ -120,3 +121,13 @@ def test_lr_format() -> None:
         "8.49e-5",
         "1e-1",
     ]
+
+
+def test_a_launcher_that_starts_another_number_of_processes_is_stopped_before_any_work() -> None:
+    scale = scale_recipe(recipe("trainer.accelerator=cpu", "data.batch_size=80"), devices=2)
+    trainer = bare_trainer(devices=1)  # what torchrun --nproc_per_node 1 gives a run configured for 2 devices
+    with pytest.raises(
+        ConfigError, match="the launcher started 1 process but the global batch 80 was split for"
+    ):
+        WorldSizeCheck(scale).setup(trainer, None, "fit")
+    WorldSizeCheck(scale_recipe(recipe("trainer.accelerator=cpu"), devices=1)).setup(trainer, None, "fit")

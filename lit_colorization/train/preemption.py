@@ -5,8 +5,10 @@ Schedulers warn before they kill: SLURM sends SIGTERM to a preempted job before 
 The handler only records the signal. At the end of the step in flight (``on_train_batch_end``, where
 ``StepCheckpoint`` writes and from where a resumed run continues exactly) the ranks agree on whether any of them was
 signalled, every rank calls the save (rank 0 writes ``last.ckpt`` atomically) and every rank raises ``RunPreempted``:
-the process exits with status ``PREEMPTED_EXIT_CODE`` (75, EX_TEMPFAIL of sysexits.h: stopped, to be continued).
-``RESUME=auto`` continues the run exactly.
+the process exits with status ``PREEMPTED_EXIT_CODE`` (75, EX_TEMPFAIL of sysexits.h: stopped, to be continued), but
+for the processes Lightning's own launcher started (``GPUS=N`` on one machine), which exit with 0: its watchdog kills
+rank 0 as soon as one of them ends otherwise, perhaps before rank 0 has exited with 75 itself. ``RESUME=auto``
+continues the run exactly.
 
 Lightning's own handlers are replaced while they would act: its SIGTERM handler stops only the ranks that got the
 signal (the others would wait forever in the next all-reduce), and its SLURM requeue handler writes a checkpoint
@@ -28,6 +30,7 @@ import lightning as L
 import torch
 import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.plugins.environments import LightningEnvironment
 
 from lit_colorization.train.guards import StepCheckpoint
 
@@ -36,12 +39,20 @@ PREEMPTED_EXIT_CODE = 75
 
 
 class RunPreempted(SystemExit):
-    """Raised on every rank after ``last.ckpt`` was written on a stop signal; exits with ``PREEMPTED_EXIT_CODE``."""
+    """Raised on every rank after ``last.ckpt`` was written on a stop signal; exits with ``exit_code``."""
 
-    def __init__(self, signum: int, step: int) -> None:
-        super().__init__(PREEMPTED_EXIT_CODE)
+    def __init__(self, signum: int, step: int, exit_code: int) -> None:
+        super().__init__(exit_code)
         self.signum = signum
         self.step = step
+
+
+def exit_code_after_stop(trainer: L.Trainer) -> int:
+    """``PREEMPTED_EXIT_CODE``, or 0 in a process that Lightning's launcher started (see the module's docstring)."""
+    started_by_lightning = isinstance(
+        getattr(trainer.strategy, "cluster_environment", None), LightningEnvironment
+    )
+    return 0 if started_by_lightning and trainer.global_rank > 0 else PREEMPTED_EXIT_CODE
 
 
 class StopOnSignal(Callback):
@@ -81,7 +92,7 @@ class StopOnSignal(Callback):
                 file=sys.stderr,
                 flush=True,
             )
-        raise RunPreempted(signum, trainer.global_step)
+        raise RunPreempted(signum, trainer.global_step, exit_code_after_stop(trainer))
 
     def _take_over_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():

@@ -72,9 +72,9 @@ def resume_checkpoint(config: PretrainConfig, run_dir: Path) -> str | None:
     return config.resume
 
 
-# What a resumed run takes from the checkpoint whatever the config says (the optimizer's lrs, the schedule's
-# milestones) or needs unchanged to continue the epoch's order of samples (global batch, processes).
-RESUMED_SCALE_KEYS = ("global_batch", "world_size", "lr", "milestones")
+# What a resumed run takes from the checkpoint whatever the config says (the optimizer's lr, the schedule's
+# milestones and lrs after them) or needs unchanged to continue the epoch's order of samples (global batch, processes).
+RESUMED_SCALE_KEYS = ("global_batch", "world_size", "lr", "milestones", "milestone_lrs")
 
 
 def check_resumable(path: str, config: PretrainConfig, scale: RunScale) -> None:

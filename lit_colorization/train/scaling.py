@@ -200,7 +200,8 @@ class WorldSizeCheck(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if trainer.world_size != self.scale.world_size:
             raise ConfigError(
-                f"the launcher started {trainer.world_size} processes but the global batch "
+                f"the launcher started {trainer.world_size} process{'es' if trainer.world_size > 1 else ''} but "
+                f"the global batch "
                 f"{self.scale.global_batch} was split for trainer.devices {self.scale.devices} x trainer.num_nodes "
                 f"{self.scale.num_nodes} = {self.scale.world_size}; set them to match the launcher"
             )
