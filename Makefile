@@ -12,6 +12,8 @@ MODEL ?=
 RUN ?=
 GPUS ?=
 NODES ?=
+BATCH ?=
+LR_SCALING ?=
 MAX_STEPS ?=
 LOGGER ?=
 RESUME ?=
@@ -38,6 +40,7 @@ PORT ?= 8765
 # Makefile variables -> config overrides (only those that are set).
 PRETRAIN_OVERRIDES = $(if $(DATA),data.source=folder data.root=$(DATA)) $(if $(MODEL),model.name=$(MODEL)) \
 	$(if $(RUN),run=$(RUN)) $(if $(GPUS),trainer.devices=$(GPUS)) $(if $(NODES),trainer.num_nodes=$(NODES)) \
+	$(if $(BATCH),data.batch_size=$(BATCH)) $(if $(LR_SCALING),optim.lr_scaling=$(LR_SCALING)) \
 	$(if $(MAX_STEPS),trainer.max_steps=$(MAX_STEPS)) $(if $(LOGGER),logger.kind=$(LOGGER)) \
 	$(if $(RESUME),resume=$(RESUME)) $(ARGS)
 
@@ -73,7 +76,7 @@ format: setup ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-pretrain: setup ## Pretrain a colorizer: PRESET DATA MODEL RUN GPUS NODES MAX_STEPS LOGGER RESUME ARGS
+pretrain: setup ## Pretrain a colorizer: PRESET DATA MODEL RUN GPUS NODES BATCH (global) LR_SCALING MAX_STEPS LOGGER RESUME ARGS
 	$(PY) -m lit_colorization.cli.pretrain --preset $(PRESET) $(PRETRAIN_OVERRIDES)
 
 priors: setup ## Compute the ab prior of a training set: DATA PRESET RUN OUT ARGS

@@ -139,6 +139,31 @@ else
         || report sigkill-resume 1 "exit $RC, step '$resumed', $stale stale temporary files: $(tail -c 300 <<<"$OUT")"
 fi
 
+# ------------------------------------------------------------------ preemption (SIGTERM) and a second start
+last="$WORK/preempted/checkpoints/last.ckpt"
+setsid "$PY" -m lit_colorization.cli.pretrain $(tiny "$WORK" preempted) trainer.max_steps=100000 \
+    trainer.val_check_interval=1000 trainer.checkpoint_every_n_steps=2 data.num_workers=1 logger.kind=none \
+    >"$WORK/preempted.log" 2>&1 &
+pid=$!  # setsid runs the command in this process, the leader of a new process group
+for _ in $(seq 600); do
+    [[ -f "$last" && "$(step_of "$last")" -ge 2 ]] 2>/dev/null && break
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.5
+done
+run pretrain $(tiny "$WORK" preempted) resume=auto
+expect_one_line_error run-in-use "this run is in use by process $pid on host $(hostname)"
+kill -TERM -- -$pid 2>/dev/null  # the whole group, DataLoader worker included, as SLURM signals a job step
+wait $pid
+rc=$?
+stopped_at="$(step_of "$last")"
+[[ $rc == 75 && -n "$stopped_at" ]] && grep -q "SIGTERM: saved .* at step $stopped_at" "$WORK/preempted.log" \
+    && report sigterm-saves 0 "SIGTERM: last.ckpt written at step $stopped_at, exit status 75" \
+    || report sigterm-saves 1 "exit $rc, step '$stopped_at': $(tail -c 300 "$WORK/preempted.log")"
+run pretrain $(tiny "$WORK" preempted) resume=auto trainer.max_steps=$((stopped_at + 1)) logger.kind=none
+[[ $RC == 0 && "$(step_of "$last")" == $((stopped_at + 1)) ]] \
+    && report sigterm-resume 0 "resume=auto continued from step $stopped_at" \
+    || report sigterm-resume 1 "exit $RC: $(tail -c 300 <<<"$OUT")"
+
 # ------------------------------------------------------------------ exact resume (with DataLoader workers)
 exact=(trainer.val_check_interval=3 trainer.limit_val_batches=1 "optim.milestones=[3]" data.num_workers=2 logger.kind=none)
 run pretrain $(tiny "$WORK" whole) "${exact[@]}" trainer.max_steps=7

@@ -17,8 +17,10 @@ from lit_colorization.train.guards import (
     StepCheckpoint,
     takes_skip_flag,
 )
+from lit_colorization.train.preemption import StopOnSignal
 from lit_colorization.train.pretrain_config import PRETRAIN
 from lit_colorization.train.pretraining import build_trainer
+from lit_colorization.train.scaling import resolve_scale
 from tests.conftest import bare_trainer, tiny_pretrain_overrides
 
 
@@ -61,10 +63,10 @@ def test_checkpoints_with_non_finite_weights_are_refused(tmp_path) -> None:
 
 def test_pretraining_trainer_saves_through_the_atomic_writer(tmp_path) -> None:
     config = PRETRAIN.load("sample", tiny_pretrain_overrides(tmp_path))
-    trainer = build_trainer(config, tmp_path / "tiny", logger=False)
+    trainer = build_trainer(config, resolve_scale(config), tmp_path / "tiny", logger=False)
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
-    assert any(isinstance(callback, NonFiniteLossGuard) for callback in trainer.callbacks)
-    assert any(isinstance(callback, StepCheckpoint) for callback in trainer.callbacks)
+    for kind in (NonFiniteLossGuard, StepCheckpoint, StopOnSignal):
+        assert any(isinstance(callback, kind) for callback in trainer.callbacks), kind.__name__
 
 
 class LossFromData(L.LightningModule):

@@ -41,17 +41,21 @@ class TargetConfig:
 
 @dataclass
 class OptimConfig:
+    """Pretraining's optimizer, in the recipe's terms: lrs at ``reference_batch_size``, milestones in steps of it
+    (lit_colorization/train/scaling.py turns them into this run's)."""
+
     lr: float = 3e-5
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     weight_decay: float = 1e-3
-    milestones: list[int] = field(
-        default_factory=lambda: [200_000]
-    )  # optimizer steps at which the lr changes
+    milestones: list[int] = field(default_factory=lambda: [200_000])  # steps of the reference batch
     gamma: float = 0.1  # lr factor at each milestone, unless milestone_lrs gives the lr after each one
     milestone_lrs: list[float] = field(default_factory=list)
     # "paper": the network's recipe, configs/models/<model>.yaml, as the paper states it. Another name layers
     # configs/schedules/<model>/<name>.yaml over that recipe (e.g. eccv16's "release": the release's solver).
     schedule: str = "paper"
+    # The recipe's global batch, which lr, milestones and trainer.max_steps are given for; None: data.batch_size.
+    reference_batch_size: int | None = None
+    lr_scaling: str = "none"  # none | linear | sqrt: the lrs scaled by global batch / reference_batch_size
     fused: bool | None = None  # fused Adam; None: on CUDA, not elsewhere (lit_colorization/train/perf.py)
 
 
@@ -77,7 +81,9 @@ class TrainerConfig(BaseTrainerConfig):
     """Pretraining's trainer. Its ``precision`` also takes ``auto`` (bf16-mixed on CUDA, else 32-true); off CUDA,
     mixed precision and compile fall back to fp32 eager (lit_colorization/train/perf.py says so once)."""
 
-    max_steps: int = 450_000
+    max_steps: int = (
+        450_000  # steps of optim.reference_batch_size images (the run's own: scaled to its batch)
+    )
     val_check_interval: Any = 1.0  # fraction of an epoch or a number of steps
     check_val_every_n_epoch: int | None = 1
     limit_val_batches: Any = 1.0

@@ -25,7 +25,9 @@ class DataConfig:
     # "shorter_side": the shorter side becomes `resize` pixels, the aspect ratio kept. "squash": the photo becomes
     # `resize` x `resize`, as Caffe's convert_imageset --resize_height/--resize_width stores an ImageNet LMDB.
     resize_mode: str = SHORTER_SIDE
-    batch_size: int = 40
+    batch_size: int = (
+        40  # pretraining: the global batch, split over the processes; other commands: per device
+    )
     num_workers: int = 2
     persistent_workers: bool = True
     pin_memory: bool = True  # only takes effect when CUDA is available

@@ -8,6 +8,7 @@ trained on yet; validation gets Lightning's `DistributedSampler`. Crops come fro
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -64,6 +65,14 @@ def build_datasets(cfg: DataConfig) -> tuple[EpochAwareDataset, Dataset, list[st
     return train, val, train.classes
 
 
+def leave_stop_signals_to_the_main_process(worker_id: int) -> None:
+    """A DataLoader worker ignores SIGTERM and SIGUSR1. SLURM signals every process of a job step, and the main
+    process answers by stopping at the next step boundary (lit_colorization/train/preemption.py); a worker killed by
+    the signal would make the DataLoader fail the run first. Workers still end with the main process."""
+    for signum in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def restored_position(fit_loop: _FitLoop) -> tuple[int, int]:
     """(epoch, its batches already trained on) where a fit continues, from the loops' progress as restored
     from a checkpoint written in ``on_train_batch_end``, ``on_validation_end`` or ``on_train_epoch_end``
@@ -84,12 +93,19 @@ def restored_position(fit_loop: _FitLoop) -> tuple[int, int]:
 
 
 class ColorizationDataModule(LightningDataModule):
-    """Batches `{"rgb": uint8 (B, 3, S, S), "label": int64 (B,), "skipped": int64 scalar}`."""
+    """Batches `{"rgb": uint8 (B, 3, S, S), "label": int64 (B,), "skipped": int64 scalar}`.
 
-    def __init__(self, config: DataConfig) -> None:
+    B is `batch_size`, the batch of each process: pretraining splits its global `data.batch_size` over the processes
+    (lit_colorization/train/scaling.py); None keeps `data.batch_size` per process (linear probes, priors).
+    """
+
+    def __init__(self, config: DataConfig, batch_size: int | None = None) -> None:
         super().__init__()
         validate_data_config(config)
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size per process must be a positive integer; got {batch_size!r}")
         self.config = config
+        self.batch_size = config.batch_size if batch_size is None else batch_size
         self._train: EpochAwareDataset | None = None
         self._val: Dataset | None = None
         self._classes: list[str] | None = None
@@ -129,7 +145,7 @@ class ColorizationDataModule(LightningDataModule):
         # call: start from the restored epoch, after the batches the checkpointed run had trained on.
         epoch, batches_done = restored_position(self.trainer.fit_loop)
         sampler.set_epoch(epoch)
-        sampler.resume_at(epoch, batches_done * self.config.batch_size)
+        sampler.resume_at(epoch, batches_done * self.batch_size)
         return self._loader(self._train, sampler=sampler, train=True)
 
     def val_dataloader(self) -> DataLoader:
@@ -141,11 +157,12 @@ class ColorizationDataModule(LightningDataModule):
         workers = cfg.num_workers
         return DataLoader(
             dataset,
-            batch_size=cfg.batch_size,
+            batch_size=self.batch_size,
             sampler=sampler,
             shuffle=False,
             num_workers=workers,
             collate_fn=EncodedCollate() if cfg.decode == "gpu" else SkipUnreadableCollate(cfg.crop_size),
+            worker_init_fn=leave_stop_signals_to_the_main_process if workers > 0 else None,
             # Pinning needs a CUDA device; on CPU-only runs it would only warn.
             pin_memory=cfg.pin_memory and torch.cuda.is_available(),
             persistent_workers=cfg.persistent_workers and workers > 0,
@@ -172,5 +189,5 @@ def training_rgb_batches(
     return (batch["rgb"].to(device, non_blocking=True) for batch in loader), len(loader)
 
 
-def build_datamodule(cfg: DataConfig) -> ColorizationDataModule:
-    return ColorizationDataModule(cfg)
+def build_datamodule(cfg: DataConfig, batch_size: int | None = None) -> ColorizationDataModule:
+    return ColorizationDataModule(cfg, batch_size)

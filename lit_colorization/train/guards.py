@@ -38,12 +38,17 @@ class StepCheckpoint(Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         step = trainer.global_step
-        if step == self._last_saved_step:  # no optimizer step since the last save
-            return
         scheduled = self.every_n_steps > 0 and step % self.every_n_steps == 0
         if scheduled or step >= trainer.max_steps:
-            trainer.save_checkpoint(self.path)  # every rank calls it; rank 0 writes
-            self._last_saved_step = step
+            self.save(trainer)
+
+    def save(self, trainer: L.Trainer) -> None:
+        """Write ``path`` now, from ``on_train_batch_end``, unless it already holds this step; every rank calls it,
+        rank 0 writes."""
+        if trainer.global_step == self._last_saved_step:  # no optimizer step since the last save
+            return
+        trainer.save_checkpoint(self.path)
+        self._last_saved_step = trainer.global_step
 
 
 def takes_skip_flag(optimizer: torch.optim.Optimizer) -> bool:

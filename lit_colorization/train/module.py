@@ -23,15 +23,27 @@ from lit_colorization.store.images import save_png
 from lit_colorization.train.color_targets import build_targets
 from lit_colorization.train.losses import ab_regression_loss, soft_cross_entropy
 from lit_colorization.train.perf import adam, apply_to_network, enable_tf32, settings_for
+from lit_colorization.train.scaling import RunScale, scale_recipe
 from lit_colorization.train.schedules import step_schedule
 
 REGRESSION_CHANNELS = 2
 
 
 class ColorizationModule(L.LightningModule):
-    def __init__(self, config: Any, bins: Tensor, prior: Tensor, image_dir: str | Path | None = None) -> None:
+    """``scale``: the run's lrs and milestones for its global batch (lit_colorization/train/scaling.py); None: the
+    recipe's on one device. Checkpoints record it beside the config (``config["scale"]``)."""
+
+    def __init__(
+        self,
+        config: Any,
+        bins: Tensor,
+        prior: Tensor,
+        image_dir: str | Path | None = None,
+        scale: RunScale | None = None,
+    ) -> None:
         super().__init__()
-        self.config = to_container(config)
+        self.scale = scale_recipe(config, devices=1) if scale is None else scale
+        self.config = {**to_container(config), "scale": self.scale.as_dict()}
         self.loss_kind = config.loss
         self.temperature = config.targets.temperature
         self.optim = config.optim
@@ -151,12 +163,11 @@ class ColorizationModule(L.LightningModule):
             log_image(key="val/examples", images=[grid], caption=["gray | prediction | ground truth"])
 
     def configure_optimizers(self) -> dict[str, Any]:
+        scale = self.scale
         optimizer = adam(
-            self.net.parameters(), self.optim.lr, tuple(self.optim.betas), self.optim.weight_decay, self.perf
+            self.net.parameters(), scale.lr, tuple(self.optim.betas), self.optim.weight_decay, self.perf
         )
-        schedule = step_schedule(
-            optimizer, self.optim.lr, self.optim.milestones, self.optim.gamma, self.optim.milestone_lrs
-        )
+        schedule = step_schedule(optimizer, scale.lr, scale.milestones, self.optim.gamma, scale.milestone_lrs)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -2,7 +2,8 @@
 
 The network is the one the overrides or the preset name, so its recipe (configs/models/<name>.yaml), and the
 schedule ``optim.schedule`` names over it (configs/schedules/<name>/<schedule>.yaml), sit under both. Checks that
-need the network (the input sizes it takes) or the device (precision) are made here, before any work.
+need the network (the input sizes it takes) or the devices (precision; the global batch split over them,
+lit_colorization/train/scaling.py) are made here, before any work.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from lit_colorization.models import create_model, list_models
 from lit_colorization.models.data_init import METHODS as FILTER_METHODS
 from lit_colorization.train.initialisation import INITIALISATIONS
 from lit_colorization.train.perf import settings_for
+from lit_colorization.train.scaling import resolve_scale
 
 PAPER_SCHEDULE = "paper"
 SCHEDULES_DIR = CONFIG_DIR / "schedules"
@@ -98,6 +100,7 @@ def validate_pretrain_config(config: PretrainConfig) -> None:
         f"a multiple of {multiple}, so that {config.model.name}'s logits sit on the target grid",
         config.data.crop_size,
     )
+    resolve_scale(config)  # lr_scaling, reference batch and the split of the global batch over the devices
 
 
 PRETRAIN = register_command(

@@ -3,13 +3,19 @@
 Writes ``runs/<run>/``: ``config.yaml``, ``prior.npy``, ``checkpoints/`` (``last.ckpt`` and the best by val loss),
 validation image grids in ``images/`` and metrics (CSV or W&B).
 
-``last.ckpt`` is written every ``trainer.checkpoint_every_n_steps`` steps and at ``max_steps``, atomically, from
-inside the epoch: a run killed at any moment continues with ``resume=auto`` exactly as if it had not stopped
+``last.ckpt`` is written every ``trainer.checkpoint_every_n_steps`` steps, at ``max_steps`` and at the end of the
+step in which SIGTERM or SIGUSR1 came (then the process exits with status 75: ``train/preemption.py``), atomically,
+from inside the epoch: a run killed at any moment continues with ``resume=auto`` exactly as if it had not stopped
 (same weights, optimizer state, lr schedule and order of batches and crops).
+
+The batch, lr and schedule follow from the recipe and the number of processes (``train/scaling.py``); the run
+prints them in one line at start and records them under ``scale`` in ``config.yaml``, the logger's hyperparameters
+and every checkpoint. The folder belongs to one live run at a time (``store/run_lock.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import warnings
@@ -30,11 +36,14 @@ from lit_colorization.data import build_datamodule
 from lit_colorization.store.atomic import write_text
 from lit_colorization.store.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
 from lit_colorization.store.loggers import build_logger
+from lit_colorization.store.run_lock import RunLock
 from lit_colorization.train.guards import NonFiniteLossGuard, StepCheckpoint
 from lit_colorization.train.initialisation import initialise
 from lit_colorization.train.module import ColorizationModule
 from lit_colorization.train.perf import settings_for
+from lit_colorization.train.preemption import StopOnSignal
 from lit_colorization.train.priors import load_prior, prior_from_datamodule, save_prior
+from lit_colorization.train.scaling import RunScale, WorldSizeCheck, resolve_scale
 from lit_colorization.train.trainer import lightning_trainer_args
 
 log = logging.getLogger(__name__)
@@ -64,8 +73,14 @@ def resume_checkpoint(config: PretrainConfig, run_dir: Path) -> str | None:
     return config.resume
 
 
-def check_resumable(path: str, config: PretrainConfig) -> None:
-    """Fail before any work when ``path`` cannot continue this run: unreadable, not ours, or another network."""
+# What a resumed run takes from the checkpoint whatever the config says (the optimizer's lr, the schedule's
+# milestones and lrs after them) or needs unchanged to continue the epoch's order of samples (global batch, processes).
+RESUMED_SCALE_KEYS = ("global_batch", "world_size", "lr", "milestones", "milestone_lrs")
+
+
+def check_resumable(path: str, config: PretrainConfig, scale: RunScale) -> None:
+    """Fail before any work when ``path`` cannot continue this run: unreadable, not ours, another network, or
+    another global batch, number of processes, lr or lr schedule."""
     stored = read_checkpoint(path).config
     current = to_container(config)
     for key in ("model", "loss"):
@@ -73,6 +88,14 @@ def check_resumable(path: str, config: PretrainConfig) -> None:
             raise CheckpointError(
                 f"{path}: checkpoint was trained with {key}={stored.get(key)!r} but this run has "
                 f"{key}={current[key]!r}; resume with the checkpoint's settings or start another run (RUN=)"
+            )
+    stored_scale, current_scale = stored.get("scale"), scale.as_dict()
+    for key in RESUMED_SCALE_KEYS if stored_scale is not None else ():
+        if stored_scale[key] != current_scale[key]:
+            raise CheckpointError(
+                f"{path}: checkpoint was trained with {key} {stored_scale[key]!r} but this run has "
+                f"{current_scale[key]!r} ({scale.summary()}); resume with the checkpoint's data.batch_size, "
+                "trainer.devices x trainer.num_nodes and optim settings, or start another run (RUN=)"
             )
 
 
@@ -102,13 +125,15 @@ def prepare_prior(config: PretrainConfig, run_dir: Path, datamodule, bins: torch
 
 
 def build_trainer(
-    config: PretrainConfig, run_dir: Path, logger, extra_callbacks: Sequence[Callback] = ()
+    config: PretrainConfig, scale: RunScale, run_dir: Path, logger, extra_callbacks: Sequence[Callback] = ()
 ) -> L.Trainer:
     trainer = config.trainer
     checkpoint_dir = run_dir / "checkpoints"
+    last = StepCheckpoint(checkpoint_dir / "last.ckpt", trainer.checkpoint_every_n_steps)
     callbacks = [
+        WorldSizeCheck(scale),
         NonFiniteLossGuard(checkpoint_dir),
-        StepCheckpoint(checkpoint_dir / "last.ckpt", trainer.checkpoint_every_n_steps),
+        last,
         *extra_callbacks,
         ModelCheckpoint(
             dirpath=checkpoint_dir,
@@ -121,9 +146,10 @@ def build_trainer(
     ]
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
+    callbacks.append(StopOnSignal(last))  # last: the other callbacks finish the step it stops after
     return L.Trainer(
         default_root_dir=run_dir,
-        max_steps=trainer.max_steps,
+        max_steps=scale.max_steps,
         max_epochs=-1,
         **lightning_trainer_args(
             trainer, precision=settings_for(trainer, config.optim).precision, callbacks=callbacks
@@ -141,25 +167,38 @@ def build_trainer(
 
 
 def pretrain(config: PretrainConfig, extra_callbacks: Sequence[Callback] = ()) -> Path:
-    """Train a colorizer as ``config`` says; returns the run folder. ``extra_callbacks`` join the Trainer's own."""
+    """Train a colorizer as ``config`` says; returns the run folder. ``extra_callbacks`` join the Trainer's own.
+
+    Global rank 0 holds the run folder's lock from before its first write to the end, however the run ends.
+    """
     run_dir = Path(config.runs_dir) / config.run
+    with RunLock(run_dir) if rank_zero_only.rank == 0 else contextlib.nullcontext():
+        return train_in(run_dir, config, extra_callbacks)
+
+
+def train_in(run_dir: Path, config: PretrainConfig, extra_callbacks: Sequence[Callback]) -> Path:
+    scale = resolve_scale(config)
     resume = resume_checkpoint(config, run_dir)
     if resume is not None:
-        check_resumable(resume, config)
+        check_resumable(resume, config, scale)
     L.seed_everything(config.trainer.seed, workers=True)
+    resolved = {**to_container(config), "scale": scale.as_dict()}
     if rank_zero_only.rank == 0:
+        print(scale.summary(), flush=True)
         remove_stale_temporaries(run_dir / "checkpoints")
-        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(config))
+        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
     bins = ab_bins(config.targets.bins_path)
-    datamodule = build_datamodule(config.data)
+    datamodule = build_datamodule(config.data, batch_size=scale.per_device_batch)
     prior = prepare_prior(config, run_dir, datamodule, bins)
-    module = ColorizationModule(config, bins, prior, image_dir=run_dir / "images")
+    module = ColorizationModule(config, bins, prior, image_dir=run_dir / "images", scale=scale)
     if resume is None:
         initialise(module.net, config.model, datamodule, config.trainer.seed)
-    logger = build_logger(
-        config.logger, run_dir, config.run, job_type="pretrain", config=to_container(config)
-    )
-    trainer = build_trainer(config, run_dir, logger, extra_callbacks)
+    logger = build_logger(config.logger, run_dir, config.run, job_type="pretrain", config=resolved)
+    if logger:
+        logger.log_hyperparams(
+            resolved
+        )  # W&B has them from its start; the CSV logger's hparams.yaml from here
+    trainer = build_trainer(config, scale, run_dir, logger, extra_callbacks)
     if resume is None and config.trainer.validate_before_training:
         # The untrained network's scores, logged at step 0, are what training is measured against.
         trainer.validate(module, datamodule=datamodule, verbose=False)
