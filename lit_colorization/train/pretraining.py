@@ -30,7 +30,7 @@ from lit_colorization.data import build_datamodule
 from lit_colorization.store.atomic import write_text
 from lit_colorization.store.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
 from lit_colorization.store.loggers import build_logger
-from lit_colorization.train.guards import NonFiniteLossGuard, StepCheckpoint
+from lit_colorization.train.guards import NoColourGuard, NonFiniteLossGuard, StepCheckpoint
 from lit_colorization.train.initialisation import initialise
 from lit_colorization.train.module import ColorizationModule
 from lit_colorization.train.perf import settings_for
@@ -108,6 +108,7 @@ def build_trainer(
     checkpoint_dir = run_dir / "checkpoints"
     callbacks = [
         NonFiniteLossGuard(checkpoint_dir),
+        NoColourGuard(config.targets.gray_threshold),
         StepCheckpoint(checkpoint_dir / "last.ckpt", trainer.checkpoint_every_n_steps),
         *extra_callbacks,
         ModelCheckpoint(
