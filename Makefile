@@ -29,6 +29,7 @@ VOC_PRESET ?= $(if $(DATA),voc07)
 PROBE_PRESET ?= $(if $(DATA),imagenet,sample)
 OUT ?=
 INPUT ?=
+INPUTS_FROM ?=
 TEMPERATURE ?=
 WEIGHTS_FORMAT ?=
 STUDY ?=
@@ -83,9 +84,10 @@ priors: setup ## Compute the ab prior of a training set: DATA PRESET RUN OUT ARG
 	$(PY) -m lit_colorization.cli.priors --preset $(PRESET) $(if $(OUT),--out $(OUT)) \
 		$(if $(DATA),data.source=folder data.root=$(DATA)) $(if $(RUN),run=$(RUN)) $(ARGS)
 
-colorize: setup ## Colorize photos: CKPT INPUT (files/folders) OUT TEMPERATURE (unset: the weights' own) WEIGHTS_FORMAT
+colorize: setup ## Colorize photos: CKPT INPUT (files/folders) or INPUTS_FROM (a list file, one path a line) OUT TEMPERATURE (unset: the weights' own) WEIGHTS_FORMAT
 	$(PY) -m lit_colorization.cli.colorize --ckpt $(CKPT) --out $(or $(OUT),colorized) \
-		$(if $(TEMPERATURE),--temperature $(TEMPERATURE)) $(if $(WEIGHTS_FORMAT),--weights-format $(WEIGHTS_FORMAT)) $(INPUT)
+		$(if $(TEMPERATURE),--temperature $(TEMPERATURE)) $(if $(WEIGHTS_FORMAT),--weights-format $(WEIGHTS_FORMAT)) \
+		$(if $(INPUTS_FROM),--inputs-from "$(INPUTS_FROM)") $(INPUT)
 
 demo: setup ## The main job end to end on the embedded photos, on the CPU (under 10 minutes)
 	$(PY) -m transfer.cli.demo

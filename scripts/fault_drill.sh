@@ -4,6 +4,7 @@
 #
 #   scripts/fault_drill.sh            (from anywhere; uses the repository's .venv; takes several minutes on a CPU)
 #   KEEP=1 scripts/fault_drill.sh     keeps the working folder for inspection
+#   ONLY="outputs inputs" scripts/fault_drill.sh   runs only those sections (names in the "# ---" headers)
 set -u
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -11,7 +12,13 @@ PY="${PY:-$REPO/.venv/bin/python}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/fault_drill.XXXXXX")"
 FAILED=0
 cd "$REPO" || exit 2
-[[ -n "${KEEP:-}" ]] && echo "working folder: $WORK" || trap 'rm -rf "$WORK"' EXIT
+IMMUTABLE=()  # files made unwritable for root with chattr +i: rm -rf cannot remove them until undone
+cleanup() {
+    for file in "${IMMUTABLE[@]}"; do chattr -i "$file" 2>/dev/null; done
+    [[ -n "${KEEP:-}" ]] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+[[ -n "${KEEP:-}" ]] && echo "working folder: $WORK"
 export PYTHONUNBUFFERED=1 WANDB_MODE=offline WANDB_SILENT=true
 unset WANDB_API_KEY
 
@@ -49,10 +56,44 @@ expect_one_line_error() {  # expect_one_line_error CASE TEXT... (after run)
     report "$case" 0 "$(cut -c1-200 <<<"$ERRLINES")"
 }
 
+# Whether the section NAME runs: all of them, unless ONLY lists some.
+want() { [[ -z "${ONLY:-}" || " $ONLY " == *" $1 "* ]]; }
+
+# Makes FILE refuse writes, for root too (root ignores the permission bits; the immutable flag binds it).
+unwritable() {
+    chmod a-w "$1"
+    if [[ $(id -u) == 0 ]] && chattr +i "$1" 2>/dev/null; then IMMUTABLE+=("$1"); fi
+}
+
+# The inputs of the hostile-input sections (tests/test_fault_inputs.py), each written once, on first use.
+need() {  # need weights|voc|colorize|gray|links|study
+    [[ -e "$WORK/.made_$1" ]] && return
+    local code="from pathlib import Path; import tests.test_fault_inputs as f; w = Path('$WORK')"
+    case $1 in
+        weights) code+="; f.write_bad_weights(w / 'weights')" ;;
+        voc) code+="; f.write_hostile_voc(f.tiny_voc(w / 'voc_cache'), w / 'voc_bad')" ;;
+        colorize) code+="; f.write_colorize_inputs(w / 'in')" ;;
+        gray) code+="; f.write_gray_training_set(w / 'gray')" ;;
+        links) code+="; f.write_symlink_trees(w / 'links')" ;;
+        photo) code+="; from PIL import Image; Image.new('RGB', (16, 16), (200, 30, 30)).save(w / 'red.png')" ;;
+    esac
+    "$PY" -c "$code" && touch "$WORK/.made_$1"
+}
+# The smallest VOC runs (as tests/test_voc_cls.py and tests/test_voc_det.py), on a data.root ROOT.
+voc_cls() { "$PY" -m transfer.cli.voc_cls "${voc_common[@]}" protocol=svm "svm.costs=[1]" image.resize=48 image.crop=40 "$@"; }
+voc_det() {
+    "$PY" -m transfer.cli.voc_det "${voc_common[@]}" detector.min_size=64 detector.max_size=96 \
+        "detector.anchor_sizes=[16,32]" detector.representation_size=32 detector.freeze_backbone=true \
+        trainer.max_steps=2 "$@"
+}
+voc_common=(ckpt="$WORK/weights/good.ckpt" runs_dir="$WORK/voc_runs" results="$WORK/voc_runs/results.jsonl"
+    "data.classes=[car,cat,dog]" trainer.accelerator=cpu trainer.progress_bar=false logger.kind=none)
+
 pretrain() { "$PY" -m lit_colorization.cli.pretrain "$@"; }
 step_of() { "$PY" -c "from lit_colorization.store.checkpoint import read_checkpoint as r; print(r('$1').global_step)" 2>/dev/null; }
 
-# ------------------------------------------------------------------ configs
+# ------------------------------------------------------------------ configs [configs]
+if want configs; then
 run pretrain $(tiny "$WORK/cfg" r) data.crop_szie=32
 expect_one_line_error config-unknown-key "unknown config key 'data.crop_szie'" "did you mean: data.crop_size"
 run "$PY" -m transfer.cli.probe ckpt=random runs_dir="$WORK/cfg" optim.lrr=0.1
@@ -63,8 +104,10 @@ run pretrain $(tiny "$WORK/cfg" r) data.source=folder data.root="$WORK/no_such_f
 expect_one_line_error config-missing-data "$WORK/no_such_folder"
 [[ -e "$WORK/cfg" ]] && report config-nothing-started 1 "a bad config created $WORK/cfg" \
     || report config-nothing-started 0 "no run folder was created by any bad config"
+fi
 
-# ------------------------------------------------------------------ checkpoints
+# ------------------------------------------------------------------ checkpoints [checkpoints]
+if want checkpoints; then
 "$PY" -c "from pathlib import Path; from tests.test_fault_configs import write_bad_checkpoints as w; w(Path('$WORK'))" \
     >/dev/null 2>&1 || report bad-checkpoints 1 "could not write the bad checkpoints"
 "$PY" -c "from PIL import Image; Image.new('RGB', (16, 16), (200, 30, 30)).save('$WORK/photo.png')"
@@ -79,8 +122,10 @@ for kind in foreign truncated missing; do
 done
 run pretrain $(tiny "$WORK/ck" r) resume="$WORK/alexnet.ckpt"
 expect_one_line_error resume-other-network-checkpoint "$WORK/alexnet.ckpt" "alexnet"
+fi
 
-# ------------------------------------------------------------------ non-finite loss
+# ------------------------------------------------------------------ non-finite loss [nan]
+if want nan; then
 run pretrain $(tiny "$WORK" nan) optim.lr=1e30 trainer.max_steps=20 trainer.checkpoint_every_n_steps=1 logger.kind=none
 expect_one_line_error nan-loss "loss is not finite"
 nan_step="$(grep -o 'at step [0-9]*' <<<"$ERRLINES" | grep -o '[0-9]*')"
@@ -91,8 +136,10 @@ print(c.global_step if all(bool(torch.isfinite(v).all()) for v in c.state_dict.v
 [[ -n "$nan_step" && "$finite" == "$nan_step" ]] \
     && report nan-loss-checkpoint 0 "last.ckpt holds the finite weights of step $finite, the last good step" \
     || report nan-loss-checkpoint 1 "last.ckpt: '$finite', stopped at step '$nan_step'"
+fi
 
-# ------------------------------------------------------------------ hostile images
+# ------------------------------------------------------------------ hostile images [images]
+if want images; then
 "$PY" -c "from pathlib import Path; from tests.test_fault_images import write_training_set as w; w(Path('$WORK/hostile'))"
 bad_files=(d_truncated.jpg e_empty.JPG g_text.jpeg i_bomb.png)
 for workers in 0 2; do
@@ -113,8 +160,10 @@ print(' '.join(str(int(float(r['train/skipped_images']))) for r in rows if r.get
         data.num_workers=$workers data.strict=true
     expect_one_line_error "hostile-images-strict-workers$workers" "unreadable image $WORK/hostile/train/"
 done
+fi
 
-# ------------------------------------------------------------------ SIGKILL and resume
+# ------------------------------------------------------------------ SIGKILL and resume [sigkill]
+if want sigkill; then
 last="$WORK/killed/checkpoints/last.ckpt"
 "$PY" -m lit_colorization.cli.pretrain $(tiny "$WORK" killed) trainer.max_steps=100000 trainer.val_check_interval=1000 \
     trainer.checkpoint_every_n_steps=1 logger.kind=none >"$WORK/killed.log" 2>&1 &
@@ -138,8 +187,10 @@ else
         && report sigkill-resume 0 "resume=auto continued from step $killed_at to $resumed" \
         || report sigkill-resume 1 "exit $RC, step '$resumed', $stale stale temporary files: $(tail -c 300 <<<"$OUT")"
 fi
+fi
 
-# ------------------------------------------------------------------ preemption (SIGTERM) and a second start
+# ------------------------------------------------------------------ preemption (SIGTERM) and a second start [preemption]
+if want preemption; then
 last="$WORK/preempted/checkpoints/last.ckpt"
 setsid "$PY" -m lit_colorization.cli.pretrain $(tiny "$WORK" preempted) trainer.max_steps=100000 \
     trainer.val_check_interval=1000 trainer.checkpoint_every_n_steps=2 data.num_workers=1 logger.kind=none \
@@ -163,8 +214,10 @@ run pretrain $(tiny "$WORK" preempted) resume=auto trainer.max_steps=$((stopped_
 [[ $RC == 0 && "$(step_of "$last")" == $((stopped_at + 1)) ]] \
     && report sigterm-resume 0 "resume=auto continued from step $stopped_at" \
     || report sigterm-resume 1 "exit $RC: $(tail -c 300 <<<"$OUT")"
+fi
 
-# ------------------------------------------------------------------ exact resume (with DataLoader workers)
+# ------------------------------------------------------------------ exact resume (with DataLoader workers) [resume]
+if want resume; then
 exact=(trainer.val_check_interval=3 trainer.limit_val_batches=1 "optim.milestones=[3]" data.num_workers=2 logger.kind=none)
 run pretrain $(tiny "$WORK" whole) "${exact[@]}" trainer.max_steps=7
 rc_whole=$RC
@@ -181,8 +234,10 @@ print('same' if same else 'different', len(a['state_dict']), oa['param_groups'][
 [[ $rc_whole == 0 && $RC == 0 && "$compare" == same* ]] \
     && report exact-resume 0 "stopped at step 2 and resumed to 7 = uninterrupted to 7 (weights, Adam steps, lr): $compare" \
     || report exact-resume 1 "exit $rc_whole/$RC: $compare"
+fi
 
-# ------------------------------------------------------------------ logger faults
+# ------------------------------------------------------------------ logger faults [loggers]
+if want loggers; then
 metrics_written() { compgen -G "$1/csv/version_*/metrics.csv" >/dev/null; }
 run "$PY" -c "import sys; sys.modules['wandb'] = None; from lit_colorization.cli.pretrain import main; main()" \
     $(tiny "$WORK" nowandb) logger.kind=wandb trainer.max_steps=2
@@ -197,5 +252,136 @@ warned="$(grep -c 'could not start an online run' <<<"$OUT")"
 [[ $RC == 0 && $warned == 1 ]] && metrics_written "$WORK/unreachable" \
     && report wandb-unreachable 0 "W&B login but no server: training went on with CSV metrics after one warning" \
     || report wandb-unreachable 1 "exit $RC, $warned warnings: $(tail -c 300 <<<"$OUT")"
+fi
+
+# ------------------------------------------------------------------ outputs and results are never lost [outputs]
+if want outputs; then
+need colorize
+need weights
+colorize() { "$PY" -m lit_colorization.cli.colorize --ckpt "$WORK/weights/good.ckpt" --size 32 "$@"; }
+clashing=("$WORK/in/A/x.jpg" "$WORK/in/B/x.jpg" "$WORK/in/C/p.jpg" "$WORK/in/C/p.png")
+run colorize --out "$WORK/out_files" "${clashing[@]}"
+first="$(grep '^colorized' <<<"$OUT")"
+written="$(find "$WORK/out_files" -name '*.png' | wc -l)"
+run colorize --out "$WORK/out_files" "${clashing[@]}"
+again="$(grep '^colorized' <<<"$OUT")"
+[[ $RC == 0 && $written == 4 && "$first" == "colorized 4 image"* && "$again" == *"kept 4 existing"* ]] \
+    && report colorize-distinct-outputs 0 "4 inputs (A/x.jpg B/x.jpg C/p.jpg C/p.png), 4 outputs; rerun: $again" \
+    || report colorize-distinct-outputs 1 "exit $RC, $written outputs; first run: '$first'; rerun: '$again'"
+
+run colorize --out "$WORK/in/colorized" "$WORK/in"
+run colorize --out "$WORK/in/colorized" "$WORK/in"
+again="$(grep '^colorized' <<<"$OUT")"
+[[ $RC == 0 && ! -e "$WORK/in/colorized/colorized" && "$again" == *"kept 4 existing"* ]] \
+    && report colorize-out-inside-input 0 "the second run left its own outputs alone: $again" \
+    || report colorize-out-inside-input 1 "exit $RC, $(find "$WORK/in/colorized" -name '*.png' | wc -l) files under --out: $again $(tail -c 200 <<<"$OUT")"
+
+mkdir -p "$WORK/spaced" && cp "$WORK/in/A/x.jpg" "$WORK/spaced/with space.jpg"
+printf '%s\n' "$WORK/spaced/with space.jpg" >"$WORK/inputs.txt"
+run colorize --out "$WORK/out_list" --inputs-from "$WORK/inputs.txt"
+[[ $RC == 0 && -f "$WORK/out_list/with space.png" ]] \
+    && report colorize-inputs-from 0 "a name with a space, read from a list file: $(grep '^colorized' <<<"$OUT")" \
+    || report colorize-inputs-from 1 "exit $RC: $(tail -c 300 <<<"$OUT")"
+
+store="$WORK/store/transfer.jsonl"
+mkdir -p "$WORK/store" && : >"$store" && unwritable "$store"
+run "$PY" -m transfer.cli.probe ckpt="$WORK/weights/good.ckpt" runs_dir="$WORK/probe" run=ro results="$store" layer=conv1 \
+    data.source=synthetic data.crop_size=32 data.synthetic_size=48 data.synthetic_train_images=16 \
+    data.synthetic_val_images=8 data.batch_size=8 data.num_workers=0 trainer.accelerator=cpu schedule.unit=epoch \
+    schedule.length=1 trainer.progress_bar=false logger.kind=none
+warning="$(grep -i "warning.*$store" <<<"$OUT" | head -1)"
+[[ $RC == 0 && -s "$WORK/probe/probe-ro/results.json" && -n "$warning" && "$OUT" == *"top-1"* ]] \
+    && report probe-store-unwritable 0 "accuracy printed, results.json written; $(cut -c1-200 <<<"$warning")" \
+    || report probe-store-unwritable 1 "exit $RC, results.json: $(ls "$WORK/probe/probe-ro" 2>&1 | tr '\n' ' '): $(tail -c 300 <<<"$OUT")"
+
+need voc
+run voc_cls data.root="$WORK/voc_bad/clean" data.num_workers=0 run=ro results="$store"
+warning="$(grep -i "warning.*$store" <<<"$OUT" | head -1)"
+[[ $RC == 0 && -s "$WORK/voc_runs/voc-cls-ro/results.json" && -n "$warning" && "$OUT" == *"mAP"* ]] \
+    && report voc-cls-store-unwritable 0 "mAP printed, results.json written; $(cut -c1-200 <<<"$warning")" \
+    || report voc-cls-store-unwritable 1 "exit $RC, run folder: $(ls "$WORK/voc_runs/voc-cls-ro" 2>&1 | tr '\n' ' '): $(tail -c 300 <<<"$OUT")"
+fi
+
+# ------------------------------------------------------------------ results that would be silently wrong [silent]
+if want silent; then
+need gray
+prior="$WORK/gray/prior.npy"
+run pretrain $(tiny "$WORK" gray) data.source=folder data.root="$WORK/gray" targets.prior_path="$prior"
+expect_one_line_error gray-training-set "no colour"
+need weights
+need photo
+run "$PY" -m lit_colorization.cli.colorize --weights-format official --ckpt "$WORK/weights/official_nan.pth" \
+    --out "$WORK/out_official_nan" "$WORK/red.png"
+expect_one_line_error official-nan-weights "$WORK/weights/official_nan.pth" "not finite"
+run "$PY" -m lit_colorization.cli.colorize --ckpt "$WORK/weights/nan.ckpt" --out "$WORK/out_checkpoint_nan" "$WORK/red.png"
+expect_one_line_error checkpoint-nan-weights "$WORK/weights/nan.ckpt" "not finite"
+run pretrain $(tiny "$WORK" few) data.synthetic_train_images=3
+expect_one_line_error fewer-images-than-batch "3 training images" "data.batch_size=4"
+run pretrain $(tiny "$WORK" few_prior) data.synthetic_train_images=3 targets.prior_path="$prior"
+expect_one_line_error fewer-images-than-batch-with-prior "3 training images" "data.batch_size=4"
+fi
+
+# ------------------------------------------------------------------ bad inputs: one line, not a traceback [inputs]
+if want inputs; then
+need links
+for kind in loop cycle; do
+    run pretrain $(tiny "$WORK" "link_$kind") data.source=folder data.root="$WORK/links/$kind"
+    expect_one_line_error "data-symlink-$kind" "$WORK/links/$kind/train/photos/self_link"
+done
+need voc
+need weights
+need photo
+voc07="$WORK/voc_bad/malformed/VOCdevkit/VOC2007"
+malformed="$voc07/Annotations/$(head -1 "$voc07/ImageSets/Main/test.txt").xml"  # a test image's: every run reads it
+run voc_cls data.root="$WORK/voc_bad/malformed" data.num_workers=2
+expect_one_line_error voc-cls-malformed-annotation "$malformed"
+run voc_det data.root="$WORK/voc_bad/malformed" data.num_workers=2
+expect_one_line_error voc-det-malformed-annotation "$malformed"
+for kind in no_model_name entry_list; do
+    run "$PY" -m lit_colorization.cli.colorize --ckpt "$WORK/weights/$kind.ckpt" --out "$WORK/out_bad" "$WORK/red.png"
+    expect_one_line_error "checkpoint-${kind//_/-}" "$WORK/weights/$kind.ckpt" "lit_colorization"
+done
+run "$PY" -m lit_colorization.cli.colorize --weights-format official --ckpt "$WORK/weights/official_non_tensor.pth" \
+    --out "$WORK/out_bad" "$WORK/red.png"
+expect_one_line_error official-non-tensor-value "$WORK/weights/official_non_tensor.pth" "model1.0.weight"
+: >"$WORK/a_file"
+run "$PY" -m lit_colorization.cli.colorize --ckpt "$WORK/weights/good.ckpt" --out "$WORK/a_file" "$WORK/red.png"
+expect_one_line_error colorize-out-is-a-file "--out" "$WORK/a_file"
+run "$PY" -m lit_colorization.cli.colorize --ckpt "$WORK/weights/good.ckpt" --out "$WORK/out_bad" --size -8 "$WORK/red.png"
+expect_one_line_error colorize-negative-size "--size" "-8"
+study="$("$PY" -c "
+from pathlib import Path; from tests.test_study_app import make_study; from lit_colorization.study.app import create_app
+client = create_app(make_study(Path('$WORK/study')), Path('$WORK/study.sqlite'), trials=2).test_client()
+client.post('/start')
+print(client.get('/image/0/left').status_code, client.get('/image/99999999999999999999999/left').status_code,
+      client.post('/answer', data={'trial': '0', 'chosen_side': 'left', 'response_ms': '5' * 4_000_000}).status_code)
+" 2>&1 | tail -1)"
+read -r first huge big <<<"$study"
+[[ "$first" == 200 && "$huge" == 404 ]] \
+    && report study-huge-image-index 0 "/image/<20 digits>/left: HTTP $huge" \
+    || report study-huge-image-index 1 "HTTP $first for trial 0, $huge for a 20-digit index: $study"
+[[ "$big" == 413 ]] \
+    && report study-request-size-cap 0 "a 4 MB answer form: HTTP $big" \
+    || report study-request-size-cap 1 "a 4 MB answer form: HTTP $big ($study)"
+fi
+
+# ------------------------------------------------------------------ warnings that name what is odd [warnings]
+if want warnings; then
+run pretrain $(tiny "$WORK" two_devices) trainer.accelerator=auto trainer.devices=2 trainer.max_steps=1 \
+    trainer.validate_before_training=false logger.kind=none
+warned="$(grep -c "trainer.devices=2" <<<"$OUT")"
+[[ $RC == 0 && $warned == 1 ]] \
+    && report devices-without-gpus 0 "$(grep "trainer.devices=2" <<<"$OUT" | cut -c1-200)" \
+    || report devices-without-gpus 1 "exit $RC, $warned lines name trainer.devices=2: $(tail -c 300 <<<"$OUT")"
+need voc
+need weights
+run voc_det data.root="$WORK/voc_bad/outside" data.num_workers=0 run=outside
+voc07="$WORK/voc_bad/outside/VOCdevkit/VOC2007"
+xml="$voc07/Annotations/$(head -1 "$voc07/ImageSets/Main/test.txt").xml"
+warning="$(grep -i "warning.*$xml" <<<"$OUT" | head -1)"
+[[ $RC == 0 && -n "$warning" ]] \
+    && report voc-boxes-outside-image 0 "$(cut -c1-240 <<<"$warning")" \
+    || report voc-boxes-outside-image 1 "exit $RC, no warning naming $xml: $(tail -c 300 <<<"$OUT")"
+fi
 
 exit $FAILED

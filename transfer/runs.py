@@ -1,21 +1,17 @@
-"""What every transfer command shares: the pretraining checkpoint it starts from, its run folder, its trainer,
-where its results go."""
+"""What every transfer command shares: the pretraining checkpoint it starts from, its run folder, its trainer.
+Its results go through ``lit_colorization.store.results.publish_results``."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import Logger
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from lit_colorization.config.loading import ConfigError
 from lit_colorization.config.schema import BaseTrainerConfig
-from lit_colorization.store.atomic import write_text
-from lit_colorization.store.results import append_results
 from lit_colorization.train.trainer import lightning_trainer_args
 
 
@@ -63,15 +59,3 @@ def build_transfer_trainer(
         enable_checkpointing=False,
         logger=logger,
     )
-
-
-def publish(results_path: str, rows: list[dict[str, Any]], run_dir: Path) -> None:
-    """Append ``rows`` to the results store and write them to ``run_dir/results.json`` (rank 0 only).
-
-    The append comes first: a run killed in between has its rows in the store and is rerun, and ``make
-    compare`` shows the rerun's rows; the other order could finish a run whose rows were never stored.
-    """
-    if rank_zero_only.rank != 0:
-        return
-    append_results(results_path, rows)
-    write_text(run_dir / "results.json", json.dumps(rows, indent=2) + "\n")

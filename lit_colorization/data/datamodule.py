@@ -154,6 +154,15 @@ class ColorizationDataModule(LightningDataModule):
 
     def _loader(self, dataset: Dataset, sampler: SeededShuffleSampler | None, train: bool) -> DataLoader:
         cfg = self.config
+        if train and sampler.num_samples < cfg.batch_size:
+            # Else the loader yields nothing: the prior pass would find "no coloured pixels", training no step.
+            where = getattr(dataset, "split_path", f"data.source={cfg.source}")
+            devices = f" shared by {sampler.num_replicas} devices" if sampler.num_replicas > 1 else ""
+            raise ValueError(
+                f"{where}: {len(dataset)} training images{devices} but data.batch_size={cfg.batch_size}, and "
+                "training drops an incomplete batch (drop_last): no training batch; lower data.batch_size or "
+                "add images"
+            )
         workers = cfg.num_workers
         return DataLoader(
             dataset,

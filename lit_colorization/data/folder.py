@@ -30,22 +30,57 @@ def is_image_file(name: str) -> bool:
 
 
 def list_images(directory: str, prefix: str = "") -> list[str]:
-    """Image files under `directory`, recursively, as paths relative to it (joined onto `prefix`), sorted."""
+    """Image files under `directory`, recursively, as paths relative to it (joined onto `prefix`), sorted.
+
+    A symbolic link that cannot be followed (a loop) or that leads back to a folder above it (a cycle, which
+    would list the same images again and again) is an error naming the link.
+    """
+    return _walk(directory, prefix, {_identity(directory): directory})
+
+
+def _walk(directory: str, prefix: str, ancestors: dict[tuple[int, int], str]) -> list[str]:
     found: list[str] = []
     for entry in _sorted_visible_entries(directory):
         relative = os.path.join(prefix, entry.name) if prefix else entry.name
-        if entry.is_dir():
-            found.extend(list_images(entry.path, relative))
+        if _is_dir(entry):
+            found.extend(_descend(entry, relative, ancestors))
         elif is_image_file(entry.name):
             found.append(relative)
     return found
 
 
+def _descend(entry: os.DirEntry[str], relative: str, ancestors: dict[tuple[int, int], str]) -> list[str]:
+    """The images under the folder ``entry``, which must not be one of the folders above it."""
+    identity = _identity(entry.path)
+    if identity in ancestors:
+        raise ValueError(
+            f"{entry.path}: a symbolic link back to {ancestors[identity]}, a folder above it, so the image tree "
+            "never ends; remove the link"
+        )
+    return _walk(entry.path, relative, {**ancestors, identity: entry.path})
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError as error:  # ELOOP: a link that leads, in the end, to itself
+        raise ValueError(
+            f"{entry.path}: cannot be followed ({error.strerror}); a symbolic link loop? remove or fix the link"
+        ) from None
+
+
+def _identity(directory: str) -> tuple[int, int]:
+    """What a folder is, whatever path reached it."""
+    status = os.stat(directory)
+    return status.st_dev, status.st_ino
+
+
 def scan_split(split_path: str) -> tuple[list[str], list[str], np.ndarray]:
     """(classes, relative image paths, int64 labels) for one split directory."""
     entries = _sorted_visible_entries(split_path)
-    top_level_images = [entry.name for entry in entries if not entry.is_dir() and is_image_file(entry.name)]
-    per_class = {entry.name: list_images(entry.path, entry.name) for entry in entries if entry.is_dir()}
+    top_level_images = [entry.name for entry in entries if not _is_dir(entry) and is_image_file(entry.name)]
+    split = {_identity(split_path): split_path}
+    per_class = {entry.name: _descend(entry, entry.name, split) for entry in entries if _is_dir(entry)}
     classes = [name for name, files in per_class.items() if files]
     if classes and top_level_images:
         raise ValueError(

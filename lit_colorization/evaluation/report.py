@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -29,7 +28,7 @@ from lit_colorization.evaluation.validation_set import EvalSet
 from lit_colorization.store.atomic import write_text
 from lit_colorization.store.images import save_png
 from lit_colorization.store.loggers import build_logger
-from lit_colorization.store.results import append_results
+from lit_colorization.store.results import publish_results
 
 METRIC_KEYS = {GROUND_TRUTH: "ground_truth", GRAY: "gray"}
 EXAMPLE_KINDS = ("best", "median", "worst")
@@ -143,8 +142,7 @@ def write_report(
     text = report_text(rows, sweep_rows, evaluation.checkpoints, collected.skipped, evaluation.semantic)
     write_text(report_dir / "per_image.csv", per_image_csv(evaluation))
     write_text(report_dir / "config.yaml", OmegaConf.to_yaml(to_container(config)))
-    write_text(report_dir / "results.json", json.dumps([*rows, *sweep_rows], indent=2) + "\n")
-    append_results(config.results, [*rows, *sweep_rows])
+    stored = publish_results([*rows, *sweep_rows], report_dir / "results.json", config.results)
     log_to_logger(config, report_dir, rows, sweep_rows, pictures)
     write_text(report_dir / "table.md", text)
     print(text)
@@ -153,4 +151,9 @@ def write_report(
         if collected.study_pairs
         else ""
     )
-    print(f"report: {report_dir}{study}; appended {len(rows) + len(sweep_rows)} rows to {config.results}")
+    where = (
+        f"appended {len(rows) + len(sweep_rows)} rows to {config.results}"
+        if stored
+        else "rows in results.json only"
+    )
+    print(f"report: {report_dir}{study}; {where}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import Tensor
 
 from lit_colorization.color import ANNEALED_MEAN_TEMPERATURE, rgb_to_lab
@@ -94,15 +95,17 @@ def colorize_rgb(
 
     ``temperature`` None: the format's own decoding. Official weights go through the release demo's pipeline.
     """
-    if colorizer.weights_format == "official":
-        return release_colorize(
-            colorizer.network, colorizer.bins, rgb_uint8, colorizer.temperature(temperature), input_size
-        )
     temperature = colorizer.temperature(temperature)
-    device = colorizer.bins.device
-    rgb = rgb_uint8.permute(2, 0, 1).unsqueeze(0).to(device).float() / 255
-    lightness = rgb_to_lab(rgb)[:, :1]
-    ab = predict_full_resolution_ab(
-        colorizer.network, lightness, colorizer.bins, temperature, colorizer.regression, input_size
-    )
-    return lab_batch_to_rgb(lightness, ab)[0]
+    if colorizer.weights_format == "official":
+        colorized = release_colorize(colorizer.network, colorizer.bins, rgb_uint8, temperature, input_size)
+    else:
+        rgb = rgb_uint8.permute(2, 0, 1).unsqueeze(0).to(colorizer.bins.device).float() / 255
+        lightness = rgb_to_lab(rgb)[:, :1]
+        ab = predict_full_resolution_ab(
+            colorizer.network, lightness, colorizer.bins, temperature, colorizer.regression, input_size
+        )
+        colorized = lab_batch_to_rgb(lightness, ab)[0]
+    # A NaN in the prediction turns the whole pixel, its own lightness too, black.
+    if not bool(torch.isfinite(colorized).all()):
+        raise ValueError("the network's prediction is not finite (NaN or infinity); its weights are broken")
+    return colorized

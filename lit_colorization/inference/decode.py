@@ -43,6 +43,11 @@ def predict_full_resolution_ab(
         )
     else:
         multiple = network.input_multiple
+        if min(height, width) < multiple:
+            raise ValueError(
+                f"a {width}x{height} image is smaller than the network's input multiple {multiple}; resize it "
+                "(colorize --size)"
+            )
         network_input = lightness[..., : height - height % multiple, : width - width % multiple]
     ab = output_to_ab(network(network_input), bins, temperature, regression)
     return upsample_ab(ab, (height, width))

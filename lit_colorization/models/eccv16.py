@@ -171,16 +171,19 @@ def convert_official_eccv16_state_dict(state_dict: Mapping[str, Tensor]) -> dict
     ``model_out`` becomes ``decode`` times ``OFFICIAL_AB_NORM``, so ``decode`` maps a distribution over the bins
     straight to ab, as ours does. The result loads into ``create_model("eccv16")`` with ``strict=True``. BatchNorm ``num_batches_tracked``
     counters, absent from older dicts, are filled with 0. Missing or unexpected keys (named in the official
-    layout) and shape mismatches raise one ValueError listing all of them.
+    layout), shape mismatches and values that are not tensors raise one ValueError listing all of them.
     """
     expected = _expected_shapes()
     inverse = tuple((ours, official) for official, ours in _OFFICIAL_PREFIXES)
     converted: dict[str, Tensor] = {}
     unexpected: list[str] = []
     mismatched: list[str] = []
+    not_tensors: list[str] = []
     for key, value in state_dict.items():
         ours = _rename_prefix(key, _OFFICIAL_PREFIXES)
-        if ours not in expected:
+        if not isinstance(value, Tensor):
+            not_tensors.append(f"{key} ({type(value).__name__})")
+        elif ours not in expected:
             unexpected.append(key)
         elif tuple(value.shape) != tuple(expected[ours]):
             mismatched.append(f"{key}: got {tuple(value.shape)}, expected {tuple(expected[ours])}")
@@ -201,6 +204,7 @@ def convert_official_eccv16_state_dict(state_dict: Mapping[str, Tensor]) -> dict
             ("missing keys", missing),
             ("unexpected keys", unexpected),
             ("shape mismatches", mismatched),
+            ("values that are not tensors", not_tensors),
         )
         if items
     ]

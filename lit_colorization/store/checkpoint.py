@@ -25,6 +25,14 @@ from lit_colorization.store.atomic import atomic_open
 CHECKPOINT_KEY = "lit_colorization"
 FORMAT_VERSION = 1
 NETWORK_PREFIX = "net."
+# What each field of the ``CHECKPOINT_KEY`` entry must be, checked before any is used.
+ENTRY_FIELDS: dict[str, tuple[type, ...]] = {
+    "model_name": (str,),
+    "model_kwargs": (dict,),
+    "bins": (Tensor,),
+    "prior": (Tensor, type(None)),
+    "config": (dict,),
+}
 
 
 class CheckpointError(ValueError):
@@ -87,9 +95,26 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{path}: not a lit-colorization pretraining checkpoint (no '{CHECKPOINT_KEY}' entry); "
             "the authors' released eccv16 weights are read by colorize --weights-format official"
         )
+    if not isinstance(entry, dict):
+        raise CheckpointError(
+            f"{path}: its '{CHECKPOINT_KEY}' entry is a {type(entry).__name__}, expected a dictionary "
+            "(a damaged or hand-edited checkpoint)"
+        )
     if entry.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format version {entry.get('format_version')!r}, this code reads {FORMAT_VERSION}"
+        )
+    for key, types in ENTRY_FIELDS.items():
+        if key not in entry or not isinstance(entry[key], types):
+            found = f"a {type(entry[key]).__name__}" if key in entry else "missing"
+            expected = " or ".join(kind.__name__ for kind in types)
+            raise CheckpointError(
+                f"{path}: its '{CHECKPOINT_KEY}' entry's '{key}' is {found}, expected {expected} "
+                "(a damaged or hand-edited checkpoint)"
+            )
+    if not isinstance(raw["state_dict"], dict):
+        raise CheckpointError(
+            f"{path}: its 'state_dict' is a {type(raw['state_dict']).__name__}, expected a dictionary"
         )
     network_state = {
         key[len(NETWORK_PREFIX) :]: value
@@ -114,7 +139,16 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def load_state_strict(module: nn.Module, state_dict: dict[str, Tensor], source: str) -> None:
-    """Load every key or fail naming the missing, unexpected and mis-shaped ones (never a silent partial load)."""
+    """Load every key or fail naming the missing, unexpected and mis-shaped ones (never a silent partial load),
+    and never weights that are not tensors or not finite (a NaN spreads to every output)."""
+    not_tensors = sorted(key for key, value in state_dict.items() if not isinstance(value, Tensor))
+    if not_tensors:
+        raise CheckpointError(f"{source}: weights that are not tensors: {_some(not_tensors)}")
+    non_finite = non_finite_entries(state_dict)
+    if non_finite:
+        raise CheckpointError(
+            f"{source}: weights are not finite (NaN or infinity) in {_some(non_finite)}; refusing to load them"
+        )
     own = module.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
@@ -127,8 +161,7 @@ def load_state_strict(module: nn.Module, state_dict: dict[str, Tensor], source: 
         parts = []
         for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mis_shaped)):
             if keys:
-                shown = ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
-                parts.append(f"{label}: {shown}")
+                parts.append(f"{label}: {_some(keys)}")
         raise CheckpointError(f"{source}: weights do not fit {type(module).__name__}: " + "; ".join(parts))
     module.load_state_dict(state_dict, strict=True)
 
@@ -160,6 +193,11 @@ def write_checkpoint(
     return path
 
 
+def _some(keys: list[str], limit: int = 5) -> str:
+    """The first ``limit`` of ``keys`` and how many more there are, for a one-line message."""
+    return ", ".join(keys[:limit]) + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
 def non_finite_entries(state_dict: dict[str, Any]) -> list[str]:
     """Names of the floating-point tensors of ``state_dict`` holding a NaN or an infinity."""
     return [
@@ -185,9 +223,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
         bad = non_finite_entries(checkpoint.get("state_dict", {}))
         if bad:
-            shown = ", ".join(bad[:3]) + (f" (+{len(bad) - 3} more)" if len(bad) > 3 else "")
             raise CheckpointError(
-                f"{path}: refusing to write a checkpoint with non-finite weights ({shown}); the previous file is kept"
+                f"{path}: refusing to write a checkpoint with non-finite weights ({_some(bad, 3)}); "
+                "the previous file is kept"
             )
         with atomic_open(path, "wb") as stream:
             torch.save(checkpoint, stream)

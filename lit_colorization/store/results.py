@@ -3,9 +3,9 @@
 Every transfer task appends to ``results/transfer.jsonl`` and colorization evaluation to its own file; a row's ``task`` ("linear-probe", "voc-cls", ...) says which
 fields it carries. Appends take a file lock and write all of a run's rows in one ``write`` followed by
 ``fsync``, so probes finishing at the same time never interleave or tear lines. Reading never fails on a bad
-line: it is skipped and named, so one corrupt row cannot hide every other result. A transfer run killed
-after appending but before its ``results.json`` is rerun under its name and appends again; ``make compare``
-shows each run's latest rows (``transfer.compare.latest_of_each_run``).
+line: it is skipped and named, so one corrupt row cannot hide every other result. A run writes its own
+``results.json`` before it appends (``publish_results``): a store that cannot be written costs a warning, never
+the run's results; ``make compare`` shows each run's latest rows (``transfer.compare.latest_of_each_run``).
 
 Units: a row's ``schema`` says how its numbers read. Schema 2 (``SCHEMA``, every writer's rows) stores every
 rate -- top-1/top-5 accuracy, AP and mAP, AuC -- in percent (0-100), as the paper's tables give them; PSNR stays
@@ -17,6 +17,7 @@ mAP and per-class AP were fractions in [0, 1] (every other rate was already perc
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ from typing import Any
 
 from filelock import FileLock
 
+from lit_colorization.store.atomic import write_text
+
+log = logging.getLogger(__name__)
 DEFAULT_RESULTS_PATH = Path("results/transfer.jsonl")
 SCHEMA = 2
 PERCENT = 100.0
@@ -91,6 +95,29 @@ def append_results(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
+
+
+def publish_results(rows: Sequence[Mapping[str, Any]], own_path: str | Path, store_path: str | Path) -> bool:
+    """Write a run's ``rows`` to its own ``own_path`` (JSON), then append them to the shared store ``store_path``.
+
+    The run's own file comes first: a store that cannot be written (read-only, full disk, a path that is a
+    folder) is then a warning naming it, and the rows are not lost. Returns whether the rows reached the store.
+    """
+    encode_rows(rows)  # a row that cannot be stored fails here, before anything is written
+    write_text(own_path, json.dumps([dict(row) for row in rows], indent=2) + "\n")
+    try:
+        append_results(store_path, rows)
+    except OSError as error:
+        log.warning(
+            "%s: could not append this run's %d result row(s) (%s: %s); they are in %s",
+            store_path,
+            len(rows),
+            type(error).__name__,
+            error.strerror or error,
+            own_path,
+        )
+        return False
+    return True
 
 
 def _ends_with_newline(path: Path) -> bool:

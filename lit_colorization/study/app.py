@@ -21,6 +21,8 @@ from lit_colorization.study.pairs import find_pairs
 PARTICIPANT_COOKIE = "study_participant"
 # Beyond this a response time is not a measurement of the trial (the tab was left open), so it is refused.
 MAX_RESPONSE_MS = 60 * 60 * 1000
+# The largest request body: an answer form is a few dozen bytes; anything larger is refused (HTTP 413) unread.
+MAX_REQUEST_BYTES = 16 * 1024
 _random = secrets.SystemRandom()
 
 
@@ -42,6 +44,7 @@ def create_app(study_dir: str | Path, db_path: str | Path, trials: int = 10, sho
     store.open_store(db_path).close()  # fail at start-up, not at the first participant, on a bad path
 
     app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
 
     def db() -> sqlite3.Connection:
         if "db" not in g:
@@ -96,7 +99,8 @@ def create_app(study_dir: str | Path, db_path: str | Path, trials: int = 10, sho
     @app.get("/image/<int:index>/<side>")
     def image(index: int, side: str) -> Response:
         known = participant()
-        if known is None or side not in store.SIDES:
+        # Checked before the database sees it: SQLite integers end at 2**63.
+        if known is None or side not in store.SIDES or not 0 <= index < known[1].total:
             abort(404)
         current = store.get_trial(db(), known[0], index)
         if current is None:

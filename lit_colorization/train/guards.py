@@ -1,4 +1,5 @@
-"""Callbacks that keep a long run recoverable: a periodic mid-epoch checkpoint and a stop on a non-finite loss."""
+"""Callbacks that keep a long run recoverable: a periodic mid-epoch checkpoint, a stop on a non-finite loss and a
+stop on training data without colour."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ class NonFiniteLossError(ValueError):
 
 
 ADVICE = "lower optim.lr, set trainer.gradient_clip_val or check the data"
+
+
+class NoColourError(ValueError):
+    """Training batches without a single coloured image: nothing to learn; the one-line message says why."""
 
 
 class StepCheckpoint(Callback):
@@ -150,3 +155,49 @@ class NonFiniteLossGuard(Callback):
 
     def _kept(self) -> str:
         return f"; checkpoints so far are kept in {self.checkpoint_dir}" if self.checkpoint_dir else ""
+
+
+class NoColourGuard(Callback):
+    """Stops a run whose training images carry no colour: every one gray (``targets.gray_threshold``), so every
+    pixel is masked out of the loss, the loss is exactly 0 and the network learns nothing.
+
+    Without ``targets.prior_path`` the prior pass refuses such data before training; with one, only the batches
+    can tell. Their count of coloured images stays on the device and is read where the host waits anyway (at
+    the end of a validation inside fit, and of training) until a coloured image has been seen.
+    """
+
+    def __init__(self, gray_threshold: float) -> None:
+        self.gray_threshold = gray_threshold
+        self._coloured: torch.Tensor | None = None
+        self._images = 0
+        self._seen_colour = False
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self._seen_colour:
+            return
+        coloured = batch["targets"].colored
+        count = coloured.sum()
+        self._coloured = count if self._coloured is None else self._coloured + count
+        self._images += coloured.numel()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check(trainer)
+
+    def _check(self, trainer: L.Trainer) -> None:
+        # Every rank trains the same number of batches, so all of them reach the all-reduce or none does.
+        if self._seen_colour or self._coloured is None or trainer.sanity_checking:
+            return
+        if float(trainer.strategy.reduce(self._coloured.float(), reduce_op="sum")) > 0:
+            self._seen_colour = True
+            return
+        raise NoColourError(
+            f"training stopped at step {trainer.global_step}: no colour in the training data: each of the "
+            f"{self._images * trainer.world_size} images trained on so far is gray (targets.gray_threshold="
+            f"{self.gray_threshold}), so the loss is 0 and nothing is learned; train on colour photos "
+            "(targets.prior_path skips the prior pass, which would have said so before training)"
+        )

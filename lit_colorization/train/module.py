@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from lit_colorization.train.scaling import RunScale, scale_recipe
 from lit_colorization.train.schedules import step_schedule
 
 REGRESSION_CHANNELS = 2
+log = logging.getLogger(__name__)
 
 
 class ColorizationModule(L.LightningModule):
@@ -76,6 +78,7 @@ class ColorizationModule(L.LightningModule):
             }
         )
         self.skipped_images = 0
+        self.warned_gray_validation = False
 
     def setup(self, stage: str) -> None:
         enable_tf32(self.perf)
@@ -148,9 +151,16 @@ class ColorizationModule(L.LightningModule):
             self._log_examples(targets.lightness[:count], predicted_ab[:count], targets.ab[:count])
 
     def on_validation_epoch_end(self) -> None:
+        values = {name: metric.compute() for name, metric in self.val_metrics.items()}
         for name, metric in self.val_metrics.items():
-            self.log(f"val/{name}", metric.compute())
+            self.log(f"val/{name}", values[name])
             metric.reset()
+        if not self.warned_gray_validation and bool(values["auc"].isnan()) and self.trainer.is_global_zero:
+            self.warned_gray_validation = True
+            log.warning(
+                "val/auc, val/auc_rebal and their _gray baselines are NaN: no validation image has colour (each "
+                f"is gray by targets.gray_threshold={self.targets.gray_threshold}), and gray images are not scored"
+            )
 
     def _log_examples(self, lightness: Tensor, predicted_ab: Tensor, true_ab: Tensor) -> None:
         if not self.trainer.is_global_zero or self.trainer.sanity_checking:

@@ -37,7 +37,7 @@ from lit_colorization.store.atomic import write_text
 from lit_colorization.store.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
 from lit_colorization.store.loggers import build_logger
 from lit_colorization.store.run_lock import RunLock
-from lit_colorization.train.guards import NonFiniteLossGuard, StepCheckpoint
+from lit_colorization.train.guards import NoColourGuard, NonFiniteLossGuard, StepCheckpoint
 from lit_colorization.train.initialisation import initialise
 from lit_colorization.train.module import ColorizationModule
 from lit_colorization.train.perf import settings_for
@@ -133,6 +133,7 @@ def build_trainer(
     callbacks = [
         WorldSizeCheck(scale),
         NonFiniteLossGuard(checkpoint_dir),
+        NoColourGuard(config.targets.gray_threshold),
         last,
         *extra_callbacks,
         ModelCheckpoint(

@@ -2,15 +2,42 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from lit_colorization.config.schema import BaseTrainerConfig
 from lit_colorization.train.perf import device_type
 
 CUDA_PROGRESS_BAR_STEPS = 25
+log = logging.getLogger(__name__)
+
+
+def requested_devices(devices: Any) -> int | None:
+    """How many devices ``trainer.devices`` asks for (None: ``auto``, Lightning's choice)."""
+    if isinstance(devices, (list, tuple)):
+        return len(devices)
+    if isinstance(devices, int) or (isinstance(devices, str) and devices.isdigit()):
+        return int(devices)
+    return None
+
+
+def warn_on_cpu_processes(trainer: BaseTrainerConfig) -> None:
+    """``trainer.devices=N`` with ``accelerator=auto`` on a machine without GPUs runs N processes on the CPU:
+    rarely what GPUS=N meant, so say so (an explicit ``accelerator=cpu`` asked for it)."""
+    count = requested_devices(trainer.devices)
+    if trainer.accelerator != "auto" or count is None or count < 2 or device_type("auto") != "cpu":
+        return
+    if rank_zero_only.rank == 0:
+        log.warning(
+            "trainer.devices=%s (GPUS) but no GPU is available: running %d processes on the CPU; "
+            "set trainer.accelerator=cpu to mean it, or trainer.devices=1",
+            trainer.devices,
+            count,
+        )
 
 
 def lightning_trainer_args(
@@ -19,6 +46,7 @@ def lightning_trainer_args(
     """The ``L.Trainer`` keyword arguments of a trainer section's shared fields, ``callbacks`` included (with
     the progress bar); ``precision`` replaces the section's own where the command resolves it first
     (pretraining's ``auto``)."""
+    warn_on_cpu_processes(trainer)
     every = trainer.progress_bar_every_n_steps
     if every is None:
         every = CUDA_PROGRESS_BAR_STEPS if device_type(trainer.accelerator) == "cuda" else 1

@@ -27,11 +27,11 @@ from lit_colorization.config.loading import to_container
 from lit_colorization.data import build_datamodule
 from lit_colorization.store.atomic import write_text
 from lit_colorization.store.loggers import build_logger
-from lit_colorization.store.results import SCHEMA
+from lit_colorization.store.results import SCHEMA, publish_results
 from transfer.probe.config import PROBE, ProbeConfig, probe_optimizer, probe_schedule
 from transfer.probe.module import LinearProbeModule, resolve_layers
 from transfer.probe.protocols import EPOCH, ProbeSchedule, get_protocol
-from transfer.runs import build_transfer_trainer, publish, resolve_ckpt, run_directory
+from transfer.runs import build_transfer_trainer, resolve_ckpt, run_directory
 from transfer.trunk import BackboneSource, Trunk, load_network
 
 TASK = "linear-probe"
@@ -153,19 +153,20 @@ def probe(config: ProbeConfig) -> list[dict[str, Any]]:
     trainer.fit(module, datamodule=datamodule)
     final = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     rows = result_rows(config, source, module, final, trainer, datamodule.num_classes, run_dir.name)
-    publish(config.results, rows, run_dir)
     if trainer.is_global_zero:
+        stored = publish_results(rows, run_dir / "results.json", config.results)
         if isinstance(logger, WandbLogger):
             logger.log_table(
                 key="probe/results",
                 columns=list(RESULT_COLUMNS),
                 data=[[row[c] for c in RESULT_COLUMNS] for row in rows],
             )
-        print_summary(rows, config.results, run_dir)
+        print_summary(rows, config.results if stored else None, run_dir)
     return rows
 
 
-def print_summary(rows: list[dict[str, Any]], results_path: str, run_dir: Path) -> None:
+def print_summary(rows: list[dict[str, Any]], results_path: str | None, run_dir: Path) -> None:
+    """The accuracies, and where the rows went (``results_path`` None: the run folder's results.json only)."""
     k, first = rows[0]["top5_k"], rows[0]
     print(
         f"linear probe of {first['pretrain_run']} ({first['model']}), {first['steps']} steps "
@@ -177,7 +178,8 @@ def print_summary(rows: list[dict[str, Any]], results_path: str, run_dir: Path) 
             f"  {row['layer']:>6}  {row['protocol']:<12}  {shape:>12} -> dim {row['feature_dim']:>6}  "
             f"top-1 {row['top1']:6.2f}%  top-{k} {row['top5']:6.2f}%"
         )
-    print(f"appended {len(rows)} rows to {results_path}; run folder: {run_dir}")
+    stored = f"appended {len(rows)} rows to {results_path}" if results_path else "rows in results.json only"
+    print(f"{stored}; run folder: {run_dir}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,7 +19,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from lit_colorization.cli.common import run_preset_command
 from lit_colorization.models import ColorizationNet
-from transfer.runs import publish
+from lit_colorization.store.results import publish_results
 from transfer.trunk import Trunk
 from transfer.voc.classification import VOCClassificationModule, VOCClassifier, default_head_layer
 from transfer.voc.common import (
@@ -196,14 +196,13 @@ def classify(config: VOCClsConfig) -> dict[str, Any]:
         "ap": ap,
     }
     log_per_class(logger, voc.classes, per_class, step=int(fields.get("steps", 0)))
-    publish(config.results, [row], run_dir)
     if rank_zero_only.rank == 0:
+        stored = publish_results([row], run_dir / "results.json", config.results)
+        where = f"appended to {config.results}" if stored else "row in results.json only"
         print(
             f"VOC07 classification ({label}) of {source.pretrain_run} ({source.model_name}) on {voc.label}:"
         )
-        print(
-            f"  mAP {100 * mean_ap:.2f} ({config.ap_metric}); appended to {config.results}; run folder: {run_dir}"
-        )
+        print(f"  mAP {100 * mean_ap:.2f} ({config.ap_metric}); {where}; run folder: {run_dir}")
     return row
 
 

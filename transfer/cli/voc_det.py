@@ -17,7 +17,7 @@ from torchvision.transforms import v2
 
 from lit_colorization.cli.common import run_preset_command
 from lit_colorization.config.loading import to_container
-from transfer.runs import publish
+from lit_colorization.store.results import publish_results
 from transfer.voc.common import (
     base_row,
     build_trainer,
@@ -101,14 +101,15 @@ def detect(config: VOCDetConfig) -> dict[str, Any]:
         "ap": ap,
     }
     log_per_class(logger, voc.classes, per_class, step=trainer.global_step)
-    publish(config.results, [row], run_dir)
     if rank_zero_only.rank == 0:
+        stored = publish_results([row], run_dir / "results.json", config.results)
+        where = f"appended to {config.results}" if stored else "row in results.json only"
         print(
             f"VOC07 detection (Faster R-CNN on {layer}) of {source.pretrain_run} ({source.model_name}) on {voc.label}:"
         )
         print(
             f"  mAP@0.5 {100 * result.map:.2f} (VOC07 11-point), {100 * result.map_torchmetrics:.2f} (torchmetrics); "
-            f"appended to {config.results}; run folder: {run_dir}"
+            f"{where}; run folder: {run_dir}"
         )
     return row
 

@@ -8,10 +8,12 @@ equals the devkit's ``(xmax - xmin + 1) * (ymax - ymin + 1)`` and IoU needs no "
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from xml.etree.ElementTree import ParseError
 from xml.etree.ElementTree import parse as parse_xml
 
 import torch
@@ -44,6 +46,10 @@ VOC_CLASSES = (
     "tvmonitor",
 )
 VOC_YEARS = ("2007", "2012")
+log = logging.getLogger(__name__)
+_reported_outside: set[str] = (
+    set()
+)  # per process: a DataLoader worker warns about a file once, not every epoch
 IMAGE_SETS = ("train", "val", "trainval", "test")
 
 
@@ -143,8 +149,37 @@ class _VOCReader:
     def read(self, index: int) -> tuple[torch.Tensor, list[VOCObject]]:
         annotation_path = self._voc.annotations[index]
         image = decode_image(self._voc.images[index], mode=ImageReadMode.RGB)
-        annotation = VOCDetection.parse_voc_xml(parse_xml(annotation_path).getroot())
-        return image, parse_objects(annotation, annotation_path)
+        try:
+            root = parse_xml(annotation_path).getroot()
+        except ParseError as error:
+            # Raised in a DataLoader worker, where a ParseError would come back as a traceback without the file.
+            raise ValueError(f"{annotation_path}: not a well-formed VOC annotation (XML: {error})") from None
+        objects = parse_objects(VOCDetection.parse_voc_xml(root), annotation_path)
+        height, width = image.shape[-2:]
+        return image, clip_to_image(objects, width, height, annotation_path)
+
+
+def clip_to_image(objects: list[VOCObject], width: int, height: int, source: str) -> list[VOCObject]:
+    """``objects`` with their boxes cut to the ``width`` x ``height`` image; those wholly outside it are dropped.
+
+    A box past the image edge is an annotation error (the devkit's boxes lie within the image); one warning per
+    file and process names it.
+    """
+    kept, changed = [], []
+    for obj in objects:
+        x0, y0, x1, y1 = obj.box
+        clipped = (min(max(x0, 0.0), width), min(max(y0, 0.0), height), min(x1, width), min(y1, height))
+        if clipped == obj.box:
+            kept.append(obj)
+            continue
+        inside = clipped[0] < clipped[2] and clipped[1] < clipped[3]
+        changed.append(f"{obj.name} {obj.box} {'clipped' if inside else 'dropped'}")
+        if inside:
+            kept.append(VOCObject(obj.name, clipped, obj.difficult))
+    if changed and source not in _reported_outside:
+        _reported_outside.add(source)
+        log.warning("%s: boxes outside the %dx%d image: %s", source, width, height, "; ".join(changed))
+    return kept
 
 
 class _VOCSplit(Dataset):
