@@ -12,12 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
-from lit_colorization import perf
 from lit_colorization.color import ab_bins
 from lit_colorization.config.loading import load_config
 from lit_colorization.config.schema import PretrainConfig
 from lit_colorization.data.encoded import CENTRE_CROP, EncodedCollate
 from lit_colorization.models import create_model
+from lit_colorization.train import perf
 from lit_colorization.train.module import ColorizationModule
 
 CROP = 32
