@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
+from filelock import FileLock, Timeout
 
-from lit_colorization.store.results import append_results, read_results
+from lit_colorization.store import results as results_store
+from lit_colorization.store.results import append_results, lock_path, read_results
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -100,3 +104,62 @@ def test_two_processes_appending_at_once_never_corrupt_a_line(tmp_path):
             1,
             2,
         ]
+
+
+def test_the_lock_is_held_at_every_write_of_an_append(tmp_path, monkeypatch):
+    # At the moment the rows are written, an independent handle on the same lock file must find it taken.
+    path = tmp_path / "transfer.jsonl"
+    append_results(path, [probe_row("conv1", 1.0)])
+    held_at_write: list[bool] = []
+    write = os.write
+
+    def observed_write(descriptor: int, data: bytes) -> int:
+        probe = FileLock(lock_path(path))
+        try:
+            probe.acquire(timeout=0)
+        except Timeout:
+            held_at_write.append(True)
+        else:
+            probe.release()
+            held_at_write.append(False)
+        return write(descriptor, data)
+
+    monkeypatch.setattr(results_store.os, "write", observed_write)
+    append_results(path, [probe_row("conv2", 2.0), probe_row("conv3", 3.0)])
+    monkeypatch.undo()
+    assert held_at_write and all(held_at_write)
+    assert [row.data["layer"] for row in read_results(path).rows] == ["conv1", "conv2", "conv3"]
+
+
+LOCK_HOLDER = """
+import sys
+from filelock import FileLock
+with FileLock(sys.argv[1]):
+    print("locked", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_an_append_waits_while_another_process_holds_the_lock(tmp_path):
+    path = tmp_path / "transfer.jsonl"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(lock_path(path))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        appender = threading.Thread(target=append_results, args=(path, [probe_row("conv1", 1.0)]))
+        appender.start()
+        appender.join(timeout=2.0)
+        # An append takes milliseconds: after two seconds it can only be waiting for the lock.
+        assert appender.is_alive() and not path.exists()
+        holder.stdin.write("release\n")
+        holder.stdin.flush()
+        appender.join(timeout=60)
+        assert not appender.is_alive()
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert [row.data["layer"] for row in read_results(path).rows] == ["conv1"]
