@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -131,35 +130,29 @@ def test_the_lock_is_held_at_every_write_of_an_append(tmp_path, monkeypatch):
     assert [row.data["layer"] for row in read_results(path).rows] == ["conv1", "conv2", "conv3"]
 
 
-LOCK_HOLDER = """
+ONE_APPEND = """
 import sys
-from filelock import FileLock
-with FileLock(sys.argv[1]):
-    print("locked", flush=True)
-    sys.stdin.readline()
+from lit_colorization.store.results import append_results
+print("appending", flush=True)
+append_results(sys.argv[1], [{"task": "linear-probe", "layer": "conv1"}])
 """
 
 
-def test_an_append_waits_while_another_process_holds_the_lock(tmp_path):
+def test_an_append_in_another_process_waits_while_the_lock_is_held(tmp_path):
     path = tmp_path / "transfer.jsonl"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", LOCK_HOLDER, str(lock_path(path))],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        appender = threading.Thread(target=append_results, args=(path, [probe_row("conv1", 1.0)]))
-        appender.start()
-        appender.join(timeout=2.0)
-        # An append takes milliseconds: after two seconds it can only be waiting for the lock.
-        assert appender.is_alive() and not path.exists()
-        holder.stdin.write("release\n")
-        holder.stdin.flush()
-        appender.join(timeout=60)
-        assert not appender.is_alive()
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=60)
+    with FileLock(lock_path(path)):
+        appender = subprocess.Popen(
+            [sys.executable, "-c", ONE_APPEND, str(path)], cwd=REPO, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert appender.stdout.readline().strip() == "appending"
+            # An append takes milliseconds: still running two seconds later, it can only be waiting.
+            with pytest.raises(subprocess.TimeoutExpired):
+                appender.wait(timeout=2.0)
+            assert not path.exists()
+        except BaseException:
+            appender.kill()
+            raise
+    assert appender.wait(timeout=60) == 0
+    appender.stdout.close()
     assert [row.data["layer"] for row in read_results(path).rows] == ["conv1"]
