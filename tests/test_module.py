@@ -81,8 +81,9 @@ def network_output(model: ColorizationModule) -> list[torch.Tensor]:
     return outputs
 
 
-def test_training_loss_is_the_rebalanced_soft_cross_entropy_over_coloured_images():
-    model = module()
+@pytest.mark.parametrize("rebalance", [True, False])
+def test_training_loss_is_the_rebalanced_soft_cross_entropy_over_coloured_images(rebalance):
+    model = module(f"targets.rebalance={str(rebalance).lower()}")
     rgb = images(coloured=2, seed=3)
     outputs = network_output(model)
     loss = model.training_step(prepared(model, rgb), 0)
@@ -91,12 +92,11 @@ def test_training_loss_is_the_rebalanced_soft_cross_entropy_over_coloured_images
     target_ab = pixels(skimage_ab(rgb[:2])[:, :, ::STRIDE, ::STRIDE])
     targets = soft_targets(target_ab, BINS.double().numpy(), K, SIGMA)
     weights = rebalancing_weights(skewed_prior(), LAM)[nearest_bin(target_ab, BINS.double().numpy())]
-    log_probs = log_softmax(pixels(outputs[-1][:2].double().numpy()), axis=1)
-    expected = (weights * -(targets * log_probs).sum(axis=1)).mean()
-    assert loss.item() == pytest.approx(expected, rel=1e-4)
-    # What the weights and the mask are worth here: far more than the tolerance.
-    unweighted = -(targets * log_probs).sum(axis=1).mean()
-    assert abs(unweighted - expected) > 0.05 * expected
+    per_pixel = -(targets * log_softmax(pixels(outputs[-1][:2].double().numpy()), axis=1)).sum(axis=1)
+    rebalanced, unweighted = (weights * per_pixel).mean(), per_pixel.mean()
+    assert loss.item() == pytest.approx(rebalanced if rebalance else unweighted, rel=1e-4)
+    # What the weights are worth here: far more than the tolerance.
+    assert abs(unweighted - rebalanced) > 0.05 * rebalanced
 
 
 def test_l2_training_loss_is_the_rebalanced_squared_ab_error_over_coloured_images():

@@ -130,6 +130,28 @@ def test_the_lock_is_held_at_every_write_of_an_append(tmp_path, monkeypatch):
     assert [row.data["layer"] for row in read_results(path).rows] == ["conv1", "conv2", "conv3"]
 
 
+def test_an_append_is_flushed_to_disk_before_it_returns(tmp_path, monkeypatch):
+    # fsync after the write: a probe that returned has its row on disk even if the machine then loses power.
+    path = tmp_path / "transfer.jsonl"
+    calls: list[tuple[str, int]] = []
+    write, fsync = os.write, os.fsync
+
+    def observed_write(descriptor: int, data: bytes) -> int:
+        calls.append(("write", descriptor))
+        return write(descriptor, data)
+
+    def observed_fsync(descriptor: int) -> None:
+        calls.append(("fsync", descriptor))
+        fsync(descriptor)
+
+    monkeypatch.setattr(results_store.os, "write", observed_write)
+    monkeypatch.setattr(results_store.os, "fsync", observed_fsync)
+    append_results(path, [probe_row("conv1", 1.0)])
+    monkeypatch.undo()
+    written = {descriptor for name, descriptor in calls if name == "write"}
+    assert written and calls[-1][0] == "fsync" and calls[-1][1] in written
+
+
 ONE_APPEND = """
 import sys
 from lit_colorization.store.results import append_results

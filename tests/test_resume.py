@@ -103,9 +103,14 @@ def test_stopped_and_resumed_runs_end_exactly_like_an_uninterrupted_one(
 ) -> None:
     reference, reference_digests = uninterrupted
     digests: dict[int, str] = {}
-    for attempt, max_steps in enumerate([*stops, FINAL_STEP]):
+    legs = [*stops, FINAL_STEP]
+    for attempt, max_steps in enumerate(legs):
         resume = ["resume=auto"] if attempt else []
-        digests.update(train(tmp_path, "stopped", workers, max_steps, *resume))
+        leg = train(tmp_path, "stopped", workers, max_steps, *resume)
+        # Each leg trains only the steps after the last one's stop: a resume that silently started over would
+        # also end like the uninterrupted run, seeded alike.
+        assert sorted(leg) == list(range(legs[attempt - 1] if attempt else 0, max_steps))
+        digests.update(leg)
         assert read_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.ckpt").global_step == max_steps
     assert digests == reference_digests  # the same batches, crops included, each at the same step
     assert_same_training_state(last_checkpoint(tmp_path, "stopped"), reference)
