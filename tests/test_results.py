@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from filelock import FileLock, Timeout
 
-from lit_colorization.store.results import SCHEMA, append_results, in_current_units, read_results
+from lit_colorization.store import results as results_store
+from lit_colorization.store.results import SCHEMA, append_results, in_current_units, lock_path, read_results
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -120,3 +123,78 @@ def test_rows_written_before_the_schema_are_read_in_percent(tmp_path):
     assert det["ap"] == {"cat": 25.0}
     assert (probe["top1"], probe["top5"]) == (12.5, 22.5)  # probe accuracies were always percent
     assert results.skipped == [f"{path}:5: row schema {SCHEMA + 1}, this version reads {SCHEMA}, skipped"]
+
+
+def test_the_lock_is_held_at_every_write_of_an_append(tmp_path, monkeypatch):
+    # At the moment the rows are written, an independent handle on the same lock file must find it taken.
+    path = tmp_path / "transfer.jsonl"
+    append_results(path, [probe_row("conv1", 1.0)])
+    held_at_write: list[bool] = []
+    write = os.write
+
+    def observed_write(descriptor: int, data: bytes) -> int:
+        probe = FileLock(lock_path(path))
+        try:
+            probe.acquire(timeout=0)
+        except Timeout:
+            held_at_write.append(True)
+        else:
+            probe.release()
+            held_at_write.append(False)
+        return write(descriptor, data)
+
+    monkeypatch.setattr(results_store.os, "write", observed_write)
+    append_results(path, [probe_row("conv2", 2.0), probe_row("conv3", 3.0)])
+    monkeypatch.undo()
+    assert held_at_write and all(held_at_write)
+    assert [row.data["layer"] for row in read_results(path).rows] == ["conv1", "conv2", "conv3"]
+
+
+def test_an_append_is_flushed_to_disk_before_it_returns(tmp_path, monkeypatch):
+    # fsync after the write: a probe that returned has its row on disk even if the machine then loses power.
+    path = tmp_path / "transfer.jsonl"
+    calls: list[tuple[str, int]] = []
+    write, fsync = os.write, os.fsync
+
+    def observed_write(descriptor: int, data: bytes) -> int:
+        calls.append(("write", descriptor))
+        return write(descriptor, data)
+
+    def observed_fsync(descriptor: int) -> None:
+        calls.append(("fsync", descriptor))
+        fsync(descriptor)
+
+    monkeypatch.setattr(results_store.os, "write", observed_write)
+    monkeypatch.setattr(results_store.os, "fsync", observed_fsync)
+    append_results(path, [probe_row("conv1", 1.0)])
+    monkeypatch.undo()
+    written = {descriptor for name, descriptor in calls if name == "write"}
+    assert written and calls[-1][0] == "fsync" and calls[-1][1] in written
+
+
+ONE_APPEND = """
+import sys
+from lit_colorization.store.results import append_results
+print("appending", flush=True)
+append_results(sys.argv[1], [{"task": "linear-probe", "layer": "conv1"}])
+"""
+
+
+def test_an_append_in_another_process_waits_while_the_lock_is_held(tmp_path):
+    path = tmp_path / "transfer.jsonl"
+    with FileLock(lock_path(path)):
+        appender = subprocess.Popen(
+            [sys.executable, "-c", ONE_APPEND, str(path)], cwd=REPO, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert appender.stdout.readline().strip() == "appending"
+            # An append takes milliseconds: still running two seconds later, it can only be waiting.
+            with pytest.raises(subprocess.TimeoutExpired):
+                appender.wait(timeout=2.0)
+            assert not path.exists()
+        except BaseException:
+            appender.kill()
+            raise
+    assert appender.wait(timeout=60) == 0
+    appender.stdout.close()
+    assert [row.data["layer"] for row in read_results(path).rows] == ["conv1"]

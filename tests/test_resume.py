@@ -33,10 +33,15 @@ MILESTONE = 3  # the lr drops tenfold after 3 optimizer steps
 
 
 class RecordBatches(Callback):
-    """Keeps a digest of every training batch, keyed by the optimizer step it feeds."""
+    """Keeps a digest of every training batch, keyed by the optimizer step it feeds, and the validations' steps."""
 
     def __init__(self) -> None:
         self.digests: dict[int, str] = {}
+        self.validations: list[int] = []
+
+    def on_validation_start(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self.validations.append(trainer.global_step)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.digests[trainer.global_step] = hashlib.sha1(batch["rgb"].cpu().numpy().tobytes()).hexdigest()
@@ -59,10 +64,10 @@ def tiny_config(runs_dir: Path, run: str, workers: int, max_steps: int, *extra: 
     )
 
 
-def train(runs_dir: Path, run: str, workers: int, max_steps: int, *extra: str) -> dict[int, str]:
+def train(runs_dir: Path, run: str, workers: int, max_steps: int, *extra: str) -> RecordBatches:
     recorder = RecordBatches()
     pretrain(tiny_config(runs_dir, run, workers, max_steps, *extra), extra_callbacks=[recorder])
-    return recorder.digests
+    return recorder
 
 
 def last_checkpoint(runs_dir: Path, run: str) -> dict:
@@ -70,10 +75,10 @@ def last_checkpoint(runs_dir: Path, run: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory) -> tuple[dict, dict[int, str]]:
+def uninterrupted(tmp_path_factory) -> tuple[dict, RecordBatches]:
     runs_dir = tmp_path_factory.mktemp("runs")
-    digests = train(runs_dir, "whole", workers=0, max_steps=FINAL_STEP)
-    return last_checkpoint(runs_dir, "whole"), digests
+    recorder = train(runs_dir, "whole", workers=0, max_steps=FINAL_STEP)
+    return last_checkpoint(runs_dir, "whole"), recorder
 
 
 def assert_same_training_state(resumed: dict, reference: dict) -> None:
@@ -103,13 +108,22 @@ def assert_same_training_state(resumed: dict, reference: dict) -> None:
 def test_stopped_and_resumed_runs_end_exactly_like_an_uninterrupted_one(
     tmp_path, uninterrupted, workers, stops
 ) -> None:
-    reference, reference_digests = uninterrupted
+    reference, whole = uninterrupted
     digests: dict[int, str] = {}
-    for attempt, max_steps in enumerate([*stops, FINAL_STEP]):
+    validations: list[int] = []
+    legs = [*stops, FINAL_STEP]
+    for attempt, max_steps in enumerate(legs):
         resume = ["resume=auto"] if attempt else []
-        digests.update(train(tmp_path, "stopped", workers, max_steps, *resume))
+        leg = train(tmp_path, "stopped", workers, max_steps, *resume)
+        # Each leg trains only the steps after the last one's stop: a resume that silently started over would
+        # also end like the uninterrupted run, seeded alike.
+        assert sorted(leg.digests) == list(range(legs[attempt - 1] if attempt else 0, max_steps))
+        digests.update(leg.digests)
+        validations += leg.validations
         assert read_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.ckpt").global_step == max_steps
-    assert digests == reference_digests  # the same batches, crops included, each at the same step
+    assert digests == whole.digests  # the same batches, crops included, each at the same step
+    # Validated at the same steps: the untrained network only by the first leg, none twice.
+    assert validations == whole.validations and validations[0] == 0
     assert_same_training_state(last_checkpoint(tmp_path, "stopped"), reference)
 
 
@@ -172,6 +186,9 @@ def test_run_killed_while_writing_checkpoints_resumes_from_an_intact_one(tmp_pat
     assert process.returncode == -signal.SIGKILL
     killed_at = read_checkpoint(last).global_step  # readable: never half-written
     assert killed_at >= 3
+    # The kill lands inside a checkpoint write only sometimes: leave such a temporary (named as atomic_open
+    # names them) for certain.
+    (last.parent / ".last.ckpt.interrupted.tmp").write_bytes(b"half a checkpoint")
     assert json.loads((tmp_path / "killed" / "run.lock").read_text())["pid"] == process.pid
     with caplog.at_level(logging.WARNING):
         # The killed run's lr schedule: a resume keeps it (the checkpoint's), and says so if the config differs.

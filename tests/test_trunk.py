@@ -50,6 +50,16 @@ def test_train_rule_stages_before_train_from_never_train(train_from, frozen, tra
     assert (features["fc6"].grad_fn is None) == (not trainable)
 
 
+def test_a_frozen_trunk_records_no_graph_even_for_an_input_that_asks_for_one():
+    # Its parameters are frozen either way; computing without autograd is what keeps a probe's trunk from
+    # holding every activation for a backward pass that never comes.
+    lightness = (torch.rand(2, 1, 48, 48) * 100).requires_grad_()
+    features = Trunk(_alexnet(), ["conv2"])(lightness)
+    assert features["conv2"].grad_fn is None and not features["conv2"].requires_grad
+    trainable = Trunk(_alexnet(), ["conv2"], train_from="conv2")(lightness)
+    assert trainable["conv2"].grad_fn is not None
+
+
 def test_cut_drops_the_stages_after_the_deepest_output_and_the_logits():
     trunk = Trunk(_alexnet(), ["conv3"])
     assert isinstance(trunk.network.conv4, nn.Identity) and isinstance(trunk.network.fc7, nn.Identity)

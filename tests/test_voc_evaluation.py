@@ -2,6 +2,8 @@
 
 import importlib.util
 import math
+import sys
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +38,29 @@ HAND_AP_AREA = 5 / 6
 def test_ap_rules_on_the_hand_built_curve() -> None:
     assert voc_ap_11point(HAND_RECALL, HAND_PRECISION) == pytest.approx(HAND_AP_11POINT, abs=1e-12)
     assert voc_ap_area(HAND_RECALL, HAND_PRECISION) == pytest.approx(HAND_AP_AREA, abs=1e-12)
+
+
+# Three positives ranked TP, FP, TP, TP: recall 1/3, 1/3, 2/3, 1 at precision 1, 1/2, 2/3, 3/4. The precision
+# rises at the end, so the envelope lifts recall 2/3 to 3/4.
+# 11-point: levels 0..0.3 (4) reach precision 1; levels 0.4..1 (7) reach 3/4 -> (4 + 7 * 3/4) / 11 = 37/44.
+# Area: 1/3 * 1 + 1/3 * 3/4 + 1/3 * 3/4 = 5/6. Uninterpolated (scikit-learn): 1/3 * (1 + 2/3 + 3/4) = 29/36.
+RISING_RECALL = [1 / 3, 1 / 3, 2 / 3, 1.0]
+RISING_PRECISION = [1.0, 0.5, 2 / 3, 3 / 4]
+
+
+def test_ap_rules_take_the_precision_envelope() -> None:
+    assert voc_ap_11point(RISING_RECALL, RISING_PRECISION) == pytest.approx(37 / 44, abs=1e-12)
+    assert voc_ap_area(RISING_RECALL, RISING_PRECISION) == pytest.approx(5 / 6, abs=1e-12)
+
+
+def test_ap_rules_on_a_ranking_with_misses_and_a_late_hit() -> None:
+    # Four positives, ranked FP, TP, FP, FP, TP and two never found: recall 0, 1/4, 1/4, 1/4, 1/2 at precision
+    # 0, 1/2, 1/3, 1/4, 2/5. 11-point: levels 0..0.2 (3) reach 1/2, 0.3..0.5 (3) reach 2/5, 0.6..1 nothing
+    # -> (3/2 + 6/5) / 11 = 27/110. Area: 1/4 * 1/2 + 1/4 * 2/5 = 9/40.
+    recall = [0.0, 0.25, 0.25, 0.25, 0.5]
+    precision = [0.0, 0.5, 1 / 3, 0.25, 0.4]
+    assert voc_ap_11point(recall, precision) == pytest.approx(27 / 110, abs=1e-12)
+    assert voc_ap_area(recall, precision) == pytest.approx(9 / 40, abs=1e-12)
 
 
 def test_11point_counts_a_recall_of_exactly_three_tenths() -> None:
@@ -100,6 +125,14 @@ def test_classification_11point_on_the_hand_built_ranking() -> None:
     targets = torch.tensor([[1], [0], [1], [0]])
     assert classification_map(scores, targets, use_07_metric=True)[0] == pytest.approx(HAND_AP_11POINT)
     assert classification_map(scores, targets)[0] == pytest.approx(HAND_AP_AREA)
+
+
+def test_classification_area_ap_is_scikit_learns_uninterpolated_ap_and_11point_takes_the_envelope() -> None:
+    scores = torch.tensor([[0.9], [0.8], [0.7], [0.6]])
+    targets = torch.tensor([[1], [0], [1], [1]])
+    assert average_precision_score(targets[:, 0].numpy(), scores[:, 0].numpy()) == pytest.approx(29 / 36)
+    assert classification_map(scores, targets)[0] == pytest.approx(29 / 36, abs=1e-12)
+    assert classification_map(scores, targets, use_07_metric=True)[0] == pytest.approx(37 / 44, abs=1e-12)
 
 
 def test_classification_skips_classes_without_positives() -> None:
@@ -243,9 +276,11 @@ def test_detection_rejects_bad_input(predictions: list, ground_truths: list, mes
         detection_map(predictions, ground_truths)
 
 
-@pytest.mark.skipif(HAS_COCO_BACKEND, reason="a COCO backend is installed")
-def test_torchmetrics_wrapper_names_the_missing_backend() -> None:
-    with pytest.raises(ModuleNotFoundError, match="pycocotools"):
+def test_torchmetrics_wrapper_names_the_missing_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A None entry in sys.modules is how Python marks a module as not importable: find_spec answers None.
+    for name in ("pycocotools", "faster_coco_eval"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(ModuleNotFoundError, match="needs pycocotools or faster_coco_eval"):
         torchmetrics_detection_map([_prediction([BOX_A], [0.9], [1])], [_truth([BOX_A], [1])])
 
 
@@ -262,8 +297,31 @@ def test_torchmetrics_wrapper_agrees_on_easy_cases() -> None:
     )
 
 
-def _devkit_reference_ap(predictions: list, ground_truths: list, label: int) -> float:
-    """A direct transcription of VOCevaldet.m's single pass over all detections, sorted globally (stable)."""
+def _eleven_point_ap(counts: list[tuple[int, int]], positives: int) -> float:
+    """VOC2007 AP from the (true, false) positive counts after each ranked detection, in exact integers.
+
+    For each level t = k / 10, the best precision tp / (tp + fp) among the ranks whose recall tp / positives is
+    at least t (10 tp >= k positives: no float can miss a recall of exactly 3/10), or 0 if no rank reaches t.
+    """
+    total = Fraction(0)
+    for level in range(11):
+        reached = [Fraction(tp, tp + fp) for tp, fp in counts if tp + fp > 0 and 10 * tp >= level * positives]
+        total += max(reached, default=Fraction(0))
+    return float(total / 11)
+
+
+def _area_ap(counts: list[tuple[int, int]], positives: int) -> float:
+    """VOC2010+ AP: each true positive adds 1 / positives of recall at the best precision of any rank from it on."""
+    total = Fraction(0)
+    for rank, (tp, _) in enumerate(counts):
+        if tp > (counts[rank - 1][0] if rank else 0):
+            total += max(Fraction(t, t + f) for t, f in counts[rank:]) / positives
+    return float(total)
+
+
+def _devkit_reference_ap(predictions: list, ground_truths: list, label: int) -> tuple[float, float]:
+    """A direct transcription of VOCevaldet.m's single pass over all detections, sorted globally (stable):
+    the 11-point and the area AP of one class."""
     entries = [
         (float(score), image, box.tolist())
         for image, p in enumerate(predictions)
@@ -273,7 +331,7 @@ def _devkit_reference_ap(predictions: list, ground_truths: list, label: int) -> 
     entries.sort(key=lambda entry: -entry[0])
     claimed = [[False] * len(t["labels"]) for t in ground_truths]
     positives = sum(int(((t["labels"] == label) & ~t["difficult"]).sum()) for t in ground_truths)
-    true_positives, false_positives, recall, precision = 0, 0, [], []
+    true_positives, false_positives, counts = 0, 0, []
     for _, image, box in entries:
         truth = ground_truths[image]
         best_iou, best = -1.0, -1
@@ -297,9 +355,8 @@ def _devkit_reference_ap(predictions: list, ground_truths: list, label: int) -> 
             true_positives += 1
         else:
             false_positives += 1
-        recall.append(true_positives / positives)
-        precision.append(true_positives / max(true_positives + false_positives, 1e-300))
-    return voc_ap_11point(recall, precision)
+        counts.append((true_positives, false_positives))
+    return _eleven_point_ap(counts, positives), _area_ap(counts, positives)
 
 
 def test_per_image_matching_equals_the_devkit_global_pass() -> None:
@@ -324,6 +381,9 @@ def test_per_image_matching_equals_the_devkit_global_pass() -> None:
             }
         )
     _, per_class = detection_map(predictions, ground_truths)
+    _, per_class_area = detection_map(predictions, ground_truths, use_07_metric=False)
     assert len(per_class) == 3 and 0 < min(per_class.values()) < max(per_class.values()) < 1
     for label, value in per_class.items():
-        assert value == pytest.approx(_devkit_reference_ap(predictions, ground_truths, label), abs=1e-12)
+        eleven_point, area = _devkit_reference_ap(predictions, ground_truths, label)
+        assert value == pytest.approx(eleven_point, abs=1e-12)
+        assert per_class_area[label] == pytest.approx(area, abs=1e-12)
