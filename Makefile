@@ -24,6 +24,7 @@ CLASSIFIER ?=
 TRAIN_FROM ?=
 PROTOCOL ?=
 VOC_PRESET ?= $(if $(DATA),voc07)
+SEG_PRESET ?= $(if $(DATA),voc12)
 PROBE_PRESET ?= $(if $(DATA),imagenet,sample)
 OUT ?=
 INPUT ?=
@@ -45,7 +46,7 @@ VOC_OVERRIDES = $(if $(CKPT),ckpt=$(CKPT)) $(if $(DATA),data.root=$(DATA)) $(if 
 	$(if $(MAX_STEPS),trainer.max_steps=$(MAX_STEPS)) $(if $(LOGGER),logger.kind=$(LOGGER))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow lint format demo pretrain priors colorize bench bench-color linear-probe compare voc-cls voc-det eval-color turing-test turing-report clean
+.PHONY: help setup test test-slow lint format demo pretrain priors colorize bench bench-color linear-probe compare voc-cls voc-det voc-seg eval-color turing-test turing-report clean
 
 help: ## List the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -106,6 +107,10 @@ voc-cls: setup ## VOC07 classification, fine-tune or SVM: CKPT DATA (holds VOCde
 
 voc-det: setup ## VOC07 detection, Faster R-CNN on the colorization trunk: CKPT DATA MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN ARGS
 	$(PY) -m transfer.cli.voc_det $(if $(VOC_PRESET),--preset $(VOC_PRESET)) $(VOC_OVERRIDES) $(ARGS)
+
+voc-seg: setup ## VOC2012 segmentation, FCN on the colorization trunk, mIoU: CKPT DATA (holds VOCdevkit/VOC2012) TRAIN_FROM MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN ARGS
+	$(PY) -m transfer.cli.voc_seg $(if $(SEG_PRESET),--preset $(SEG_PRESET)) $(VOC_OVERRIDES) \
+		$(if $(TRAIN_FROM),train_from=$(TRAIN_FROM)) $(ARGS)
 
 eval-color: setup ## Colorization quality (paper Table 1) + T sweep: CKPT (one or more) DATA TEMPERATURES CLASSIFIER (weights file) LOGGER ARGS
 	$(PY) -m lit_colorization.cli.eval_color $(ARGS) $(if $(LOGGER),logger.kind=$(LOGGER)) $(if $(CKPT),--ckpt $(CKPT)) \

@@ -2,9 +2,10 @@
 
 Prints one section per task found in the results store. ``linear-probe`` is a table per network (pretraining
 runs x layers, top-1 %, best layer marked) with the paper's AlexNet rows (docs/reference.md section 7) beside the
-AlexNet runs, and a PNG of top-1 per layer per run. ``voc-cls`` and ``voc-det`` list each run's VOC07 mAP
-with the paper's AlexNet numbers below. A task without a section of its own is listed row by row with its
-numeric fields, so new tasks never break the report; a new section is a function added to ``SECTIONS``.
+AlexNet runs, and a PNG of top-1 per layer per run. ``voc-cls`` and ``voc-det`` list each run's VOC07 mAP and
+``voc-seg`` each run's VOC mIoU, with the paper's AlexNet numbers below. A task without a section of its own is
+listed row by row with its numeric fields, so new tasks never break the report; a new section is a function added
+to ``SECTIONS``.
 
 Every number is read in percent: rows written before the store recorded its units are converted first
 (``lit_colorization.store.results.in_current_units``), so old and new rows of a run compare alike.
@@ -224,10 +225,49 @@ def voc_section(task: str, rows: Sequence[ResultRow]) -> Section:
     return Section(title, lines, problems)
 
 
+VOC_SEGMENTATION = "voc-seg"
+# docs/reference.md section 7 (Split-Brain Table 4): VOC2012 segmentation mIoU (%) with an FCN, AlexNet trunks.
+PAPER_VOC_SEGMENTATION = [
+    ("paper: colorization (rescaled)", 35.6),
+    ("paper: Gaussian random", 19.8),
+    ("paper: ImageNet labels", 48.0),
+]
+
+
+def voc_segmentation_section(rows: Sequence[ResultRow]) -> Section:
+    """One line per VOC segmentation run (mIoU in %) with the paper's AlexNet FCN numbers below."""
+    body, problems = [], []
+    for row in rows:
+        data = row.data
+        if not _is_number(data.get("miou")):
+            problems.append(f"line {row.line}: {VOC_SEGMENTATION} row without a numeric 'miou', skipped")
+            continue
+        setting = f"fcn on {data.get('layer', '?')}, from {data.get('train_from', '?')}"
+        body.append(
+            [
+                str(data.get("pretrain_run", "?")),
+                str(data.get("model", "?")),
+                setting,
+                _short_dataset(str(data.get("dataset", "?"))),
+                f"{float(data['miou']):.1f}",
+            ]
+        )
+    body += [
+        [label, PAPER_MODEL, "FCN", "VOC12 val (paper)", f"{value:.1f}"]
+        for label, value in PAPER_VOC_SEGMENTATION
+    ]
+    lines = [
+        "mIoU (%) over background and the classes, void pixels unscored",
+        *format_table(["run", "model", "setting", "data", "mIoU"], body),
+    ]
+    return Section("Pascal VOC segmentation", lines, problems)
+
+
 SECTIONS: dict[str, Callable[[Sequence[ResultRow]], Section]] = {
     LINEAR_PROBE: linear_probe_section,
     VOC_CLASSIFICATION: functools.partial(voc_section, VOC_CLASSIFICATION),
     VOC_DETECTION: functools.partial(voc_section, VOC_DETECTION),
+    VOC_SEGMENTATION: voc_segmentation_section,
 }
 
 
