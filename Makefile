@@ -101,7 +101,7 @@ linear-probe: setup ## Per-layer linear probes on frozen features: CKPT (default
 compare: setup ## Transfer results (results/transfer.jsonl) beside the paper's numbers: a table and results/linear_probe.png
 	$(PY) -m transfer.cli.compare
 
-voc-cls: setup ## VOC07 classification, fine-tune or SVM: CKPT DATA (holds VOCdevkit/) TRAIN_FROM PROTOCOL MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN ARGS
+voc-cls: setup ## VOC07 classification, fine-tune or SVM (ARGS="low_shot=true": low-shot SVMs): CKPT DATA (holds VOCdevkit/) TRAIN_FROM PROTOCOL MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN ARGS
 	$(PY) -m transfer.cli.voc_cls $(if $(VOC_PRESET),--preset $(VOC_PRESET)) $(VOC_OVERRIDES) \
 		$(if $(TRAIN_FROM),train_from=$(TRAIN_FROM)) $(if $(PROTOCOL),protocol=$(PROTOCOL)) $(ARGS)
 

@@ -3,9 +3,10 @@
 Prints one section per task found in the results store. ``linear-probe`` is a table per network (pretraining
 runs x layers, top-1 %, best layer marked) with the paper's AlexNet rows (docs/reference.md section 7) beside the
 AlexNet runs, and a PNG of top-1 per layer per run. ``voc-cls`` and ``voc-det`` list each run's VOC07 mAP and
-``voc-seg`` each run's VOC mIoU, with the paper's AlexNet numbers below. A task without a section of its own is
-listed row by row with its numeric fields, so new tasks never break the report; a new section is a function added
-to ``SECTIONS``.
+``voc-seg`` each run's VOC mIoU, with the paper's AlexNet numbers below; ``voc-svm-low-shot`` is a table of mAP
+(mean +- std over the draws) per k for each run and layer. A task without a section of its own is listed row by
+row with its numeric fields, so new tasks never break the report; a new section is a function added to
+``SECTIONS``.
 
 Every number is read in percent: rows written before the store recorded its units are converted first
 (``lit_colorization.store.results.in_current_units``), so old and new rows of a run compare alike.
@@ -263,25 +264,69 @@ def voc_segmentation_section(rows: Sequence[ResultRow]) -> Section:
     return Section("Pascal VOC segmentation", lines, problems)
 
 
+VOC_LOW_SHOT = "voc-svm-low-shot"
+SHORT_MARK = "!"
+
+
+def voc_low_shot_section(rows: Sequence[ResultRow]) -> Section:
+    """One line per (run, layer): mAP (%) mean +- std over the draws at each k; ``SHORT_MARK`` where some class
+    had fewer than k positives (its ``k_effective`` < k)."""
+    series: dict[tuple[str, str, str, str], dict[int, str]] = {}
+    problems = []
+    for row in rows:
+        data = row.data
+        if not (
+            isinstance(data.get("k"), int) and _is_number(data.get("map")) and _is_number(data.get("map_std"))
+        ):
+            problems.append(
+                f"line {row.line}: {VOC_LOW_SHOT} row without an integer 'k' and numeric 'map', 'map_std', skipped"
+            )
+            continue
+        key = (
+            str(data.get("pretrain_run", "?")),
+            str(data.get("model", "?")),
+            str(data.get("layer", "?")),
+            _short_dataset(str(data.get("dataset", "?"))),
+        )
+        short = SHORT_MARK if data.get("k_effective", data["k"]) < data["k"] else ""
+        series.setdefault(key, {})[data["k"]] = (
+            f"{float(data['map']):.1f}+-{float(data['map_std']):.1f}{short}"
+        )
+    ks = sorted({k for cells in series.values() for k in cells})
+    body = [[*key, *(cells.get(k, "-") for k in ks)] for key, cells in series.items()]
+    lines = [
+        f"VOC07 test mAP (%) of per-class SVMs trained on k positives per class, mean+-std over the draws; "
+        f"{SHORT_MARK}: some class had fewer than k positives. No paper numbers (docs/reference.md gives none)",
+        *format_table(["run", "model", "layer", "data", *(f"k={k}" for k in ks)], body),
+    ]
+    return Section("Low-shot VOC07 SVMs (Goyal et al. 2019)", lines, problems)
+
+
 SECTIONS: dict[str, Callable[[Sequence[ResultRow]], Section]] = {
     LINEAR_PROBE: linear_probe_section,
     VOC_CLASSIFICATION: functools.partial(voc_section, VOC_CLASSIFICATION),
     VOC_DETECTION: functools.partial(voc_section, VOC_DETECTION),
     VOC_SEGMENTATION: voc_segmentation_section,
+    VOC_LOW_SHOT: voc_low_shot_section,
 }
 
 
 def latest_of_each_run(rows: Sequence[ResultRow]) -> list[ResultRow]:
-    """``rows`` less those a later row of the same transfer run (task, ``run``, ``layer``) replaces.
+    """``rows`` less those a later row of the same transfer run (task, ``run``, ``layer``, ``k``) replaces.
 
     A run is appended to the store before its ``results.json`` marks it finished; one killed in between is
     rerun under its name and appends again, and the rerun's rows are the ones to show. Rows without a
     ``run`` are all kept.
     """
-    latest: dict[tuple[str, str, Any], ResultRow] = {}
+    latest: dict[tuple[str, str, Any, Any], ResultRow] = {}
     for row in rows:
         run = row.data.get("run")
-        key = (row.task, run, row.data.get("layer")) if isinstance(run, str) else (row.task, "", row.line)
+        # A low-shot run writes one row per k of the same layer.
+        key = (
+            (row.task, run, row.data.get("layer"), row.data.get("k"))
+            if isinstance(run, str)
+            else (row.task, "", row.line, None)
+        )
         latest[key] = row
     return sorted(latest.values(), key=lambda row: row.line)
 

@@ -27,6 +27,9 @@ CLS_PROTOCOLS = ("finetune", "svm")
 AP_METRICS = ("voc07", "area")  # the VOC2007 devkit's 11-point AP, or the area under the precision envelope
 # Goyal et al. 2019's cost grid for the per-class SVMs (docs/reference.md section 6).
 SVM_COSTS = [0.01, 0.1, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 50.0, 100.0, 1000.0]
+# Goyal et al. 2019's low-shot protocol: positives per class, and independent draws of each (docs/reference.md 6.2).
+LOW_SHOT_K = [1, 2, 4, 8, 16, 32, 64, 96]
+LOW_SHOT_SAMPLES = 5
 
 
 @dataclass
@@ -87,6 +90,9 @@ class SVMConfig:
     )
     positive_weight: float = 2.0  # class weight of the positives, as in Goyal et al.'s benchmark (recalled)
     max_iter: int = 2000
+    # low_shot=true: positives per class (each class also gets (classes - 1) x k negatives) and draws per k.
+    low_shot_k: list[int] = field(default_factory=lambda: list(LOW_SHOT_K))
+    low_shot_samples: int = LOW_SHOT_SAMPLES
 
 
 @dataclass
@@ -96,6 +102,9 @@ class VOCClsConfig(TransferRunConfig):
     rescale: bool = False
     # run=None names the run folder <pretrain run>-<protocol>-<layer>
     protocol: str = "finetune"  # finetune | svm (frozen features, per-class linear SVMs)
+    # protocol=svm: Goyal et al. 2019's low-shot SVMs (svm.low_shot_k positives per class, svm.low_shot_samples
+    # draws each) instead of SVMs on the whole training set; one result row per k.
+    low_shot: bool = False
     train_from: str = (
         "conv1"  # finetune: first trainable layer; the layers before it stay frozen (fc6: fc6-8)
     )
@@ -270,6 +279,20 @@ def validate_voc_cls_config(config: VOCClsConfig) -> None:
     require(svm.folds >= 2, "svm.folds", "an integer >= 2", svm.folds)
     require(svm.positive_weight > 0, "svm.positive_weight", "a positive number", svm.positive_weight)
     require(svm.max_iter > 0, "svm.max_iter", "a positive integer", svm.max_iter)
+    require(
+        not config.low_shot or config.protocol == "svm",
+        "low_shot",
+        "false unless protocol=svm (low-shot is a protocol of the frozen-feature SVMs)",
+        config.low_shot,
+    )
+    shots = list(svm.low_shot_k)
+    require(
+        bool(shots) and all(k > 0 for k in shots) and shots == sorted(set(shots)),
+        "svm.low_shot_k",
+        "increasing positive numbers of positives per class",
+        shots,
+    )
+    require(svm.low_shot_samples > 0, "svm.low_shot_samples", "a positive integer", svm.low_shot_samples)
 
 
 def validate_voc_det_config(config: VOCDetConfig) -> None:
