@@ -25,6 +25,7 @@ TRAIN_FROM ?=
 PROTOCOL ?=
 VOC_PRESET ?= $(if $(DATA),voc07)
 SEG_PRESET ?= $(if $(DATA),voc12)
+# Places205 probes: PROBE_PRESET=places205 with DATA holding train/<category>/ and val/<category>/.
 PROBE_PRESET ?= $(if $(DATA),imagenet,sample)
 OUT ?=
 INPUT ?=
@@ -92,7 +93,7 @@ bench: setup ## Throughput side by side: model step, full step, JPEG end to end,
 bench-color: setup ## Soft-encoding throughput: fast path vs exact vs scikit-learn (the original release)
 	$(PY) benchmarks/bench_color.py
 
-linear-probe: setup ## Per-layer linear probes on frozen features: CKPT (default: latest run; random) LAYER DATA GPUS MAX_EPOCHS LOGGER RUN ARGS
+linear-probe: setup ## Per-layer linear probes on frozen features: CKPT (default: latest run; random) LAYER DATA PROBE_PRESET (imagenet, places205) GPUS MAX_EPOCHS LOGGER RUN ARGS
 	$(PY) -m transfer.cli.probe --preset $(PROBE_PRESET) $(if $(CKPT),ckpt=$(CKPT)) $(if $(LAYER),layer=$(LAYER)) \
 		$(if $(DATA),data.source=folder data.root=$(DATA)) $(if $(GPUS),trainer.devices=$(GPUS)) \
 		$(if $(MAX_EPOCHS),trainer.max_epochs=$(MAX_EPOCHS)) $(if $(LOGGER),logger.kind=$(LOGGER)) \

@@ -24,7 +24,7 @@ from lit_colorization.data import build_datamodule
 from lit_colorization.store.atomic import write_text
 from lit_colorization.store.loggers import build_logger
 from lit_colorization.store.results import SCHEMA
-from transfer.probe.config import PROBE, ProbeConfig
+from transfer.probe.config import PROBE, ProbeConfig, check_class_count
 from transfer.probe.module import LinearProbeModule, resolve_layers
 from transfer.runs import build_transfer_trainer, publish, resolve_ckpt, run_directory
 from transfer.trunk import BackboneSource, Trunk, load_network
@@ -103,6 +103,7 @@ def probe(config: ProbeConfig) -> list[dict[str, Any]]:
     backbone = Trunk(network, layers)
     datamodule = build_datamodule(config.data)
     datamodule.setup("fit")
+    check_class_count(config, datamodule.classes)
     module = LinearProbeModule(
         backbone, datamodule.num_classes, config.optim, config.data.batch_size, seed=config.trainer.seed
     )

@@ -5,6 +5,7 @@ Defaults are the paper's ImageNet probe protocol (docs/reference.md section 6); 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,8 @@ class ProbeConfig(TransferRunConfig):
     layer: str = (
         ALL_LAYERS  # "all" (the network's standard probe layers), one layer, or a comma-separated list
     )
+    # The number of class folders data.root must hold (e.g. 205 for Places205); None: whatever it holds.
+    expected_classes: int | None = None
     data: DataConfig = field(default_factory=DataConfig)
     optim: ProbeOptimConfig = field(default_factory=ProbeOptimConfig)
     trainer: ProbeTrainerConfig = field(default_factory=ProbeTrainerConfig)
@@ -83,7 +86,25 @@ def validate_probe_config(config: ProbeConfig) -> None:
         "a positive integer",
         trainer.check_val_every_n_epoch,
     )
+    require(
+        config.expected_classes is None or config.expected_classes > 0,
+        "expected_classes",
+        "a positive integer or null",
+        config.expected_classes,
+    )
     validate_data_config(config.data)
+
+
+def check_class_count(config: ProbeConfig, classes: Sequence[str]) -> None:
+    """Refuse a dataset whose class folders are not the ``expected_classes`` the preset was written for."""
+    expected = config.expected_classes
+    if expected is not None and len(classes) != expected:
+        shown = ", ".join(list(classes)[:5]) + (", ..." if len(classes) > 5 else "")
+        raise ValueError(
+            f"config key 'expected_classes': {config.data.root}/{config.data.train_split} holds {len(classes)} "
+            f"class folders ({shown}), expected {expected}: one folder per class, e.g. "
+            f"{config.data.train_split}/<class>/<image>.jpg"
+        )
 
 
 PROBE = register_command(
