@@ -16,7 +16,7 @@ from lit_colorization.store.results import SCHEMA, ResultRow
 from tests.conftest import run_module
 from transfer.compare import build_sections, latest_of_each_run
 from transfer.voc.config import VOC_CLS
-from transfer.voc.low_shot import draw_low_shot, low_shot_svms
+from transfer.voc.low_shot import LowShotResult, draw_low_shot, low_shot_svms
 from transfer.voc.svm import FeatureSet
 
 
@@ -60,6 +60,11 @@ def test_a_class_short_of_k_uses_all_it_has() -> None:
     draw = draw_low_shot(train, 1000, np.random.default_rng(0))
     assert [len(p) for p in draw.positives] == available
     assert [len(n) for n in draw.negatives] == negatives
+    # Short of negatives only: k is met, the draw is still not the protocol's.
+    fields = {"cost": 1.0, "map_per_draw": [0.5], "map_by_cost": {1.0: 0.5}}
+    short_negatives = LowShotResult(k=2, positives_used=[2, 2, 2], negatives_used=[4, 3, 4], **fields)
+    assert short_negatives.k_effective == 2 and not short_negatives.complete
+    assert LowShotResult(k=2, positives_used=[2, 2, 2], negatives_used=[4, 4, 4], **fields).complete
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -72,7 +77,9 @@ def test_cost_is_the_best_mean_over_draws_and_the_spread_is_over_the_draws() -> 
         assert result.cost == max(result.map_by_cost, key=lambda cost: result.map_by_cost[cost])
         assert result.map == pytest.approx(result.map_by_cost[result.cost])
         assert result.map_std == pytest.approx(np.std(result.map_per_draw))
-        assert result.k_effective == result.k and result.negatives_used == [2 * result.k] * 3
+        assert (
+            result.k_effective == result.k and result.negatives_used == [2 * result.k] * 3 and result.complete
+        )
     # Draw s of k is seeded (seed, k, s): running k alone gives the same numbers.
     [alone] = low_shot_svms(train, test, [4], 3, [0.01, 1.0, 100.0], 2.0, 2000, use_07_metric=False)
     assert alone.map_per_draw == results[1].map_per_draw
@@ -143,9 +150,11 @@ def test_cli_writes_a_row_per_k_a_plot_and_a_compare_section(tmp_path: Path) -> 
         assert row["map"] == row["map_by_cost"][f"{row['svm_cost']:g}"]
         assert list(row["positives_used"]) == ["car", "cat", "dog"]
     assert rows[0]["k_effective"] == 1 and rows[0]["negatives_used"] == {"car": 2, "cat": 2, "dog": 2}
+    assert rows[0]["complete"] and not rows[2]["complete"]
     # 12 trainval images cannot give any class 64 positives: every class trains on all of its own.
     assert rows[2]["k_effective"] < 64 and all(used < 64 for used in rows[2]["positives_used"].values())
-    assert "fewer positive training images than k" in run.stderr
+    assert "fewer than 64 positive training images" in run.stderr
+    assert "fewer than 128 negative training images" in run.stderr
     run_dir = tmp_path / "runs" / "voc-cls-tiny-pretrain-svm-low-shot-conv5"
     assert json.loads((run_dir / "results.json").read_text()) == rows
     assert (run_dir / "low_shot_conv5.png").read_bytes()[:4] == b"\x89PNG"

@@ -248,6 +248,7 @@ def test_cli_trains_and_scores_on_the_tiny_voc2012(tmp_path: Path) -> None:
         "data.batch_size=2",
         "image.crop=40",
         "train_from=fc6",
+        "rescale=true",
         "trainer.max_steps=2",
         "trainer.accelerator=cpu",
         "trainer.progress_bar=false",
@@ -258,6 +259,7 @@ def test_cli_trains_and_scores_on_the_tiny_voc2012(tmp_path: Path) -> None:
     assert row["task"] == "voc-seg" and row["schema"] == SCHEMA and row["pretrain_run"] == "tiny-pretrain"
     assert row["layer"] == "fc7" and row["trainable_layers"] == ["fc6", "fc7"] and row["steps"] == 2
     assert row["num_test_images"] == 3 and row["dataset"] == "tiny-voc12 segmentation train -> val"
+    assert row["rescaled"] and "rescaled the pretrained trunk on 4 training images" in run.stderr
     assert list(row["iou"]) == ["background", *CLASSES]
     scored = [value for value in row["iou"].values() if value is not None]
     assert row["miou"] == pytest.approx(np.mean(scored), abs=1e-3) and 0 <= row["miou"] <= 100

@@ -270,7 +270,7 @@ SHORT_MARK = "!"
 
 def voc_low_shot_section(rows: Sequence[ResultRow]) -> Section:
     """One line per (run, layer): mAP (%) mean +- std over the draws at each k; ``SHORT_MARK`` where some class
-    had fewer than k positives (its ``k_effective`` < k)."""
+    had fewer than k positives or (classes - 1) x k negatives (the row is not ``complete``)."""
     series: dict[tuple[str, str, str, str], dict[int, str]] = {}
     problems = []
     for row in rows:
@@ -288,7 +288,7 @@ def voc_low_shot_section(rows: Sequence[ResultRow]) -> Section:
             str(data.get("layer", "?")),
             _short_dataset(str(data.get("dataset", "?"))),
         )
-        short = SHORT_MARK if data.get("k_effective", data["k"]) < data["k"] else ""
+        short = "" if data.get("complete", True) else SHORT_MARK
         series.setdefault(key, {})[data["k"]] = (
             f"{float(data['map']):.1f}+-{float(data['map_std']):.1f}{short}"
         )
@@ -296,7 +296,7 @@ def voc_low_shot_section(rows: Sequence[ResultRow]) -> Section:
     body = [[*key, *(cells.get(k, "-") for k in ks)] for key, cells in series.items()]
     lines = [
         f"VOC07 test mAP (%) of per-class SVMs trained on k positives per class, mean+-std over the draws; "
-        f"{SHORT_MARK}: some class had fewer than k positives. No paper numbers (docs/reference.md gives none)",
+        f"{SHORT_MARK}: some class had fewer than k positives or (classes - 1) x k negatives. No paper numbers (docs/reference.md gives none)",
         *format_table(["run", "model", "layer", "data", *(f"k={k}" for k in ks)], body),
     ]
     return Section("Low-shot VOC07 SVMs (Goyal et al. 2019)", lines, problems)

@@ -185,20 +185,22 @@ def low_shot_protocol(
     )
     rows = []
     for result in results:
-        short = {
-            name: used
-            for name, used in zip(voc.classes, result.positives_used, strict=True)
-            if used < result.k
-        }
-        if short:
-            log.warning(
-                "low-shot k=%d: %d classes have fewer positive training images than k (%s); they trained on "
-                "all of theirs (k_effective %d)",
-                result.k,
-                len(short),
-                ", ".join(f"{name} {used}" for name, used in short.items()),
-                result.k_effective,
-            )
+        wanted = {"positive": result.k, "negative": (len(voc.classes) - 1) * result.k}
+        for kind, used_counts in (("positive", result.positives_used), ("negative", result.negatives_used)):
+            short = {
+                name: used for name, used in zip(voc.classes, used_counts, strict=True) if used < wanted[kind]
+            }
+            if short:
+                log.warning(
+                    "low-shot k=%d: %d classes have fewer than %d %s training images (%s); they trained on all "
+                    "of theirs (k_effective %d)",
+                    result.k,
+                    len(short),
+                    wanted[kind],
+                    kind,
+                    ", ".join(f"{name} {used}" for name, used in short.items()),
+                    result.k_effective,
+                )
         rows.append(
             {
                 "protocol": "svm",
@@ -209,6 +211,7 @@ def low_shot_protocol(
                 "num_test_images": len(test_features.features),
                 "k": result.k,
                 "k_effective": result.k_effective,
+                "complete": result.complete,
                 "positives_used": dict(zip(voc.classes, result.positives_used, strict=True)),
                 "negatives_used": dict(zip(voc.classes, result.negatives_used, strict=True)),
                 "samples": len(result.map_per_draw),
@@ -297,7 +300,7 @@ def classify_low_shot(
             f"VOC07 low-shot SVMs on {layer} of {source.pretrain_run} ({source.model_name}) on {voc.label}:"
         )
         for row in rows:
-            note = f"  (k_effective {row['k_effective']})" if row["k_effective"] < row["k"] else ""
+            note = "" if row["complete"] else f"  (incomplete draws, k_effective {row['k_effective']})"
             print(
                 f"  k={row['k']:>3}  mAP {row['map']:6.2f} +- {row['map_std']:5.2f} over {row['samples']} draws "
                 f"(cost {row['svm_cost']:g}){note}"

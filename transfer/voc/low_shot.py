@@ -5,7 +5,7 @@ independent draws, every class gets its own training set drawn without replaceme
 k of the class's clear positives (VOC's "1") and (classes - 1) x k of its negatives (VOC's "-1"; 19k on VOC's
 20 classes); images where the class appears only as difficult objects are never drawn for it. Where a class has
 fewer positives (or negatives) than asked, all of them are used and the result says so (``k_effective``, the
-fewest positives any class trained on, and the counts per class).
+fewest positives any class trained on, ``complete``, and the counts per class).
 
 Training and scoring: the SVM settings of the full protocol (``transfer.voc.svm.fit_svm``: squared hinge,
 positives weighted ``positive_weight``, ``max_iter``) on each draw at every cost of the grid; mAP on the whole
@@ -54,6 +54,12 @@ class LowShotResult:
     @property
     def k_effective(self) -> int:
         return min(self.positives_used)
+
+    @property
+    def complete(self) -> bool:
+        """Every class drew the k positives and (classes - 1) x k negatives asked for."""
+        wanted_negatives = (len(self.negatives_used) - 1) * self.k
+        return self.k_effective == self.k and min(self.negatives_used) == wanted_negatives
 
     @property
     def map(self) -> float:
@@ -173,7 +179,7 @@ def low_shot_svms(
 
 def plot_low_shot(results: Sequence[LowShotResult], title: str, path: str | Path) -> Path:
     """A PNG of mAP (%) against k (log scale): each draw as a dot, the mean with +- one standard deviation;
-    a k some class could not fill (``k_effective`` < k) is drawn hollow and labelled with its k_effective."""
+    a k some class could not fill (not ``complete``) is drawn hollow and labelled with its k_effective."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -198,7 +204,7 @@ def plot_low_shot(results: Sequence[LowShotResult], title: str, path: str | Path
         linewidth=2,
         label="mean +- std over draws",
     )
-    short = [result for result in results if result.k_effective < result.k]
+    short = [result for result in results if not result.complete]
     if short:
         axis.scatter(
             [result.k for result in short],
@@ -207,7 +213,7 @@ def plot_low_shot(results: Sequence[LowShotResult], title: str, path: str | Path
             facecolors="white",
             edgecolors="red",
             zorder=3,
-            label="some class had fewer than k positives",
+            label="some class had fewer than k positives or (classes - 1) x k negatives",
         )
         for result in short:
             axis.annotate(
