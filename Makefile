@@ -26,6 +26,8 @@ CLASSIFIER ?=
 TRAIN_FROM ?=
 PROTOCOL ?=
 VOC_PRESET ?= $(if $(DATA),voc07)
+SEG_PRESET ?= $(if $(DATA),voc12)
+# Places205 probes: PROBE_PRESET=places205 with DATA holding train/<category>/ and val/<category>/.
 PROBE_PRESET ?= $(if $(DATA),imagenet,sample)
 OUT ?=
 INPUT ?=
@@ -50,7 +52,7 @@ VOC_OVERRIDES = $(if $(CKPT),ckpt=$(CKPT)) $(if $(DATA),data.root=$(DATA)) $(if 
 	$(if $(MAX_STEPS),trainer.max_steps=$(MAX_STEPS)) $(if $(LOGGER),logger.kind=$(LOGGER))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow lint format demo pretrain priors colorize bench bench-color linear-probe compare voc-cls voc-det eval-color turing-test turing-report clean
+.PHONY: help setup test test-slow lint format demo pretrain priors colorize bench bench-color linear-probe compare voc-cls voc-det voc-seg eval-color turing-test turing-report clean
 
 help: ## List the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -98,7 +100,7 @@ bench: setup ## Throughput side by side: model step, full step, JPEG end to end,
 bench-color: setup ## Soft-encoding throughput: fast path vs exact vs scikit-learn (the original release)
 	$(PY) benchmarks/bench_color.py
 
-linear-probe: setup ## Per-layer linear probes on frozen features: CKPT (default: latest run; random) LAYER DATA PROTOCOL (zhang16, goyal19) GPUS MAX_EPOCHS LOGGER RUN ARGS
+linear-probe: setup ## Per-layer linear probes on frozen features: CKPT (default: latest run; random) LAYER DATA PROTOCOL (zhang16, goyal19) PROBE_PRESET (imagenet, places205) GPUS MAX_EPOCHS LOGGER RUN ARGS
 	$(PY) -m transfer.cli.probe --preset $(PROBE_PRESET) $(if $(CKPT),ckpt=$(CKPT)) $(if $(LAYER),layer=$(LAYER)) \
 		$(if $(DATA),data.source=folder data.root=$(DATA)) $(if $(PROTOCOL),protocol=$(PROTOCOL)) \
 		$(if $(GPUS),trainer.devices=$(GPUS)) $(if $(MAX_EPOCHS),schedule.unit=epoch schedule.length=$(MAX_EPOCHS)) \
@@ -107,12 +109,16 @@ linear-probe: setup ## Per-layer linear probes on frozen features: CKPT (default
 compare: setup ## Transfer results (results/transfer.jsonl) beside the paper's numbers: a table and results/linear_probe.png
 	$(PY) -m transfer.cli.compare
 
-voc-cls: setup ## VOC07 classification, fine-tune or SVM: CKPT DATA (holds VOCdevkit/) TRAIN_FROM PROTOCOL (finetune, svm) MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN ARGS
+voc-cls: setup ## VOC07 classification, fine-tune or SVM (ARGS="low_shot=true": low-shot SVMs): CKPT DATA (holds VOCdevkit/) TRAIN_FROM PROTOCOL (finetune, svm) MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN ARGS
 	$(PY) -m transfer.cli.voc_cls $(if $(VOC_PRESET),--preset $(VOC_PRESET)) $(VOC_OVERRIDES) \
 		$(if $(TRAIN_FROM),train_from=$(TRAIN_FROM)) $(if $(PROTOCOL),protocol=$(PROTOCOL)) $(ARGS)
 
 voc-det: setup ## VOC07 detection, Faster R-CNN on the colorization trunk: CKPT DATA MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN ARGS
 	$(PY) -m transfer.cli.voc_det $(if $(VOC_PRESET),--preset $(VOC_PRESET)) $(VOC_OVERRIDES) $(ARGS)
+
+voc-seg: setup ## VOC2012 segmentation, FCN on the colorization trunk, mIoU: CKPT DATA (holds VOCdevkit/VOC2012) TRAIN_FROM MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN ARGS
+	$(PY) -m transfer.cli.voc_seg $(if $(SEG_PRESET),--preset $(SEG_PRESET)) $(VOC_OVERRIDES) \
+		$(if $(TRAIN_FROM),train_from=$(TRAIN_FROM)) $(ARGS)
 
 eval-color: setup ## Colorization quality (paper Table 1) + T sweep: CKPT (one or more) DATA TEMPERATURES CLASSIFIER (weights file) LOGGER ARGS
 	$(PY) -m lit_colorization.cli.eval_color $(ARGS) $(if $(LOGGER),logger.kind=$(LOGGER)) $(if $(CKPT),--ckpt $(CKPT)) \

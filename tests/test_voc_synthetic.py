@@ -1,4 +1,5 @@
-"""The synthetic VOC generator writes the real VOCdevkit layout and annotations that match the pixels."""
+"""The synthetic VOC generator writes the real VOCdevkit layout (2007, and 2012 without a test split), and
+annotations and segmentation masks that match the pixels."""
 
 import hashlib
 import xml.etree.ElementTree as ET
@@ -7,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from torchvision.datasets import VOCDetection
+from torchvision.datasets import VOCDetection, VOCSegmentation
 
-from transfer.voc.dataset import voc_year_dir
+from transfer.voc.dataset import SEGMENTATION_VOID, VOC_CLASSES, voc_year_dir
 from transfer.voc.synthetic import class_style, main, make_tiny_voc
 
 CLASSES = ("aeroplane", "car", "cat", "dog", "person")
@@ -193,3 +194,64 @@ def test_refuses_to_write_over_an_existing_dataset(tmp_path: Path) -> None:
     make_tiny_voc(tmp_path, num_train=5, num_val=5, num_test=5, image_size=48)
     with pytest.raises(FileExistsError, match="VOC2007"):
         make_tiny_voc(tmp_path, num_train=5, num_val=5, num_test=5, image_size=48)
+
+
+def _mask(root: Path, image_id: str, year: str = "2007") -> Image.Image:
+    return Image.open(voc_year_dir(root, year) / "SegmentationClass" / f"{image_id}.png")
+
+
+def test_segmentation_masks_are_voc_palette_pngs_that_match_the_objects(voc_root: Path) -> None:
+    labels = {VOC_CLASSES.index(name) + 1 for name in CLASSES}
+    for split in SPLITS:
+        listed = (voc_year_dir(voc_root) / "ImageSets" / "Segmentation" / f"{split}.txt").read_text().split()
+        assert listed == _split_ids(voc_root, split)
+    for image_id in _split_ids(voc_root, "trainval") + _split_ids(voc_root, "test"):
+        mask = _mask(voc_root, image_id)
+        image = Image.open(voc_year_dir(voc_root) / "JPEGImages" / f"{image_id}.jpg")
+        assert mask.mode == "P" and mask.size == image.size
+        palette = mask.getpalette()
+        # VOC's colour map: background black, aeroplane (1) dark red, person (15) pink, void (255) cream.
+        assert palette[0:3] == [0, 0, 0] and palette[3:6] == [128, 0, 0]
+        assert palette[45:48] == [192, 128, 128] and palette[765:768] == [224, 224, 192]
+        indices = np.asarray(mask)
+        assert set(np.unique(indices)) <= {0, SEGMENTATION_VOID} | labels
+        assert (indices == SEGMENTATION_VOID).any() and (indices == 0).any()
+        for obj in _objects(voc_root, image_id):
+            xmin, ymin, xmax, ymax = obj["box"]
+            if not obj["truncated"]:
+                # The centre of every whole shape carries its class label, difficult or not (VOC segments both).
+                assert (
+                    indices[(ymin + ymax) // 2 - 1, (xmin + xmax) // 2 - 1]
+                    == VOC_CLASSES.index(obj["name"]) + 1
+                )
+        # Every labelled pixel lies inside a box of its class: erased box by box, only background and void remain.
+        unexplained = indices.copy()
+        for obj in _objects(voc_root, image_id):
+            xmin, ymin, xmax, ymax = obj["box"]
+            inside = unexplained[ymin - 1 : ymax, xmin - 1 : xmax]
+            inside[inside == VOC_CLASSES.index(obj["name"]) + 1] = 0
+        assert set(np.unique(unexplained)) <= {0, SEGMENTATION_VOID}
+
+
+def test_voc2012_has_no_test_split_and_torchvision_reads_its_segmentation(tmp_path: Path) -> None:
+    root = make_tiny_voc(
+        tmp_path, num_train=3, num_val=2, num_test=0, classes=("cat", "dog"), image_size=48, year="2012"
+    )
+    year_dir = voc_year_dir(root, "2012")
+    assert not (voc_year_dir(root, "2007")).exists()
+    assert sorted(path.name for path in (year_dir / "ImageSets" / "Segmentation").iterdir()) == [
+        "train.txt",
+        "trainval.txt",
+        "val.txt",
+    ]
+    train_ids = (year_dir / "ImageSets" / "Segmentation" / "train.txt").read_text().split()
+    assert train_ids == ["2012_000001", "2012_000002", "2012_000003"]
+    annotation = ET.parse(year_dir / "Annotations" / "2012_000001.xml").getroot()
+    assert annotation.findtext("folder") == "VOC2012" and annotation.findtext("segmented") == "1"
+    dataset = VOCSegmentation(str(root), year="2012", image_set="val", download=False)
+    image, mask = dataset[1]
+    assert len(dataset) == 2 and image.size == mask.size and mask.mode == "P"
+    with pytest.raises(ValueError, match="num_test must be 0 for VOC2012"):
+        make_tiny_voc(tmp_path / "again", num_test=2, year="2012")
+    with pytest.raises(ValueError, match="year"):
+        make_tiny_voc(tmp_path / "again", year="2010")

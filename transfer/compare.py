@@ -5,8 +5,9 @@ protocol (pretraining runs x layers, top-1 %, best layer marked) with the publis
 protocol beside the runs (zhang16: Split-Brain Table 2; goyal19: VISSL's best layer), and a PNG of top-1 per layer
 per run. Probe runs on a Places dataset (a ``dataset`` naming "places") get a Places205 section
 of their own with the paper's Places205 rows; that section, and those rows, appear only when such runs exist, so
-ImageNet runs are never set beside Places numbers. ``voc-cls`` and ``voc-det`` list each run's VOC07 mAP with the
-paper's numbers below, and the full Pascal VOC table of the paper (segmentation included, which no task here
+ImageNet runs are never set beside Places numbers. ``voc-cls`` and ``voc-det`` list each run's VOC07 mAP and
+``voc-seg`` each run's VOC mIoU with the paper's numbers below, ``voc-svm-low-shot`` a table of mAP (mean +- std
+over the draws) per k for each run and layer, and the full Pascal VOC table of the paper (segmentation included, which no task here
 runs) closes the report. Every published row names its source and, for probes, its protocol (docs/reference.md
 sections 6 and 7). A task without a section of its own is listed row by row with its numeric fields, so new tasks
 never break the report; a new section is a function added to ``SECTIONS``.
@@ -280,6 +281,7 @@ def generic_section(task: str, rows: Sequence[ResultRow]) -> Section:
 
 VOC_CLASSIFICATION = "voc-cls"
 VOC_DETECTION = "voc-det"
+VOC_SEGMENTATION = "voc-seg"
 VOC_COLUMNS = ("cls fc6-8", "cls all", "det", "seg")
 # docs/reference.md section 7, Split-Brain Table 4 (AlexNet): VOC2007 classification mAP fine-tuning fc6-8 and all
 # layers, VOC2007 Fast R-CNN detection mAP, VOC2012 FCN segmentation mIoU (%); None where the paper has none.
@@ -292,6 +294,7 @@ PAPER_VOC: dict[str, tuple[float | None, ...]] = {
 PAPER_VOC_BESIDE: dict[str, tuple[tuple[str, str], ...]] = {
     VOC_CLASSIFICATION: (("cls fc6-8", "finetune from fc6"), ("cls all", "finetune from conv1")),
     VOC_DETECTION: (("det", "Fast R-CNN, all layers"),),
+    VOC_SEGMENTATION: (("seg", "FCN"),),
 }
 
 
@@ -359,24 +362,98 @@ def paper_voc_section() -> Section:
     return Section("Pascal VOC, the paper's numbers", lines)
 
 
+def voc_segmentation_section(rows: Sequence[ResultRow]) -> Section:
+    """One line per VOC segmentation run (mIoU in %) with the paper's AlexNet FCN numbers below."""
+    body, problems = [], []
+    for row in rows:
+        data = row.data
+        if not _is_number(data.get("miou")):
+            problems.append(f"line {row.line}: {VOC_SEGMENTATION} row without a numeric 'miou', skipped")
+            continue
+        setting = f"fcn on {data.get('layer', '?')}, from {data.get('train_from', '?')}"
+        body.append(
+            [
+                str(data.get("pretrain_run", "?")),
+                str(data.get("model", "?")),
+                setting,
+                _short_dataset(str(data.get("dataset", "?"))),
+                f"{float(data['miou']):.1f}",
+            ]
+        )
+    body += [
+        [label, "alexnet", setting, "VOC12 (paper)", f"{value:.1f}"]
+        for setting, label, value in paper_voc_rows(VOC_SEGMENTATION)
+    ]
+    lines = [
+        "mIoU (%) over background and the classes, void pixels unscored",
+        *format_table(["run", "model", "setting", "data", "mIoU"], body),
+    ]
+    return Section("Pascal VOC segmentation", lines, problems)
+
+
+VOC_LOW_SHOT = "voc-svm-low-shot"
+SHORT_MARK = "!"
+
+
+def voc_low_shot_section(rows: Sequence[ResultRow]) -> Section:
+    """One line per (run, layer): mAP (%) mean +- std over the draws at each k; ``SHORT_MARK`` where some class
+    had fewer than k positives or (classes - 1) x k negatives (the row is not ``complete``)."""
+    series: dict[tuple[str, str, str, str], dict[int, str]] = {}
+    problems = []
+    for row in rows:
+        data = row.data
+        if not (
+            isinstance(data.get("k"), int) and _is_number(data.get("map")) and _is_number(data.get("map_std"))
+        ):
+            problems.append(
+                f"line {row.line}: {VOC_LOW_SHOT} row without an integer 'k' and numeric 'map', 'map_std', skipped"
+            )
+            continue
+        key = (
+            str(data.get("pretrain_run", "?")),
+            str(data.get("model", "?")),
+            str(data.get("layer", "?")),
+            _short_dataset(str(data.get("dataset", "?"))),
+        )
+        short = "" if data.get("complete", True) else SHORT_MARK
+        series.setdefault(key, {})[data["k"]] = (
+            f"{float(data['map']):.1f}+-{float(data['map_std']):.1f}{short}"
+        )
+    ks = sorted({k for cells in series.values() for k in cells})
+    body = [[*key, *(cells.get(k, "-") for k in ks)] for key, cells in series.items()]
+    lines = [
+        f"VOC07 test mAP (%) of per-class SVMs trained on k positives per class, mean+-std over the draws; "
+        f"{SHORT_MARK}: some class had fewer than k positives or (classes - 1) x k negatives. No paper numbers (docs/reference.md gives none)",
+        *format_table(["run", "model", "layer", "data", *(f"k={k}" for k in ks)], body),
+    ]
+    return Section("Low-shot VOC07 SVMs (Goyal et al. 2019)", lines, problems)
+
+
 SECTIONS: dict[str, Callable[[Sequence[ResultRow]], Section]] = {
     LINEAR_PROBE: linear_probe_section,
     VOC_CLASSIFICATION: functools.partial(voc_section, VOC_CLASSIFICATION),
     VOC_DETECTION: functools.partial(voc_section, VOC_DETECTION),
+    VOC_SEGMENTATION: voc_segmentation_section,
+    VOC_LOW_SHOT: voc_low_shot_section,
 }
 
 
 def latest_of_each_run(rows: Sequence[ResultRow]) -> list[ResultRow]:
-    """``rows`` less those a later row of the same transfer run (task, ``run``, ``layer``) replaces.
+    """``rows`` less those a later row of the same transfer run (task, ``run``, ``layer``, ``k``) replaces.
 
     A run is appended to the store before its ``results.json`` marks it finished; one killed in between is
     rerun under its name and appends again, and the rerun's rows are the ones to show. Rows without a
     ``run`` are all kept.
     """
-    latest: dict[tuple[str, str, Any], ResultRow] = {}
+    latest: dict[tuple[str, str, Any, Any], ResultRow] = {}
     for row in rows:
         run = row.data.get("run")
-        key = (row.task, run, row.data.get("layer")) if isinstance(run, str) else (row.task, "", row.line)
+        # A low-shot run writes one row per k of the same layer.
+        key = (
+            (row.task, run, row.data.get("layer"), row.data.get("k"))
+            if isinstance(run, str)
+            else (row.task, "", row.line, None)
+        )
         latest[key] = row
     return sorted(latest.values(), key=lambda row: row.line)
 

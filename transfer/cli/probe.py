@@ -28,7 +28,7 @@ from lit_colorization.data import build_datamodule
 from lit_colorization.store.atomic import write_text
 from lit_colorization.store.loggers import build_logger
 from lit_colorization.store.results import SCHEMA, publish_results
-from transfer.probe.config import PROBE, ProbeConfig, probe_optimizer, probe_schedule
+from transfer.probe.config import PROBE, ProbeConfig, check_class_count, probe_optimizer, probe_schedule
 from transfer.probe.module import LinearProbeModule, resolve_layers
 from transfer.probe.protocols import EPOCH, ProbeSchedule, get_protocol
 from transfer.runs import build_transfer_trainer, resolve_ckpt, run_directory
@@ -121,6 +121,7 @@ def probe(config: ProbeConfig) -> list[dict[str, Any]]:
     backbone = Trunk(network, layers)
     datamodule = build_datamodule(config.data)
     datamodule.setup("fit")
+    check_class_count(config, datamodule.classes)
     module = LinearProbeModule(
         backbone,
         datamodule.num_classes,

@@ -7,6 +7,7 @@ overrides the protocol's value. The run's ``config.yaml`` records the values it 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +78,8 @@ class ProbeConfig(TransferRunConfig):
         ALL_LAYERS  # "all" (the network's standard probe layers), one layer, or a comma-separated list
     )
     protocol: str = DEFAULT_PROTOCOL  # zhang16 | goyal19
+    # The number of class folders data.root must hold (e.g. 205 for Places205); None: whatever it holds.
+    expected_classes: int | None = None
     data: DataConfig = field(default_factory=DataConfig)
     optim: ProbeOptimConfig = field(default_factory=ProbeOptimConfig)
     schedule: ProbeScheduleConfig = field(default_factory=ProbeScheduleConfig)
@@ -156,7 +159,25 @@ def validate_probe_config(config: ProbeConfig) -> None:
         "a positive integer",
         trainer.check_val_every_n_epoch,
     )
+    require(
+        config.expected_classes is None or config.expected_classes > 0,
+        "expected_classes",
+        "a positive integer or null",
+        config.expected_classes,
+    )
     validate_data_config(config.data)
+
+
+def check_class_count(config: ProbeConfig, classes: Sequence[str]) -> None:
+    """Refuse a dataset whose class folders are not the ``expected_classes`` the preset was written for."""
+    expected = config.expected_classes
+    if expected is not None and len(classes) != expected:
+        shown = ", ".join(list(classes)[:5]) + (", ..." if len(classes) > 5 else "")
+        raise ValueError(
+            f"config key 'expected_classes': {config.data.root}/{config.data.train_split} holds {len(classes)} "
+            f"class folders ({shown}), expected {expected}: one folder per class, e.g. "
+            f"{config.data.train_split}/<class>/<image>.jpg"
+        )
 
 
 PROBE = register_command(

@@ -31,8 +31,10 @@ from lit_colorization.store.loggers import build_logger
 from lit_colorization.store.results import PERCENT, SCHEMA
 from transfer.runs import build_transfer_trainer, resolve_ckpt, run_directory
 from transfer.trunk import BackboneSource, load_network
-from transfer.voc.config import VOCClsConfig, VOCDetConfig
+from transfer.voc.config import VOCClsConfig, VOCDetConfig, VOCSegConfig
 from transfer.voc.data import VOCSource, resolve_voc_source
+
+VOCRunConfig = VOCClsConfig | VOCDetConfig | VOCSegConfig
 
 # Percent to 4 decimals: the 6 decimals of a fraction that the store kept before its schema 2.
 PERCENT_DECIMALS = 4
@@ -65,21 +67,24 @@ def rescale_trunk_(network: ColorizationNet, train: Dataset, seed: int) -> InitR
 
 
 def load_trunk(
-    config: VOCClsConfig | VOCDetConfig, standard_geometry: bool = False
+    config: VOCRunConfig,
+    resolve: Callable[[Any], VOCSource] = resolve_voc_source,
+    standard_geometry: bool = False,
 ) -> tuple[ColorizationNet, BackboneSource, VOCSource]:
     """Seed everything, then load the pretrained network (``ckpt``, else the latest; ``standard_geometry`` as
-    ``transfer.trunk.load_network`` takes it) and find the VOC data."""
+    ``transfer.trunk.load_network`` takes it) and find the VOC data (``resolve`` maps the config's data section
+    to it)."""
     seed = config.trainer.seed
     L.seed_everything(seed, workers=True)
     ckpt = resolve_ckpt(config.ckpt, config.runs_dir)
     network, source = load_network(
         ckpt, config.model, dict(config.model_kwargs), seed=seed, standard_geometry=standard_geometry
     )
-    return network, source, resolve_voc_source(config.data)
+    return network, source, resolve(config.data)
 
 
 def start_run(
-    config: VOCClsConfig | VOCDetConfig,
+    config: VOCRunConfig,
     task: str,
     default_name: str,
     source: BackboneSource,
@@ -159,7 +164,8 @@ def percent(fraction: float) -> float:
 
 
 def per_class_ap(classes: Sequence[str], values: Sequence[float]) -> dict[str, float | None]:
-    """Class name -> AP in percent for the results store; None for a class without a positive test image."""
+    """Class name -> AP (or another per-class rate, e.g. IoU) in percent for the results store; None where the
+    rate is undefined (NaN: a class without a positive test image, or neither present nor predicted)."""
     return {
         name: None if math.isnan(value) else percent(value)
         for name, value in zip(classes, values, strict=True)
@@ -167,7 +173,7 @@ def per_class_ap(classes: Sequence[str], values: Sequence[float]) -> dict[str, f
 
 
 def base_row(
-    config: VOCClsConfig | VOCDetConfig, task: str, run_dir: Path, source: BackboneSource, voc: VOCSource
+    config: VOCRunConfig, task: str, run_dir: Path, source: BackboneSource, voc: VOCSource
 ) -> dict[str, Any]:
     """The fields every VOC result row carries, before the task's own."""
     return {
@@ -187,12 +193,15 @@ def base_row(
     }
 
 
-def log_per_class(logger: Logger | bool, classes: Sequence[str], values: Sequence[float], step: int) -> None:
-    """Per-class AP in [0, 1], like the ``voc/map`` the modules log; classes without a positive image left out."""
+def log_per_class(
+    logger: Logger | bool, classes: Sequence[str], values: Sequence[float], step: int, metric: str = "ap"
+) -> None:
+    """Per-class ``voc/<metric>/<class>`` in [0, 1], like the ``voc/map`` the modules log; undefined (NaN)
+    values, e.g. of classes without a positive image, left out."""
     if logger:
         logger.log_metrics(
             {
-                f"voc/ap/{name}": float(value)
+                f"voc/{metric}/{name}": float(value)
                 for name, value in zip(classes, values, strict=True)
                 if not math.isnan(value)
             },

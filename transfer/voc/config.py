@@ -1,8 +1,10 @@
-"""Config schemas of the Pascal VOC benchmarks: ``configs/voc_cls.yaml`` and ``configs/voc_det.yaml``.
+"""Config schemas of the Pascal VOC benchmarks: ``configs/voc_cls.yaml``, ``configs/voc_det.yaml`` and
+``configs/voc_seg.yaml``.
 
 Merging order: the YAML file (sized for a CPU run on the tiny generated VOC), then
-``configs/presets/voc_cls|voc_det/<preset>.yaml`` (``voc07``: the paper's protocol on a real VOCdevkit), then
-``key=value`` overrides. The dataclass defaults are the paper-scale protocol; every value can be overridden.
+``configs/presets/voc_cls|voc_det|voc_seg/<preset>.yaml`` (``voc07``, ``voc12``: the paper's protocol on a real
+VOCdevkit), then ``key=value`` overrides. The dataclass defaults are the paper-scale protocol; every value can be
+overridden.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ CLS_PROTOCOLS = ("finetune", "svm")
 AP_METRICS = ("voc07", "area")  # the VOC2007 devkit's 11-point AP, or the area under the precision envelope
 # Goyal et al. 2019's cost grid for the per-class SVMs (docs/reference.md section 6).
 SVM_COSTS = [0.01, 0.1, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 50.0, 100.0, 1000.0]
+# Goyal et al. 2019's low-shot protocol: positives per class, and independent draws of each (docs/reference.md 6.2).
+LOW_SHOT_K = [1, 2, 4, 8, 16, 32, 64, 96]
+LOW_SHOT_SAMPLES = 5
 
 
 @dataclass
@@ -85,6 +90,9 @@ class SVMConfig:
     )
     positive_weight: float = 2.0  # class weight of the positives, as in Goyal et al.'s benchmark (recalled)
     max_iter: int = 2000
+    # low_shot=true: positives per class (each class also gets (classes - 1) x k negatives) and draws per k.
+    low_shot_k: list[int] = field(default_factory=lambda: list(LOW_SHOT_K))
+    low_shot_samples: int = LOW_SHOT_SAMPLES
 
 
 @dataclass
@@ -94,6 +102,9 @@ class VOCClsConfig(TransferRunConfig):
     rescale: bool = False
     # run=None names the run folder <pretrain run>-<protocol>-<layer>
     protocol: str = "finetune"  # finetune | svm (frozen features, per-class linear SVMs)
+    # protocol=svm: Goyal et al. 2019's low-shot SVMs (svm.low_shot_k positives per class, svm.low_shot_samples
+    # draws each) instead of SVMs on the whole training set; one result row per k.
+    low_shot: bool = False
     train_from: str = (
         "conv1"  # finetune: first trainable layer; the layers before it stay frozen (fc6: fc6-8)
     )
@@ -141,46 +152,53 @@ class VOCDetConfig(TransferRunConfig):
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
-def _validate_common(config: VOCClsConfig | VOCDetConfig) -> None:
-    data, tiny, trainer, optim = config.data, config.data.tiny, config.trainer, config.optim
+@dataclass
+class VOCSegDataConfig:
+    root: str | None = None  # the folder holding VOCdevkit/ (Makefile: DATA); None: the tiny generated VOC
+    year: str = "2012"
+    train_set: str = "train"
+    test_set: str = "val"  # scored split: VOC2012 val (its test annotations are not public)
+    classes: list[str] | None = (
+        None  # None: the 20 VOC classes (the tiny VOC's own classes when root is unset); background is added
+    )
+    batch_size: int = 20
+    num_workers: int = 4
+    # VOC2012 has no test split, so its tiny stand-in has no test images.
+    tiny: TinyVOCConfig = field(default_factory=lambda: TinyVOCConfig(num_test=0))
+
+
+@dataclass
+class SegImageConfig:
+    crop: int = 320  # random training crops (padded with void where an image is smaller), with flips
+
+
+@dataclass
+class VOCSegConfig(TransferRunConfig):
+    # Kraehenbuehl's between-layer rescaling of the pretrained trunk on training images before fine-tuning: the
+    # paper's VOC rows (docs/reference.md section 7, "rescaled before fine-tuning") were measured so.
+    rescale: bool = False
+    # run=None names the run folder <pretrain run>-fcn-<layer>-<train_from>
+    train_from: str = "conv1"  # first trainable layer; the layers before it stay frozen
+    head_layer: str | None = (
+        None  # the layer under the FCN head (None: alexnet fc7, resnet50 res5, eccv16 conv7)
+    )
+    data: VOCSegDataConfig = field(default_factory=VOCSegDataConfig)
+    image: SegImageConfig = field(default_factory=SegImageConfig)
+    # This project's choice (the paper gives none): SGD on the per-pixel mean loss, 30k steps, lr x0.1 at 20k.
+    optim: SGDConfig = field(
+        default_factory=lambda: SGDConfig(lr=1e-3, weight_decay=5e-4, milestones=[20_000])
+    )
+    trainer: VOCTrainerConfig = field(default_factory=lambda: VOCTrainerConfig(max_steps=30_000))
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+def _validate_run(config: VOCClsConfig | VOCDetConfig | VOCSegConfig) -> None:
+    """What every VOC command checks: its run name, results path, trainer, SGD and schedule length."""
+    trainer = config.trainer
     require_folder_name("run", config.run)
     require_results_path(config.results)
     validate_trainer_config(trainer)
-    years = list(data.train_years)
-    require(
-        bool(years) and all(year in VOC_YEARS for year in years) and len(set(years)) == len(years),
-        "data.train_years",
-        f"distinct years from {list(VOC_YEARS)}",
-        years,
-    )
-    require(
-        data.train_set in IMAGE_SETS and data.train_set != "test",
-        "data.train_set",
-        "train, val or trainval",
-        data.train_set,
-    )
-    require(
-        data.test_set in IMAGE_SETS, "data.test_set", f"one of {list(IMAGE_SETS)} (of VOC2007)", data.test_set
-    )
-    if data.classes is not None:
-        classes = list(data.classes)
-        require(
-            bool(classes) and set(classes) <= set(VOC_CLASSES) and len(set(classes)) == len(classes),
-            "data.classes",
-            "distinct Pascal VOC class names, or null for all 20",
-            classes,
-        )
-    require(data.batch_size > 0, "data.batch_size", "a positive integer", data.batch_size)
-    require(data.num_workers >= 0, "data.num_workers", "an integer >= 0", data.num_workers)
-    require(
-        data.root is not None or years == ["2007"],
-        "data.train_years",
-        "['2007'] for the tiny generated VOC",
-        years,
-    )
-    for key in ("num_train", "num_val", "num_test", "image_size"):
-        require(getattr(tiny, key) > 0, f"data.tiny.{key}", "a positive integer", getattr(tiny, key))
-    validate_sgd(optim, milestone_unit="step")
+    validate_sgd(config.optim, milestone_unit="step")
     require(
         trainer.max_steps > 0 or (trainer.max_steps == -1 and (trainer.max_epochs or 0) > 0),
         "trainer.max_steps",
@@ -201,6 +219,52 @@ def _validate_common(config: VOCClsConfig | VOCDetConfig) -> None:
     )
 
 
+def _validate_data_basics(data: VOCDataConfig | VOCSegDataConfig) -> None:
+    """Classes, batch size and workers, and the tiny VOC's sizes: what every VOC data section checks."""
+    if data.classes is not None:
+        classes = list(data.classes)
+        require(
+            bool(classes) and set(classes) <= set(VOC_CLASSES) and len(set(classes)) == len(classes),
+            "data.classes",
+            "distinct Pascal VOC class names, or null for all 20",
+            classes,
+        )
+    require(data.batch_size > 0, "data.batch_size", "a positive integer", data.batch_size)
+    require(data.num_workers >= 0, "data.num_workers", "an integer >= 0", data.num_workers)
+    for key in ("num_train", "num_val", "image_size"):
+        value = getattr(data.tiny, key)
+        require(value > 0, f"data.tiny.{key}", "a positive integer", value)
+
+
+def _validate_common(config: VOCClsConfig | VOCDetConfig) -> None:
+    data, tiny = config.data, config.data.tiny
+    _validate_run(config)
+    _validate_data_basics(data)
+    years = list(data.train_years)
+    require(
+        bool(years) and all(year in VOC_YEARS for year in years) and len(set(years)) == len(years),
+        "data.train_years",
+        f"distinct years from {list(VOC_YEARS)}",
+        years,
+    )
+    require(
+        data.train_set in IMAGE_SETS and data.train_set != "test",
+        "data.train_set",
+        "train, val or trainval",
+        data.train_set,
+    )
+    require(
+        data.test_set in IMAGE_SETS, "data.test_set", f"one of {list(IMAGE_SETS)} (of VOC2007)", data.test_set
+    )
+    require(
+        data.root is not None or years == ["2007"],
+        "data.train_years",
+        "['2007'] for the tiny generated VOC",
+        years,
+    )
+    require(tiny.num_test > 0, "data.tiny.num_test", "a positive integer", tiny.num_test)
+
+
 def validate_voc_cls_config(config: VOCClsConfig) -> None:
     _validate_common(config)
     require(config.protocol in CLS_PROTOCOLS, "protocol", f"one of {list(CLS_PROTOCOLS)}", config.protocol)
@@ -215,6 +279,20 @@ def validate_voc_cls_config(config: VOCClsConfig) -> None:
     require(svm.folds >= 2, "svm.folds", "an integer >= 2", svm.folds)
     require(svm.positive_weight > 0, "svm.positive_weight", "a positive number", svm.positive_weight)
     require(svm.max_iter > 0, "svm.max_iter", "a positive integer", svm.max_iter)
+    require(
+        not config.low_shot or config.protocol == "svm",
+        "low_shot",
+        "false unless protocol=svm (low-shot is a protocol of the frozen-feature SVMs)",
+        config.low_shot,
+    )
+    shots = list(svm.low_shot_k)
+    require(
+        bool(shots) and all(k > 0 for k in shots) and shots == sorted(set(shots)),
+        "svm.low_shot_k",
+        "increasing positive numbers of positives per class",
+        shots,
+    )
+    require(svm.low_shot_samples > 0, "svm.low_shot_samples", "a positive integer", svm.low_shot_samples)
 
 
 def validate_voc_det_config(config: VOCDetConfig) -> None:
@@ -247,6 +325,41 @@ def validate_voc_det_config(config: VOCDetConfig) -> None:
     )
 
 
+def validate_voc_seg_config(config: VOCSegConfig) -> None:
+    data = config.data
+    _validate_run(config)
+    _validate_data_basics(data)
+    require(data.year in VOC_YEARS, "data.year", f"one of {list(VOC_YEARS)}", data.year)
+    splits = [name for name in IMAGE_SETS if name != "test" or data.year == "2007"]
+    require(
+        data.train_set in splits and data.train_set != "test",
+        "data.train_set",
+        "train, val or trainval",
+        data.train_set,
+    )
+    require(data.test_set in splits, "data.test_set", f"one of {splits} (of VOC{data.year})", data.test_set)
+    pair = {data.train_set, data.test_set}
+    overlapping = len(pair) == 1 or pair in ({"trainval", "train"}, {"trainval", "val"})
+    require(
+        not overlapping,
+        "data.test_set",
+        f"a split sharing no image with data.train_set ({data.train_set!r}), e.g. val for train",
+        data.test_set,
+    )
+    if data.year == "2007":
+        require(
+            data.tiny.num_test > 0, "data.tiny.num_test", "a positive integer for VOC2007", data.tiny.num_test
+        )
+    else:
+        require(
+            data.tiny.num_test == 0,
+            "data.tiny.num_test",
+            f"0 for VOC{data.year}, which has no test split",
+            data.tiny.num_test,
+        )
+    require(config.image.crop > 0, "image.crop", "a positive integer", config.image.crop)
+
+
 VOC_CLS = register_command(
     CommandConfig(
         name="voc-cls",
@@ -263,5 +376,14 @@ VOC_DET = register_command(
         base_file="voc_det.yaml",
         preset_kind="voc_det",
         validate=validate_voc_det_config,
+    )
+)
+VOC_SEG = register_command(
+    CommandConfig(
+        name="voc-seg",
+        schema=VOCSegConfig,
+        base_file="voc_seg.yaml",
+        preset_kind="voc_seg",
+        validate=validate_voc_seg_config,
     )
 )

@@ -1,7 +1,7 @@
 """Where the VOC benchmarks read their data, and the image pipelines of the classification protocols.
 
-A real VOCdevkit is read in place (``data.root``, never downloaded). Without one, a tiny synthetic VOC2007 is
-generated once into ``data.tiny.cache_dir/<its settings>/`` and reused: generation happens in a temporary
+A real VOCdevkit is read in place (``data.root``, never downloaded). Without one, a tiny synthetic VOC2007 (VOC2012
+for segmentation) is generated once into ``data.tiny.cache_dir/<its year and settings>/`` and reused: generation happens in a temporary
 folder renamed into place under a file lock, so concurrent runs never see a half-written dataset.
 """
 
@@ -34,18 +34,19 @@ class VOCSource:
     label: str  # the dataset as recorded in results rows
 
 
-def tiny_voc_folder(tiny: Any) -> Path:
-    """``<cache_dir>/<settings>``: one cached dataset per generator setting, so a changed setting never reuses."""
+def tiny_voc_folder(tiny: Any, year: str = TEST_YEAR) -> Path:
+    """``<cache_dir>/<year and settings>``: one cached dataset per generator setting, so a changed setting (or a
+    generator that writes more, as segmentation masks once were added) never reuses."""
     settings = (
-        f"train{tiny.num_train}-val{tiny.num_val}-test{tiny.num_test}-size{tiny.image_size}-"
+        f"voc{year}-train{tiny.num_train}-val{tiny.num_val}-test{tiny.num_test}-size{tiny.image_size}-"
         f"seed{tiny.seed}-{'+'.join(tiny.classes)}"
     )
     return Path(tiny.cache_dir) / settings
 
 
-def ensure_tiny_voc(tiny: Any) -> Path:
-    """The tiny VOC root for ``tiny`` (a ``TinyVOCConfig``), generated on first use."""
-    root = tiny_voc_folder(tiny)
+def ensure_tiny_voc(tiny: Any, year: str = TEST_YEAR) -> Path:
+    """The tiny VOC<year> root for ``tiny`` (a ``TinyVOCConfig``), generated on first use."""
+    root = tiny_voc_folder(tiny, year)
     if (root / "VOCdevkit").is_dir():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
@@ -62,6 +63,7 @@ def ensure_tiny_voc(tiny: Any) -> Path:
                 classes=tuple(tiny.classes),
                 image_size=tiny.image_size,
                 seed=tiny.seed,
+                year=year,
             )
             staging.rename(root)
         except BaseException:
@@ -85,6 +87,24 @@ def resolve_voc_source(data: Any) -> VOCSource:
     classes = tuple(data.classes) if data.classes is not None else VOC_CLASSES
     years = "+".join(year[2:] for year in data.train_years)
     return VOCSource(root.resolve(), classes, f"VOC{years} {data.train_set} -> VOC07 {data.test_set}")
+
+
+def resolve_voc_seg_source(data: Any) -> VOCSource:
+    """The VOCdevkit parent and class list of a ``VOCSegDataConfig`` (the tiny VOC of ``data.year`` without a root)."""
+    short = f"VOC{data.year[2:]}"
+    splits = f"{data.train_set} -> {data.test_set}"
+    if data.root is None:
+        root = ensure_tiny_voc(data.tiny, data.year)
+        classes = tuple(data.classes) if data.classes is not None else tuple(data.tiny.classes)
+        return VOCSource(root, classes, f"tiny-{short.lower()} segmentation {splits}")
+    root = Path(data.root)
+    if not (root / "VOCdevkit").is_dir():
+        raise FileNotFoundError(
+            f"config key 'data.root' (DATA): {root} has no VOCdevkit/ folder; pass the folder that holds "
+            f"VOCdevkit/VOC{data.year}"
+        )
+    classes = tuple(data.classes) if data.classes is not None else VOC_CLASSES
+    return VOCSource(root.resolve(), classes, f"{short} segmentation {splits}")
 
 
 def training_set(source: VOCSource, data: Any, reader: type[Dataset], **kwargs: Any) -> Dataset:

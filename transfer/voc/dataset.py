@@ -1,6 +1,7 @@
-"""Pascal VOC readers for the transfer benchmarks, on top of torchvision's ``VOCDetection`` (never downloads).
+"""Pascal VOC readers for the transfer benchmarks, on top of torchvision's ``VOCDetection`` and
+``VOCSegmentation`` (never downloads).
 
-Both datasets yield images as uint8 tensors (3 x H x W, RGB), the form the GPU pipeline expects. Box
+Every dataset yields images as uint8 tensors (3 x H x W, RGB), the form the GPU pipeline expects. Box
 convention: VOC annotates 1-based inclusive pixel indices (xmin..xmax). We return continuous 0-based
 pixel-edge coordinates ``[xmin - 1, ymin - 1, xmax, ymax]``, so a box's plain area ``(x1 - x0) * (y1 - y0)``
 equals the devkit's ``(xmax - xmin + 1) * (ymax - ymin + 1)`` and IoU needs no "+1" (see ``evaluation.py``).
@@ -16,10 +17,12 @@ from typing import Any
 from xml.etree.ElementTree import ParseError
 from xml.etree.ElementTree import parse as parse_xml
 
+import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
-from torchvision.datasets import VOCDetection
+from torchvision.datasets import VOCDetection, VOCSegmentation
 from torchvision.io import ImageReadMode, decode_image
 
 # The standard order: index i is class id i + 1 in detection (0 is background) and column i in classification.
@@ -51,6 +54,8 @@ _reported_outside: set[str] = (
     set()
 )  # per process: a DataLoader worker warns about a file once, not every epoch
 IMAGE_SETS = ("train", "val", "trainval", "test")
+# VOC's segmentation label for object borders and unsure pixels: neither trained on nor scored.
+SEGMENTATION_VOID = 255
 
 
 @dataclass(frozen=True)
@@ -65,44 +70,49 @@ def voc_year_dir(root: str | Path, year: str = "2007") -> Path:
     return Path(root) / "VOCdevkit" / f"VOC{year}"
 
 
-def _expected_layout(root: Path, year: str, image_set: str) -> str:
-    return (
-        f"expected {root}/VOCdevkit/VOC{year}/ with JPEGImages/<id>.jpg, Annotations/<id>.xml "
-        f"and ImageSets/Main/{image_set}.txt"
-    )
-
-
-def check_voc_layout(root: str | Path, year: str, image_set: str) -> list[str]:
-    """Validate the arguments and the VOCdevkit files for one split; return the split's image ids."""
-    root = Path(root)
+def _check_split(root: Path, year: str, image_set: str, task: str, per_image: tuple[str, str]) -> list[str]:
+    """Validate the arguments and one split's files: ``ImageSets/<task>/<image_set>.txt``, then for each listed
+    id ``JPEGImages/<id>.jpg`` and ``<folder>/<id><suffix>`` of ``per_image``; return the ids."""
     if year not in VOC_YEARS:
         raise ValueError(f"year must be one of {VOC_YEARS}, got {year!r}")
     if image_set not in IMAGE_SETS or (image_set == "test" and year != "2007"):
         raise ValueError(
             f"image_set must be train/val/trainval (or test for 2007), got {image_set!r} for {year}"
         )
+    folder, suffix = per_image
+    expected = (
+        f"expected {root}/VOCdevkit/VOC{year}/ with JPEGImages/<id>.jpg, {folder}/<id>{suffix} "
+        f"and ImageSets/{task}/{image_set}.txt"
+    )
     voc_dir = voc_year_dir(root, year)
-    split_file = voc_dir / "ImageSets" / "Main" / f"{image_set}.txt"
-    for required in (voc_dir, voc_dir / "JPEGImages", voc_dir / "Annotations", split_file):
+    split_file = voc_dir / "ImageSets" / task / f"{image_set}.txt"
+    for required in (voc_dir, voc_dir / "JPEGImages", voc_dir / folder, split_file):
         if not required.exists():
-            raise FileNotFoundError(
-                f"Pascal VOC: missing {required}; {_expected_layout(root, year, image_set)}"
-            )
+            raise FileNotFoundError(f"Pascal VOC: missing {required}; {expected}")
     image_ids = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
     if not image_ids:
         raise ValueError(f"{split_file} lists no image ids")
     missing = [
         path
         for image_id in image_ids
-        for path in (voc_dir / "JPEGImages" / f"{image_id}.jpg", voc_dir / "Annotations" / f"{image_id}.xml")
+        for path in (voc_dir / "JPEGImages" / f"{image_id}.jpg", voc_dir / folder / f"{image_id}{suffix}")
         if not path.is_file()
     ]
     if missing:
         raise FileNotFoundError(
-            f"Pascal VOC: missing {missing[0]} ({len(missing)} files listed in {split_file} are absent); "
-            f"{_expected_layout(root, year, image_set)}"
+            f"Pascal VOC: missing {missing[0]} ({len(missing)} files listed in {split_file} are absent); {expected}"
         )
     return image_ids
+
+
+def check_voc_layout(root: str | Path, year: str, image_set: str) -> list[str]:
+    """Validate the arguments and the VOCdevkit files for one split; return the split's image ids."""
+    return _check_split(Path(root), year, image_set, "Main", ("Annotations", ".xml"))
+
+
+def check_segmentation_layout(root: str | Path, year: str, image_set: str) -> list[str]:
+    """Validate one segmentation split (``ImageSets/Segmentation``, ``SegmentationClass/<id>.png``); its ids."""
+    return _check_split(Path(root), year, image_set, "Segmentation", ("SegmentationClass", ".png"))
 
 
 def _check_classes(classes: Sequence[str]) -> tuple[str, ...]:
@@ -264,6 +274,73 @@ class VOCDetectionDataset(_VOCSplit):
         if self.transforms is not None:
             image, target = self.transforms(image, target)
         return image, target
+
+
+def segmentation_lookup(classes: Sequence[str]) -> torch.Tensor:
+    """VOC mask index (0-255) -> training label: 0 background, ``i + 1`` for ``classes[i]``,
+    ``SEGMENTATION_VOID`` for void and for objects of VOC classes outside ``classes`` (neither background nor a
+    studied class, so they are ignored), -1 for indices VOC never uses (21-254)."""
+    lookup = torch.full((256,), -1, dtype=torch.int64)
+    lookup[0] = 0
+    lookup[SEGMENTATION_VOID] = SEGMENTATION_VOID
+    for voc_label, name in enumerate(VOC_CLASSES, start=1):
+        lookup[voc_label] = classes.index(name) + 1 if name in classes else SEGMENTATION_VOID
+    return lookup
+
+
+def read_class_mask(path: str | Path) -> np.ndarray:
+    """The class indices of a VOC ``SegmentationClass`` PNG (palette or grey), as uint8 H x W."""
+    with Image.open(path) as png:
+        if png.mode not in ("P", "L"):
+            raise ValueError(
+                f"{path}: expected a palette PNG of class indices as VOC's SegmentationClass, got mode {png.mode} "
+                "(a colour rendering of the mask cannot be read as labels)"
+            )
+        return np.array(png, dtype=np.uint8)
+
+
+class VOCSegmentationDataset(Dataset):
+    """VOC semantic segmentation, listed by torchvision's ``VOCSegmentation``: ``(image, mask)``.
+
+    ``image`` is a uint8 ``tv_tensors.Image`` (3 x H x W), ``mask`` an int64 ``tv_tensors.Mask`` (H x W) of
+    ``segmentation_lookup(classes)`` labels, so torchvision.transforms.v2 ``transforms`` move both together.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        year: str = "2012",
+        image_set: str = "train",
+        classes: Sequence[str] = VOC_CLASSES,
+        transforms: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> None:
+        self.classes = _check_classes(classes)
+        self.image_ids = check_segmentation_layout(root, year, image_set)
+        self._voc = VOCSegmentation(str(root), year=year, image_set=image_set, download=False)
+        self._lookup = segmentation_lookup(self.classes)
+        self.transforms = transforms
+
+    def __len__(self) -> int:
+        return len(self._voc)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = decode_image(self._voc.images[index], mode=ImageReadMode.RGB)
+        mask_path = self._voc.masks[index]
+        indices = torch.from_numpy(read_class_mask(mask_path)).long()
+        if tuple(indices.shape) != tuple(image.shape[-2:]):
+            raise ValueError(
+                f"{mask_path}: mask is {tuple(indices.shape)} but its image is {tuple(image.shape[-2:])} (H x W)"
+            )
+        labels = self._lookup[indices]
+        if bool((labels < 0).any()):
+            unknown = sorted(set(indices[labels < 0].tolist()))
+            raise ValueError(
+                f"{mask_path}: class indices {unknown[:5]} are not VOC labels (0-20 and {SEGMENTATION_VOID})"
+            )
+        image, mask = tv_tensors.Image(image), tv_tensors.Mask(labels)
+        if self.transforms is not None:
+            image, mask = self.transforms(image, mask)
+        return image, mask
 
 
 def collate_detection(

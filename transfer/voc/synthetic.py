@@ -1,11 +1,19 @@
-"""A tiny synthetic Pascal VOC 2007 in the exact VOCdevkit layout, for tests and smoke runs.
+"""A tiny synthetic Pascal VOC (2007, or 2012 for segmentation) in the exact VOCdevkit layout, for tests and
+smoke runs.
 
 Each image is a textured, low-saturation background with 1-3 non-overlapping objects; each chosen class has
 its own saturated colour and shape, so a small network can learn the task. Annotations follow VOC: 1-based
 inclusive pixel boxes, ``truncated`` for objects cut by the border, ``difficult`` for some small objects, and
-per-class image-set files with 1 / -1 / 0 (0: the class is present only as difficult objects).
+per-class image-set files with 1 / -1 / 0 (0: the class is present only as difficult objects). Every image is
+also segmented as VOC does it: ``SegmentationClass/<id>.png`` is a palette PNG with VOC's colour map whose
+indices are 0 (background), 1-20 (the class in the standard VOC order) and 255 (a void band along every object's
+outline), listed in ``ImageSets/Segmentation/<split>.txt``.
 
-CLI: ``python -m transfer.voc.synthetic --out DIR [--num-train N --num-val N --num-test N --classes a,b,c]``.
+Years: 2007 has train, val, trainval and test; 2012 has no test split (VOC2012 publishes no test annotations), so
+``num_test`` must be 0 there. The readers take the same ``root`` either way.
+
+CLI: ``python -m transfer.voc.synthetic --out DIR [--year 2012 --num-train N --num-val N --num-test N
+--classes a,b,c]``.
 """
 
 from __future__ import annotations
@@ -18,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
-from transfer.voc.dataset import VOC_CLASSES, voc_year_dir
+from transfer.voc.dataset import SEGMENTATION_VOID, VOC_CLASSES, VOC_YEARS, voc_year_dir
 
 DEFAULT_CLASSES = ("aeroplane", "car", "cat", "dog", "person")
 SHAPES = ("rectangle", "ellipse", "triangle", "diamond", "cross")
@@ -28,6 +36,8 @@ DIFFICULT_PROBABILITY = 0.3
 TRUNCATED_PROBABILITY = 0.15
 MAX_OBJECTS = 3
 PLACEMENT_TRIES = 30
+# Width of the void band along each outline, in pixels across: VOC's is about 5 on 500-pixel images.
+VOID_BAND = 3
 
 
 @dataclass(frozen=True)
@@ -61,7 +71,7 @@ def _background(rng: np.random.Generator, width: int, height: int) -> Image.Imag
 
 
 def _draw(
-    draw: ImageDraw.ImageDraw, shape: str, colour: tuple[int, int, int], box: tuple[int, int, int, int]
+    draw: ImageDraw.ImageDraw, shape: str, colour: tuple[int, int, int] | int, box: tuple[int, int, int, int]
 ) -> None:
     x0, y0, x1, y1 = box
     centre_x, centre_y = (x0 + x1) / 2, (y0 + y1) / 2
@@ -108,13 +118,52 @@ def _image_size(rng: np.random.Generator, longest_side: int) -> tuple[int, int]:
     return (longest_side, shortest_side) if landscape else (shortest_side, longest_side)
 
 
+def voc_palette() -> list[int]:
+    """VOC's colour map as a flat ``putpalette`` list: index i's colour spreads i's bits, three at a time from
+    the lowest, over the high bits of red, green and blue (0 black, 1 dark red, ..., 255 cream)."""
+    palette = []
+    for index in range(256):
+        red = green = blue = 0
+        bits = index
+        for shift in range(7, -1, -1):
+            red |= (bits & 1) << shift
+            green |= ((bits >> 1) & 1) << shift
+            blue |= ((bits >> 2) & 1) << shift
+            bits >>= 3
+        palette += [red, green, blue]
+    return palette
+
+
+def _segmentation_mask(
+    width: int, height: int, drawn: list[tuple[str, int, tuple[int, int, int, int]]]
+) -> Image.Image:
+    """The palette PNG of one image: each drawn (shape, VOC label, box) filled with its label, then a void band
+    (``SEGMENTATION_VOID``) along every outline, as VOC marks its uncertain object borders."""
+    mask = Image.new("L", (width, height), 0)
+    band = Image.new("L", (width, height), 0)
+    for shape, label, box in drawn:
+        layer = Image.new("L", (width, height), 0)
+        _draw(ImageDraw.Draw(layer), shape, 255, box)
+        mask.paste(label, mask=layer)
+        outline = ImageChops.subtract(
+            layer.filter(ImageFilter.MaxFilter(VOID_BAND)), layer.filter(ImageFilter.MinFilter(VOID_BAND))
+        )
+        band = ImageChops.lighter(band, outline)
+    mask.paste(SEGMENTATION_VOID, mask=band)
+    indexed = Image.frombytes("P", mask.size, mask.tobytes())
+    indexed.putpalette(voc_palette())
+    return indexed
+
+
 def _render(
     rng: np.random.Generator, first_class: str, classes: Sequence[str], longest_side: int
-) -> tuple[Image.Image, list[SyntheticObject]]:
+) -> tuple[Image.Image, list[SyntheticObject], Image.Image]:
+    """(image, its objects, its segmentation mask); the mask draws nothing from ``rng``."""
     width, height = _image_size(rng, longest_side)
     image = _background(rng, width, height)
     draw = ImageDraw.Draw(image)
     objects: list[SyntheticObject] = []
+    drawn_shapes: list[tuple[str, int, tuple[int, int, int, int]]] = []
     taken: list[tuple[int, int, int, int]] = []
     for index in range(int(rng.integers(1, MAX_OBJECTS + 1))):
         # The first object is a clear instance of a class chosen by the caller, so every class gets positives.
@@ -127,14 +176,18 @@ def _render(
                 break
         else:
             continue
-        _draw(draw, *class_style(name, classes), drawn)
+        shape, colour = class_style(name, classes)
+        _draw(draw, shape, colour, drawn)
+        drawn_shapes.append((shape, VOC_CLASSES.index(name) + 1, drawn))
         taken.append(visible)
         x0, y0, x1, y1 = visible
         objects.append(SyntheticObject(name, x0 + 1, y0 + 1, x1 + 1, y1 + 1, drawn != visible, difficult))
-    return image, objects
+    return image, objects, _segmentation_mask(width, height, drawn_shapes)
 
 
-def _annotation_xml(image_id: str, width: int, height: int, objects: list[SyntheticObject]) -> ET.ElementTree:
+def _annotation_xml(
+    image_id: str, year: str, width: int, height: int, objects: list[SyntheticObject]
+) -> ET.ElementTree:
     def child(parent: ET.Element, tag: str, text: str | int | None = None) -> ET.Element:
         element = ET.SubElement(parent, tag)
         if text is not None:
@@ -142,17 +195,17 @@ def _annotation_xml(image_id: str, width: int, height: int, objects: list[Synthe
         return element
 
     root = ET.Element("annotation")
-    child(root, "folder", "VOC2007")
+    child(root, "folder", f"VOC{year}")
     child(root, "filename", f"{image_id}.jpg")
     source = child(root, "source")
-    child(source, "database", "The VOC2007 Database")
-    child(source, "annotation", "PASCAL VOC2007")
+    child(source, "database", f"The VOC{year} Database")
+    child(source, "annotation", f"PASCAL VOC{year}")
     child(source, "image", "synthetic")
     size = child(root, "size")
     child(size, "width", width)
     child(size, "height", height)
     child(size, "depth", 3)
-    child(root, "segmented", 0)
+    child(root, "segmented", 1)
     for obj in objects:
         element = child(root, "object")
         child(element, "name", obj.name)
@@ -175,13 +228,20 @@ def _class_flag(name: str, objects: list[SyntheticObject]) -> int:
     return 0 if present else -1
 
 
-def _validate(num_train: int, num_val: int, num_test: int, classes: Sequence[str], image_size: int) -> None:
+def _validate(
+    num_train: int, num_val: int, num_test: int, classes: Sequence[str], image_size: int, year: str
+) -> None:
     unknown = [name for name in classes if name not in VOC_CLASSES]
     if unknown or not classes or len(set(classes)) != len(classes):
         raise ValueError(
             f"classes must be distinct Pascal VOC class names, got {list(classes)} (unknown: {unknown})"
         )
-    for split, count in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
+    if year not in VOC_YEARS:
+        raise ValueError(f"year must be one of {list(VOC_YEARS)}, got {year!r}")
+    if year != "2007" and num_test != 0:
+        raise ValueError(f"num_test must be 0 for VOC{year}, which has no test split, got {num_test}")
+    counts = [("num_train", num_train), ("num_val", num_val)]
+    for split, count in counts + ([("num_test", num_test)] if year == "2007" else []):
         if count < len(classes):
             raise ValueError(
                 f"{split} must be at least len(classes)={len(classes)} so every class appears, got {count}"
@@ -198,39 +258,45 @@ def make_tiny_voc(
     classes: Sequence[str] = DEFAULT_CLASSES,
     image_size: int = 128,
     seed: int = 0,
+    year: str = "2007",
 ) -> Path:
-    """Write a synthetic VOC2007 under ``root/VOCdevkit/VOC2007`` and return ``root`` (what the readers take).
+    """Write a synthetic VOC<year> under ``root/VOCdevkit/VOC<year>`` and return ``root`` (what the readers take).
 
-    ``image_size`` is each image's longer side; the shorter side varies per image, as in VOC.
-    Output is a function of the arguments only (same seed, same bytes).
+    ``image_size`` is each image's longer side; the shorter side varies per image, as in VOC. Image ids are
+    VOC2007's ``000001`` or VOC2012's ``2012_000001``. Output is a function of the arguments only (same seed,
+    same bytes).
     """
-    _validate(num_train, num_val, num_test, classes, image_size)
+    _validate(num_train, num_val, num_test, classes, image_size, year)
     root = Path(root)
-    voc_dir = voc_year_dir(root)
+    voc_dir = voc_year_dir(root, year)
     if voc_dir.exists():
         raise FileExistsError(
             f"{voc_dir} already exists; make_tiny_voc writes a fresh dataset into an empty root"
         )
-    image_dir, annotation_dir, sets_dir = (
+    image_dir, annotation_dir, mask_dir, sets_dir, segmentation_sets_dir = (
         voc_dir / "JPEGImages",
         voc_dir / "Annotations",
+        voc_dir / "SegmentationClass",
         voc_dir / "ImageSets" / "Main",
+        voc_dir / "ImageSets" / "Segmentation",
     )
-    for directory in (image_dir, annotation_dir, sets_dir):
+    for directory in (image_dir, annotation_dir, mask_dir, sets_dir, segmentation_sets_dir):
         directory.mkdir(parents=True)
 
     rng = np.random.default_rng(seed)
     split_ids: dict[str, list[str]] = {}
     objects_by_id: dict[str, list[SyntheticObject]] = {}
     next_id = 1
-    for split, count in (("train", num_train), ("val", num_val), ("test", num_test)):
+    splits = [("train", num_train), ("val", num_val)] + ([("test", num_test)] if year == "2007" else [])
+    for split, count in splits:
         split_ids[split] = []
         for index in range(count):
-            image_id = f"{next_id:06d}"
+            image_id = f"{next_id:06d}" if year == "2007" else f"{year}_{next_id:06d}"
             next_id += 1
-            image, objects = _render(rng, classes[index % len(classes)], classes, image_size)
+            image, objects, mask = _render(rng, classes[index % len(classes)], classes, image_size)
             image.save(image_dir / f"{image_id}.jpg", quality=92)
-            _annotation_xml(image_id, image.width, image.height, objects).write(
+            mask.save(mask_dir / f"{image_id}.png")
+            _annotation_xml(image_id, year, image.width, image.height, objects).write(
                 annotation_dir / f"{image_id}.xml"
             )
             split_ids[split].append(image_id)
@@ -238,7 +304,9 @@ def make_tiny_voc(
     split_ids["trainval"] = sorted(split_ids["train"] + split_ids["val"])
 
     for split, ids in split_ids.items():
-        (sets_dir / f"{split}.txt").write_text("".join(f"{image_id}\n" for image_id in ids))
+        listing = "".join(f"{image_id}\n" for image_id in ids)
+        (sets_dir / f"{split}.txt").write_text(listing)
+        (segmentation_sets_dir / f"{split}.txt").write_text(listing)
         for name in classes:
             # VOC's own spacing: "000005 -1", "000007  1".
             lines = (f"{image_id} {_class_flag(name, objects_by_id[image_id]):2d}\n" for image_id in ids)
@@ -248,30 +316,35 @@ def make_tiny_voc(
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description="Write a tiny synthetic Pascal VOC2007 in the VOCdevkit layout."
+        description="Write a tiny synthetic Pascal VOC2007 (or VOC2012) in the VOCdevkit layout."
     )
     parser.add_argument(
-        "--out", required=True, type=Path, help="root directory; VOCdevkit/VOC2007 is created in it"
+        "--out", required=True, type=Path, help="root directory; VOCdevkit/VOC<year> is created in it"
     )
+    parser.add_argument("--year", default="2007", choices=VOC_YEARS)
     parser.add_argument("--num-train", type=int, default=10)
     parser.add_argument("--num-val", type=int, default=10)
-    parser.add_argument("--num-test", type=int, default=10)
+    parser.add_argument(
+        "--num-test", type=int, default=None, help="test images (2007 only; default 10 for 2007, 0 for 2012)"
+    )
     parser.add_argument(
         "--classes", default=",".join(DEFAULT_CLASSES), help="comma-separated VOC class names"
     )
     parser.add_argument("--image-size", type=int, default=128, help="longer image side in pixels")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    num_test = args.num_test if args.num_test is not None else (10 if args.year == "2007" else 0)
     root = make_tiny_voc(
         args.out,
         num_train=args.num_train,
         num_val=args.num_val,
-        num_test=args.num_test,
+        num_test=num_test,
         classes=tuple(name.strip() for name in args.classes.split(",")),
         image_size=args.image_size,
         seed=args.seed,
+        year=args.year,
     )
-    print(f"wrote {root / 'VOCdevkit' / 'VOC2007'}")
+    print(f"wrote {voc_year_dir(root, args.year)}")
 
 
 if __name__ == "__main__":
