@@ -20,7 +20,6 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from lit_colorization.cli.common import run_preset_command
 from lit_colorization.models import ColorizationNet
-from lit_colorization.store.results import publish_results
 from transfer.trunk import BackboneSource, Trunk
 from transfer.voc.classification import VOCClassificationModule, VOCClassifier, default_head_layer
 from transfer.voc.common import (
@@ -32,6 +31,7 @@ from transfer.voc.common import (
     log_per_class,
     per_class_ap,
     percent,
+    publish_and_print,
     rescale_trunk_,
     start_run,
 )
@@ -297,13 +297,13 @@ def classify(config: VOCClsConfig) -> dict[str, Any] | list[dict[str, Any]]:
         "ap": ap,
     }
     log_per_class(logger, voc.classes, per_class, step=int(fields.get("steps", 0)))
-    if rank_zero_only.rank == 0:
-        stored = publish_results([row], run_dir / "results.json", config.results)
-        where = f"appended to {config.results}" if stored else "row in results.json only"
-        print(
-            f"VOC07 classification ({label}) of {source.pretrain_run} ({source.model_name}) on {voc.label}:"
-        )
-        print(f"  mAP {100 * mean_ap:.2f} ({config.ap_metric}); {where}; run folder: {run_dir}")
+    publish_and_print(
+        [row],
+        run_dir,
+        config.results,
+        f"VOC07 classification ({label}) of {source.pretrain_run} ({source.model_name}) on {voc.label}:",
+        [f"mAP {100 * mean_ap:.2f} ({config.ap_metric})"],
+    )
     return row
 
 
@@ -322,19 +322,20 @@ def classify_low_shot(
         {**base_row(config, LOW_SHOT_TASK, run_dir, source, voc), **fields, "ap_metric": config.ap_metric}
         for fields in low_shot_protocol(config, backbone, pooling, voc, layer, logger, run_dir)
     ]
-    if rank_zero_only.rank == 0:
-        stored = publish_results(rows, run_dir / "results.json", config.results)
-        print(
-            f"VOC07 low-shot SVMs on {layer} of {source.pretrain_run} ({source.model_name}) on {voc.label}:"
+    lines = []
+    for row in rows:
+        note = "" if row["complete"] else f"  (incomplete draws, k_effective {row['k_effective']})"
+        lines.append(
+            f"k={row['k']:>3}  mAP {row['map']:6.2f} +- {row['map_std']:5.2f} over {row['samples']} draws "
+            f"(cost {row['svm_cost']:g}){note}"
         )
-        for row in rows:
-            note = "" if row["complete"] else f"  (incomplete draws, k_effective {row['k_effective']})"
-            print(
-                f"  k={row['k']:>3}  mAP {row['map']:6.2f} +- {row['map_std']:5.2f} over {row['samples']} draws "
-                f"(cost {row['svm_cost']:g}){note}"
-            )
-        where = f"appended {len(rows)} rows to {config.results}" if stored else "rows in results.json only"
-        print(f"  {where}; plot and run folder: {run_dir}")
+    publish_and_print(
+        rows,
+        run_dir,
+        config.results,
+        f"VOC07 low-shot SVMs on {layer} of {source.pretrain_run} ({source.model_name}) on {voc.label}:",
+        lines,
+    )
     return rows
 
 

@@ -12,12 +12,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torchvision.transforms import v2
 
 from lit_colorization.cli.common import run_preset_command
 from lit_colorization.config.loading import to_container
-from lit_colorization.store.results import publish_results
 from transfer.voc.common import (
     base_row,
     build_trainer,
@@ -26,6 +24,7 @@ from transfer.voc.common import (
     log_per_class,
     per_class_ap,
     percent,
+    publish_and_print,
     rescale_trunk_,
     start_run,
 )
@@ -101,16 +100,15 @@ def detect(config: VOCDetConfig) -> dict[str, Any]:
         "ap": ap,
     }
     log_per_class(logger, voc.classes, per_class, step=trainer.global_step)
-    if rank_zero_only.rank == 0:
-        stored = publish_results([row], run_dir / "results.json", config.results)
-        where = f"appended to {config.results}" if stored else "row in results.json only"
-        print(
-            f"VOC07 detection (Faster R-CNN on {layer}) of {source.pretrain_run} ({source.model_name}) on {voc.label}:"
-        )
-        print(
-            f"  mAP@0.5 {100 * result.map:.2f} (VOC07 11-point), {100 * result.map_torchmetrics:.2f} (torchmetrics); "
-            f"{where}; run folder: {run_dir}"
-        )
+    publish_and_print(
+        [row],
+        run_dir,
+        config.results,
+        f"VOC07 detection (Faster R-CNN on {layer}) of {source.pretrain_run} ({source.model_name}) on {voc.label}:",
+        [
+            f"mAP@0.5 {100 * result.map:.2f} (VOC07 11-point), {100 * result.map_torchmetrics:.2f} (torchmetrics)"
+        ],
+    )
     return row
 
 

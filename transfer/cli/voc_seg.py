@@ -11,10 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
-
 from lit_colorization.cli.common import run_preset_command
-from lit_colorization.store.results import publish_results
 from transfer.voc.classification import default_head_layer
 from transfer.voc.common import (
     base_row,
@@ -24,6 +21,7 @@ from transfer.voc.common import (
     log_per_class,
     per_class_ap,
     percent,
+    publish_and_print,
     rescale_trunk_,
     start_run,
 )
@@ -92,17 +90,17 @@ def segment(config: VOCSegConfig) -> dict[str, Any]:
         "iou": per_class_ap(names, result.per_class),
     }
     log_per_class(logger, names, result.per_class, step=trainer.global_step, metric="iou")
-    if rank_zero_only.rank == 0:
-        stored = publish_results([row], run_dir / "results.json", config.results)
-        where = f"appended to {config.results}" if stored else "row in results.json only"
-        print(
-            f"VOC{data.year[2:]} segmentation (FCN on {layer}, from {config.train_from}) of {source.pretrain_run} "
-            f"({source.model_name}) on {voc.label}:"
-        )
-        print(
-            f"  mIoU {100 * result.miou:.2f} over {len(names)} classes, pixel accuracy "
-            f"{100 * result.pixel_accuracy:.2f}; {where}; run folder: {run_dir}"
-        )
+    publish_and_print(
+        [row],
+        run_dir,
+        config.results,
+        f"VOC{data.year[2:]} segmentation (FCN on {layer}, from {config.train_from}) of {source.pretrain_run} "
+        f"({source.model_name}) on {voc.label}:",
+        [
+            f"mIoU {100 * result.miou:.2f} over {len(names)} classes, pixel accuracy "
+            f"{100 * result.pixel_accuracy:.2f}"
+        ],
+    )
     return row
 
 

@@ -28,7 +28,7 @@ from lit_colorization.models import ColorizationNet
 from lit_colorization.models.data_init import InitReport, between_layer_rescale_
 from lit_colorization.store.atomic import write_text
 from lit_colorization.store.loggers import build_logger
-from lit_colorization.store.results import PERCENT, SCHEMA
+from lit_colorization.store.results import PERCENT, SCHEMA, publish_results
 from transfer.runs import build_transfer_trainer, resolve_ckpt, run_directory
 from transfer.trunk import BackboneSource, load_network
 from transfer.voc.config import VOCClsConfig, VOCDetConfig, VOCSegConfig
@@ -208,3 +208,18 @@ def log_per_class(
             step=step,
         )
         logger.save()
+
+
+def publish_and_print(
+    rows: list[dict[str, Any]], run_dir: Path, results: str, headline: str, lines: Sequence[str]
+) -> None:
+    """The tail of every VOC command (rank 0): the run's results.json, then the shared store (a failed append is
+    a warning), then ``headline`` and ``lines`` with where the rows went."""
+    if rank_zero_only.rank != 0:
+        return
+    stored = publish_results(rows, run_dir / "results.json", results)
+    print(headline)
+    for line in lines:
+        print(f"  {line}")
+    where = f"appended {len(rows)} row(s) to {results}" if stored else "rows in results.json only"
+    print(f"  {where}; run folder: {run_dir}")
