@@ -97,6 +97,7 @@ class RunLock:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / LOCK_NAME
         self.me = this_process()
+        self.created_run_dir = False
 
     def __enter__(self) -> RunLock:
         self.acquire()
@@ -125,13 +126,19 @@ class RunLock:
         raise RunLockedError(self._refusal(self._read()))
 
     def release(self) -> None:
-        """Remove the lock if it is still this process's."""
+        """Remove the lock if it is still this process's, and the run folder if taking the lock made it and the
+        run wrote nothing (a start refused for a bad config or checkpoint leaves no folder behind)."""
         with contextlib.suppress(RunLockedError):
             if self._read().get("token") == self.me["token"]:
                 self.path.unlink(missing_ok=True)
+        if self.created_run_dir:
+            with contextlib.suppress(OSError):  # not empty: the run wrote something, which stays
+                self.run_dir.rmdir()
 
     def _create(self) -> bool:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not self.run_dir.exists():
+            self.run_dir.mkdir(parents=True)
+            self.created_run_dir = True
         draft = self.run_dir / f".{LOCK_NAME}.{self.me['token']}"
         with atomic_open(draft, "w") as stream:
             json.dump(self.me, stream)
