@@ -1,6 +1,6 @@
 """AlexNet-style cross-channel encoder (the network behind every transfer result of Zhang et al. 2016).
 
-Two geometries of one set of weights (REFERENCE.md section 4):
+Two geometries of one set of weights (docs/reference.md section 4):
 
 ``geometry="train"`` is the release's ``train_alexnet/train_val.prototxt``: conv1 96@11x11 stride 4 pad 5,
 pool1 max 3x3 stride 2 pad 1, conv2 256@5x5 pad 2 group 2, pool2 max 3x3 stride 2 pad 1, conv3 384@3x3 pad 1,

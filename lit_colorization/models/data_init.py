@@ -1,7 +1,7 @@
 """Kraehenbuehl et al.'s data-dependent initialisation (ICLR 2016) for a ColorizationNet.
 
 The colorization release trained its AlexNet from such an initialisation. The facts (statistics, update rule,
-defaults) are those of the authors' public code (``philkr/magic_init``) and the paper's outline in REFERENCE.md
+defaults) are those of the authors' public code (``philkr/magic_init``) and the paper's outline in docs/reference.md
 section 4. Every convolution (``nn.Conv2d``, ``nn.ConvTranspose2d``, any groups, with or without bias) of the
 trunk stages and the logits head goes through the steps, in the order a forward pass calls them:
 
