@@ -104,6 +104,7 @@ def wait_for(condition, process: subprocess.Popen, what: str, seconds: float = 3
         time.sleep(0.2)
 
 
+@pytest.mark.slow  # a CLI run signalled mid-training, over a minute; timing-sensitive on a loaded 2-core machine
 def test_sigterm_to_a_run_and_its_workers_saves_exits_75_and_resumes_exactly(tmp_path) -> None:
     """SIGTERM to the whole process group of a CLI run, as SLURM signals every process of a job step, DataLoader
     workers included."""
