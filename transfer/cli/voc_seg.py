@@ -90,6 +90,7 @@ def segment(config: VOCSegConfig) -> dict[str, Any]:
         "iou": per_class_ap(names, result.per_class),
     }
     log_per_class(logger, names, result.per_class, step=trainer.global_step, metric="iou")
+    scored = sum(value is not None for value in row["iou"].values())
     publish_and_print(
         [row],
         run_dir,
@@ -97,8 +98,8 @@ def segment(config: VOCSegConfig) -> dict[str, Any]:
         f"VOC{data.year[2:]} segmentation (FCN on {layer}, from {config.train_from}) of {source.pretrain_run} "
         f"({source.model_name}) on {voc.label}:",
         [
-            f"mIoU {100 * result.miou:.2f} over {len(names)} classes, pixel accuracy "
-            f"{100 * result.pixel_accuracy:.2f}"
+            f"mIoU {100 * result.miou:.2f} over the {scored} of {len(names)} classes present or predicted, "
+            f"pixel accuracy {100 * result.pixel_accuracy:.2f}"
         ],
     )
     return row
