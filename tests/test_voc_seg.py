@@ -184,6 +184,9 @@ def test_reader_refuses_colour_masks_unknown_indices_and_missing_files(voc2012: 
     Image.fromarray(strange).save(masks / "2012_000002.png")
     with pytest.raises(ValueError, match=r"class indices \[42\] are not VOC labels"):
         VOCSegmentationDataset(root, "2012", "train", classes=CLASSES)[1]
+    (masks / "2012_000002.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="2012_000002.png: not a readable PNG"):
+        VOCSegmentationDataset(root, "2012", "train", classes=CLASSES)[1]
     (masks / "2012_000003.png").unlink()
     with pytest.raises(FileNotFoundError, match="2012_000003.png"):
         VOCSegmentationDataset(root, "2012", "train", classes=CLASSES)

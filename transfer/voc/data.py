@@ -1,8 +1,9 @@
 """Where the VOC benchmarks read their data, and the image pipelines of the classification protocols.
 
 A real VOCdevkit is read in place (``data.root``, never downloaded). Without one, a tiny synthetic VOC2007 (VOC2012
-for segmentation) is generated once into ``data.tiny.cache_dir/<its year and settings>/`` and reused: generation happens in a temporary
-folder renamed into place under a file lock, so concurrent runs never see a half-written dataset.
+for segmentation) is generated once into ``data.tiny.cache_dir/<its year and settings>/`` and reused: generation
+happens in a temporary folder renamed into place under a file lock, so concurrent runs never see a half-written
+dataset.
 """
 
 from __future__ import annotations

@@ -290,13 +290,19 @@ def segmentation_lookup(classes: Sequence[str]) -> torch.Tensor:
 
 def read_class_mask(path: str | Path) -> np.ndarray:
     """The class indices of a VOC ``SegmentationClass`` PNG (palette or grey), as uint8 H x W."""
-    with Image.open(path) as png:
-        if png.mode not in ("P", "L"):
-            raise ValueError(
-                f"{path}: expected a palette PNG of class indices as VOC's SegmentationClass, got mode {png.mode} "
-                "(a colour rendering of the mask cannot be read as labels)"
-            )
-        return np.array(png, dtype=np.uint8)
+    try:
+        with Image.open(path) as png:
+            mode = png.mode
+            indices = np.array(png, dtype=np.uint8) if mode in ("P", "L") else None
+    except OSError as error:
+        # Raised in a DataLoader worker, where PIL's error would come back as a traceback.
+        raise ValueError(f"{path}: not a readable PNG ({error})") from None
+    if indices is None:
+        raise ValueError(
+            f"{path}: expected a palette PNG of class indices as VOC's SegmentationClass, got mode {mode} "
+            "(a colour rendering of the mask cannot be read as labels)"
+        )
+    return indices
 
 
 class VOCSegmentationDataset(Dataset):
