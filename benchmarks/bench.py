@@ -35,6 +35,7 @@ import platform
 import tempfile
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -383,7 +384,7 @@ class StepClock(Callback):
         self.images = 0
         self._start: float | None = None
         self.seconds: float | None = None
-        self.host_waits: int | None = None
+        self.host_waits: Counter[str] | None = None  # by the Python line that made the host wait
         self._warnings: warnings.catch_warnings | None = None
         self._caught: list[warnings.WarningMessage] = []
 
@@ -400,7 +401,9 @@ class StepClock(Callback):
         if self._warnings is not None:
             torch.cuda.set_sync_debug_mode("default")
             self._warnings.__exit__(None, None, None)
-            self.host_waits = sum("synchronizing" in str(caught.message) for caught in self._caught)
+            self.host_waits = Counter(
+                wait_place(caught) for caught in self._caught if "synchronizing" in str(caught.message)
+            )
         synchronize(device)
         self.seconds = time.perf_counter() - self._start
 
@@ -427,7 +430,19 @@ class StepClock(Callback):
         return self.images / self.seconds
 
 
-def lightning_loop_rate(options: Options, data_root: Path, workdir: Path) -> tuple[float, int | None]:
+def wait_place(caught: warnings.WarningMessage) -> str:
+    """``package/module.py:line`` of the Python line whose call made the host wait (sync debug mode's warning)."""
+    path = Path(caught.filename)
+    for root in ("site-packages", "lit_colorization", "transfer", "benchmarks"):
+        if root in path.parts:
+            start = path.parts.index(root) + (root == "site-packages")
+            return f"{'/'.join(path.parts[start:])}:{caught.lineno}"
+    return f"{path.name}:{caught.lineno}"
+
+
+def lightning_loop_rate(
+    options: Options, data_root: Path, workdir: Path
+) -> tuple[float, Counter[str] | None]:
     """Images per second of ``pretrain`` on the JPEGs of ``data_root``, as ``make pretrain`` trains on them,
     and on CUDA the host's waits for the device in the timed steps.
 
@@ -601,7 +616,7 @@ def format_table(
     peak: float,
     peak_note: str,
     peak_memory: int | None,
-    host_waits: int | None = None,
+    host_waits: Counter[str] | None = None,
 ) -> list[str]:
     settings = options.settings
     name = (
@@ -652,9 +667,10 @@ def format_table(
         lines.append("host waits for the device in (c): n/a (CPU)")
     else:
         lines.append(
-            f"host waits for the device in (c): {host_waits} in {timed} timed steps (expected: one per "
+            f"host waits for the device in (c): {host_waits.total()} in {timed} timed steps (expected: one per "
             f"progress-bar update, every {CUDA_PROGRESS_BAR_STEPS} steps by default)"
         )
+        lines += [f"  {count:5d} at {place}" for place, count in host_waits.most_common(8)]
     lines.append(f"FLOPs per image per train step: {flops / 1e9:.2f} GFLOP (FlopCounterMode)")
     lines.append(f"MFU: {peak_note}")
     memory = f"{peak_memory / 2**30:.2f} GiB" if peak_memory is not None else "n/a (CPU)"

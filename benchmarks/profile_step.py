@@ -3,7 +3,8 @@
     python benchmarks/profile_step.py [bench.py's options]
 
 For each row: wall time per step, the device's busy time per step (the sum of its kernels; on CUDA only) and
-the operators that cost most, sorted by self time on the device (on a CPU, on the host). Run it where a row of
+the operators that cost most, sorted by self time on the device (on a CPU, on the host), and on CUDA also by
+self time on the host, where runtime calls that make the host wait show. Run it where a row of
 bench.py misses its target: a device busy well under the wall time means the host or the loader limits the
 step; otherwise the top kernels say what to fuse or drop.
 """
@@ -59,6 +60,12 @@ def profile_row(name: str, step: Callable[[], int], options: Options) -> list[st
         )
     sort_key = "self_device_time_total" if cuda else "self_cpu_time_total"
     lines += averages.table(sort_by=sort_key, row_limit=TOP_OPERATORS, max_name_column_width=60).splitlines()
+    if cuda:  # where the host spends its time: runtime calls that wait (cudaStreamSynchronize, ...) show here
+        lines.append("host side, by self CPU time:")
+        table = averages.table(
+            sort_by="self_cpu_time_total", row_limit=TOP_OPERATORS, max_name_column_width=60
+        )
+        lines += table.splitlines()
     return lines
 
 

@@ -83,3 +83,14 @@ def test_bad_flags_are_refused(bench, flags: list[str]) -> None:
     with pytest.raises(SystemExit) as error:
         bench.parse_options(flags)
     assert error.value.code == 2
+
+
+def test_host_waits_are_counted_by_the_line_that_made_the_host_wait(bench) -> None:
+    def caught(filename: str, lineno: int) -> object:
+        return SimpleNamespace(filename=filename, lineno=lineno)
+
+    site = "/opt/venv/lib/python3.12/site-packages/lightning/pytorch/core/module.py"
+    assert bench.wait_place(caught(site, 662)) == "lightning/pytorch/core/module.py:662"
+    ours = "/work/repo/lit_colorization/train/module.py"
+    assert bench.wait_place(caught(ours, 126)) == "lit_colorization/train/module.py:126"
+    assert bench.wait_place(caught("/tmp/elsewhere/script.py", 3)) == "script.py:3"
