@@ -1,8 +1,14 @@
 """sRGB <-> CIE Lab (D65, 2 degree observer), the conversion scikit-image's ``rgb2lab`` / ``lab2rgb`` define.
 
-kornia does the arithmetic. These wrappers pin down what the rest of the project relies on: batched
-B x 3 x H x W input, RGB clamped to [0, 1] first, and the maths in float32 (float64 stays float64) with
-autocast off, because bf16/fp16 Lab is off by whole ab units, which is coarser than the quantization.
+These functions pin down what the rest of the project relies on: batched B x 3 x H x W input, RGB clamped to
+[0, 1] first, and the maths in float32 (float64 stays float64) with autocast off, because bf16/fp16 Lab is off by
+whole ab units, which is coarser than the quantization.
+
+sRGB -> Lab, which every training batch goes through, is written out here with its constants as Python numbers:
+kornia's version builds its matrix and white point as device tensors from host lists at every call, and such a
+copy makes the host wait until the device has finished its queued work (two waits a training step, measured on an
+H200), so the next batch could not be prepared while the current step ran. Lab -> sRGB (decoding, reports) is
+kornia's.
 """
 
 from __future__ import annotations
@@ -30,7 +36,35 @@ def rgb_to_lab(rgb: Tensor) -> Tensor:
             f"rgb must be a float tensor in [0, 1], got {rgb.dtype}; use uint8_to_lab for uint8 images"
         )
     with torch.autocast(rgb.device.type, enabled=False):
-        return kornia.color.rgb_to_lab(rgb.to(_working_dtype(rgb)).clamp(0.0, 1.0))
+        return _srgb_to_lab(rgb.to(_working_dtype(rgb)).clamp(0.0, 1.0))
+
+
+# sRGB primaries to XYZ (D65), each row divided by the D65 white point's X, Y, Z (0.95047, 1, 1.08883)
+_XYZ_OVER_WHITE = tuple(
+    tuple(value / white for value in row)
+    for row, white in zip(
+        (
+            (0.412453, 0.357580, 0.180423),
+            (0.212671, 0.715160, 0.072169),
+            (0.019334, 0.119193, 0.950227),
+        ),
+        (0.95047, 1.0, 1.08883),
+        strict=True,
+    )
+)
+_LAB_EPSILON = 0.008856  # (6/29)^3: below it CIE's f(t) is linear
+
+
+def _srgb_to_lab(rgb: Tensor) -> Tensor:
+    linear = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055).pow(2.4), rgb / 12.92)
+    red, green, blue = linear.unbind(dim=1)
+
+    def f(row: tuple[float, float, float]) -> Tensor:
+        t = row[0] * red + row[1] * green + row[2] * blue
+        return torch.where(t > _LAB_EPSILON, t.clamp(min=_LAB_EPSILON).pow(1 / 3), 7.787 * t + 4 / 29)
+
+    fx, fy, fz = (f(row) for row in _XYZ_OVER_WHITE)
+    return torch.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], dim=1)
 
 
 def lab_to_rgb(lab: Tensor) -> Tensor:

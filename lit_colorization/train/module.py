@@ -122,7 +122,7 @@ class ColorizationModule(L.LightningModule):
         loss = self.forward_loss(targets)
         self.skipped_images += int(batch["skipped"])
         batch_size = targets.lightness.shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log("train/loss", loss, batch_size=batch_size)
         # A host tensor: a plain number would be copied to the device from pageable memory, a wait every step.
         self.log("train/skipped_images", torch.tensor(float(self.skipped_images)), batch_size=batch_size)
         return loss

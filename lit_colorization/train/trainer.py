@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import lightning as L
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
@@ -40,6 +41,26 @@ def warn_on_cpu_processes(trainer: BaseTrainerConfig) -> None:
         )
 
 
+# Training losses the progress bar shows; logged without prog_bar (see TrainingLossProgressBar).
+PROGRESS_BAR_LOSSES = ("train/loss", "voc/train_loss")
+
+
+class TrainingLossProgressBar(TQDMProgressBar):
+    """Lightning's bar, reading the training loss only when it refreshes (every ``refresh_rate`` steps).
+
+    Lightning turns each metric logged with ``prog_bar=True`` into a Python number at every step, which makes the
+    host wait for the device every step (seen on an H200); so the losses are logged without it and read here.
+    """
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        for key in PROGRESS_BAR_LOSSES:
+            value = trainer.callback_metrics.get(key)
+            if value is not None:
+                metrics[key] = f"{float(value):.3f}"
+        return metrics
+
+
 def lightning_trainer_args(
     trainer: BaseTrainerConfig, precision: str | None = None, callbacks: Sequence[Callback] = ()
 ) -> dict[str, Any]:
@@ -50,7 +71,7 @@ def lightning_trainer_args(
     every = trainer.progress_bar_every_n_steps
     if every is None:
         every = CUDA_PROGRESS_BAR_STEPS if device_type(trainer.accelerator) == "cuda" else 1
-    progress_bar = [TQDMProgressBar(refresh_rate=every)] if trainer.progress_bar else []
+    progress_bar = [TrainingLossProgressBar(refresh_rate=every)] if trainer.progress_bar else []
     return {
         "accelerator": trainer.accelerator,
         "devices": trainer.devices,

@@ -131,7 +131,7 @@ class VOCClassificationModule(L.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
         images, targets, ignore = batch
         loss = masked_bce(self.classifier(self.lightness(images)), targets, ignore)
-        self.log("voc/train_loss", loss, prog_bar=True, batch_size=images.shape[0])
+        self.log("voc/train_loss", loss, batch_size=images.shape[0])
         return loss
 
     def validation_step(self, batch: tuple[Tensor, tuple[Tensor, Tensor, Tensor]], batch_idx: int) -> None:

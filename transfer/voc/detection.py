@@ -234,7 +234,7 @@ class VOCDetectionModule(L.LightningModule):
         total = torch.stack(list(losses.values())).sum()
         for name, value in losses.items():
             self.log(f"voc/{name}", value, batch_size=len(images))
-        self.log("voc/train_loss", total, prog_bar=True, batch_size=len(images))
+        self.log("voc/train_loss", total, batch_size=len(images))
         return total
 
     def validation_step(

@@ -157,7 +157,7 @@ class VOCSegmentationModule(L.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, masks = batch
         loss = void_masked_cross_entropy(self.segmenter(self.lightness(images)), masks.as_subclass(Tensor))
-        self.log("voc/train_loss", loss, prog_bar=True, batch_size=images.shape[0])
+        self.log("voc/train_loss", loss, batch_size=images.shape[0])
         return loss
 
     def validation_step(self, batch: tuple[Tensor, tuple[Tensor, Tensor]], batch_idx: int) -> None:
