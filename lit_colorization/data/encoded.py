@@ -18,6 +18,7 @@ A file that is not a plain JPEG (RGB or gray, upright, not oversized) is decoded
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import math
@@ -153,6 +154,29 @@ def decode_jpegs(data: Sequence[Tensor], device: torch.device) -> list[Tensor | 
     """
     if not data:
         return []
+    if device.type != "cuda":
+        return _decode_all(data, device)
+    # torchvision allocates the decoded images on the current stream but nvJPEG writes them from a stream of its
+    # own that does not wait for it. On the training stream that memory may be a block the step still in flight
+    # reads (freed by the host, not yet by the device): once the loop stopped waiting for the device, an H200
+    # run stopped at its second step with non-finite gradients. A side stream's memory pool holds no such block.
+    training = torch.cuda.current_stream(device)
+    side = _decode_stream(device)
+    with torch.cuda.stream(side):
+        images = _decode_all(data, device)
+    training.wait_stream(side)
+    for image in images:
+        if image is not None:
+            image.record_stream(training)  # its block returns to the side pool only once the step has used it
+    return images
+
+
+@functools.cache
+def _decode_stream(device: torch.device) -> torch.cuda.Stream:
+    return torch.cuda.Stream(device)
+
+
+def _decode_all(data: Sequence[Tensor], device: torch.device) -> list[Tensor | None]:
     try:
         return list(decode_jpeg(list(data), mode=ImageReadMode.RGB, device=device))
     except RuntimeError:
