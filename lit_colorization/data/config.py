@@ -42,6 +42,10 @@ class DataConfig:
     # "cpu": workers decode and crop with PIL. "gpu" (folder only): workers only read the files, and the
     # training device decodes (nvJPEG on CUDA, torchvision's CPU decoder elsewhere) and crops them in batches.
     decode: str = "cpu"
+    # folder: where the list of a split's files is kept between starts, so that a large tree is listed once
+    # (data/file_index.py). "auto": $LIT_COLORIZATION_CACHE/file-index, else ~/.cache/lit-colorization/file-index;
+    # a folder (shared by every process of a run); null: list the split at every start.
+    index_cache: str | None = "auto"
 
 
 POSITIVE_INT_KEYS = (
@@ -79,6 +83,11 @@ def validate_data_config(cfg: DataConfig | Any) -> None:
         raise ValueError(f"data.num_workers must be an integer >= 0; got {cfg.num_workers!r}")
     if not _is_int(cfg.seed) or cfg.seed < 0:
         raise ValueError(f"data.seed must be an integer >= 0; got {cfg.seed!r}")
+    if cfg.index_cache is not None and (not cfg.index_cache or os.path.isfile(cfg.index_cache)):
+        raise ValueError(
+            f"data.index_cache must be 'auto', a folder or null; got {cfg.index_cache!r}"
+            + (" (a file)" if cfg.index_cache else "")
+        )
     if cfg.source == "folder":
         if not cfg.root:
             raise ValueError("data.root is required when data.source is 'folder'")

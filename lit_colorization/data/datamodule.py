@@ -50,11 +50,17 @@ def build_datasets(cfg: DataConfig) -> tuple[EpochAwareDataset, Dataset, list[st
         val = SyntheticColorDataset(cfg.synthetic_val_images, split="val", resize=resize, **common)
         return train, val, train.classes
     if cfg.decode == "gpu":  # workers only read the bytes; the device decodes and crops (data/encoded.py)
-        common = {"seed": cfg.seed, "strict": cfg.strict}
+        common = {"seed": cfg.seed, "strict": cfg.strict, "index_cache": cfg.index_cache}
         train = EncodedImageFolderDataset(cfg.root, cfg.train_split, train=True, **common)
         val = EncodedImageFolderDataset(cfg.root, cfg.val_split, train=False, **common)
     else:
-        common = {"crop_size": cfg.crop_size, "resize": resize, "seed": cfg.seed, "strict": cfg.strict}
+        common = {
+            "crop_size": cfg.crop_size,
+            "resize": resize,
+            "seed": cfg.seed,
+            "strict": cfg.strict,
+            "index_cache": cfg.index_cache,
+        }
         train = ImageFolderDataset(cfg.root, cfg.train_split, train=True, **common)
         val = ImageFolderDataset(cfg.root, cfg.val_split, train=False, **common)
     if val.classes != train.classes:
