@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from lit_colorization.data.config import DataConfig, validate_data_config
 from lit_colorization.data.datamodule import ColorizationDataModule
 from lit_colorization.data.encoded import EncodedImageFolderDataset
 from lit_colorization.store.checkpoint import read_checkpoint
-from tests.conftest import tiny_pretrain_overrides
+from tests.conftest import REPO, tiny_pretrain_overrides
 
 litdata = pytest.importorskip("litdata", reason="litdata (the shards extra) is not installed")
 
@@ -266,3 +269,46 @@ def test_probes_and_colour_evaluation_refuse_shards_in_one_line(shards) -> None:
         ConfigError, match=r"'data.source': expected an image folder .*pass --data <image folder>"
     ):
         validate_eval_config(config)
+
+
+@pytest.mark.slow  # two processes started by Lightning's DDP launcher: about 25 s on 2 busy cores
+def test_two_ddp_processes_share_each_epoch_of_the_shards_without_overlap(shards, tmp_path) -> None:
+    _, root = shards
+    record = tmp_path / "record"
+    record.mkdir()
+    overrides = [
+        *tiny_pretrain_overrides(tmp_path / "runs", "ddp"),
+        "data.source=shards",
+        f"data.root={root}",
+        "data.decode=gpu",
+        "data.batch_size=4",  # global: 2 per process, so 4 steps make the epoch of 16
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+        "trainer.validate_before_training=false",
+        "logger.kind=none",
+        "num_val_images_logged=0",
+    ]
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "ddp_pretrain.py"), "cli", str(record), *overrides],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    ranks = [[json.loads(line) for line in (record / f"cli-rank{rank}.jsonl").open()] for rank in (0, 1)]
+    assert [step["step"] for step in ranks[0]] == [step["step"] for step in ranks[1]] == [0, 1, 2, 3]
+    crops = [crop for rank in ranks for step in rank for crop in step["ids"]]
+    assert len(crops) == TRAIN_IMAGES and len(set(crops)) == TRAIN_IMAGES  # every image once, split in two
+
+
+def test_a_process_without_a_whole_batch_is_a_one_line_error(shards) -> None:
+    _, root = shards
+    module = ColorizationDataModule(DataConfig(source="shards", root=str(root), batch_size=TRAIN_IMAGES + 1))
+    module.setup()
+    with pytest.raises(
+        ValueError, match=r"train: too few training images for one whole batch of 17; lower"
+    ) as raised:
+        module.train_dataloader()
+    assert "\n" not in str(raised.value)
+    assert len(module.val_dataloader()) == 1  # validation keeps its last, incomplete batch

@@ -198,10 +198,15 @@ class ColorizationDataModule(LightningDataModule):
             pin_memory=cfg.pin_memory and torch.cuda.is_available(),
             trained_batches=self._trained_batches if train else lambda: None,
         )
-        if train and len(loader) == 0:
+        if len(loader) == 0:
+            # LitData hands out whole batches: a process left without one would stall the others (or Lightning
+            # refuses the loader).
+            processes = (
+                f" for each of {self.trainer.world_size} processes" if self.trainer is not None else ""
+            )
             raise ValueError(
-                f"{location}: too few training images for one batch of {self.batch_size} per process, and "
-                "training drops an incomplete batch: no training batch; lower data.batch_size or add images"
+                f"{location}: too few {'training' if train else 'validation'} images for one whole batch of "
+                f"{self.batch_size}{processes}; lower data.batch_size or add images"
             )
         return loader
 
