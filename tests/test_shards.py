@@ -126,7 +126,15 @@ class RecordSteps(Callback):
         self.losses[trainer.global_step - 1] = float(outputs["loss"])
 
 
-def train(shard_root: Path, runs: Path, run: str, max_steps: int, workers: int, *extra: str) -> RecordSteps:
+def train(
+    shard_root: Path,
+    runs: Path,
+    run: str,
+    max_steps: int,
+    workers: int,
+    *extra: str,
+    accelerator: str = "cpu",
+) -> RecordSteps:
     recorder = RecordSteps()
     overrides = [
         *tiny_pretrain_overrides(runs, run),
@@ -136,6 +144,7 @@ def train(shard_root: Path, runs: Path, run: str, max_steps: int, workers: int, 
         f"data.batch_size={BATCH}",
         f"data.num_workers={workers}",
         f"trainer.max_steps={max_steps}",
+        f"trainer.accelerator={accelerator}",
         "trainer.validate_before_training=false",
         "trainer.val_check_interval=3",
         "trainer.limit_val_batches=1",
@@ -163,17 +172,29 @@ def test_pretrain_trains_from_shards_with_workers_and_checkpoints_the_loaders_po
     assert state["dataset"]["input_dir_path"] == str(root / "train")
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_a_shards_run_resumed_inside_an_epoch_equals_the_uninterrupted_one(shards, tmp_path, workers) -> None:
+@pytest.mark.parametrize(
+    ("workers", "accelerator"),
+    [
+        (0, "cpu"),
+        (2, "cpu"),
+        pytest.param(2, "gpu", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")),
+    ],
+)
+def test_a_shards_run_resumed_inside_an_epoch_equals_the_uninterrupted_one(
+    shards, tmp_path, workers, accelerator
+) -> None:
     """Through the pretrain command: steps 0-4 in one go, against a run stopped after step 2 (inside epoch 0)
     and resumed with resume=auto into epoch 1: the same batches, crops included, at every step, the same
-    losses and the same final weights."""
+    losses and the same final weights (on CUDA decoded by nvJPEG; the losses and weights there within the
+    reach of its non-deterministic reductions)."""
     _, root = shards
-    whole = train(root, tmp_path, "whole", 5, workers)
+    tolerance = 1e-6 if accelerator == "cpu" else 1e-4
+    whole = train(root, tmp_path, "whole", 5, workers, accelerator=accelerator)
     assert sorted(whole.batches) == list(range(5)) and len(set(whole.batches.values())) == 5
     batches, losses = {}, {}
     for attempt, (start, stop) in enumerate([(0, 2), (2, 5)]):
-        leg = train(root, tmp_path, "stopped", stop, workers, *(["resume=auto"] if attempt else []))
+        resume = ["resume=auto"] if attempt else []
+        leg = train(root, tmp_path, "stopped", stop, workers, *resume, accelerator=accelerator)
         assert sorted(leg.batches) == list(range(start, stop))  # only the steps after the stop
         batches.update(leg.batches)
         losses.update(leg.losses)
@@ -181,7 +202,7 @@ def test_a_shards_run_resumed_inside_an_epoch_equals_the_uninterrupted_one(shard
     assert batches == whole.batches
     assert losses.keys() == whole.losses.keys() == set(range(5))
     for step, loss in whole.losses.items():
-        assert losses[step] == pytest.approx(loss, abs=1e-6), step
+        assert losses[step] == pytest.approx(loss, abs=tolerance), step
     final = torch.load(
         tmp_path / "stopped" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True
     )
@@ -189,7 +210,7 @@ def test_a_shards_run_resumed_inside_an_epoch_equals_the_uninterrupted_one(shard
         tmp_path / "whole" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True
     )
     for key, value in reference["state_dict"].items():
-        assert torch.allclose(final["state_dict"][key], value, rtol=0, atol=1e-6), key
+        assert torch.allclose(final["state_dict"][key], value, rtol=0, atol=tolerance), key
 
 
 def shard_module(root: Path, workers: int = 0) -> tuple[ColorizationDataModule, dict[str, int]]:
