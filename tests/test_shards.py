@@ -176,7 +176,8 @@ def test_pretrain_trains_from_shards_with_workers_and_checkpoints_the_loaders_po
     ("workers", "accelerator"),
     [
         (0, "cpu"),
-        (2, "cpu"),
+        # Worker processes in each of three runs: 15-35 s on a busy 2-core machine.
+        pytest.param(2, "cpu", marks=pytest.mark.slow),
         pytest.param(2, "gpu", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")),
     ],
 )
