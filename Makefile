@@ -17,6 +17,10 @@ LR_SCALING ?=
 MAX_STEPS ?=
 LOGGER ?=
 RESUME ?=
+INDEX_CACHE ?=
+SHARDS ?=
+VAL_IMAGES ?=
+CHUNK_BYTES ?=
 ARGS ?=
 CKPT ?=
 LAYER ?=
@@ -41,18 +45,18 @@ SHOW_MS ?= 1000
 PORT ?= 8765
 
 # Makefile variables -> config overrides (only those that are set).
-PRETRAIN_OVERRIDES = $(if $(DATA),data.source=folder data.root=$(DATA)) $(if $(MODEL),model.name=$(MODEL)) \
+PRETRAIN_OVERRIDES = $(if $(DATA),data.source=folder data.root=$(DATA)) $(if $(SHARDS),data.source=shards data.root=$(SHARDS)) $(if $(MODEL),model.name=$(MODEL)) \
 	$(if $(RUN),run=$(RUN)) $(if $(GPUS),trainer.devices=$(GPUS)) $(if $(NODES),trainer.num_nodes=$(NODES)) \
 	$(if $(BATCH),data.batch_size=$(BATCH)) $(if $(LR_SCALING),optim.lr_scaling=$(LR_SCALING)) \
 	$(if $(MAX_STEPS),trainer.max_steps=$(MAX_STEPS)) $(if $(LOGGER),logger.kind=$(LOGGER)) \
-	$(if $(RESUME),resume=$(RESUME)) $(ARGS)
+	$(if $(RESUME),resume=$(RESUME)) $(if $(INDEX_CACHE),data.index_cache=$(INDEX_CACHE)) $(ARGS)
 
 VOC_OVERRIDES = $(if $(CKPT),ckpt=$(CKPT)) $(if $(DATA),data.root=$(DATA)) $(if $(RUN),run=$(RUN)) \
 	$(if $(GPUS),trainer.devices=$(GPUS)) $(if $(MAX_EPOCHS),trainer.max_epochs=$(MAX_EPOCHS) trainer.max_steps=-1) \
 	$(if $(MAX_STEPS),trainer.max_steps=$(MAX_STEPS)) $(if $(LOGGER),logger.kind=$(LOGGER))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow lint format demo pretrain priors colorize bench bench-color linear-probe compare voc-cls voc-det voc-seg eval-color turing-test turing-report clean
+.PHONY: help setup test test-slow lint format demo pretrain shards priors colorize bench bench-color bench-index linear-probe compare voc-cls voc-det voc-seg eval-color turing-test turing-report clean
 
 help: ## List the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -60,10 +64,10 @@ help: ## List the commands
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,shards]'
 	touch $(STAMP)
 
-setup: $(STAMP) ## Create .venv and install the project with its dev tools (idempotent)
+setup: $(STAMP) ## Create .venv and install the project with its dev tools and the shards extra (idempotent)
 
 test: setup ## Run the default (fast) test suite
 	$(PY) -m pytest
@@ -79,8 +83,13 @@ format: setup ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-pretrain: setup ## Pretrain a colorizer: PRESET DATA MODEL RUN GPUS NODES BATCH (global) LR_SCALING MAX_STEPS LOGGER RESUME ARGS
+pretrain: setup ## Pretrain a colorizer: PRESET DATA MODEL RUN GPUS NODES BATCH (global) LR_SCALING MAX_STEPS LOGGER RESUME INDEX_CACHE SHARDS (instead of DATA: make shards' OUT) ARGS
 	$(PY) -m lit_colorization.cli.pretrain --preset $(PRESET) $(PRETRAIN_OVERRIDES)
+
+shards: setup ## Write an image folder as LitData shards for data.source=shards (needs the shards extra): DATA OUT (a folder or s3://...) VAL_IMAGES CHUNK_BYTES ARGS
+	$(if $(and $(DATA),$(OUT)),,$(error make shards needs DATA=<image folder> and OUT=<new folder or s3://...>))
+	$(PY) -m lit_colorization.cli.shards --data $(DATA) --out $(OUT) $(if $(VAL_IMAGES),--val-images $(VAL_IMAGES)) \
+		$(if $(CHUNK_BYTES),--chunk-bytes $(CHUNK_BYTES)) $(ARGS)
 
 priors: setup ## Compute the ab prior of a training set: DATA PRESET RUN OUT ARGS
 	$(PY) -m lit_colorization.cli.priors --preset $(PRESET) $(if $(OUT),--out $(OUT)) \
@@ -99,6 +108,9 @@ bench: setup ## Throughput side by side: model step, full step, JPEG end to end,
 
 bench-color: setup ## Soft-encoding throughput: fast path vs exact vs scikit-learn (the original release)
 	$(PY) benchmarks/bench_color.py
+
+bench-index: setup ## Start-up cost of a large image folder: first listing vs the file index, extrapolated to ImageNet (ARGS: --files --classes --dir)
+	$(PY) benchmarks/bench_index.py $(ARGS)
 
 linear-probe: setup ## Per-layer linear probes on frozen features: CKPT (default: latest run; random) LAYER DATA PROTOCOL (zhang16, goyal19) PROBE_PRESET (imagenet, places205) GPUS MAX_EPOCHS LOGGER RUN ARGS
 	$(PY) -m transfer.cli.probe --preset $(PROBE_PRESET) $(if $(CKPT),ckpt=$(CKPT)) $(if $(LAYER),layer=$(LAYER)) \

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
@@ -69,6 +70,20 @@ def run_module(
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_file_index_cache(tmp_path_factory) -> Iterator[Path]:
+    """The file indexes of image folders (data.index_cache=auto) go to a folder of this test session, not the
+    user's cache; subprocesses inherit it through the environment."""
+    folder = tmp_path_factory.mktemp("cache")
+    previous = os.environ.get("LIT_COLORIZATION_CACHE")
+    os.environ["LIT_COLORIZATION_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("LIT_COLORIZATION_CACHE", None)
+    else:
+        os.environ["LIT_COLORIZATION_CACHE"] = previous
 
 
 @pytest.fixture(scope="session")

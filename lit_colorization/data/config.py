@@ -8,14 +8,16 @@ from typing import Any
 
 from lit_colorization.data.crops import RESIZE_MODES, SHORTER_SIDE, Resize
 
-SOURCES = ("embedded", "folder", "synthetic")
+SOURCES = ("embedded", "folder", "synthetic", "shards")
 DECODERS = ("cpu", "gpu")
 
 
 @dataclass
 class DataConfig:
-    source: str = "embedded"  # "embedded" | "folder" | "synthetic"
-    root: str | None = None  # folder: holds <train_split>/ and <val_split>/
+    source: str = "embedded"  # "embedded" | "folder" | "synthetic" | "shards"
+    # folder: holds <train_split>/ and <val_split>/ with images; shards: with LitData shards (make shards), a local
+    # path or a URL (s3://...)
+    root: str | None = None
     train_split: str = "train"
     val_split: str = "val"
     crop_size: int = 176
@@ -42,6 +44,10 @@ class DataConfig:
     # "cpu": workers decode and crop with PIL. "gpu" (folder only): workers only read the files, and the
     # training device decodes (nvJPEG on CUDA, torchvision's CPU decoder elsewhere) and crops them in batches.
     decode: str = "cpu"
+    # folder: where the list of a split's files is kept between starts, so that a large tree is listed once
+    # (data/file_index.py). "auto": $LIT_COLORIZATION_CACHE/file-index, else ~/.cache/lit-colorization/file-index;
+    # a folder (shared by every process of a run); null: list the split at every start.
+    index_cache: str | None = "auto"
 
 
 POSITIVE_INT_KEYS = (
@@ -62,9 +68,9 @@ def validate_data_config(cfg: DataConfig | Any) -> None:
         raise ValueError(f"data.source must be one of {', '.join(SOURCES)}; got {cfg.source!r}")
     if cfg.decode not in DECODERS:
         raise ValueError(f"data.decode must be one of {', '.join(DECODERS)}; got {cfg.decode!r}")
-    if cfg.decode == "gpu" and cfg.source != "folder":
+    if cfg.decode == "gpu" and cfg.source not in ("folder", "shards"):
         raise ValueError(
-            f"data.decode=gpu reads image files: it needs data.source=folder, got {cfg.source!r}"
+            f"data.decode=gpu reads image files: it needs data.source=folder or shards, got {cfg.source!r}"
         )
     if cfg.resize_mode not in RESIZE_MODES:
         raise ValueError(
@@ -79,11 +85,22 @@ def validate_data_config(cfg: DataConfig | Any) -> None:
         raise ValueError(f"data.num_workers must be an integer >= 0; got {cfg.num_workers!r}")
     if not _is_int(cfg.seed) or cfg.seed < 0:
         raise ValueError(f"data.seed must be an integer >= 0; got {cfg.seed!r}")
-    if cfg.source == "folder":
+    if cfg.index_cache is not None and (not cfg.index_cache or os.path.isfile(cfg.index_cache)):
+        raise ValueError(
+            f"data.index_cache must be 'auto', a folder or null; got {cfg.index_cache!r}"
+            + (" (a file)" if cfg.index_cache else "")
+        )
+    if cfg.source in ("folder", "shards"):
         if not cfg.root:
-            raise ValueError("data.root is required when data.source is 'folder'")
-        if not os.path.isdir(cfg.root):
+            raise ValueError(f"data.root is required when data.source is {cfg.source!r}")
+        remote = cfg.source == "shards" and "://" in cfg.root
+        if not remote and not os.path.isdir(cfg.root):
             raise FileNotFoundError(f"data.root {cfg.root} is not a directory")
+    if cfg.source == "shards" and cfg.max_val_images is not None:
+        raise ValueError(
+            f"data.max_val_images={cfg.max_val_images} picks validation files of a folder; shards stream their "
+            "val split whole: set data.max_val_images=null (make shards VAL_IMAGES=N writes a smaller one)"
+        )
 
 
 def resize_rule(cfg: DataConfig | Any) -> Resize | None:

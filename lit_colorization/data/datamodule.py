@@ -50,11 +50,17 @@ def build_datasets(cfg: DataConfig) -> tuple[EpochAwareDataset, Dataset, list[st
         val = SyntheticColorDataset(cfg.synthetic_val_images, split="val", resize=resize, **common)
         return train, val, train.classes
     if cfg.decode == "gpu":  # workers only read the bytes; the device decodes and crops (data/encoded.py)
-        common = {"seed": cfg.seed, "strict": cfg.strict}
+        common = {"seed": cfg.seed, "strict": cfg.strict, "index_cache": cfg.index_cache}
         train = EncodedImageFolderDataset(cfg.root, cfg.train_split, train=True, **common)
         val = EncodedImageFolderDataset(cfg.root, cfg.val_split, train=False, **common)
     else:
-        common = {"crop_size": cfg.crop_size, "resize": resize, "seed": cfg.seed, "strict": cfg.strict}
+        common = {
+            "crop_size": cfg.crop_size,
+            "resize": resize,
+            "seed": cfg.seed,
+            "strict": cfg.strict,
+            "index_cache": cfg.index_cache,
+        }
         train = ImageFolderDataset(cfg.root, cfg.train_split, train=True, **common)
         val = ImageFolderDataset(cfg.root, cfg.val_split, train=False, **common)
     if val.classes != train.classes:
@@ -113,6 +119,17 @@ class ColorizationDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self._classes is not None:
             return
+        if self.config.source == "shards":
+            # The streaming datasets are made by each loader call: they take their share of the data from the
+            # process group as it is then (the prior's pass runs before DDP starts).
+            from lit_colorization.data.shards import check_split
+
+            cfg = self.config
+            self._shard_splits = {
+                split: check_split(cfg.root, split) for split in (cfg.train_split, cfg.val_split)
+            }
+            self._classes = []  # shards keep each image's label, not the class names
+            return
         train, val, classes = build_datasets(self.config)
         if self.config.max_val_images is not None:
             val = Subset(val, evenly_spaced_indices(len(val), self.config.max_val_images))
@@ -136,6 +153,10 @@ class ColorizationDataModule(LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """Under a Trainer: this rank's share, starting where a fit restored from a checkpoint left off."""
         self._require_setup()
+        if (
+            self.config.source == "shards"
+        ):  # restored by Lightning through the loader's state (data/shards.py)
+            return self._shard_loader(self.config.train_split, train=True)
         if self.trainer is None:
             return self._loader(self._train, SeededShuffleSampler(self._train, self.config.seed), train=True)
         sampler = SeededShuffleSampler(
@@ -150,7 +171,48 @@ class ColorizationDataModule(LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         self._require_setup()
+        if self.config.source == "shards":
+            return self._shard_loader(self.config.val_split, train=False)
         return self._loader(self._val, sampler=None, train=False)
+
+    def _trained_batches(self) -> int | None:
+        """Batches of the current epoch the fit loop has trained on; None outside a fit."""
+        if self.trainer is None:
+            return None
+        return self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+
+    def _shard_loader(self, split: str, train: bool) -> DataLoader:
+        from lit_colorization.data.shards import ShardImages, shard_loader
+
+        cfg = self.config
+        location = self._shard_splits[split]
+        dataset = ShardImages(
+            location, train, cfg.seed, cfg.decode, cfg.crop_size, resize_rule(cfg), cfg.strict
+        )
+        loader = shard_loader(
+            dataset,
+            batch_size=self.batch_size,
+            num_workers=cfg.num_workers,
+            collate_fn=self._collate(),
+            worker_init_fn=leave_stop_signals_to_the_main_process if cfg.num_workers > 0 else None,
+            pin_memory=cfg.pin_memory and torch.cuda.is_available(),
+            trained_batches=self._trained_batches if train else lambda: None,
+        )
+        if len(loader) == 0:
+            # LitData hands out whole batches: a process left without one would stall the others (or Lightning
+            # refuses the loader).
+            processes = (
+                f" for each of {self.trainer.world_size} processes" if self.trainer is not None else ""
+            )
+            raise ValueError(
+                f"{location}: too few {'training' if train else 'validation'} images for one whole batch of "
+                f"{self.batch_size}{processes}; lower data.batch_size or add images"
+            )
+        return loader
+
+    def _collate(self):
+        cfg = self.config
+        return EncodedCollate() if cfg.decode == "gpu" else SkipUnreadableCollate(cfg.crop_size)
 
     def _loader(self, dataset: Dataset, sampler: SeededShuffleSampler | None, train: bool) -> DataLoader:
         cfg = self.config
@@ -170,7 +232,7 @@ class ColorizationDataModule(LightningDataModule):
             sampler=sampler,
             shuffle=False,
             num_workers=workers,
-            collate_fn=EncodedCollate() if cfg.decode == "gpu" else SkipUnreadableCollate(cfg.crop_size),
+            collate_fn=self._collate(),
             worker_init_fn=leave_stop_signals_to_the_main_process if workers > 0 else None,
             # Pinning needs a CUDA device; on CPU-only runs it would only warn.
             pin_memory=cfg.pin_memory and torch.cuda.is_available(),

@@ -79,10 +79,24 @@ def read_payload(path: str, strict: bool = False) -> Tensor | None:
             raise UnreadableImageError(f"unreadable image {path}: {type(error).__name__}: {error}") from error
         log.warning("skipping unreadable image %s: %s", path, error)
         return None
+    return payload_of(raw, path, strict)
+
+
+def payload_of(raw: bytes, name: str, strict: bool = False) -> Tensor | None:
+    """``read_payload`` of a file's bytes read already (``name`` names it in messages)."""
     if is_plain_jpeg(raw):
         return torch.frombuffer(bytearray(raw), dtype=torch.uint8)
-    image = read_rgb(path, strict=strict)
+    image = read_rgb(name, strict=strict, data=raw)
     return None if image is None else to_chw_tensor(image)
+
+
+def crop_numbers(seed: int, epoch: int, index: int, train: bool) -> Tensor:
+    """The crop numbers of image ``index`` in ``epoch``: random from (seed, epoch, index) when ``train``, else
+    ``CENTRE_CROP``."""
+    if not train:
+        return torch.tensor(CENTRE_CROP, dtype=torch.float64)
+    down, across, mirror = sample_rng(seed, epoch, index).random(3)
+    return torch.tensor([down, across, float(mirror < 0.5)], dtype=torch.float64)
 
 
 class EncodedImageFolderDataset(SplitFilesDataset):
@@ -93,10 +107,7 @@ class EncodedImageFolderDataset(SplitFilesDataset):
     """
 
     def crop_numbers(self, index: int) -> Tensor:
-        if not self.train:
-            return torch.tensor(CENTRE_CROP, dtype=torch.float64)
-        down, across, mirror = sample_rng(self.seed, self._epoch.value, index).random(3)
-        return torch.tensor([down, across, float(mirror < 0.5)], dtype=torch.float64)
+        return crop_numbers(self.seed, self._epoch.value, index, self.train)
 
     def __getitem__(self, index: int) -> EncodedSample | None:
         path = self.path(index)

@@ -6,7 +6,8 @@ image has label 0 and the single class is called `FLAT_CLASS_NAME`. A split with
 class sub-folders is refused, since the top-level images would have no class.
 The file list is built with os.scandir (no stat per file), sorted at every level, and stored as one
 numpy byte-string array: a 1.2M-image list then costs tens of MB and no per-item Python objects,
-which forked DataLoader workers would otherwise slowly copy through reference counting.
+which forked DataLoader workers would otherwise slowly copy through reference counting. Listing a large
+tree on a network filesystem still takes minutes; ``data/file_index.py`` keeps the listing between starts.
 """
 
 from __future__ import annotations
@@ -29,35 +30,52 @@ def is_image_file(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def list_images(directory: str, prefix: str = "") -> list[str]:
+# (folder relative to the split, its modification time in ns) of every folder a listing read, the split's own
+# as ".": what `data/file_index.py` compares to tell whether a stored listing still holds.
+FolderStamps = list[tuple[str, int]]
+SPLIT_FOLDER = "."
+
+
+def list_images(directory: str, prefix: str = "", stamps: FolderStamps | None = None) -> list[str]:
     """Image files under `directory`, recursively, as paths relative to it (joined onto `prefix`), sorted.
 
     A symbolic link that cannot be followed (a loop) or that leads back to a folder above it (a cycle, which
-    would list the same images again and again) is an error naming the link.
+    would list the same images again and again) is an error naming the link. ``stamps``, if given, receives
+    each folder below `directory` that was read (see `FolderStamps`).
     """
-    return _walk(directory, prefix, {_identity(directory): directory})
+    return _walk(directory, prefix, {_identity(directory): directory}, stamps)
 
 
-def _walk(directory: str, prefix: str, ancestors: dict[tuple[int, int], str]) -> list[str]:
+def _walk(
+    directory: str, prefix: str, ancestors: dict[tuple[int, int], str], stamps: FolderStamps | None
+) -> list[str]:
     found: list[str] = []
     for entry in _sorted_visible_entries(directory):
         relative = os.path.join(prefix, entry.name) if prefix else entry.name
         if _is_dir(entry):
-            found.extend(_descend(entry, relative, ancestors))
+            found.extend(_descend(entry, relative, ancestors, stamps))
         elif is_image_file(entry.name):
             found.append(relative)
     return found
 
 
-def _descend(entry: os.DirEntry[str], relative: str, ancestors: dict[tuple[int, int], str]) -> list[str]:
+def _descend(
+    entry: os.DirEntry[str],
+    relative: str,
+    ancestors: dict[tuple[int, int], str],
+    stamps: FolderStamps | None,
+) -> list[str]:
     """The images under the folder ``entry``, which must not be one of the folders above it."""
-    identity = _identity(entry.path)
+    status = os.stat(entry.path)  # before reading the folder: a file added meanwhile makes the stamp stale
+    identity = (status.st_dev, status.st_ino)
     if identity in ancestors:
         raise ValueError(
             f"{entry.path}: a symbolic link back to {ancestors[identity]}, a folder above it, so the image tree "
             "never ends; remove the link"
         )
-    return _walk(entry.path, relative, {**ancestors, identity: entry.path})
+    if stamps is not None:
+        stamps.append((relative, status.st_mtime_ns))
+    return _walk(entry.path, relative, {**ancestors, identity: entry.path}, stamps)
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:
@@ -75,12 +93,20 @@ def _identity(directory: str) -> tuple[int, int]:
     return status.st_dev, status.st_ino
 
 
-def scan_split(split_path: str) -> tuple[list[str], list[str], np.ndarray]:
-    """(classes, relative image paths, int64 labels) for one split directory."""
+def scan_split(
+    split_path: str, stamps: FolderStamps | None = None
+) -> tuple[list[str], list[str], np.ndarray]:
+    """(classes, relative image paths, int64 labels) for one split directory; ``stamps``, if given, receives
+    every folder read, the split's own first (see `FolderStamps`)."""
+    status = os.stat(split_path)
+    if stamps is not None:
+        stamps.append((SPLIT_FOLDER, status.st_mtime_ns))
     entries = _sorted_visible_entries(split_path)
     top_level_images = [entry.name for entry in entries if not _is_dir(entry) and is_image_file(entry.name)]
-    split = {_identity(split_path): split_path}
-    per_class = {entry.name: _descend(entry, entry.name, split) for entry in entries if _is_dir(entry)}
+    split = {(status.st_dev, status.st_ino): split_path}
+    per_class = {
+        entry.name: _descend(entry, entry.name, split, stamps) for entry in entries if _is_dir(entry)
+    }
     classes = [name for name, files in per_class.items() if files]
     if classes and top_level_images:
         raise ValueError(
@@ -120,7 +146,8 @@ class SplitFilesDataset(Dataset):
     """The image files of `root/split_dir` with their labels, and the epoch that seeds each file's crop draw.
 
     The base of the CPU-decoding `ImageFolderDataset` and the device-decoding `EncodedImageFolderDataset`,
-    which list a split the same way and differ only in what an item is.
+    which list a split the same way and differ only in what an item is. ``index_cache``: where the listing is
+    kept between starts (``data.index_cache``, see `data/file_index.py`); None lists the split every time.
     """
 
     def __init__(
@@ -130,10 +157,13 @@ class SplitFilesDataset(Dataset):
         train: bool = True,
         seed: int = 0,
         strict: bool = False,
+        index_cache: str | None = None,
     ) -> None:
+        from lit_colorization.data.file_index import load_split  # it lists with this module's functions
+
         self.split_path = resolve_split_dir(root, split_dir)
-        self.classes, paths, self.labels = scan_split(self.split_path)
-        self._relative_paths = np.array([os.fsencode(path) for path in paths], dtype=np.bytes_)
+        listing = load_split(self.split_path, index_cache)
+        self.classes, self._relative_paths, self.labels = listing.classes, listing.paths, listing.labels
         self.train = train
         self.seed = seed
         self.strict = strict
@@ -164,8 +194,9 @@ class ImageFolderDataset(SplitFilesDataset):
         train: bool = True,
         seed: int = 0,
         strict: bool = False,
+        index_cache: str | None = None,
     ) -> None:
-        super().__init__(root, split_dir, train=train, seed=seed, strict=strict)
+        super().__init__(root, split_dir, train=train, seed=seed, strict=strict, index_cache=index_cache)
         self.crop_size = crop_size
         self.resize = resize
 

@@ -12,6 +12,7 @@ Anything PIL cannot decode (truncated, empty, not an image, too many pixels) is 
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import warnings
@@ -35,15 +36,18 @@ class UnreadableImageError(ValueError):
     """
 
 
-def read_rgb(path: str | os.PathLike[str], strict: bool = False) -> np.ndarray | None:
-    """Decode `path` into an H x W x 3 uint8 array.
+def read_rgb(
+    path: str | os.PathLike[str], strict: bool = False, data: bytes | None = None
+) -> np.ndarray | None:
+    """Decode `path` into an H x W x 3 uint8 array; or `data`, the file's bytes read already (from a shard), which
+    `path` then only names.
 
     Returns None for an unreadable file (logged once per file and process), or raises
     `UnreadableImageError` when `strict` is true.
     """
     path_str = os.fspath(path)
     try:
-        return _decode(path_str)
+        return _decode(path_str if data is None else io.BytesIO(data))
     except Exception as error:
         # PIL's format plugins raise many exception types on corrupt data (OSError, SyntaxError,
         # struct.error, IndexError...); every one of them means "this file cannot be used".
@@ -54,7 +58,7 @@ def read_rgb(path: str | os.PathLike[str], strict: bool = False) -> np.ndarray |
     return None
 
 
-def _decode(path: str) -> np.ndarray:
+def _decode(path: str | io.BytesIO) -> np.ndarray:
     with warnings.catch_warnings():
         # Between MAX_IMAGE_PIXELS and twice that PIL only warns; refuse those files too.
         warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -86,6 +86,12 @@ def validate_eval_config(config: EvalColorConfig) -> None:
         value = getattr(config, key)
         if value is not None and not Path(value).is_file():
             raise FileNotFoundError(f"config key '{key}': file not found: {value}")
+    require(
+        config.data.source != "shards",
+        "data.source",
+        "an image folder (the run trained from shards: pass --data <image folder>, make eval-color DATA=...)",
+        config.data.source,
+    )
     validate_data_config(config.data)
 
 

@@ -65,6 +65,7 @@ def validation_set(data: DataConfig) -> EvalSet:
         train=False,
         seed=data.seed,
         strict=data.strict,
+        index_cache=data.index_cache,
     )
     files = [os.path.relpath(dataset.path(index), dataset.split_path) for index in range(len(dataset))]
     return EvalSet(

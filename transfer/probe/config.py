@@ -165,6 +165,12 @@ def validate_probe_config(config: ProbeConfig) -> None:
         "a positive integer or null",
         config.expected_classes,
     )
+    require(
+        config.data.source != "shards",
+        "data.source",
+        "folder, embedded or synthetic (a probe needs class names, which shards do not keep)",
+        config.data.source,
+    )
     validate_data_config(config.data)
 
 
