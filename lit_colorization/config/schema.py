@@ -106,6 +106,23 @@ class LoggerConfig:
 
 
 @dataclass
+class OnlineEvalConfig:
+    """Per-layer online linear probes and kNN while pretraining (lit_colorization/train/online_eval.py)."""
+
+    enabled: bool = True
+    layers: list[str] = field(default_factory=list)  # empty: every feature layer of the network
+    # The heads' own SGD: on BatchNorm-normalised features, with a step per training batch.
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    knn_k: int = 20  # Wu et al. 2018's weighted kNN: k neighbours, votes exp(cosine similarity / T)
+    knn_temperature: float = 0.07
+    # Training crops in the kNN bank, rebuilt at each validation (spread evenly over the training set;
+    # under DDP each rank holds 1/world_size of them).
+    knn_bank_size: int = 10_000
+
+
+@dataclass
 class PretrainConfig:
     run: str = "sample"
     runs_dir: str = "runs"
@@ -118,3 +135,4 @@ class PretrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    online_eval: OnlineEvalConfig = field(default_factory=OnlineEvalConfig)
