@@ -19,7 +19,8 @@ Rows, in images per second:
   (e) probe trunk: AlexNet forward to conv5, no gradients.
   (f) probe, five layers: the trunk plus linear heads on conv1..conv5 trained in one pass (transfer.probe.module).
   (g) pretraining step with online evaluation: (b), plus what ``OnlineEvaluation`` does after every training step
-      (its hooks' features of conv1..conv8, one SGD step of a 1000-way linear head per layer).
+      (its hooks' features of conv1..conv8, one SGD step of a linear head per layer; 1000-way unless
+      --online-classes says otherwise).
 Then the ratios (b)/(a), (c)/(a), (c)/(d), (f)/(e) and (c)/(c0), and the step time with online evaluation over
 the step time without it, (b)/(g); FLOPs per image of one train step
 (FlopCounterMode on the meta device) and model FLOP utilisation against the device's bf16 peak (on a CPU,
@@ -99,6 +100,7 @@ class Options:
     decode: str
     probe_size: int
     threads: int
+    online_classes: int
     settings: PerfSettings
 
 
@@ -124,6 +126,12 @@ def parse_options(argv: list[str] | None = None) -> Options:
     parser.add_argument("--decode", default="auto", choices=("auto", "cpu", "gpu"), help="(c): who decodes")
     parser.add_argument(
         "--probe-size", type=int, help="linear-probe crop side (default 227 on CUDA, 64 on a CPU)"
+    )
+    parser.add_argument(
+        "--online-classes",
+        type=int,
+        default=PROBE_CLASSES,
+        help="(g): classes of the online heads (default 1000, ImageNet's; the embedded photos have 10)",
     )
     parser.add_argument("--precision", default="auto", choices=("auto", "32-true", "bf16-mixed"))
     parser.add_argument(
@@ -162,6 +170,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
         decode=args.decode if args.decode != "auto" else ("gpu" if cuda else "cpu"),
         probe_size=int(pick(args.probe_size, 227, 64)),
         threads=threads,
+        online_classes=args.online_classes,
         settings=resolve(
             device.type,
             precision=args.precision,
@@ -169,7 +178,13 @@ def parse_options(argv: list[str] | None = None) -> Options:
             compile=pick(args.compile, True, False),
         ),
     )
-    positive = {"--size": options.size, "--batch": batch, "--steps": steps, "--images": options.images}
+    positive = {
+        "--size": options.size,
+        "--batch": batch,
+        "--steps": steps,
+        "--images": options.images,
+        "--online-classes": options.online_classes,
+    }
     for flag, value in positive.items():
         if value < 1:
             parser.error(f"{flag} must be positive, got {value}")
@@ -543,13 +558,13 @@ def online_eval_step(
     layers = list(network.feature_layers)
     probes = OnlineProbes(
         feature_shapes(network, layers, options.size),
-        PROBE_CLASSES,
+        options.online_classes,
         lr=settings.lr,
         momentum=settings.momentum,
         weight_decay=settings.weight_decay,
     ).to(options.device)
     tap = FeatureTap(network, layers)
-    labels = torch.randint(0, PROBE_CLASSES, (options.batch,), device=options.device)
+    labels = torch.randint(0, options.online_classes, (options.batch,), device=options.device)
 
     def step() -> int:
         images = train_step(module, optimizer, module.targets(rgb))
@@ -672,7 +687,7 @@ def format_table(
         ("d", f"original pipeline: skimage + sklearn in {options.workers} workers", True),
         ("e", "probe: AlexNet trunk forward only (to conv5)", False),
         ("f", "probe: trunk + conv1..conv5 heads, train step", False),
-        ("g", f"(b) + online eval: {PROBE_CLASSES}-way heads on conv1..conv8", True),
+        ("g", f"(b) + online eval: {options.online_classes}-way heads on conv1..conv8", True),
     ]
     width = max(len(label) for _, label, _ in rows)
 

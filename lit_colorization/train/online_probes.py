@@ -38,7 +38,12 @@ def pooled_side(channels: int, height: int, width: int) -> int:
 
 def pool(features: Tensor, side: int) -> Tensor:
     """(B, C, H, W) -> (B, C * side * side) fp32: the vector per image that heads and the kNN bank see."""
-    return torch.flatten(F.adaptive_avg_pool2d(features.float(), side), 1)
+    # Pooled before the cast: under bf16 autocast only the small pooled tensor is copied to fp32 (the pooling
+    # itself accumulates in fp32). A map already side x side is left as it is: PyTorch's CPU kernel takes
+    # milliseconds even for that identity.
+    if tuple(features.shape[-2:]) != (side, side):
+        features = F.adaptive_avg_pool2d(features, side)
+    return torch.flatten(features, 1).float()
 
 
 class FeatureTap:

@@ -49,6 +49,7 @@ from lit_colorization.train.scaling import RunScale, WorldSizeCheck, resolve_sca
 from lit_colorization.train.trainer import lightning_trainer_args
 
 log = logging.getLogger(__name__)
+JOB_TYPE = "pretrain"  # the W&B job type of pretraining runs (transfer/dashboard.py selects runs by it)
 PRIOR_WAIT_SECONDS = 24 * 3600
 # Lightning warns on every mid-epoch resume unless the DataLoader has state_dict(); ours resumes exactly
 # without one (the DataModule starts the sampler after the batches the restored loops had consumed).
@@ -203,7 +204,7 @@ def train_in(run_dir: Path, config: PretrainConfig, extra_callbacks: Sequence[Ca
     module = ColorizationModule(config, bins, prior, image_dir=run_dir / "images", scale=scale)
     if resume is None:
         initialise(module.net, config.model, datamodule, config.trainer.seed)
-    logger = build_logger(config.logger, run_dir, config.run, job_type="pretrain", config=resolved)
+    logger = build_logger(config.logger, run_dir, config.run, job_type=JOB_TYPE, config=resolved)
     if logger:
         logger.log_hyperparams(
             resolved
