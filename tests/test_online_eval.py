@@ -34,17 +34,25 @@ from lit_colorization.train.online_report import (
 from lit_colorization.train.pretrain_config import PRETRAIN
 from lit_colorization.train.pretraining import pretrain
 from tests.conftest import tiny_pretrain_overrides, tiny_synthetic_data
-from transfer.probe.module import POOLED_SIDE
+from transfer.probe.protocols import ZHANG16
 
 HERE = Path(__file__).resolve().parent
 
 
-@pytest.mark.parametrize(("model", "crop"), [("alexnet", 227), ("eccv16", 224), ("resnet50", 224)])
-def test_pooling_gives_the_probe_protocols_grid_for_every_full_width_layer(model, crop):
-    # The protocol's table lives in transfer; lit_colorization derives the same sides from the channel counts.
-    network = create_model(model)
-    shapes = feature_shapes(network, list(POOLED_SIDE[model]), crop)
-    assert {layer: pooled_side(*shape) for layer, shape in shapes.items()} == POOLED_SIDE[model]
+@pytest.mark.parametrize(
+    ("model", "layers", "crop"),
+    [
+        ("alexnet", ("conv1", "conv2", "conv3", "conv4", "conv5"), 227),
+        ("eccv16", ("conv1", "conv2", "conv3", "conv4", "conv5", "conv6", "conv7", "conv8"), 224),
+        ("resnet50", ("conv1", "res2", "res3", "res4", "res5"), 224),
+    ],
+)
+def test_pooling_gives_the_probes_grids_of_about_9000_features(model, layers, crop):
+    # The probe protocol's grids live in transfer; lit_colorization derives the same sides from the channel counts
+    # (AlexNet's fc6 and fc7, 12x12 in the training geometry, pool to 2x2 here; the probe sees them 1x1).
+    shapes = feature_shapes(create_model(model), list(layers), crop)
+    sides = {layer: ZHANG16.layer_probe(model, layer).reduction.side for layer in layers}
+    assert {layer: pooled_side(*shape) for layer, shape in shapes.items()} == sides
 
 
 def test_pooling_of_a_narrow_network_is_capped_by_the_feature_map():
@@ -79,6 +87,24 @@ def test_tap_hands_over_the_training_forwards_features_detached():
     tap.clear()  # features() above ran the hooks too
     network(lightness)
     assert tap.take() == {}
+
+
+def test_hooks_trace_into_the_compiled_network_without_a_graph_break():
+    # The ImageNet presets compile the network (on CUDA): the hooks must not split its graph. Dynamo's tracing is
+    # the same on the CPU; aot_eager stands in for inductor, which the CPU tests do not build.
+    torch.manual_seed(0)
+    network = create_model("eccv16", width=0.125)
+    tap = FeatureTap(network, list(network.feature_layers))
+    lightness = torch.rand(2, 1, 32, 32) * 100
+    explanation = torch._dynamo.explain(network)(lightness)
+    assert (explanation.graph_count, explanation.graph_break_count) == (1, 0), explanation.break_reasons
+    tap.clear()
+    network.compile(backend="aot_eager")
+    network(lightness).sum().backward()
+    taken = tap.take()
+    expected = network.features(lightness, list(network.feature_layers))
+    assert taken.keys() == expected.keys()
+    assert all(torch.allclose(taken[layer], expected[layer], atol=1e-5) for layer in taken)
 
 
 def test_probes_learn_separable_features_and_touch_only_their_own_parameters():

@@ -5,7 +5,7 @@ validation), detached, through forward hooks: the features cost no extra forward
 the colorizer through them. Hooks are installed once, before the first forward pass, and never changed, which
 is what ``torch.compile`` needs to trace them into the compiled network instead of recompiling.
 
-``OnlineProbes`` are the linear-probe protocol's heads (pool to about 9,000 dimensions, BatchNorm without
+``OnlineProbes`` are heads like the linear probe's (average-pooled to about 9,000 features, BatchNorm without
 affine parameters, one linear layer; docs/reference.md section 6), trained with their own SGD on the training
 batches' labels.
 """
@@ -22,11 +22,11 @@ from torch.utils.hooks import RemovableHandle
 
 from lit_colorization.models.base import ColorizationNet
 
-# The linear-probe protocol pools every layer to about 9,000 dimensions (docs/reference.md section 6).
-# round(sqrt(POOLED_DIMS / channels)) as the side of the pooled grid gives the side that protocol's table
-# gives each layer of the full-width networks (alexnet conv1 96 channels -> 10, eccv16 conv2 128 -> 8,
-# resnet50 res4 1024 -> 3, ...), without this package depending on ``transfer``; a narrow network's few
-# channels get a larger grid, capped at the feature map's own size.
+# The paper's linear probe reduces every layer to about 9,000 features (docs/reference.md section 6).
+# round(sqrt(POOLED_DIMS / channels)) as the side of the pooled grid gives the side the probe uses for each layer
+# of the full-width networks (alexnet conv1 96 channels -> 10, eccv16 conv2 128 -> 8, resnet50 res4 1024 -> 3,
+# ...; transfer/probe/protocols.py, which this package does not import). Here it is always an average pool,
+# self-contained; a narrow network's few channels get a larger grid, capped at the feature map's own size.
 POOLED_DIMS = 9216
 
 
