@@ -111,8 +111,10 @@ class OnlineEvalConfig:
 
     enabled: bool = True
     layers: list[str] = field(default_factory=list)  # empty: every feature layer of the network
-    # The heads' own SGD: on BatchNorm-normalised features, with a step per training batch.
-    lr: float = 0.01
+    # The heads' own SGD, a step per training batch. On BatchNorm-normalised inputs of ~9,000 dimensions a step
+    # moves the logits by about lr x 9,000 x the gradient: on the embedded photos' fixed features, lr 3e-4 gave
+    # the best heads of 1e-4..1e-2 (30% mean top-1 over the layers; at 1e-2 conv8 fell to 1%).
+    lr: float = 3e-4
     momentum: float = 0.9
     weight_decay: float = 0.0
     knn_k: int = 20  # Wu et al. 2018's weighted kNN: k neighbours, votes exp(cosine similarity / T)

@@ -146,36 +146,38 @@ class OnlineEvaluation(Callback):
         self._fill_bank(trainer, pl_module)
 
     def _fill_bank(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        network = pl_module.net
+        """This rank's bank: unit vectors of its share of the bank's training crops, in eval mode, no gradients."""
+        network, device = pl_module.net, pl_module.device
+        dtype = torch.float16 if device.type == "cuda" else torch.float32
+        # Written in place, so that the bank never needs twice its memory; unreadable files leave rows unused.
+        capacity = len(self._bank_loader.dataset)
+        bank = {
+            layer: torch.empty(capacity, dims, dtype=dtype, device=device)
+            for layer, dims in self.probes.dims.items()
+        }
+        labels = torch.empty(capacity, dtype=torch.int64, device=device)
+        filled = 0
         was_training = network.training
         network.eval()
-        dtype = torch.float16 if pl_module.device.type == "cuda" else torch.float32
-        chunks: dict[str, list[Tensor]] = {layer: [] for layer in self.layers}
-        labels = []
         try:
             with torch.no_grad(), trainer.precision_plugin.forward_context():
                 for batch in self._bank_loader:
                     # The module's own path from a loader batch to crops on the device (JPEG decoding included).
                     batch = pl_module.on_before_batch_transfer(batch, 0)
-                    batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
-                    if batch["label"].numel() == 0:
+                    batch = pl_module.transfer_batch_to_device(batch, device, 0)
+                    count = batch["label"].numel()
+                    if count == 0:
                         continue
                     lightness = pl_module.targets.lab(batch["rgb"])[:, :1]
                     for layer, features in network.features(lightness, self.layers).items():
-                        chunks[layer].append(self._unit_vectors(layer, features).to(dtype))
-                    labels.append(batch["label"])
+                        bank[layer][filled : filled + count] = self._unit_vectors(layer, features)
+                    labels[filled : filled + count] = batch["label"]
+                    filled += count
         finally:
             network.train(was_training)
             self.tap.clear()
-        self._bank = {
-            layer: torch.cat(parts)
-            if parts
-            else torch.empty(0, self.probes.dims[layer], dtype=dtype, device=pl_module.device)
-            for layer, parts in chunks.items()
-        }
-        self._bank_labels = (
-            torch.cat(labels) if labels else torch.empty(0, dtype=torch.int64, device=pl_module.device)
-        )
+        self._bank = {layer: rows[:filled] for layer, rows in bank.items()}
+        self._bank_labels = labels[:filled]
 
     def _unit_vectors(self, layer: str, features: Tensor) -> Tensor:
         return F.normalize(pool(features, self.probes.sides[layer]), dim=1)
