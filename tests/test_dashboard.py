@@ -5,6 +5,7 @@ tests/test_voc_det.py check them against their CLI runs.)"""
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from pathlib import Path
 
@@ -44,10 +45,35 @@ def tiny_probe_run(tiny_pretrain_run, tmp_path_factory) -> Path:
     return folder / "probe-dash"
 
 
-def test_every_key_the_pretraining_and_probe_panels_read_was_logged_by_a_real_run(
-    tiny_pretrain_run, tiny_probe_run
+@pytest.fixture(scope="module")
+def offline_dashboard(tmp_path_factory) -> tuple[Path, str]:
+    """``python -m transfer.cli.dashboard`` offline (W&B offline, no key, no extra), for the tiny runs' network,
+    with a results store holding one probe row: (its output folder, what it printed)."""
+    folder = tmp_path_factory.mktemp("dashboard")
+    results = folder / "results" / "transfer.jsonl"
+    append_results(results, [{**probe_row("mine", "conv1", 20.0), "schema": SCHEMA}])
+    result = run_module(
+        "transfer.cli.dashboard",
+        "--models",
+        "eccv16",
+        "--results",
+        str(results),
+        "--out",
+        str(folder / "out"),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder / "out", result.stdout
+
+
+def test_every_key_the_offline_dashboard_reads_was_logged_by_a_real_run(
+    offline_dashboard, tiny_pretrain_run, tiny_probe_run
 ):
-    keys = keys_by_job_type(dashboard_panels(["eccv16"]))  # the tiny runs' network
+    out, _ = offline_dashboard
+    keys: dict[str, set[str]] = {}
+    for panel in json.loads((out / "panels.json").read_text()):
+        if panel["job_type"] is not None:
+            keys.setdefault(panel["job_type"], set()).update(panel["keys"])
+    assert keys == keys_by_job_type(dashboard_panels(["eccv16"]))
     pretrain_logged = logged_columns(tiny_pretrain_run)
     assert keys[PRETRAIN] and keys[PRETRAIN] <= pretrain_logged, keys[PRETRAIN] - pretrain_logged
     probe_logged = logged_columns(tiny_probe_run)
@@ -81,21 +107,9 @@ def test_panels_cover_every_section_and_each_network_gets_its_own_layers():
         dashboard_panels(["vgg"])
 
 
-def test_offline_it_lists_the_panels_and_writes_compares_output_without_the_extra(tmp_path):
-    results = tmp_path / "results" / "transfer.jsonl"
-    append_results(results, [{**probe_row("mine", "conv1", 20.0), "schema": SCHEMA}])
-    result = run_module(
-        "transfer.cli.dashboard",
-        "--models",
-        "eccv16",
-        "--results",
-        str(results),
-        "--out",
-        str(tmp_path / "out"),
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "W&B offline" in result.stdout and "reads: online/conv8/top1, knn/conv8/top1" in result.stdout
-    out = tmp_path / "out"
+def test_offline_it_lists_the_panels_and_writes_compares_output_without_the_extra(offline_dashboard):
+    out, printed = offline_dashboard
+    assert "W&B offline" in printed and "reads: online/conv8/top1, knn/conv8/top1" in printed
     assert (out / "panels.txt").read_text().count("reads:") == len(
         [panel for panel in dashboard_panels(["eccv16"]) if panel.keys]
     )

@@ -7,7 +7,8 @@ Under DDP each rank holds its own shard of the bank, so no rank ever holds the w
 queries the ranks all-gather the queries (a few hundred kilobytes), each scores all of them against its own
 shard and keeps the ``k`` best (similarity, label) pairs per query, then those candidates are all-gathered and
 each rank merges the ``world_size * k`` candidates of its own queries into the same ``k`` a single bank would
-give. Two collectives per batch, sized by the queries and ``k``, never by the bank.
+give. Four all-gathers per batch and layer (batch sizes, queries, candidates' similarities and labels), sized by
+the queries and ``k``, never by the bank.
 """
 
 from __future__ import annotations
