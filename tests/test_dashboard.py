@@ -1,6 +1,6 @@
 """make dashboard: the panels read keys real runs log, offline it lists them and writes compare's output, and
-without the optional extra the online path is one line naming it. (VOC keys: tests/test_voc_cls.py and
-tests/test_voc_det.py check them against their CLI runs.)"""
+without the optional extra the online path is one line naming it. (VOC keys: tests/test_voc_cls.py,
+tests/test_voc_det.py and tests/test_voc_seg.py check them against their CLI runs.)"""
 
 from __future__ import annotations
 
@@ -91,17 +91,33 @@ def test_panels_cover_every_section_and_each_network_gets_its_own_layers():
         "Online evaluation while pretraining: eccv16",
         "Linear probes (final): alexnet",
         "Linear probes (final): eccv16",
-        "Pascal VOC07",
+        "Pascal VOC",
         "Colorization",
     ]
     online = [panel for panel in panels if panel.section.endswith("alexnet") and panel.kind == LINE]
     assert [panel.keys for panel in online][-1] == ("online/fc7/top1", "knn/fc7/top1")
     assert {panel.kind for panel in panels} == {LINE, BAR, TABLE, MARKDOWN}
     [paper] = [panel for panel in panels if panel.kind == MARKDOWN and panel.section.endswith("alexnet")]
-    assert "| colorization | 13.1 | 24.8 | 31.0 | 32.6 | 31.8 |" in paper.text  # Split-Brain Table 2
-    assert "best layer: 30.39" in paper.text  # VISSL
+    # Split-Brain Table 2 on both of its datasets, then VISSL's best layer
+    imagenet, places = paper.text.split("| Split-Brain Tab. 2 (zhang16), ")[1:]
+    assert imagenet.startswith("ImageNet |") and places.startswith("Places205 |")
+    assert "| colorization | 13.1 | 24.8 | 31.0 | 32.6 | 31.8 |" in imagenet
+    assert "| colorization | 16.0 | 25.7 | 29.6 | 30.3 | 29.7 |" in places
+    assert "| Places labels | 22.1 |" in places and "Places labels" not in imagenet
+    assert "ImageNet, best layer: 30.39" in paper.text
+    assert not [panel for panel in panels if panel.kind == MARKDOWN and panel.section.endswith("eccv16")]
+    [resnet50] = [
+        panel for panel in dashboard_panels(["resnet50"]) if panel.kind == MARKDOWN and "50" in panel.section
+    ]
+    assert "Split-Brain" not in resnet50.text and resnet50.text.endswith("ImageNet, best layer: 40.11")
     [voc] = [panel for panel in panels if panel.kind == MARKDOWN and "VOC" in panel.section]
     assert "| colorization (rescaled) | 61.5 | 65.9 | 46.9 | 35.6 |" in voc.text
+    voc_bars = [panel for panel in panels if panel.kind == BAR and panel.section == "Pascal VOC"]
+    assert [(panel.job_type, panel.keys) for panel in voc_bars] == [
+        ("voc-cls", ("voc/map",)),
+        ("voc-det", ("voc/map",)),
+        ("voc-seg", ("voc/miou",)),
+    ]
     assert "           reads: train/loss, val/loss  x: trainer/global_step" in describe(panels)
     with pytest.raises(ValueError, match="unknown network"):
         dashboard_panels(["vgg"])

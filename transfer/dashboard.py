@@ -8,7 +8,8 @@ list instead. Keys are the ones the code logs: tests/test_dashboard.py checks ea
 Sections: pretraining curves per run (loss, AuC, rebalanced AuC, colourfulness, against Lightning's
 ``trainer/global_step``), the online probe and kNN top-1 per layer while pretraining, the final linear-probe top-1
 per layer grouped by pretraining run (W&B's run group: a transfer run's group is its pretraining run) beside the
-paper's numbers, VOC07 mAP beside the paper's, and colorization metrics (each pretraining run's last validation,
+paper's numbers (ImageNet and Places205), VOC07 classification and detection mAP and VOC12 segmentation mIoU
+beside the paper's, and colorization metrics (each pretraining run's last validation,
 and ``make eval-color``'s table).
 """
 
@@ -23,7 +24,6 @@ from lit_colorization.evaluation.rows import TASK as EVAL_COLOR
 from lit_colorization.models import create_model, list_models
 from lit_colorization.train.pretraining import JOB_TYPE as PRETRAIN
 from transfer.compare import (
-    IMAGENET,
     LINEAR_PROBE,
     PAPER_BEST_LAYER,
     PAPER_LAYERS,
@@ -35,13 +35,15 @@ from transfer.compare import (
     VOC_CLASSIFICATION,
     VOC_COLUMNS,
     VOC_DETECTION,
+    VOC_SEGMENTATION,
 )
 from transfer.probe.module import STANDARD_LAYERS
 
 # Where each kind of run's config names its network (pretraining: the model section; a probe: the trunk's name).
 MODEL_CONFIG_KEY = {PRETRAIN: "model.name", LINEAR_PROBE: "model"}
 STEP_KEY = "trainer/global_step"  # the x axis Lightning's WandbLogger logs beside every metric
-VOC_MAP_KEY = "voc/map"
+VOC_MAP_KEY = "voc/map"  # classification and detection, in [0, 1]
+VOC_MIOU_KEY = "voc/miou"  # segmentation, in [0, 1]
 LINE, BAR, TABLE, MARKDOWN = "line", "bar", "table", "markdown"
 PRETRAINING_CURVES = (
     ("loss", ("train/loss", "val/loss")),
@@ -76,21 +78,24 @@ PAPER_PROBE_MODEL = "alexnet"  # the network of the published per-layer rows
 
 
 def paper_probe_markdown(model: str) -> str:
-    """The published ImageNet probe numbers of ``model`` (docs/reference.md section 7), as a markdown table."""
-    lines = [f"**Published ImageNet linear probes of {model}, top-1 (%)**", ""]
+    """The published linear-probe numbers of ``model`` (docs/reference.md section 7) as markdown: Split-Brain
+    Table 2's per-layer rows on each dataset it reports (``PAPER_PROBES``: ImageNet, Places205) for AlexNet, and
+    VISSL's best layer on ImageNet."""
+    lines = [f"**Published linear probes of {model}, top-1 (%)**", ""]
     if model == PAPER_PROBE_MODEL:
-        lines += [
-            f"| {SPLIT_BRAIN_TABLE_2} | " + " | ".join(PAPER_LAYERS) + " |",
-            "|---" * (len(PAPER_LAYERS) + 1) + "|",
-            *(
-                f"| {name} | " + " | ".join(f"{value:.1f}" for value in values) + " |"
-                for name, values in PAPER_PROBES[IMAGENET].items()
-            ),
-            "",
-        ]
+        for dataset, rows in PAPER_PROBES.items():
+            lines += [
+                f"| {SPLIT_BRAIN_TABLE_2}, {dataset} | " + " | ".join(PAPER_LAYERS) + " |",
+                "|---" * (len(PAPER_LAYERS) + 1) + "|",
+                *(
+                    f"| {name} | " + " | ".join(f"{value:.1f}" for value in values) + " |"
+                    for name, values in rows.items()
+                ),
+                "",
+            ]
     if model in PAPER_BEST_LAYER:
-        lines.append(f"{VISSL}, colorization, best layer: {PAPER_BEST_LAYER[model]:.2f}")
-    return "\n".join(lines)
+        lines.append(f"{VISSL}, colorization, ImageNet, best layer: {PAPER_BEST_LAYER[model]:.2f}")
+    return "\n".join(lines).rstrip()
 
 
 def paper_voc_markdown() -> str:
@@ -102,6 +107,9 @@ def paper_voc_markdown() -> str:
             "| | " + " | ".join(VOC_COLUMNS) + " |",
             "|---" * (len(VOC_COLUMNS) + 1) + "|",
             *(f"| {name} | {_cells(values)} |" for name, values in PAPER_VOC.items()),
+            "",
+            "cls: VOC2007 classification mAP, det: VOC2007 Fast R-CNN detection mAP, seg: VOC2012 FCN mIoU. "
+            "The runs log voc/map and voc/miou in [0, 1]; make compare prints them in percent.",
         ]
     )
 
@@ -135,22 +143,16 @@ def dashboard_panels(models: Sequence[str] | None = None) -> list[Panel]:
             panels.append(
                 Panel(section, "published numbers", MARKDOWN, None, text=paper_probe_markdown(model))
             )
-    section = "Pascal VOC07"
+    section = "Pascal VOC"
     panels += [
-        Panel(
-            section,
-            "classification mAP (%), by pretraining run",
-            BAR,
-            VOC_CLASSIFICATION,
-            (VOC_MAP_KEY,),
-            None,
-            True,
-        ),
-        Panel(
-            section, "detection mAP (%), by pretraining run", BAR, VOC_DETECTION, (VOC_MAP_KEY,), None, True
-        ),
-        Panel(section, "published numbers", MARKDOWN, None, text=paper_voc_markdown()),
+        Panel(section, title, BAR, job_type, (key,), None, True)
+        for title, job_type, key in (
+            ("VOC07 classification mAP (0-1), by pretraining run", VOC_CLASSIFICATION, VOC_MAP_KEY),
+            ("VOC07 detection mAP (0-1), by pretraining run", VOC_DETECTION, VOC_MAP_KEY),
+            ("VOC12 segmentation mIoU (0-1), by pretraining run", VOC_SEGMENTATION, VOC_MIOU_KEY),
+        )
     ]
+    panels.append(Panel(section, "published numbers", MARKDOWN, None, text=paper_voc_markdown()))
     section = "Colorization"
     panels += [Panel(section, title, BAR, PRETRAIN, keys) for title, keys in FINAL_COLORIZATION]
     panels.append(
