@@ -43,6 +43,9 @@ DB ?=
 TRIALS ?= 10
 SHOW_MS ?= 1000
 PORT ?= 8765
+PROJECT ?=
+ENTITY ?=
+MODELS ?=
 
 # Makefile variables -> config overrides (only those that are set).
 PRETRAIN_OVERRIDES = $(if $(DATA),data.source=folder data.root=$(DATA)) $(if $(SHARDS),data.source=shards data.root=$(SHARDS)) $(if $(MODEL),model.name=$(MODEL)) \
@@ -56,7 +59,7 @@ VOC_OVERRIDES = $(if $(CKPT),ckpt=$(CKPT)) $(if $(DATA),data.root=$(DATA)) $(if 
 	$(if $(MAX_STEPS),trainer.max_steps=$(MAX_STEPS)) $(if $(LOGGER),logger.kind=$(LOGGER))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow lint format demo pretrain shards priors colorize bench bench-color bench-index linear-probe compare voc-cls voc-det voc-seg eval-color turing-test turing-report clean
+.PHONY: help setup test test-slow lint format demo pretrain shards priors colorize bench bench-color bench-index linear-probe compare dashboard voc-cls voc-det voc-seg eval-color turing-test turing-report clean
 
 help: ## List the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -120,6 +123,10 @@ linear-probe: setup ## Per-layer linear probes on frozen features: CKPT (default
 
 compare: setup ## Transfer results (results/transfer.jsonl) beside the paper's numbers: a table and results/linear_probe.png
 	$(PY) -m transfer.cli.compare
+
+dashboard: setup ## W&B report as code (needs the 'dashboard' extra online); offline: its panels and keys, and compare's output, in results/dashboard/: PROJECT ENTITY MODELS
+	$(PY) -m transfer.cli.dashboard $(if $(PROJECT),--project $(PROJECT)) $(if $(ENTITY),--entity $(ENTITY)) \
+		$(if $(MODELS),--models $(MODELS))
 
 voc-cls: setup ## VOC07 classification, fine-tune or SVM (ARGS="low_shot=true": low-shot SVMs): CKPT DATA (holds VOCdevkit/) TRAIN_FROM PROTOCOL (finetune, svm) MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN ARGS
 	$(PY) -m transfer.cli.voc_cls $(if $(VOC_PRESET),--preset $(VOC_PRESET)) $(VOC_OVERRIDES) \

@@ -18,7 +18,11 @@ Rows, in images per second:
       soft-encode each crop on the CPU (the authors' data path), then the same step on the device.
   (e) probe trunk: AlexNet forward to conv5, no gradients.
   (f) probe, five layers: the trunk plus linear heads on conv1..conv5 trained in one pass (transfer.probe.module).
-Then the ratios (b)/(a), (c)/(a), (c)/(d), (f)/(e) and (c)/(c0); FLOPs per image of one train step
+  (g) pretraining step with online evaluation: (b), plus what ``OnlineEvaluation`` does after every training step
+      (its hooks' features of conv1..conv8, one SGD step of a linear head per layer; 1000-way unless
+      --online-classes says otherwise).
+Then the ratios (b)/(a), (c)/(a), (c)/(d), (f)/(e) and (c)/(c0), and the step time with online evaluation over
+the step time without it, (b)/(g); FLOPs per image of one train step
 (FlopCounterMode on the meta device) and model FLOP utilisation against the device's bf16 peak (on a CPU,
 against a measured fp32 matmul rate); and on CUDA the peak memory of (b). Defaults are the paper's sizes on
 CUDA (176x176, batch 128, eccv16 width 1, bf16 + channels_last + compile) and small ones on a CPU (whole run
@@ -63,6 +67,7 @@ from lit_colorization.data.encoded import DeviceCropper, EncodedCollate, Encoded
 from lit_colorization.models import create_model
 from lit_colorization.train.losses import soft_cross_entropy
 from lit_colorization.train.module import ColorizationModule
+from lit_colorization.train.online_probes import FeatureTap, OnlineProbes, feature_shapes
 from lit_colorization.train.perf import PerfSettings, enable_tf32, resolve
 from lit_colorization.train.pretraining import pretrain
 from lit_colorization.train.priors import save_prior
@@ -95,6 +100,7 @@ class Options:
     decode: str
     probe_size: int
     threads: int
+    online_classes: int
     settings: PerfSettings
 
 
@@ -120,6 +126,12 @@ def parse_options(argv: list[str] | None = None) -> Options:
     parser.add_argument("--decode", default="auto", choices=("auto", "cpu", "gpu"), help="(c): who decodes")
     parser.add_argument(
         "--probe-size", type=int, help="linear-probe crop side (default 227 on CUDA, 64 on a CPU)"
+    )
+    parser.add_argument(
+        "--online-classes",
+        type=int,
+        default=PROBE_CLASSES,
+        help="(g): classes of the online heads (default 1000, ImageNet's; the embedded photos have 10)",
     )
     parser.add_argument("--precision", default="auto", choices=("auto", "32-true", "bf16-mixed"))
     parser.add_argument(
@@ -158,6 +170,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
         decode=args.decode if args.decode != "auto" else ("gpu" if cuda else "cpu"),
         probe_size=int(pick(args.probe_size, 227, 64)),
         threads=threads,
+        online_classes=args.online_classes,
         settings=resolve(
             device.type,
             precision=args.precision,
@@ -165,7 +178,13 @@ def parse_options(argv: list[str] | None = None) -> Options:
             compile=pick(args.compile, True, False),
         ),
     )
-    positive = {"--size": options.size, "--batch": batch, "--steps": steps, "--images": options.images}
+    positive = {
+        "--size": options.size,
+        "--batch": batch,
+        "--steps": steps,
+        "--images": options.images,
+        "--online-classes": options.online_classes,
+    }
     for flag, value in positive.items():
         if value < 1:
             parser.error(f"{flag} must be positive, got {value}")
@@ -468,6 +487,8 @@ def lightning_loop_rate(
         "trainer.checkpoint_every_n_steps=0",
         "trainer.validate_before_training=false",
         "trainer.limit_val_batches=0",
+        # Like (c0), without the online evaluation, whose cost (g) measures on its own.
+        "online_eval.enabled=false",
     ]
     pretrain(load_config(PretrainConfig, overrides=overrides), extra_callbacks=[clock])
     return clock.rate(), clock.host_waits
@@ -520,6 +541,35 @@ def original_step(
     def step() -> int:
         batch = {key: value.to(module.device, non_blocking=True) for key, value in next(batches).items()}
         return train_step(module, optimizer, ColorTargets(**batch))
+
+    return step
+
+
+def online_eval_step(
+    module: ColorizationModule, optimizer: torch.optim.Optimizer, rgb: Tensor, options: Options
+) -> Callable[[], int]:
+    """(b)'s step followed by the online evaluation's work after a training step, on every layer of the network.
+
+    The config's ``online_eval`` settings (heads' lr, momentum, weight decay) and the callback's own parts: the
+    hooks that keep the training forward's features and the heads' SGD step on them.
+    """
+    settings = load_config(PretrainConfig, overrides=module_overrides(options)).online_eval
+    network = module.net
+    layers = list(network.feature_layers)
+    probes = OnlineProbes(
+        feature_shapes(network, layers, options.size),
+        options.online_classes,
+        lr=settings.lr,
+        momentum=settings.momentum,
+        weight_decay=settings.weight_decay,
+    ).to(options.device)
+    tap = FeatureTap(network, layers)
+    labels = torch.randint(0, options.online_classes, (options.batch,), device=options.device)
+
+    def step() -> int:
+        images = train_step(module, optimizer, module.targets(rgb))
+        probes.update(tap.take(), labels)
+        return images
 
     return step
 
@@ -577,6 +627,7 @@ def run(options: Options) -> list[str]:
         torch.cuda.reset_peak_memory_stats(device)
     rates["b"] = images_per_second(lambda: train_step(module, optimizer, module.targets(rgb)), options)
     peak_memory = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    rates["g"] = images_per_second(online_eval_step(module, optimizer, rgb, options), options)
 
     with tempfile.TemporaryDirectory(prefix="bench-jpegs-") as workdir:
         folder = Path(workdir) / "data"
@@ -636,6 +687,7 @@ def format_table(
         ("d", f"original pipeline: skimage + sklearn in {options.workers} workers", True),
         ("e", "probe: AlexNet trunk forward only (to conv5)", False),
         ("f", "probe: trunk + conv1..conv5 heads, train step", False),
+        ("g", f"(b) + online eval: {options.online_classes}-way heads on conv1..conv8", True),
     ]
     width = max(len(label) for _, label, _ in rows)
 
@@ -662,6 +714,9 @@ def format_table(
         note = f"   (GPU target {target})" if target else ""
         lines.append(f"({top})/({bottom}) = {rates[top] / rates[bottom]:.2f}{note}")
     lines.append(f"(c)/(c0) = {rates['c'] / rates['c0']:.2f}   (Lightning loop overhead; no target)")
+    lines.append(
+        f"step time with online eval / without, (b)/(g) = {rates['b'] / rates['g']:.3f}   (GPU target <= 1.05)"
+    )
     _, timed = loader_window(options)
     if host_waits is None:
         lines.append("host waits for the device in (c): n/a (CPU)")

@@ -31,7 +31,7 @@ def bench():
 def test_tiny_run_prints_every_row_and_ratio(bench, capsys: pytest.CaptureFixture[str], decode: str) -> None:
     bench.main([*TINY.split(), "--decode", decode])
     output = capsys.readouterr().out
-    for row in ("a", "b", "c", "c0", "d", "e", "f"):
+    for row in ("a", "b", "c", "c0", "d", "e", "f", "g"):
         found = re.search(rf"^\({row}\) +.* ([\d,]+\.\d)", output, re.MULTILINE)
         assert found, f"row ({row}) missing:\n{output}"
         assert float(found[1].replace(",", "")) > 0, f"row ({row}) measured nothing:\n{output}"
@@ -40,6 +40,10 @@ def test_tiny_run_prints_every_row_and_ratio(bench, capsys: pytest.CaptureFixtur
         assert found and float(found[1]) > 0, f"{ratio} missing:\n{output}"
     assert re.search(r"^\(c\) +end to end, pretrain\(\)'s Lightning loop", output, re.MULTILINE)
     assert "(Lightning loop overhead; no target)" in output
+    found = re.search(
+        r"^step time with online eval / without, \(b\)/\(g\) = (\d+\.\d{3})", output, re.MULTILINE
+    )
+    assert found and float(found[1]) > 0, output
     decoder = "PIL in workers" if decode == "cpu" else "device path, CPU decoder"
     assert decoder in output
     assert re.search(r"^FLOPs per image per train step: \d+\.\d\d GFLOP", output, re.MULTILINE)

@@ -297,3 +297,20 @@ def test_cli_without_results_is_a_one_line_error(tmp_path, capsys):
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: ") and "no results file yet" in error and "\n" not in error
+
+
+def test_a_small_validation_sets_top1_carries_its_wilson_interval_and_a_large_ones_does_not():
+    rows = rows_of(
+        probe_row("small", "conv1", 37.5, val_images=80),  # 30 of 80 crops
+        probe_row("small", "conv2", 50.0, val_images=80),
+        probe_row("large", "conv1", 37.5, val_images=50_000),
+        probe_row("old", "conv1", 37.5),  # a row written before val_images was recorded
+    )
+    text = render(build_sections(rows))
+    # Wilson 95% for 30/80 by hand: centre 0.3807, half-width 0.1038 -> [27.7, 48.5].
+    assert table_line(text, "small")[2:6] == ["37.5", "[27.7,", "48.5]", "50.0*"]
+    assert table_line(text, "large")[2:3] == ["37.5*"] and "[" not in " ".join(table_line(text, "large"))
+    assert "[" not in " ".join(table_line(text, "old"))
+    assert "95% Wilson interval" in text
+    [small] = [one for one in probe_series(rows)[0] if one.label == "small"]
+    assert small.interval("conv1") == pytest.approx((27.69, 48.45), abs=0.01)

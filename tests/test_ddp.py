@@ -70,6 +70,12 @@ def test_two_ranks_split_one_process_batches_and_resume_exactly(tmp_path) -> Non
         "val_step0000000.png",
         "val_step0000004.png",
     ]
+    # Online evaluation: each rank scores its half of the 8 validation images against its half of the kNN bank;
+    # the counts rank 0 wrote cover all 8.
+    history = json.loads((run_dir / "online_eval.json").read_text())
+    kinds_and_steps = {(row["metric"].split("/")[0], row["step"]) for row in history}
+    assert kinds_and_steps == {("knn", 0), ("knn", 4), ("online", 4)}
+    assert {row["total"] for row in history} == {8}
 
     # SIGUSR1 to rank 1 alone: both ranks stopped after the same step, with last.ckpt, and the resume ends exactly
     # as the uninterrupted run.

@@ -38,6 +38,7 @@ def test_demo_writes_the_whole_report(tmp_path):
         "transfer.jsonl",
         "comparison.txt",
         "linear_probe.png",
+        "online_eval.png",
     ):
         assert (report / name).is_file(), name
     history = json.loads((report / "metrics.json").read_text())
@@ -45,6 +46,9 @@ def test_demo_writes_the_whole_report(tmp_path):
     rows = [json.loads(line) for line in (report / "transfer.jsonl").read_text().splitlines()]
     assert {row["pretrain_run"] for row in rows} == {"demo", "random-eccv16"}
     assert "demo report:" in result.stdout
+    assert "online evaluation while pretraining" in result.stdout and "knn/conv1" in result.stdout
+    assert all(row["val_images"] == 80 for row in rows)  # the probe preset's 10 photos x 8 crops
+    assert "95% Wilson interval" in (report / "comparison.txt").read_text()
 
 
 def write_csv_log(run_dir: Path, rows: list[tuple[int, dict[str, float]]], mtime: float) -> None:

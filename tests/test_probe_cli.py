@@ -149,7 +149,9 @@ def test_probe_after_pretraining_appends_rows_that_compare_prints(tiny_pretrain_
     compare_main(["--results", str(results), "--plot", str(plot)])
     printed = capsys.readouterr().out
     [tiny_line] = [line for line in printed.splitlines() if line.startswith("tiny ")]
-    cells = tiny_line.split()  # run, data, conv1, conv3, best
+    # run, data, conv1, conv3, best; each top-1 of these 8 validation images is followed by its "[low, high]"
+    assert tiny_line.count("[") == 2
+    cells = [cell for cell in tiny_line.split() if not cell.startswith("[") and not cell.endswith("]")]
     assert [cell.rstrip("*") for cell in cells[2:4]] == [f"{row['top1']:.1f}" for row in rows]
     best = max(rows, key=lambda row: row["top1"])["layer"]
     assert cells[4] == best and cells[2 if best == "conv1" else 3].endswith("*")

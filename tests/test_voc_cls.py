@@ -19,6 +19,7 @@ from lit_colorization.store.results import SCHEMA, ResultRow
 from tests.conftest import bare_trainer, run_module
 from transfer.cli.voc_cls import main as voc_cls_main
 from transfer.compare import build_sections
+from transfer.dashboard import dashboard_panels, keys_by_job_type
 from transfer.voc.classification import (
     VOCClassificationMAP,
     VOCClassificationModule,
@@ -279,6 +280,10 @@ def test_cli_finetunes_and_runs_the_svm_protocol_on_the_tiny_voc(
 
     run_dir = tmp_path / "runs" / "voc-cls-tiny-pretrain-finetune-fc6"
     assert json.loads((run_dir / "results.json").read_text()) == [rows[0]]
+    # make dashboard's classification panels read keys both protocols' runs logged
+    for run in run_dir.parent.iterdir():
+        header = (next((run / "csv").glob("version_*")) / "metrics.csv").read_text().splitlines()[0]
+        assert keys_by_job_type(dashboard_panels())["voc-cls"] <= set(header.split(",")), run.name
     assert OmegaConf.load(run_dir / "config.yaml").train_from == "fc6"
     assert "mAP" in finetune.stdout
 

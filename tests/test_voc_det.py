@@ -17,6 +17,7 @@ from lit_colorization.store.checkpoint import write_checkpoint
 from lit_colorization.store.results import SCHEMA
 from tests.conftest import bare_trainer, run_module
 from tests.test_voc_cls import TINY_CLASSES, tiny_data_overrides
+from transfer.dashboard import dashboard_panels, keys_by_job_type
 from transfer.voc.config import VOC_DET, DetectorConfig, SGDConfig
 from transfer.voc.detection import (
     ColorizationBackbone,
@@ -247,3 +248,5 @@ def test_cli_trains_a_detector_on_the_tiny_voc_and_appends_a_row(tmp_path: Path)
     assert json.loads((run_dir / "results.json").read_text()) == rows
     metrics = (next((run_dir / "csv").glob("version_*")) / "metrics.csv").read_text()
     assert "voc/map" in metrics and "voc/loss_objectness" in metrics  # evaluated at step 2 and at the end
+    # make dashboard's detection panels read keys this run logged
+    assert keys_by_job_type(dashboard_panels())["voc-det"] <= set(metrics.splitlines()[0].split(","))

@@ -20,6 +20,7 @@ from lit_colorization.store.checkpoint import write_checkpoint
 from lit_colorization.store.results import SCHEMA, ResultRow
 from tests.conftest import run_module
 from transfer.compare import build_sections
+from transfer.dashboard import dashboard_panels, keys_by_job_type
 from transfer.voc.config import VOC_SEG
 from transfer.voc.dataset import SEGMENTATION_VOID, VOC_CLASSES, VOCSegmentationDataset, voc_year_dir
 from transfer.voc.segmentation import (
@@ -269,6 +270,9 @@ def test_cli_trains_and_scores_on_the_tiny_voc2012(tmp_path: Path) -> None:
     run_dir = tmp_path / "runs" / "voc-seg-tiny-pretrain-fcn-fc7-fc6"
     assert json.loads((run_dir / "results.json").read_text()) == [row]
     assert "mIoU" in run.stdout
+    # make dashboard's segmentation panel reads keys this run logged
+    header = (next((run_dir / "csv").glob("version_*")) / "metrics.csv").read_text().splitlines()[0]
+    assert keys_by_job_type(dashboard_panels())["voc-seg"] <= set(header.split(","))
 
     sections = {section.title: section for section in build_sections([ResultRow(1, row)])}
     text = "\n".join(sections["Pascal VOC segmentation"].lines)

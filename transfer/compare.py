@@ -26,6 +26,7 @@ from numbers import Real
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from lit_colorization.stats import accuracy_interval
 from lit_colorization.store.atomic import atomic_open
 from lit_colorization.store.results import ResultRow, in_current_units, read_results
 from transfer.probe.protocols import GOYAL19, PROBE_LAYERS, ZHANG16
@@ -62,8 +63,11 @@ PAPER_BEST_LAYER: dict[str, float] = {"alexnet": 30.39, "resnet50": 40.11}
 BEST_MARK = "*"
 # Row fields that describe a run rather than measure it: left out of generic sections.
 DESCRIPTIVE_FIELDS = frozenset(
-    {"schema", "pretrain_step", "feature_dim", "num_classes", "epochs", "seed", "top5_k"}
+    {"schema", "pretrain_step", "feature_dim", "num_classes", "epochs", "seed", "top5_k", "val_images"}
 )
+# Below this many validation images a top-1's 95% Wilson interval is about a point or more either side
+# (1.96 x sqrt(0.25 / n) x 100 at n = 10,000, the worst case p = 0.5): the tables then show it.
+SMALL_VALIDATION = 10_000
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,14 @@ class ProbeSeries:
     source: str = OWN_RUN
     published_best: float | None = None
     protocol: str = UNRECORDED
+    val_images: dict[str, int] = field(default_factory=dict)  # per layer, when the rows recorded it
+
+    def interval(self, layer: str) -> tuple[float, float] | None:
+        """The 95% Wilson interval of ``layer``'s top-1 where its validation set was small, else None."""
+        n = self.val_images.get(layer)
+        if n is None or n >= SMALL_VALIDATION:
+            return None
+        return accuracy_interval(self.top1[layer], n)
 
     @property
     def best_layer(self) -> str | None:
@@ -151,6 +163,7 @@ def probe_series(rows: Sequence[ResultRow]) -> tuple[list[ProbeSeries], list[str
     """Group linear-probe rows by (network, pretraining run, checkpoint, dataset, protocol); a later row of a
     layer wins."""
     grouped: dict[ProbeKey, dict[str, float]] = {}
+    val_images: dict[ProbeKey, dict[str, int]] = {}
     problems = []
     for row in rows:
         data = row.data
@@ -170,6 +183,9 @@ def probe_series(rows: Sequence[ResultRow]) -> tuple[list[ProbeSeries], list[str
             protocol if isinstance(protocol, str) else None,
         )
         grouped.setdefault(key, {})[data["layer"]] = float(data["top1"])
+        n = data.get("val_images")
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+            val_images.setdefault(key, {})[data["layer"]] = n
     labels = _run_labels(list(grouped))
     series = [
         ProbeSeries(
@@ -179,6 +195,7 @@ def probe_series(rows: Sequence[ResultRow]) -> tuple[list[ProbeSeries], list[str
             top1,
             source=OWN_RUN if key.protocol is None else f"{OWN_RUN} ({key.protocol})",
             protocol=key.protocol or UNRECORDED,
+            val_images=val_images.get(key, {}),
         )
         for key, top1 in grouped.items()
     ]
@@ -214,13 +231,16 @@ def probe_table(model: str, series: Sequence[ProbeSeries]) -> list[str]:
     body = []
     for one in series:
         best = one.best_layer
-        cells = [
-            "-" if layer not in one.top1 else f"{one.top1[layer]:.1f}{BEST_MARK if layer == best else ''}"
-            for layer in layers
-        ]
+        cells = ["-" if layer not in one.top1 else _cell(one, layer, best) for layer in layers]
         best_top1 = "-" if one.best_top1 is None else f"{one.best_top1:.1f}"
         body.append([one.label, _short_dataset(one.dataset), *cells, best or "-", best_top1, one.source])
     return format_table(["run", "data", *layers, "best", "top-1", "source"], body)
+
+
+def _cell(one: ProbeSeries, layer: str, best: str | None) -> str:
+    text = f"{one.top1[layer]:.1f}{BEST_MARK if layer == best else ''}"
+    interval = one.interval(layer)
+    return text if interval is None else f"{text} [{interval[0]:.1f}, {interval[1]:.1f}]"
 
 
 def _short_dataset(dataset: str) -> str:
@@ -240,6 +260,7 @@ PROBE_LEGEND = [
     f"top-1 accuracy (%) per layer; {BEST_MARK} marks each row's best layer, 'top-1' is that layer's value",
     "zhang16 and goyal19 are different probe protocols (docs/reference.md section 6): one table each;",
     "<protocol>-like: layers the protocol does not define; unrecorded: rows from before probes named a protocol",
+    f"[low, high]: 95% Wilson interval, shown where the validation set had fewer than {SMALL_VALIDATION:,} images",
 ]
 SPLIT_BRAIN = "Split-Brain: Zhang, Isola, Efros, CVPR 2017"
 VISSL_MODELS = "VISSL: Goyal et al. 2019's models, ImageNet-1k pretraining"
@@ -503,6 +524,12 @@ def plot_linear_probe(series: Sequence[ProbeSeries], path: str | Path) -> Path:
             ys = [one.top1[layers[index]] for index in xs]
             style = {"linestyle": "--", "alpha": 0.7} if one.paper else {"linewidth": 2}
             (line,) = axis.plot(xs, ys, marker="o", label=label, **style)
+            shown = [(index, one.interval(layers[index])) for index in xs]
+            shown = [(index, interval) for index, interval in shown if interval is not None]
+            if shown:  # small validation sets: the 95% Wilson band
+                band_xs, band = zip(*shown, strict=True)
+                lows, highs = zip(*band, strict=True)
+                axis.fill_between(band_xs, lows, highs, color=line.get_color(), alpha=0.12)
             best = layers.index(one.best_layer)
             axis.plot([best], [one.top1[one.best_layer]], marker="*", markersize=14, color=line.get_color())
         axis.set_xticks(range(len(layers)), layers)

@@ -214,6 +214,13 @@ class ColorizationDataModule(LightningDataModule):
         cfg = self.config
         return EncodedCollate() if cfg.decode == "gpu" else SkipUnreadableCollate(cfg.crop_size)
 
+    def bank_dataloader(self, count: int, rank: int = 0, world_size: int = 1) -> DataLoader:
+        """Labelled training crops for a feature bank: ``count`` samples spread evenly over the training set,
+        every ``world_size``-th of them from ``rank`` on, read in order as validation reads its own."""
+        self._require_setup()
+        indices = evenly_spaced_indices(len(self._train), count)[rank::world_size]
+        return self._loader(Subset(self._train, indices), sampler=None, train=False)
+
     def _loader(self, dataset: Dataset, sampler: SeededShuffleSampler | None, train: bool) -> DataLoader:
         cfg = self.config
         if train and sampler.num_samples < cfg.batch_size:

@@ -31,6 +31,7 @@ from lit_colorization.store.loggers import build_logger
 from lit_colorization.store.results import publish_results
 
 METRIC_KEYS = {GROUND_TRUTH: "ground_truth", GRAY: "gray"}
+TABLE_KEY = "eval_color/table"  # the W&B table of every row (transfer/dashboard.py shows it)
 EXAMPLE_KINDS = ("best", "median", "worst")
 
 
@@ -124,7 +125,7 @@ def log_to_logger(
     }
     logger.log_metrics(metrics, step=0)
     if isinstance(logger, WandbLogger):
-        for key, table in (("eval_color/table", rows), ("eval_color/sweep", sweep_rows)):
+        for key, table in ((TABLE_KEY, rows), ("eval_color/sweep", sweep_rows)):
             if table:
                 columns = list(table[0])
                 logger.log_table(key=key, columns=columns, data=[[row[c] for c in columns] for row in table])

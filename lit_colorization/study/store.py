@@ -11,8 +11,9 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from statistics import NormalDist
 from typing import Literal, NamedTuple
+
+from lit_colorization.stats import wilson_interval
 
 Side = Literal["left", "right"]
 SIDES: tuple[Side, Side] = ("left", "right")
@@ -178,20 +179,6 @@ def session_fooled_count(conn: sqlite3.Connection, session_id: str) -> int:
     """How many of the session's answers took the colorized image for the real one."""
     query = "SELECT COALESCE(SUM(fooled), 0) FROM answers WHERE session_id = ?"
     return conn.execute(query, (session_id,)).fetchone()[0]
-
-
-def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion (well behaved near 0 and 1, unlike the normal one)."""
-    if n <= 0 or not 0 <= successes <= n:
-        raise ValueError(f"need 0 <= successes <= n and n > 0, got successes={successes}, n={n}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    p = successes / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half_width = z / denominator * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half_width), min(1.0, centre + half_width)
 
 
 def _summary(fooled: int, n: int) -> RateSummary:

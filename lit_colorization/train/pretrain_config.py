@@ -18,7 +18,7 @@ from lit_colorization.config.loading import (
     require_folder_name,
     validate_trainer_config,
 )
-from lit_colorization.config.schema import PretrainConfig
+from lit_colorization.config.schema import OnlineEvalConfig, PretrainConfig
 from lit_colorization.data.config import validate_data_config
 from lit_colorization.models import create_model, list_models
 from lit_colorization.models.data_init import METHODS as FILTER_METHODS
@@ -93,7 +93,9 @@ def validate_pretrain_config(config: PretrainConfig) -> None:
         config.model.init_method,
     )
     require(config.model.init_images >= 1, "model.init_images", "an integer >= 1", config.model.init_images)
-    multiple = create_model(config.model.name, **config.model.kwargs).input_multiple
+    network = create_model(config.model.name, **config.model.kwargs)
+    validate_online_eval_config(config.online_eval, list(network.feature_layers))
+    multiple = network.input_multiple
     require(
         config.data.crop_size % multiple == 0,
         "data.crop_size",
@@ -101,6 +103,24 @@ def validate_pretrain_config(config: PretrainConfig) -> None:
         config.data.crop_size,
     )
     resolve_scale(config)  # lr_scaling, reference batch and the split of the global batch over the devices
+
+
+def validate_online_eval_config(online: OnlineEvalConfig, feature_layers: list[str]) -> None:
+    unknown = [layer for layer in online.layers if layer not in feature_layers]
+    require(
+        not unknown,
+        "online_eval.layers",
+        f"an empty list (every layer) or layers of the network, from {feature_layers}",
+        list(online.layers),
+    )
+    require(online.lr > 0, "online_eval.lr", "a positive number", online.lr)
+    require(0 <= online.momentum < 1, "online_eval.momentum", "a number in [0, 1)", online.momentum)
+    require(online.weight_decay >= 0, "online_eval.weight_decay", "a number >= 0", online.weight_decay)
+    require(online.knn_k >= 1, "online_eval.knn_k", "an integer >= 1", online.knn_k)
+    require(
+        online.knn_temperature > 0, "online_eval.knn_temperature", "a positive number", online.knn_temperature
+    )
+    require(online.knn_bank_size >= 1, "online_eval.knn_bank_size", "an integer >= 1", online.knn_bank_size)
 
 
 PRETRAIN = register_command(

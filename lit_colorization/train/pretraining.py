@@ -1,7 +1,8 @@
 """A colorization pretraining run, as `make pretrain` starts it (command line: ``lit_colorization.cli.pretrain``).
 
 Writes ``runs/<run>/``: ``config.yaml``, ``prior.npy``, ``checkpoints/`` (``last.ckpt`` and the best by val loss),
-validation image grids in ``images/`` and metrics (CSV or W&B).
+validation image grids in ``images/``, metrics (CSV or W&B) and, with ``online_eval`` on (the default),
+``online_eval.json`` and ``online_eval.png``: per-layer online probe and kNN top-1 over the steps.
 
 ``last.ckpt`` is written every ``trainer.checkpoint_every_n_steps`` steps, at ``max_steps`` and at the end of the
 step in which SIGTERM or SIGUSR1 came (then the process exits with status 75: ``train/preemption.py``), atomically,
@@ -40,6 +41,7 @@ from lit_colorization.store.run_lock import RunLock
 from lit_colorization.train.guards import NoColourGuard, NonFiniteLossGuard, StepCheckpoint
 from lit_colorization.train.initialisation import initialise
 from lit_colorization.train.module import ColorizationModule
+from lit_colorization.train.online_eval import OnlineEvaluation
 from lit_colorization.train.perf import settings_for
 from lit_colorization.train.preemption import StopOnSignal
 from lit_colorization.train.priors import load_prior, prior_from_datamodule, save_prior
@@ -47,6 +49,7 @@ from lit_colorization.train.scaling import RunScale, WorldSizeCheck, resolve_sca
 from lit_colorization.train.trainer import lightning_trainer_args
 
 log = logging.getLogger(__name__)
+JOB_TYPE = "pretrain"  # the W&B job type of pretraining runs (transfer/dashboard.py selects runs by it)
 PRIOR_WAIT_SECONDS = 24 * 3600
 # Lightning warns on every mid-epoch resume unless the DataLoader has state_dict(); ours resumes exactly
 # without one (the DataModule starts the sampler after the batches the restored loops had consumed).
@@ -130,10 +133,17 @@ def build_trainer(
     trainer = config.trainer
     checkpoint_dir = run_dir / "checkpoints"
     last = StepCheckpoint(checkpoint_dir / "last.ckpt", trainer.checkpoint_every_n_steps)
+    # Before StepCheckpoint: the heads' step on a batch is in the checkpoint written at that batch's end.
+    online = (
+        [OnlineEvaluation(config.online_eval, config.data.crop_size, run_dir)]
+        if config.online_eval.enabled
+        else []
+    )
     callbacks = [
         WorldSizeCheck(scale),
         NonFiniteLossGuard(checkpoint_dir),
         NoColourGuard(config.targets.gray_threshold),
+        *online,
         last,
         *extra_callbacks,
         ModelCheckpoint(
@@ -194,7 +204,7 @@ def train_in(run_dir: Path, config: PretrainConfig, extra_callbacks: Sequence[Ca
     module = ColorizationModule(config, bins, prior, image_dir=run_dir / "images", scale=scale)
     if resume is None:
         initialise(module.net, config.model, datamodule, config.trainer.seed)
-    logger = build_logger(config.logger, run_dir, config.run, job_type="pretrain", config=resolved)
+    logger = build_logger(config.logger, run_dir, config.run, job_type=JOB_TYPE, config=resolved)
     if logger:
         logger.log_hyperparams(
             resolved

@@ -6,7 +6,9 @@
    freshly initialised (the paper's random baseline), and compares them with the paper's numbers.
 
 Everything lands in ``runs/demo/report/``: ``photos.png`` (gray | colorized | original), ``validation.png`` (the
-last validation grid), ``metrics.json``, ``transfer.jsonl``, ``comparison.txt`` and ``linear_probe.png``.
+last validation grid), ``metrics.json``, ``online_eval.png`` (the online probes' and kNN's top-1 per layer over
+the pretraining, with 95% Wilson bands: the validation set is a few dozen crops), ``transfer.jsonl``,
+``comparison.txt`` and ``linear_probe.png``.
 Running it again resumes the run from its last checkpoint and reuses finished probes instead of starting over.
 """
 
@@ -28,6 +30,7 @@ from lit_colorization.data.embedded import load_embedded_photos
 from lit_colorization.inference.colorizer import colorize_rgb, load_colorizer
 from lit_colorization.store.atomic import write_text
 from lit_colorization.store.images import save_png
+from lit_colorization.train.online_report import HISTORY_FILE, PLOT_FILE, format_table, read_history
 from lit_colorization.train.pretrain_config import PRETRAIN
 from lit_colorization.train.pretraining import pretrain
 
@@ -68,6 +71,15 @@ def photo_report(checkpoint: Path, report_dir: Path, temperature: float) -> Path
     return save_png(np.concatenate(rows, axis=0), report_dir / "photos.png")
 
 
+def online_report(run_dir: Path, report_dir: Path) -> list[str]:
+    """The pretraining's online evaluation: its plot copied into the report, its points as text (none if off)."""
+    if not (run_dir / HISTORY_FILE).is_file():
+        return []
+    if (run_dir / PLOT_FILE).is_file():
+        shutil.copyfile(run_dir / PLOT_FILE, report_dir / PLOT_FILE)
+    return format_table(read_history(run_dir / HISTORY_FILE))
+
+
 def probe_report(config: PretrainConfig, checkpoint: Path, report_dir: Path) -> str:
     """Linear probes of every layer: the pretrained trunk and the same network at random; the comparison text."""
     from transfer.cli.probe import probe
@@ -104,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         grids = sorted((run_dir / "images").glob("val_step*.png"))
         if grids:
             shutil.copyfile(grids[-1], report_dir / "validation.png")
+        online_table = online_report(run_dir, report_dir)
         history = validation_history(run_dir)
         write_text(report_dir / "metrics.json", json.dumps(history, indent=2) + "\n")
         comparison = probe_report(config, checkpoint, report_dir)
@@ -113,6 +126,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {'step':>6s} " + " ".join(f"{key[4:]:>14s}" for key in keys))
         for step, scores in history.items():
             print(f"  {step:>6d} " + " ".join(f"{scores.get(key, float('nan')):>14.4f}" for key in keys))
+        if online_table:
+            print(
+                "\nonline evaluation while pretraining (step 0: the untrained network), top-1 with 95% Wilson interval:"
+            )
+            print("\n".join(online_table))
         print(f"\ndemo report: {report_dir}/")
 
     run_cli(run)

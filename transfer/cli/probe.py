@@ -57,6 +57,7 @@ def result_rows(
     trainer: L.Trainer,
     num_classes: int,
     run_name: str,
+    val_images: int,
 ) -> list[dict[str, Any]]:
     """One results-store row per probed layer; accuracies in percent (results store schema ``SCHEMA``)."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -81,6 +82,7 @@ def result_rows(
             "crop_size": config.data.crop_size,
             "dataset": dataset_name(config.data),
             "num_classes": num_classes,
+            "val_images": val_images,  # what a top-1's confidence interval needs (make compare shows it)
             "epochs": trainer.current_epoch,
             "steps": trainer.global_step,
             "top1": round(float(metrics[f"probe/{layer}/top1"]), 4),
@@ -153,7 +155,16 @@ def probe(config: ProbeConfig) -> list[dict[str, Any]]:
     trainer = build_trainer(config, schedule, run_dir, logger)
     trainer.fit(module, datamodule=datamodule)
     final = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
-    rows = result_rows(config, source, module, final, trainer, datamodule.num_classes, run_dir.name)
+    rows = result_rows(
+        config,
+        source,
+        module,
+        final,
+        trainer,
+        datamodule.num_classes,
+        run_dir.name,
+        len(datamodule.val_dataloader().dataset),
+    )
     if trainer.is_global_zero:
         stored = publish_results(rows, run_dir / "results.json", config.results)
         if isinstance(logger, WandbLogger):

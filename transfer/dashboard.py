@@ -1,0 +1,258 @@
+"""The project's W&B dashboard as code: which panels, what each one reads, and the report built from them.
+
+``dashboard_panels`` is the one description of the dashboard: per section, each panel's kind, the runs it shows
+(their W&B job type, and network) and the logged keys it reads. ``build_report`` turns it into a
+``wandb_workspaces`` report (the optional ``dashboard`` extra); offline, ``transfer.cli.dashboard`` prints the same
+list instead. Keys are the ones the code logs: tests/test_dashboard.py checks each against what real runs wrote.
+
+Sections: pretraining curves per run (loss, AuC, rebalanced AuC, colourfulness, against Lightning's
+``trainer/global_step``), the online probe and kNN top-1 per layer while pretraining, the final linear-probe top-1
+per layer grouped by pretraining run (W&B's run group: a transfer run's group is its pretraining run) beside the
+paper's numbers (ImageNet and Places205), VOC07 classification and detection mAP and VOC12 segmentation mIoU
+beside the paper's, and colorization metrics (each pretraining run's last validation,
+and ``make eval-color``'s table).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lit_colorization.evaluation.report import TABLE_KEY as EVAL_COLOR_TABLE
+from lit_colorization.evaluation.rows import TASK as EVAL_COLOR
+from lit_colorization.models import create_model, list_models
+from lit_colorization.train.pretraining import JOB_TYPE as PRETRAIN
+from transfer.compare import (
+    LINEAR_PROBE,
+    PAPER_BEST_LAYER,
+    PAPER_LAYERS,
+    PAPER_PROBES,
+    PAPER_VOC,
+    SPLIT_BRAIN_TABLE_2,
+    SPLIT_BRAIN_TABLE_4,
+    VISSL,
+    VOC_CLASSIFICATION,
+    VOC_COLUMNS,
+    VOC_DETECTION,
+    VOC_SEGMENTATION,
+)
+from transfer.probe.module import STANDARD_LAYERS
+
+# Where each kind of run's config names its network (pretraining: the model section; a probe: the trunk's name).
+MODEL_CONFIG_KEY = {PRETRAIN: "model.name", LINEAR_PROBE: "model"}
+STEP_KEY = "trainer/global_step"  # the x axis Lightning's WandbLogger logs beside every metric
+VOC_MAP_KEY = "voc/map"  # classification and detection, in [0, 1]
+VOC_MIOU_KEY = "voc/miou"  # segmentation, in [0, 1]
+LINE, BAR, TABLE, MARKDOWN = "line", "bar", "table", "markdown"
+PRETRAINING_CURVES = (
+    ("loss", ("train/loss", "val/loss")),
+    ("AuC (validation; gray: the all-gray baseline)", ("val/auc", "val/auc_gray")),
+    ("rebalanced AuC (validation)", ("val/auc_rebal", "val/auc_rebal_gray")),
+    ("colourfulness (validation; true: the photos')", ("val/colorfulness", "val/colorfulness_true")),
+)
+FINAL_COLORIZATION = (
+    ("last validation AuC, per pretraining run", ("val/auc", "val/auc_rebal")),
+    ("last validation colourfulness, per pretraining run", ("val/colorfulness", "val/colorfulness_true")),
+)
+
+
+@dataclass(frozen=True)
+class Panel:
+    section: str
+    title: str
+    kind: str  # LINE (curves over steps), BAR (each run's last value), TABLE (a logged W&B table), MARKDOWN
+    job_type: str | None  # the runs it shows; None for text
+    keys: tuple[str, ...] = ()  # the logged keys it reads
+    model: str | None = None  # only runs of this network
+    group_by_run_group: bool = False  # bars grouped by W&B run group (a transfer run's pretraining run)
+    text: str = field(default="", repr=False)  # MARKDOWN panels
+
+
+def online_layers(model: str) -> tuple[str, ...]:
+    """The layers the online evaluation logs by default: every feature layer of the network."""
+    return tuple(create_model(model).feature_layers)
+
+
+PAPER_PROBE_MODEL = "alexnet"  # the network of the published per-layer rows
+
+
+def paper_probe_markdown(model: str) -> str:
+    """The published linear-probe numbers of ``model`` (docs/reference.md section 7) as markdown: Split-Brain
+    Table 2's per-layer rows on each dataset it reports (``PAPER_PROBES``: ImageNet, Places205) for AlexNet, and
+    VISSL's best layer on ImageNet."""
+    lines = [f"**Published linear probes of {model}, top-1 (%)**", ""]
+    if model == PAPER_PROBE_MODEL:
+        for dataset, rows in PAPER_PROBES.items():
+            lines += [
+                f"| {SPLIT_BRAIN_TABLE_2}, {dataset} | " + " | ".join(PAPER_LAYERS) + " |",
+                "|---" * (len(PAPER_LAYERS) + 1) + "|",
+                *(
+                    f"| {name} | " + " | ".join(f"{value:.1f}" for value in values) + " |"
+                    for name, values in rows.items()
+                ),
+                "",
+            ]
+    if model in PAPER_BEST_LAYER:
+        lines.append(f"{VISSL}, colorization, ImageNet, best layer: {PAPER_BEST_LAYER[model]:.2f}")
+    return "\n".join(lines).rstrip()
+
+
+def paper_voc_markdown() -> str:
+    """The published Pascal VOC numbers of the colorization AlexNet and its baselines, as a markdown table."""
+    return "\n".join(
+        [
+            f"**{SPLIT_BRAIN_TABLE_4}: Pascal VOC (%), AlexNet**",
+            "",
+            "| | " + " | ".join(VOC_COLUMNS) + " |",
+            "|---" * (len(VOC_COLUMNS) + 1) + "|",
+            *(f"| {name} | {_cells(values)} |" for name, values in PAPER_VOC.items()),
+            "",
+            "cls: VOC2007 classification mAP, det: VOC2007 Fast R-CNN detection mAP, seg: VOC2012 FCN mIoU. "
+            "The runs log voc/map and voc/miou in [0, 1]; make compare prints them in percent.",
+        ]
+    )
+
+
+def _cells(values: Sequence[float | None]) -> str:
+    return " | ".join("-" if value is None else f"{value:.1f}" for value in values)
+
+
+def dashboard_panels(models: Sequence[str] | None = None) -> list[Panel]:
+    """Every panel of the dashboard, in report order; ``models`` limits the per-network sections (default: all)."""
+    models = list(models) if models else list_models()
+    unknown = [model for model in models if model not in list_models()]
+    if unknown:
+        raise ValueError(f"--models: unknown network(s) {unknown}; valid: {list_models()}")
+    section = "Pretraining"
+    panels = [Panel(section, title, LINE, PRETRAIN, keys) for title, keys in PRETRAINING_CURVES]
+    for model in models:
+        section = f"Online evaluation while pretraining: {model}"
+        panels += [
+            Panel(section, f"{layer}: online probe and kNN top-1 (%)", LINE, PRETRAIN, keys, model=model)
+            for layer in online_layers(model)
+            for keys in [(f"online/{layer}/top1", f"knn/{layer}/top1")]
+        ]
+    for model in models:
+        section = f"Linear probes (final): {model}"
+        keys = tuple(f"probe/{layer}/top1" for layer in STANDARD_LAYERS[model])
+        panels.append(
+            Panel(section, "top-1 (%) per layer, by pretraining run", BAR, LINEAR_PROBE, keys, model, True)
+        )
+        if model == PAPER_PROBE_MODEL or model in PAPER_BEST_LAYER:
+            panels.append(
+                Panel(section, "published numbers", MARKDOWN, None, text=paper_probe_markdown(model))
+            )
+    section = "Pascal VOC"
+    panels += [
+        Panel(section, title, BAR, job_type, (key,), None, True)
+        for title, job_type, key in (
+            ("VOC07 classification mAP (0-1), by pretraining run", VOC_CLASSIFICATION, VOC_MAP_KEY),
+            ("VOC07 detection mAP (0-1), by pretraining run", VOC_DETECTION, VOC_MAP_KEY),
+            ("VOC12 segmentation mIoU (0-1), by pretraining run", VOC_SEGMENTATION, VOC_MIOU_KEY),
+        )
+    ]
+    panels.append(Panel(section, "published numbers", MARKDOWN, None, text=paper_voc_markdown()))
+    section = "Colorization"
+    panels += [Panel(section, title, BAR, PRETRAIN, keys) for title, keys in FINAL_COLORIZATION]
+    panels.append(
+        Panel(
+            section,
+            "make eval-color: the paper's Table 1 per checkpoint",
+            TABLE,
+            EVAL_COLOR,
+            (EVAL_COLOR_TABLE,),
+        )
+    )
+    return panels
+
+
+def keys_by_job_type(panels: Sequence[Panel]) -> dict[str, set[str]]:
+    """The logged keys the dashboard reads, per job type (what each kind of run must log)."""
+    keys: dict[str, set[str]] = {}
+    for panel in panels:
+        if panel.job_type is not None:
+            keys.setdefault(panel.job_type, set()).update(panel.keys)
+    return keys
+
+
+def describe(panels: Sequence[Panel]) -> list[str]:
+    """The panels as text: per section, each panel's kind, the runs it shows and the keys it reads."""
+    lines, section = [], None
+    for panel in panels:
+        if panel.section != section:
+            section = panel.section
+            lines += ["", f"== {section} =="]
+        runs = (
+            ""
+            if panel.job_type is None
+            else f"  [{panel.job_type} runs{f', {panel.model}' if panel.model else ''}]"
+        )
+        lines.append(f"  {panel.kind:<8} {panel.title}{runs}")
+        if panel.keys:
+            axis = f"  x: {STEP_KEY}" if panel.kind == LINE else ""
+            lines.append(f"           reads: {', '.join(panel.keys)}{axis}")
+    return lines[1:]
+
+
+def as_rows(panels: Sequence[Panel]) -> list[dict[str, Any]]:
+    """The panels as JSON-ready rows (markdown text left out)."""
+    return [
+        {
+            "section": panel.section,
+            "title": panel.title,
+            "kind": panel.kind,
+            "job_type": panel.job_type,
+            "model": panel.model,
+            "keys": list(panel.keys),
+        }
+        for panel in panels
+    ]
+
+
+def build_report(panels: Sequence[Panel], project: str, entity: str | None, title: str) -> Any:
+    """The ``wandb_workspaces`` report of ``panels`` (not saved): per section, one panel grid per kind of run its
+    panels show (a markdown panel joins the section's first grid). Needs the ``dashboard`` extra."""
+    try:
+        import wandb_workspaces.reports.v2 as wr
+    except ImportError:
+        raise ValueError(
+            "building the W&B report needs the optional 'dashboard' extra: pip install -e '.[dashboard]' "
+            "(wandb-workspaces); offline (WANDB_MODE=offline) the dashboard lists its panels without it"
+        ) from None
+    where = {"project": project, **({"entity": entity} if entity else {})}
+    blocks: list[Any] = [
+        wr.P(
+            "Built by make dashboard (transfer/dashboard.py): every panel reads keys the project's runs log. "
+            "Transfer runs are grouped by their pretraining run, their W&B group."
+        )
+    ]
+    for section in dict.fromkeys(panel.section for panel in panels):
+        members = [panel for panel in panels if panel.section == section]
+        grids: dict[tuple[str, str | None], list[Any]] = {}
+        for panel in members:
+            runs = (panel.job_type, panel.model) if panel.job_type else next(iter(grids), (PRETRAIN, None))
+            grids.setdefault(runs, []).append(_wandb_panel(wr, panel))
+        blocks.append(wr.H2(section))
+        for (job_type, model), grid_panels in grids.items():
+            filters = f"JobType = '{job_type}'"
+            if model:
+                filters += f" and Config('{MODEL_CONFIG_KEY[job_type]}') = '{model}'"
+            runset = wr.Runset(name=f"{job_type} runs", filters=filters, **where)
+            blocks.append(wr.PanelGrid(runsets=[runset], panels=grid_panels))
+    return wr.Report(title=title, blocks=blocks, **where)
+
+
+def _wandb_panel(wr: Any, panel: Panel) -> Any:
+    if panel.kind == LINE:
+        return wr.LinePlot(title=panel.title, x=STEP_KEY, y=list(panel.keys))
+    if panel.kind == BAR:
+        return wr.BarPlot(
+            title=panel.title,
+            metrics=list(panel.keys),
+            orientation="v",
+            groupby="Group" if panel.group_by_run_group else None,
+        )
+    if panel.kind == TABLE:
+        return wr.WeavePanelSummaryTable(table_name=panel.keys[0])
+    return wr.MarkdownPanel(markdown=panel.text)
