@@ -7,8 +7,14 @@ import pytest
 from lit_colorization.config.loading import CONFIG_DIR, ConfigError, load_config
 from lit_colorization.config.schema import PretrainConfig
 from lit_colorization.train.pretrain_config import PRETRAIN, model_recipe
-from lit_colorization.train.scaling import WorldSizeCheck, devices_per_node, format_lr, scale_recipe
-from tests.conftest import bare_trainer
+from lit_colorization.train.scaling import (
+    WorldSizeCheck,
+    devices_per_node,
+    format_lr,
+    scale_recipe,
+    sync_batchnorm,
+)
+from tests.conftest import bare_trainer, run_module, tiny_pretrain_overrides
 
 BASE = [CONFIG_DIR / "pretrain.yaml"]
 
@@ -131,3 +137,33 @@ def test_a_launcher_that_starts_another_number_of_processes_is_stopped_before_an
     ):
         WorldSizeCheck(scale).setup(trainer, None, "fit")
     WorldSizeCheck(scale_recipe(recipe("trainer.accelerator=cpu"), devices=1)).setup(trainer, None, "fit")
+
+
+@pytest.mark.parametrize(
+    ("requested", "device", "world_size", "expected"),
+    [
+        (None, "cuda", 8, True),  # a split batch normalises over the recipe's whole batch
+        (None, "cuda", 1, False),
+        (None, "cpu", 2, False),  # SyncBatchNorm runs on GPUs only
+        (False, "cuda", 8, False),
+        (True, "cuda", 1, True),
+    ],
+)
+def test_batchnorm_sees_the_global_batch_on_several_gpus(requested, device, world_size, expected) -> None:
+    assert sync_batchnorm(requested, device, world_size) is expected
+
+
+def test_sync_batchnorm_asked_for_off_cuda_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"'trainer.sync_batchnorm'.*needs CUDA"):
+        sync_batchnorm(True, "cpu", 2)
+    config = PRETRAIN.load(None, ["trainer.sync_batchnorm=true"])
+    assert config.trainer.sync_batchnorm is True
+
+
+def test_cli_refuses_sync_batchnorm_on_a_cpu_in_one_line_before_writing(tmp_path) -> None:
+    result = run_module(
+        "lit_colorization.cli.pretrain", *tiny_pretrain_overrides(tmp_path), "trainer.sync_batchnorm=true"
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "'trainer.sync_batchnorm'" in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "tiny").exists()

@@ -92,6 +92,9 @@ class TrainerConfig(BaseTrainerConfig):
     gradient_clip_val: float | None = None
     channels_last: bool = False
     compile: bool = False  # torch.compile of the network, in place (CUDA only)
+    # BatchNorm statistics over the global batch (SyncBatchNorm) when it is split over processes, as the recipe's
+    # one-GPU batch had them; null: on for CUDA runs of several processes (SyncBatchNorm works on GPUs only).
+    sync_batchnorm: bool | None = None
     tf32: bool = True  # TF32 for what stays fp32 on CUDA (matmuls and convolutions)
 
 

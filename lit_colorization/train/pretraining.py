@@ -42,10 +42,10 @@ from lit_colorization.train.guards import NoColourGuard, NonFiniteLossGuard, Ste
 from lit_colorization.train.initialisation import initialise
 from lit_colorization.train.module import ColorizationModule
 from lit_colorization.train.online_eval import OnlineEvaluation
-from lit_colorization.train.perf import settings_for
+from lit_colorization.train.perf import device_type, settings_for
 from lit_colorization.train.preemption import StopOnSignal
 from lit_colorization.train.priors import load_prior, prior_from_datamodule, save_prior
-from lit_colorization.train.scaling import RunScale, WorldSizeCheck, resolve_scale
+from lit_colorization.train.scaling import RunScale, WorldSizeCheck, resolve_scale, sync_batchnorm
 from lit_colorization.train.trainer import lightning_trainer_args
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,12 @@ def prepare_prior(config: PretrainConfig, run_dir: Path, datamodule, bins: torch
 
 
 def build_trainer(
-    config: PretrainConfig, scale: RunScale, run_dir: Path, logger, extra_callbacks: Sequence[Callback] = ()
+    config: PretrainConfig,
+    scale: RunScale,
+    run_dir: Path,
+    logger,
+    extra_callbacks: Sequence[Callback] = (),
+    sync_batchnorm: bool = False,
 ) -> L.Trainer:
     trainer = config.trainer
     checkpoint_dir = run_dir / "checkpoints"
@@ -169,6 +174,7 @@ def build_trainer(
         check_val_every_n_epoch=trainer.check_val_every_n_epoch,
         limit_val_batches=trainer.limit_val_batches,
         gradient_clip_val=trainer.gradient_clip_val,
+        sync_batchnorm=sync_batchnorm,
         logger=logger,
         plugins=[AtomicCheckpointIO()],
         # no_grad, not inference_mode: metric states first made by the validation before training must stay
@@ -189,6 +195,9 @@ def pretrain(config: PretrainConfig, extra_callbacks: Sequence[Callback] = ()) -
 
 def train_in(run_dir: Path, config: PretrainConfig, extra_callbacks: Sequence[Callback]) -> Path:
     scale = resolve_scale(config)
+    synced = sync_batchnorm(
+        config.trainer.sync_batchnorm, device_type(config.trainer.accelerator), scale.world_size
+    )
     resume = resume_checkpoint(config, run_dir)
     if resume is not None:
         check_resumable(resume, config, scale)
@@ -209,7 +218,9 @@ def train_in(run_dir: Path, config: PretrainConfig, extra_callbacks: Sequence[Ca
         logger.log_hyperparams(
             resolved
         )  # W&B has them from its start; the CSV logger's hparams.yaml from here
-    trainer = build_trainer(config, scale, run_dir, logger, extra_callbacks)
+    if synced:
+        log.info("BatchNorm statistics over the global batch of %d (SyncBatchNorm)", scale.global_batch)
+    trainer = build_trainer(config, scale, run_dir, logger, extra_callbacks, sync_batchnorm=synced)
     if resume is None and config.trainer.validate_before_training:
         # The untrained network's scores, logged at step 0, are what training is measured against.
         trainer.validate(module, datamodule=datamodule, verbose=False)

@@ -205,3 +205,16 @@ class WorldSizeCheck(Callback):
                 f"{self.scale.global_batch} was split for trainer.devices {self.scale.devices} x trainer.num_nodes "
                 f"{self.scale.num_nodes} = {self.scale.world_size}; set them to match the launcher"
             )
+
+
+def sync_batchnorm(requested: bool | None, device_type: str, world_size: int) -> bool:
+    """Whether BatchNorm layers see the global batch: a split batch of 40 over 8 GPUs would otherwise normalise
+    each GPU's 5 images by their own statistics, not the recipe's 40 (``trainer.sync_batchnorm``)."""
+    if requested is None:
+        return device_type == "cuda" and world_size > 1
+    if requested and device_type != "cuda":
+        raise ConfigError(
+            f"config key 'trainer.sync_batchnorm': true needs CUDA (PyTorch's SyncBatchNorm runs on GPUs only), "
+            f"but the run is on {device_type}; set it to false or null"
+        )
+    return requested
