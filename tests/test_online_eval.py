@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -291,3 +292,9 @@ def test_history_file_is_plain_json(tmp_path):
     points = [Point(2, "online/conv3", 5, 8)]
     path = write_history(points, tmp_path / "online_eval.json")
     assert json.loads(path.read_text()) == [{"step": 2, "metric": "online/conv3", "correct": 5, "total": 8}]
+
+
+def test_no_bank_worker_outlives_the_fit(tmp_path):
+    # Workers ignore SIGTERM (preemption is the main process's), so one left alive would hang the exit.
+    pretrain(_tiny(tmp_path, "workers", "data.num_workers=1", "data.persistent_workers=true"))
+    assert multiprocessing.active_children() == []

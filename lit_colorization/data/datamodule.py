@@ -219,9 +219,13 @@ class ColorizationDataModule(LightningDataModule):
         every ``world_size``-th of them from ``rank`` on, read in order as validation reads its own."""
         self._require_setup()
         indices = evenly_spaced_indices(len(self._train), count)[rank::world_size]
-        return self._loader(Subset(self._train, indices), sampler=None, train=False)
+        # Read once per validation by a callback that Lightning does not tear down: persistent workers would
+        # outlive the fit, and their parent would wait for them at exit while they ignore SIGTERM.
+        return self._loader(Subset(self._train, indices), sampler=None, train=False, persistent=False)
 
-    def _loader(self, dataset: Dataset, sampler: SeededShuffleSampler | None, train: bool) -> DataLoader:
+    def _loader(
+        self, dataset: Dataset, sampler: SeededShuffleSampler | None, train: bool, persistent: bool = True
+    ) -> DataLoader:
         cfg = self.config
         if train and sampler.num_samples < cfg.batch_size:
             # Else the loader yields nothing: the prior pass would find "no coloured pixels", training no step.
@@ -243,7 +247,7 @@ class ColorizationDataModule(LightningDataModule):
             worker_init_fn=leave_stop_signals_to_the_main_process if workers > 0 else None,
             # Pinning needs a CUDA device; on CPU-only runs it would only warn.
             pin_memory=cfg.pin_memory and torch.cuda.is_available(),
-            persistent_workers=cfg.persistent_workers and workers > 0,
+            persistent_workers=persistent and cfg.persistent_workers and workers > 0,
             # Training steps see full batches only (a lone last sample would break BatchNorm).
             drop_last=train,
         )
