@@ -379,20 +379,13 @@ def part_voc(report: Report, work: Path, command: str, quick: bool) -> None:
     report.verdict(f"{command} (generated VOC, {steps} steps)", code == 0, tail(output, 3))
 
 
-def part_bench(report: Report, quick: bool) -> None:
-    arguments = ["--device", "cpu"] if quick else ["--device", "cuda"]
-    code, output = run_logged(report, "bench", [sys.executable, "benchmarks/bench.py", *arguments])
+def part_benchmark(report: Report, name: str, script: str, title: str, quick: bool) -> None:
+    """A script of benchmarks/ on the device (on the CPU with ``quick``), its whole output in the report."""
+    device = "cpu" if quick else "cuda"
+    code, output = run_logged(report, name, [sys.executable, f"benchmarks/{script}", "--device", device])
     for line in output.splitlines():
         report.line(f"  {line}")
-    report.verdict("bench (paper sizes)", code == 0, f"exit {code}")
-
-
-def part_profile(report: Report, quick: bool) -> None:
-    arguments = ["--device", "cpu"] if quick else ["--device", "cuda"]
-    code, output = run_logged(report, "profile", [sys.executable, "benchmarks/profile_step.py", *arguments])
-    for line in output.splitlines():
-        report.line(f"  {line}")
-    report.verdict("profile of a training step", code == 0, f"exit {code}")
+    report.verdict(title, code == 0, f"exit {code}")
 
 
 def main() -> None:
@@ -458,10 +451,20 @@ def main() -> None:
             report.line(f"functional parts done at {time.perf_counter() - start:.0f} s")
         if "bench" not in args.skip:
             report.deadline = time.monotonic() + bench
-            guarded(report, "bench", lambda: part_bench(report, args.quick))
+            guarded(
+                report,
+                "bench",
+                lambda: part_benchmark(report, "bench", "bench.py", "bench (paper sizes)", args.quick),
+            )
         if "profile" not in args.skip:
             report.deadline = time.monotonic() + profiling
-            guarded(report, "profile", lambda: part_profile(report, args.quick))
+            guarded(
+                report,
+                "profile",
+                lambda: part_benchmark(
+                    report, "profile", "profile_step.py", "profile of a training step", args.quick
+                ),
+            )
     report.line(f"\n== summary ({time.perf_counter() - start:.0f} s) ==")
     for verdict in report.verdicts:
         report.line(verdict[:300])
