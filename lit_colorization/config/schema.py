@@ -13,6 +13,8 @@ from lit_colorization.data.data_config import DataConfig
 
 @dataclass
 class ModelConfig:
+    """The network to pretrain (configs/models/<name>.yaml holds its paper recipe) and its initialisation."""
+
     name: str = "eccv16"
     # Constructor arguments of the network (e.g. ``width``), stored in checkpoints to rebuild it.
     kwargs: dict[str, Any] = field(default_factory=dict)
@@ -27,6 +29,8 @@ class ModelConfig:
 
 @dataclass
 class TargetConfig:
+    """The classification targets: ab bins, soft-encoding (k, sigma), class rebalancing (prior, lam), decoding T."""
+
     bins_path: str | None = None  # a (Q, 2) .npy of ab bin centres; None = the canonical 313
     prior_path: str | None = (
         None  # a (Q,) .npy prior; None = the run folder's prior.npy, computed first if absent
@@ -100,6 +104,8 @@ class TrainerConfig(BaseTrainerConfig):
 
 @dataclass
 class LoggerConfig:
+    """Where metrics go: W&B, CSV, TensorBoard or nowhere; project, group, tags and run name."""
+
     kind: str = "auto"  # auto (wandb when configured, else csv) | wandb | csv | none
     project: str = "lit-colorization"
     entity: str | None = None

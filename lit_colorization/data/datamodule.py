@@ -18,7 +18,8 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from lit_colorization.data.collate import SkipUnreadableCollate
-from lit_colorization.data.data_config import DataConfig, resize_rule, validate_data_config
+from lit_colorization.data.crops import resize_rule
+from lit_colorization.data.data_config import DataConfig, validate_data_config
 from lit_colorization.data.embedded import EmbeddedTrainDataset, EmbeddedValDataset, load_embedded_photos
 from lit_colorization.data.encoded import DeviceCropper, EncodedCollate, EncodedImageFolderDataset
 from lit_colorization.data.folder import ImageFolderDataset

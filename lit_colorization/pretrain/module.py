@@ -15,7 +15,7 @@ from lit_colorization.color.metrics import auc, colorfulness
 from lit_colorization.color.pictures import colorization_grid, lab_batch_to_rgb
 from lit_colorization.color.targets import ColorTargets
 from lit_colorization.config.loading import to_container
-from lit_colorization.data.data_config import resize_rule
+from lit_colorization.data.crops import resize_rule
 from lit_colorization.data.encoded import DeviceCropper
 from lit_colorization.inference.network_output import output_to_ab, upsample_ab
 from lit_colorization.models import create_model

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from lit_colorization.cli.common import run_cli
 from lit_colorization.store.results import DEFAULT_RESULTS_PATH
-from transfer.compare import compare
 
 
 def main(argv: list[str] | None = None) -> None:
