@@ -47,6 +47,15 @@ PROJECT ?=
 ENTITY ?=
 MODELS ?=
 
+# An upper-case variable on the command line that this Makefile never sets (GPU=8 for GPUS=8) is refused before
+# anything runs, with the closest known names: otherwise it would be ignored and the run would train something else.
+KNOWN_VARIABLES := $(sort $(shell sed -n 's/^\([A-Z][A-Z0-9_]*\) *?=.*/\1/p' $(MAKEFILE_LIST)))
+COMMAND_LINE_VARIABLES := $(foreach name,$(.VARIABLES),$(if $(filter command line,$(origin $(name))),$(name)))
+UNKNOWN_VARIABLES := $(filter-out $(KNOWN_VARIABLES),$(shell printf '%s\n' $(COMMAND_LINE_VARIABLES) | grep -E '^[A-Z][A-Z0-9_]*$$'))
+ifneq ($(UNKNOWN_VARIABLES),)
+$(error $(shell $(PYTHON) -c 'import difflib, sys; known = sys.argv[2].split(); print("; ".join("unknown variable " + name + " (did you mean " + (" or ".join(difflib.get_close_matches(name, known, 3, 0.5)) or "?") + "?)" for name in sys.argv[1].split()) + ". Known: " + " ".join(known))' '$(UNKNOWN_VARIABLES)' '$(KNOWN_VARIABLES)'))
+endif
+
 # Makefile variables -> config overrides (only those that are set).
 PRETRAIN_OVERRIDES = $(if $(DATA),data.source=folder data.root=$(DATA)) $(if $(SHARDS),data.source=shards data.root=$(SHARDS)) $(if $(MODEL),model.name=$(MODEL)) \
 	$(if $(RUN),run=$(RUN)) $(if $(GPUS),trainer.devices=$(GPUS)) $(if $(NODES),trainer.num_nodes=$(NODES)) \
