@@ -131,7 +131,7 @@ linear-probe: setup ## Per-layer linear probes on frozen features: CKPT (default
 		$(if $(GPUS),trainer.devices=$(GPUS)) $(if $(MAX_EPOCHS),schedule.unit=epoch schedule.length=$(MAX_EPOCHS)) \
 		$(if $(LOGGER),logger.kind=$(LOGGER)) $(if $(RUN),run=$(RUN)) $(ARGS)
 
-compare: setup ## Transfer results (results/transfer.jsonl) beside the paper's numbers: a table and results/linear_probe.png
+compare: setup ## Transfer results (results/transfer.jsonl) beside the paper's numbers: tables, results/compare.md and compare.csv (ours, paper, difference), results/linear_probe.png
 	$(PY) -m transfer.cli.compare
 
 dashboard: setup ## W&B report as code (needs the 'dashboard' extra online); offline: its panels and keys, and compare's output, in results/dashboard/: PROJECT ENTITY MODELS
