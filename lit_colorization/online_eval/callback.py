@@ -279,7 +279,7 @@ class OnlineEvaluation(Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.history and trainer.is_global_zero:
             write_history(self.history, self.run_dir / HISTORY_FILE)
-            plot(self.history, self.run_dir / PLOT_FILE)
+            plot(self.history, self.run_dir / PLOT_FILE, self.num_classes)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         # The validation before training is torn down too; the hooks stay for the fit that follows it.

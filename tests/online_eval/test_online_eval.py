@@ -23,6 +23,7 @@ from lit_colorization.models import create_model
 from lit_colorization.online_eval.history import (
     Point,
     format_table,
+    layer_colour,
     plot,
     read_history,
     series,
@@ -299,3 +300,22 @@ def test_no_bank_worker_outlives_the_fit(tmp_path):
     # Workers ignore SIGTERM (preemption is the main process's), so one left alive would hang the exit.
     pretrain(_tiny(tmp_path, "workers", "data.num_workers=1", "data.persistent_workers=true"))
     assert multiprocessing.active_children() == []
+
+
+def test_the_plot_has_one_panel_per_layer_a_chance_line_and_one_x_axis(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to read it back
+    points = [Point(step, f"{kind}/{layer}", 10, 40) for step in (0, 5) for kind in ("online", "knn")
+              for layer in ("conv3", "conv1", "conv8")]  # fmt: skip
+    plot(points, tmp_path / "curves.png", num_classes=10)
+    shown = [axis for axis in figures[0].axes if axis.get_visible()]
+    assert [axis.get_title() for axis in shown] == ["conv1", "conv3", "conv8"]  # depth order
+    for axis in shown:
+        assert [line.get_ydata()[0] for line in axis.lines if line.get_linestyle() == ":"] == [10.0]  # chance
+        assert axis.get_xlim() == shown[0].get_xlim()
+        assert {line.get_color() for line in axis.lines if line.get_linestyle() != ":"} == {
+            layer_colour(axis.get_title())
+        }
+    assert len({layer_colour(layer) for layer in ("conv1", "conv2", "conv3", "conv8", "fc6")}) == 5
