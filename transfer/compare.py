@@ -248,9 +248,10 @@ def _short_dataset(dataset: str) -> str:
 
 
 def _probe_tables(series: Sequence[ProbeSeries], paper: Sequence[ProbeSeries]) -> list[str]:
-    """One table per (network, protocol): published rows only beside runs of their own protocol."""
+    """One table per (network, protocol) that holds a run of ours: published rows only beside runs of their own
+    network and protocol."""
     lines = []
-    for model, protocol in sorted({(one.model, one.protocol) for one in [*series, *paper]}):
+    for model, protocol in sorted({(one.model, one.protocol) for one in series}):
         group = [one for one in [*series, *paper] if (one.model, one.protocol) == (model, protocol)]
         lines += ["", f"{model}, protocol {protocol}:", *probe_table(model, group)]
     return lines

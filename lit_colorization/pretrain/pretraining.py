@@ -213,7 +213,15 @@ def train_in(run_dir: Path, config: PretrainConfig, extra_callbacks: Sequence[Ca
     module = ColorizationModule(config, bins, prior, image_dir=run_dir / "images", scale=scale)
     if resume is None:
         initialise(module.net, config.model, datamodule, config.trainer.seed)
-    logger = build_logger(config.logger, run_dir, config.run, job_type=JOB_TYPE, config=resolved)
+    # One W&B group per pretraining run: its probes and VOC runs join it (group = their pretraining run).
+    logger = build_logger(
+        config.logger,
+        run_dir,
+        config.run,
+        job_type=JOB_TYPE,
+        config=resolved,
+        group=config.logger.group or config.run,
+    )
     if logger:
         logger.log_hyperparams(
             resolved

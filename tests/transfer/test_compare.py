@@ -78,8 +78,10 @@ def test_table_marks_each_runs_best_layer_and_shows_the_paper_beside_alexnet_run
         "Split-Brain", "Tab.", "2", "(zhang16)",
     ]  # fmt: skip
     assert table_line(text, "paper: ImageNet labels")[-7:-4] == ["50.5*", "conv5", "50.5"]
-    assert table_line(table_of(text, "alexnet, protocol goyal19:"), "VISSL: colorization")[2:] == [
-        "ImageNet", "-", "30.4", "VISSL", "(goyal19)",
+    assert "protocol goyal19:" not in text  # no goyal19 run of ours: no goyal19 table
+    goyal19 = render(build_sections(rows_of(probe_row("mine", "conv1", 10.0, protocol="goyal19"))))
+    assert table_line(table_of(goyal19, "alexnet, protocol goyal19:"), "VISSL: colorization")[2:] == [
+        "ImageNet", "-", "-", "30.4", "VISSL", "(goyal19)",
     ]  # fmt: skip
     eccv16_table = table_of(text, "eccv16, protocol zhang16:")
     assert "paper" not in eccv16_table and table_line(eccv16_table, "vgg")[-6:] == [
