@@ -19,8 +19,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run the command on ``argv`` (default: the process's arguments)."""
 
     def library() -> CommandLibrary:
-        from transfer.probe.probe_config import PROBE
         from transfer.probe.linear_probe import probe
+        from transfer.probe.probe_config import PROBE
 
         return CommandLibrary(PROBE, probe)
 

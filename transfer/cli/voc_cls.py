@@ -19,8 +19,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run the command on ``argv`` (default: the process's arguments)."""
 
     def library() -> CommandLibrary:
-        from transfer.voc.voc_config import VOC_CLS
         from transfer.voc.cls_task import classify
+        from transfer.voc.voc_config import VOC_CLS
 
         return CommandLibrary(VOC_CLS, classify)
 

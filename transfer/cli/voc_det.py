@@ -19,8 +19,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run the command on ``argv`` (default: the process's arguments)."""
 
     def library() -> CommandLibrary:
-        from transfer.voc.voc_config import VOC_DET
         from transfer.voc.det_task import detect
+        from transfer.voc.voc_config import VOC_DET
 
         return CommandLibrary(VOC_DET, detect)
 

@@ -19,8 +19,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run the command on ``argv`` (default: the process's arguments)."""
 
     def library() -> CommandLibrary:
-        from transfer.voc.voc_config import VOC_SEG
         from transfer.voc.seg_task import segment
+        from transfer.voc.voc_config import VOC_SEG
 
         return CommandLibrary(VOC_SEG, segment)
 
