@@ -106,7 +106,7 @@ class TrainerConfig(BaseTrainerConfig):
 class LoggerConfig:
     """Where metrics go: W&B, CSV, TensorBoard or nowhere; project, group, tags and run name."""
 
-    kind: str = "auto"  # auto (wandb when configured, else csv) | wandb | csv | none
+    kind: str = "auto"  # auto (wandb when configured, else csv) | wandb | csv | tensorboard | none
     project: str = "lit-colorization"
     entity: str | None = None
     group: str | None = None
