@@ -76,10 +76,10 @@ help: ## List the commands
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,shards,dashboard,completion,tensorboard]'
+	$(PY) -m pip install --quiet -e '.[dev,shards,dashboard,completion,tensorboard,study,coco]'
 	touch $(STAMP)
 
-setup: $(STAMP) ## Create .venv and install the project with its dev tools and the shards, dashboard, completion and tensorboard extras (idempotent)
+setup: $(STAMP) ## Create .venv and install the project with its dev tools and every optional extra (idempotent)
 
 test: setup ## Run the default (fast) test suite
 	$(PY) -m pytest
