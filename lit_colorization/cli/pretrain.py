@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK  (argcomplete: this command completes its flags and presets on tab)
 """Colorization pretraining: ``python -m lit_colorization.cli.pretrain [--preset NAME] [--config FILE] key=value ...``.
 
 What a run writes and how it resumes: ``lit_colorization.pretrain.pretraining``.

@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK  (argcomplete: this command completes its flags and presets on tab)
 """``python -m lit_colorization.cli.priors [--preset NAME] [--config FILE] [--out PATH] key=value ...``: the ab
 prior of a training set, written as a (Q,) ``.npy`` (default ``runs/<run>/prior.npy``)."""
 

@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK  (argcomplete: this command completes its flags and presets on tab)
 """Per-layer linear probes on frozen colorization features: ``python -m transfer.cli.probe [--preset NAME] [--config FILE] key=value ...``.
 
 Parses the command line, then imports the library, loads the config and calls ``transfer.probe.linear_probe.probe``.

@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK  (argcomplete: this command completes its flags and presets on tab)
 """Pascal VOC07 classification on a colorization trunk: ``python -m transfer.cli.voc_cls [--preset NAME] [--config FILE] key=value ...``.
 
 Parses the command line, then imports the library, loads the config and calls ``transfer.voc.cls_task.classify``.

@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK  (argcomplete: this command completes its flags and presets on tab)
 """Pascal VOC07 detection (Faster R-CNN) on a colorization trunk: ``python -m transfer.cli.voc_det [--preset NAME] [--config FILE] key=value ...``.
 
 Parses the command line, then imports the library, loads the config and calls ``transfer.voc.det_task.detect``.

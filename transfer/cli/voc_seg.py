@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK  (argcomplete: this command completes its flags and presets on tab)
 """Pascal VOC2012 segmentation (FCN, mIoU) on a colorization trunk: ``python -m transfer.cli.voc_seg [--preset NAME] [--config FILE] key=value ...``.
 
 Parses the command line, then imports the library, loads the config and calls ``transfer.voc.seg_task.segment``.
