@@ -103,6 +103,15 @@ def test_tab_completion_offers_flags_and_presets(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert answers.read_text().split() == ["eccv16_imagenet"]
+    # The shell's global hook completes `python -m <module>` only for modules carrying argcomplete's marker.
+    for module in ("lit_colorization.cli.pretrain", "transfer.cli.probe", "transfer.cli.voc_det"):
+        check = subprocess.run(
+            [sys.executable, "-m", "argcomplete._check_module", module],
+            cwd=ROOT,
+            env=ENV,
+            capture_output=True,
+        )
+        assert check.returncode == 0, module
 
 
 def test_the_makefile_refuses_an_unknown_variable_with_the_known_ones():
