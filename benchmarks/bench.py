@@ -26,6 +26,8 @@ Rows, in images per second:
       evaluation and checkpoint writer; on a CPU at the bench's small batch, crop and width) through
       ``pretrain`` with validation off and an epoch longer than the fit, each beside its network's model-only
       step at the same batch (a-*); the checkpoint at max_steps is timed apart and put at the preset's cadence.
+      Then (c-eccv16) again with data.decode_ahead false and true: the next batch prepared in series with the
+      step, or by a thread while it runs.
   (h) the probe end to end: a slot, not measured here (its GPU decode is another issue's).
   (l), (l0), (lk): sRGB -> Lab on a float batch: the library's (kornia's, constants kept on the device), the
       hand-written one it replaced and kornia's own; on CUDA with the host's waits per call.
@@ -599,10 +601,13 @@ class PresetLoop:
     checkpoint_share: float  # that time over the time between two saves at the preset's cadence
 
 
-def preset_loop(options: Options, row: PresetRow, root: Path, workdir: Path) -> PresetLoop:
+def preset_loop(
+    options: Options, row: PresetRow, root: Path, workdir: Path, decode_ahead: bool | None = None
+) -> PresetLoop:
     """``pretrain`` with the preset as shipped: its data path (resize, GPU decode, workers), online evaluation,
     perf settings and checkpoint writer; validation off, and the epoch longer than the fit. The checkpoint at
-    ``max_steps`` falls after the timed window and is timed on its own, then put at the preset's cadence."""
+    ``max_steps`` falls after the timed window and is timed on its own, then put at the preset's cadence.
+    ``decode_ahead`` overrides ``data.decode_ahead`` (None: the preset's, on for CUDA)."""
     warmup, steps = loader_window(options)
     clock = StepClock(warmup, steps)
     prior = save_prior(uniform_prior(), workdir / f"uniform_prior_{row.key}.npy")
@@ -612,13 +617,14 @@ def preset_loop(options: Options, row: PresetRow, root: Path, workdir: Path) -> 
         f"data.num_workers={options.workers}",
         f"targets.prior_path={prior}",
         f"runs_dir={workdir / 'runs'}",
-        f"run=bench-{row.key}",
+        f"run=bench-{row.key}-{decode_ahead}",
         "logger.kind=none",
         "trainer.devices=1",
         f"trainer.max_steps={warmup + steps + 1}",
         "trainer.validate_before_training=false",
         "trainer.limit_val_batches=0",
         "data.index_cache=null",
+        *([] if decode_ahead is None else [f"data.decode_ahead={decode_ahead}"]),
     ]
     pretrain(preset_config(row.preset, root, overrides), extra_callbacks=[clock])
     rate = clock.rate()
@@ -848,6 +854,12 @@ def run(options: Options) -> list[str]:
             loop = preset_loop(options, row, folder, Path(workdir))
             rates[row.key] = loop.rate
             presets.append((row, loop))
+        # The same eccv16 loop with the next batch prepared in series with the step (data.decode_ahead=false)
+        # and ahead of it (true): what taking the data path off the critical path gains.
+        for ahead in (False, True):
+            rates[f"c-eccv16-ahead-{ahead}"] = preset_loop(
+                options, rows[0], folder, Path(workdir), ahead
+            ).rate
     rates["e"], rates["f"] = probe_rows(options)
 
     flops = flops_per_image(options)
@@ -964,6 +976,11 @@ def format_presets(
         if loop.host_waits is not None:
             lines.append(f"  host waits in the timed steps: {loop.host_waits.total()}")
             lines += [f"    {count:5d} at {place}" for place, count in loop.host_waits.most_common(5)]
+    ahead, plain = rates["c-eccv16-ahead-True"], rates["c-eccv16-ahead-False"]
+    lines.append(
+        f"(c-eccv16) with data.decode_ahead=false {plain:,.1f}, =true {ahead:,.1f} images/s: ahead / in series = "
+        f"{ahead / plain:.2f}"
+    )
     lines.append(
         "(h) probe end to end (zhang16 conv1..conv5, JPEGs decoded on the device): not measured here; the probe's "
         "device decode is issue 23's (GPU target >= 8,000 images/s)"

@@ -62,6 +62,12 @@ def test_tiny_run_prints_every_row_and_ratio(bench, capsys: pytest.CaptureFixtur
     assert re.search(
         r"^  checkpoint: \d+\.\d\d s of the step's time per write, every 10 min", output, re.MULTILINE
     )
+    found = re.search(
+        r"^\(c-eccv16\) with data.decode_ahead=false ([\d,.]+), =true ([\d,.]+) images/s",
+        output,
+        re.MULTILINE,
+    )
+    assert found and min(float(found[1].replace(",", "")), float(found[2].replace(",", ""))) > 0, output
     assert "(h) probe end to end" in output and "not measured here" in output
     for key in ("l", "l0", "lk"):
         found = re.search(

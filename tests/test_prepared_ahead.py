@@ -3,6 +3,7 @@ in the same order, prepared while the consumer holds the previous one; errors an
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 from pathlib import Path
@@ -157,8 +158,8 @@ class LossRecorder(Callback):
         self.losses.append(float(outputs["loss"]))
 
 
-def fit_losses(root: Path, decode_ahead: str) -> tuple[list[float], LossRecorder]:
-    config = tiny_config(root, f"data.decode_ahead={decode_ahead}")
+def fit_losses(root: Path, decode_ahead: str, *extra: str) -> tuple[list[float], LossRecorder]:
+    config = tiny_config(root, f"data.decode_ahead={decode_ahead}", *extra)
     module = tiny_module(config)
     datamodule = ColorizationDataModule(config.data)
     recorder = LossRecorder()
@@ -175,3 +176,12 @@ def test_a_fit_with_batches_prepared_ahead_has_the_plain_fits_losses_step_by_ste
     assert len(plain) == len(ahead) == 8
     assert ahead == plain
     assert len(set(plain)) == 8  # every step a different batch (and two epochs with different crops)
+
+
+def test_the_loaders_persistent_workers_end_with_the_fit(tmp_path: Path) -> None:
+    # Workers ignore SIGTERM (preemption is the main process's): one left alive would hang the process's exit.
+    root = write_jpegs(tmp_path)
+    losses, recorder = fit_losses(root, "true", "data.num_workers=1", "data.persistent_workers=true")
+    assert recorder.loaders == [PreparedAhead] and len(losses) == 8
+    assert multiprocessing.active_children() == []
+    assert not [thread for thread in threading.enumerate() if thread.name == "prepared-ahead"]

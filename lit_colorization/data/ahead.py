@@ -65,6 +65,18 @@ class PreparedAhead:
     def dataset(self) -> Any:
         return getattr(self.loader, "dataset", None)
 
+    # Lightning stops a loader's worker processes at the end of a fit through its ``_iterator`` (the iterator a
+    # DataLoader with persistent workers keeps): it shuts down a multiprocessing one and sets it to None. The
+    # loader's own, so that its workers (which ignore SIGTERM) do not outlive the fit and hang the exit.
+    @property
+    def _iterator(self) -> Any:
+        return getattr(self.loader, "_iterator", None)
+
+    @_iterator.setter
+    def _iterator(self, value: Any) -> None:
+        if hasattr(self.loader, "_iterator"):
+            self.loader._iterator = value
+
     def __iter__(self) -> Iterator[Any]:
         return self._batches()
 
