@@ -42,7 +42,6 @@ about a minute on 2 cores).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import itertools
 import math
@@ -117,6 +116,7 @@ class Options:
     threads: int
     online_classes: int
     settings: PerfSettings
+    rows: str = "all"
 
 
 def parse_options(argv: list[str] | None = None) -> Options:
@@ -147,6 +147,12 @@ def parse_options(argv: list[str] | None = None) -> Options:
         type=int,
         default=PROBE_CLASSES,
         help="(g): classes of the online heads (default 1000, ImageNet's; the embedded photos have 10)",
+    )
+    parser.add_argument(
+        "--rows",
+        default="all",
+        choices=("all", "core", "presets"),
+        help="core: (a) to (g) and Lab; presets: (c-eccv16), (c-alexnet) and their model steps; all: both",
     )
     parser.add_argument("--precision", default="auto", choices=("auto", "32-true", "bf16-mixed"))
     parser.add_argument(
@@ -186,6 +192,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
         probe_size=int(pick(args.probe_size, 227, 64)),
         threads=threads,
         online_classes=args.online_classes,
+        rows=args.rows,
         settings=resolve(
             device.type,
             precision=args.precision,
@@ -805,6 +812,17 @@ def probe_rows(options: Options) -> tuple[float, float]:
 
 
 def run(options: Options) -> list[str]:
+    """The table of ``options.rows``: the core rows, the presets', or both (each part writes its own JPEGs)."""
+    lines: list[str] = []
+    if options.rows in ("all", "core"):
+        lines += core_rows(options)
+    if options.rows in ("all", "presets"):
+        lines += preset_rows(options)
+    return lines
+
+
+def core_rows(options: Options) -> list[str]:
+    """Rows (a) to (g) at the bench's sizes, their ratios, and the Lab rows."""
     device = options.device
     module, optimizer = build_module(options)
     rates: dict[str, float] = {}
@@ -821,13 +839,9 @@ def run(options: Options) -> list[str]:
     lab_rates, lab_waits, lab_gap = lab_rows(options)
     rates.update(lab_rates)
 
-    presets: list[tuple[PresetRow, PresetLoop]] = []
     with tempfile.TemporaryDirectory(prefix="bench-jpegs-") as workdir:
         folder = Path(workdir) / "data"
-        folder.mkdir()
-        rows = [preset_row(options, key, preset, folder) for key, preset in PRESET_ROWS]
-        images = max([options.images, *(row.images_needed(options) for row in rows)])
-        write_jpegs(folder, images)
+        write_jpegs(folder, options.images)
         write_jpegs(folder, VAL_IMAGES, "val")
         if options.decode == "gpu":
             dataset = EncodedImageFolderDataset(folder, "train")
@@ -849,26 +863,39 @@ def run(options: Options) -> list[str]:
         batches = loader_for(original, options, None)
         rates["d"] = images_per_second(original_step(module, optimizer, batches), options, loader=True)
         del batches
+    rates["e"], rates["f"] = probe_rows(options)
+
+    flops = flops_per_image(options)
+    peak, peak_note = peak_flops(device)
+    lines = format_table(options, rates, flops, peak, peak_note, peak_memory, host_waits)
+    return lines + format_lab(options, rates, lab_waits, lab_gap)
+
+
+def preset_rows(options: Options) -> list[str]:
+    """The presets users run beside their model-only steps, and eccv16's with the data path in series."""
+    rates: dict[str, float] = {}
+    presets: list[tuple[PresetRow, PresetLoop]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-presets-") as workdir:
+        folder = Path(workdir) / "data"
+        folder.mkdir()
+        rows = [preset_row(options, key, preset, folder) for key, preset in PRESET_ROWS]
+        images = max(row.images_needed(options) for row in rows)
+        write_jpegs(folder, images)
+        write_jpegs(folder, VAL_IMAGES, "val")
         for row in rows:
             rates[f"a-{row.model}"] = preset_model_rate(options, row, folder)
             loop = preset_loop(options, row, folder, Path(workdir))
             rates[row.key] = loop.rate
             presets.append((row, loop))
-        # The same eccv16 loop with the next batch prepared in series with the step (data.decode_ahead=false)
-        # and ahead of it (true): what taking the data path off the critical path gains.
-        for ahead in (False, True):
-            rates[f"c-eccv16-ahead-{ahead}"] = preset_loop(
-                options, rows[0], folder, Path(workdir), ahead
-            ).rate
-    rates["e"], rates["f"] = probe_rows(options)
-
-    flops = flops_per_image(options)
-    peak, peak_note = peak_flops(device)
-    written = dataclasses.replace(options, images=images)  # the folder has what the longest epoch needs
-    lines = format_table(written, rates, flops, peak, peak_note, peak_memory, host_waits)
-    lines += format_presets(options, rates, presets, images)
-    lines += format_lab(options, rates, lab_waits, lab_gap)
-    return lines
+        # The eccv16 loop again with data.decode_ahead the other way round from its preset's (on for CUDA):
+        # what preparing the next batch while the step runs gains over doing it in series.
+        shipped_ahead = options.device.type == "cuda"
+        rates[f"c-eccv16-ahead-{shipped_ahead}"] = rates["c-eccv16"]
+        flipped = not shipped_ahead
+        rates[f"c-eccv16-ahead-{flipped}"] = preset_loop(
+            options, rows[0], folder, Path(workdir), flipped
+        ).rate
+    return format_presets(options, rates, presets, images)
 
 
 def format_table(

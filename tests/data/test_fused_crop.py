@@ -122,3 +122,16 @@ def test_one_pass_crops_use_the_cap_of_taps_for_strong_shrinking() -> None:
     reference = tap_by_tap_crops(images, zero, zero, box, box, zero, 40)
     assert MAX_TAPS < 20
     assert (fused.int() - reference.int()).abs().max() <= 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_one_pass_crops_on_cuda_equal_the_tap_by_tap_crops_on_the_cpu() -> None:
+    images = photos(SIZES, seed=5)
+    crop = torch.rand(len(images), 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    crop[:, 2] = (crop[:, 2] < 0.5).double()
+    heights = torch.tensor([image.shape[-2] for image in images])
+    widths = torch.tensor([image.shape[-1] for image in images])
+    boxes = crop_boxes(heights, widths, crop, 176, Resize(256, SQUASH))
+    fused = resized_crops([image.cuda() for image in images], *boxes, crop[:, 2], 176).cpu()
+    difference = (fused.int() - tap_by_tap_crops(images, *boxes, crop[:, 2], 176).int()).abs()
+    assert difference.max() <= 1 and (difference > 0).double().mean() <= MAX_DIFFERENT_FRACTION

@@ -185,3 +185,24 @@ def test_the_loaders_persistent_workers_end_with_the_fit(tmp_path: Path) -> None
     assert recorder.loaders == [PreparedAhead] and len(losses) == 8
     assert multiprocessing.active_children() == []
     assert not [thread for thread in threading.enumerate() if thread.name == "prepared-ahead"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (nvJPEG, a side stream)")
+def test_on_cuda_batches_prepared_on_a_side_stream_equal_the_plain_loops(tmp_path: Path) -> None:
+    # The hand-over by event and record_stream: a step's reads of batch n must see it whole while the side
+    # stream already decodes batch n + 1 into memory of its own.
+    root = write_jpegs(tmp_path)
+    device = torch.device("cuda")
+    module = tiny_module(tiny_config(root)).to(device).eval()
+
+    def prepare(batch):
+        return module.prepare_batch(batch, device)
+
+    plain = [prepare(batch) for batch in encoded_loader(root)]
+    with torch.no_grad():
+        for expected, got in zip(plain, PreparedAhead(encoded_loader(root), prepare, device), strict=True):
+            loss = module.forward_loss(got["targets"])  # on the training stream, after the hand-over
+            assert torch.equal(got["rgb"], expected["rgb"])
+            assert torch.equal(got["targets"].bin_indices, expected["targets"].bin_indices)
+            assert torch.equal(loss, module.forward_loss(expected["targets"]))
+            assert torch.isfinite(loss)
