@@ -29,6 +29,8 @@ Rows, in images per second:
       Then (c-eccv16) again with data.decode_ahead false and true: the next batch prepared in series with the
       step, or by a thread while it runs.
   (h) the probe end to end: a slot, not measured here (its GPU decode is another issue's).
+  (k), (k0): the device's resize-and-crop of a batch of 500x375 photos as the ImageNet presets cut them, in one
+      pass (data/encoded.py) and tap by tap as before it.
   (l), (l0), (lk): sRGB -> Lab on a float batch: the library's (kornia's, constants kept on the device), the
       hand-written one it replaced and kornia's own; on CUDA with the host's waits per call.
 Then the ratios (b)/(a), (c)/(a), (c)/(d), (f)/(e) and (c)/(c0), and the step time with online evaluation over
@@ -51,7 +53,7 @@ import tempfile
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,7 +78,16 @@ from lit_colorization.color.targets import ColorTargets
 from lit_colorization.config.loading import load_config
 from lit_colorization.config.schema import PretrainConfig
 from lit_colorization.data import ImageFolderDataset, SeededShuffleSampler, SkipUnreadableCollate
-from lit_colorization.data.encoded import DeviceCropper, EncodedCollate, EncodedImageFolderDataset
+from lit_colorization.data.crops import SQUASH, Resize
+from lit_colorization.data.encoded import (
+    MAX_TAPS,
+    DeviceCropper,
+    EncodedCollate,
+    EncodedImageFolderDataset,
+    crop_boxes,
+    resized_crops,
+    to_device,
+)
 from lit_colorization.models import create_model
 from lit_colorization.online_eval.probes import FeatureTap, OnlineProbes, feature_shapes
 from lit_colorization.pretrain.losses import soft_cross_entropy
@@ -662,6 +673,85 @@ def hand_written_rgb_to_lab(rgb: Tensor) -> Tensor:
     return torch.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], dim=1)
 
 
+def tap_by_tap_crops(
+    images: Sequence[Tensor],
+    top: Tensor,
+    left: Tensor,
+    box_height: Tensor,
+    box_width: Tensor,
+    mirror: Tensor,
+    size: int,
+) -> Tensor:
+    """``resized_crops`` as it was at commit 3153262: four gathers per bilinear tap, taps x taps of them. Kept here
+    as the comparison for the one pass that replaced it (and as its oracle in tests/data/test_fused_crop.py)."""
+    device = images[0].device
+    heights = torch.tensor([image.shape[-2] for image in images], dtype=torch.int64)
+    widths = torch.tensor([image.shape[-1] for image in images], dtype=torch.int64)
+    plane = heights * widths
+    start = torch.cumsum(3 * plane, 0) - 3 * plane  # where each image begins in the flat buffer
+    row_scale = box_height.to(torch.float64) / size
+    col_scale = box_width.to(torch.float64) / size
+    largest = max(float(row_scale.max()), float(col_scale.max()))
+    taps = min(MAX_TAPS, max(1, math.ceil(largest - 1e-9)))
+    flat = torch.cat([image.reshape(-1) for image in images])
+
+    numbers = torch.stack([top, left, row_scale, col_scale, heights, widths, mirror], dim=1).to(torch.float64)
+    top_d, left_d, row_scale_d, col_scale_d, height_d, width_d, mirror_d = to_device(
+        numbers.float(), device
+    ).T[:, :, None]
+    plane_base = to_device(start[:, None] + torch.arange(3) * plane[:, None], device)[:, :, None, None]
+    row_stride = to_device(widths, device)[:, None, None, None]
+    # Sample positions in output-pixel units, pixel by pixel and taps within a pixel: (S * taps,).
+    steps = torch.arange(size, device=device)[:, None] + (torch.arange(taps, device=device) + 0.5) / taps
+    steps = steps.reshape(-1)
+    rows = (top_d + steps * row_scale_d - 0.5).clamp(min=0)
+    cols = (left_d + steps * col_scale_d - 0.5).clamp(min=0)
+    cols = torch.where(mirror_d > 0, cols.flip(-1), cols)
+    rows = torch.minimum(rows, height_d - 1).view(-1, size, taps)
+    cols = torch.minimum(cols, width_d - 1).view(-1, size, taps)
+
+    def read(row: Tensor, col: Tensor) -> Tensor:
+        index = plane_base + row.long()[:, None, :, None] * row_stride + col.long()[:, None, None, :]
+        return flat.take(index).to(torch.float32)
+
+    total = torch.zeros(len(images), 3, size, size, device=device)
+    for row_tap in range(taps):
+        row = rows[..., row_tap]
+        row_low = row.floor()
+        row_high = torch.minimum(row_low + 1, height_d - 1)
+        row_frac = (row - row_low)[:, None, :, None]
+        for col_tap in range(taps):
+            col = cols[..., col_tap]
+            col_low = col.floor()
+            col_high = torch.minimum(col_low + 1, width_d - 1)
+            col_frac = (col - col_low)[:, None, None, :]
+            upper = read(row_low, col_low) * (1 - col_frac) + read(row_low, col_high) * col_frac
+            lower = read(row_high, col_low) * (1 - col_frac) + read(row_high, col_high) * col_frac
+            total += upper * (1 - row_frac) + lower * row_frac
+    return (total / (taps * taps)).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def crop_rows(options: Options) -> dict[str, float]:
+    """Images/s of the device's resize-and-crop of a batch of 500x375 photos, as the ImageNet presets cut them
+    (squashed to 256, ``--size`` crops, 2 taps): the one pass of data/encoded.py and the tap-by-tap one."""
+    generator = torch.Generator().manual_seed(0)
+    images = [
+        torch.randint(0, 256, (3, JPEG_SIZE[1], JPEG_SIZE[0]), dtype=torch.uint8, generator=generator).to(
+            options.device
+        )
+        for _ in range(options.batch)
+    ]
+    crop = torch.rand(options.batch, 3, generator=generator, dtype=torch.float64)
+    heights = torch.full((options.batch,), JPEG_SIZE[1])
+    widths = torch.full((options.batch,), JPEG_SIZE[0])
+    boxes = crop_boxes(heights, widths, crop, options.size, Resize(256, SQUASH))
+    mirror = (crop[:, 2] < 0.5).double()
+    return {
+        key: images_per_second(lambda cut=cut: cut(images, *boxes, mirror, options.size).shape[0], options)
+        for key, cut in (("k", resized_crops), ("k0", tap_by_tap_crops))
+    }
+
+
 def count_host_waits(convert: Callable[[Tensor], Tensor], rgb: Tensor) -> int | None:
     """Host waits for the device in one call (CUDA's sync debug mode); None on a CPU."""
     if rgb.device.type != "cuda":
@@ -838,6 +928,7 @@ def core_rows(options: Options) -> list[str]:
     rates["g"] = images_per_second(online_eval_step(module, optimizer, rgb, options), options)
     lab_rates, lab_waits, lab_gap = lab_rows(options)
     rates.update(lab_rates)
+    rates.update(crop_rows(options))
 
     with tempfile.TemporaryDirectory(prefix="bench-jpegs-") as workdir:
         folder = Path(workdir) / "data"
@@ -1028,6 +1119,13 @@ def format_lab(
         wait = "n/a (CPU)" if waits[key] is None else str(waits[key])
         lines.append(f"({key:<2}) {label:<58} {rates[key]:>10,.1f}   host waits per call: {wait}")
     lines.append(f"(l)/(l0) = {rates['l'] / rates['l0']:.2f}; max |(l) - (l0)| = {gap:.1e} Lab units")
+    lines.append(
+        f"resize-and-crop on the device, {options.batch} photos of {JPEG_SIZE[0]}x{JPEG_SIZE[1]} squashed to 256, "
+        f"{options.size}x{options.size} crops (images/s):"
+    )
+    lines.append(f"(k ) {'one pass (data/encoded.py resized_crops)':<58} {rates['k']:>10,.1f}")
+    lines.append(f"(k0) {'tap by tap, as before it':<58} {rates['k0']:>10,.1f}")
+    lines.append(f"(k)/(k0) = {rates['k'] / rates['k0']:.2f}")
     return lines
 
 

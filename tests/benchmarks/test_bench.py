@@ -70,6 +70,10 @@ def test_tiny_run_prints_every_row_and_ratio(bench, capsys: pytest.CaptureFixtur
     )
     assert found and min(float(found[1].replace(",", "")), float(found[2].replace(",", ""))) > 0, output
     assert "(h) probe end to end" in output and "not measured here" in output
+    for key in ("k", "k0"):
+        found = re.search(rf"^\({key} *\) .* ([\d,]+\.\d)$", output, re.MULTILINE)
+        assert found and float(found[1].replace(",", "")) > 0, f"row ({key}) missing:\n{output}"
+    assert re.search(r"^\(k\)/\(k0\) = \d+\.\d\d$", output, re.MULTILINE), output
     for key in ("l", "l0", "lk"):
         found = re.search(
             rf"^\({key} *\) sRGB -> Lab.* ([\d,]+\.\d)   host waits per call: n/a", output, re.MULTILINE

@@ -1,14 +1,15 @@
 """The one-pass resize-and-crop (data/encoded.py ``resized_crops``) against the tap-by-tap version it replaced.
 
-``tap_by_tap_crops`` is ``resized_crops`` as it was at commit 3153262 (16 gathers per pair of taps), kept here
-as the oracle: the fused pass must give the same crops, pixel for pixel up to float rounding. Stated tolerance:
-no pixel differs by more than 1 level of 255, and at most 0.5% of the values differ at all (both round a float
+``tap_by_tap_crops`` (benchmarks/bench.py, which times the two side by side) is ``resized_crops`` as it was at
+commit 3153262 (16 gathers per pair of taps), kept as the oracle: the fused pass must give the same crops, pixel
+for pixel up to float rounding. Stated tolerance: no pixel differs by more than 1 level of 255, and at most 0.5% of the values differ at all (both round a float
 sum; summed in another order, a sum that lands within float error of k + 0.5 can round either way).
 """
 
 from __future__ import annotations
 
-import math
+import importlib.util
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,66 +18,21 @@ import torch
 from torch import Tensor
 
 from lit_colorization.data.crops import SQUASH, Resize
-from lit_colorization.data.encoded import MAX_TAPS, crop_boxes, resized_crops, to_device
+from lit_colorization.data.encoded import MAX_TAPS, crop_boxes, resized_crops
+from tests.paths import REPO
 
 MAX_DIFFERENT_FRACTION = 0.005
 
 
-def tap_by_tap_crops(
-    images: Sequence[Tensor],
-    top: Tensor,
-    left: Tensor,
-    box_height: Tensor,
-    box_width: Tensor,
-    mirror: Tensor,
-    size: int,
-) -> Tensor:
-    """The tap-by-tap resampling of commit 3153262: four gathers per bilinear tap, taps x taps of them."""
-    device = images[0].device
-    heights = torch.tensor([image.shape[-2] for image in images], dtype=torch.int64)
-    widths = torch.tensor([image.shape[-1] for image in images], dtype=torch.int64)
-    plane = heights * widths
-    start = torch.cumsum(3 * plane, 0) - 3 * plane  # where each image begins in the flat buffer
-    row_scale = box_height.to(torch.float64) / size
-    col_scale = box_width.to(torch.float64) / size
-    largest = max(float(row_scale.max()), float(col_scale.max()))
-    taps = min(MAX_TAPS, max(1, math.ceil(largest - 1e-9)))
-    flat = torch.cat([image.reshape(-1) for image in images])
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench", REPO / "benchmarks" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench"] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+    return module
 
-    numbers = torch.stack([top, left, row_scale, col_scale, heights, widths, mirror], dim=1).to(torch.float64)
-    top_d, left_d, row_scale_d, col_scale_d, height_d, width_d, mirror_d = to_device(
-        numbers.float(), device
-    ).T[:, :, None]
-    plane_base = to_device(start[:, None] + torch.arange(3) * plane[:, None], device)[:, :, None, None]
-    row_stride = to_device(widths, device)[:, None, None, None]
-    # Sample positions in output-pixel units, pixel by pixel and taps within a pixel: (S * taps,).
-    steps = torch.arange(size, device=device)[:, None] + (torch.arange(taps, device=device) + 0.5) / taps
-    steps = steps.reshape(-1)
-    rows = (top_d + steps * row_scale_d - 0.5).clamp(min=0)
-    cols = (left_d + steps * col_scale_d - 0.5).clamp(min=0)
-    cols = torch.where(mirror_d > 0, cols.flip(-1), cols)
-    rows = torch.minimum(rows, height_d - 1).view(-1, size, taps)
-    cols = torch.minimum(cols, width_d - 1).view(-1, size, taps)
 
-    def read(row: Tensor, col: Tensor) -> Tensor:
-        index = plane_base + row.long()[:, None, :, None] * row_stride + col.long()[:, None, None, :]
-        return flat.take(index).to(torch.float32)
-
-    total = torch.zeros(len(images), 3, size, size, device=device)
-    for row_tap in range(taps):
-        row = rows[..., row_tap]
-        row_low = row.floor()
-        row_high = torch.minimum(row_low + 1, height_d - 1)
-        row_frac = (row - row_low)[:, None, :, None]
-        for col_tap in range(taps):
-            col = cols[..., col_tap]
-            col_low = col.floor()
-            col_high = torch.minimum(col_low + 1, width_d - 1)
-            col_frac = (col - col_low)[:, None, None, :]
-            upper = read(row_low, col_low) * (1 - col_frac) + read(row_low, col_high) * col_frac
-            lower = read(row_high, col_low) * (1 - col_frac) + read(row_high, col_high) * col_frac
-            total += upper * (1 - row_frac) + lower * row_frac
-    return (total / (taps * taps)).round_().clamp_(0, 255).to(torch.uint8)
+tap_by_tap_crops = load_bench().tap_by_tap_crops
 
 
 def photos(sizes: Sequence[tuple[int, int]], seed: int) -> list[Tensor]:
