@@ -359,17 +359,16 @@ def peak_flops(device: torch.device) -> tuple[float, str]:
 # --- (c) and (d): data from JPEG files ---------------------------------------------------------------------------
 
 
-def write_jpegs(folder: Path, count: int, split_name: str = "train") -> Path:
-    """``count`` 500x375 JPEGs under ``folder/<split_name>/photo_<i>/``: random crops of scikit-image's photos,
-    scaled; one class folder per photo, so that the presets' online evaluation has labels to learn."""
+def write_jpegs(folder: Path, count: int, split_name: str = "train", classes: int = len(PHOTOS)) -> Path:
+    """``count`` 500x375 JPEGs under ``folder/<split_name>/class_<i>/``: random crops of scikit-image's photos,
+    scaled, spread over ``classes`` class folders (labels for the presets' online evaluation)."""
     split = folder / split_name
     photos = [photo() for photo in PHOTOS]
-    for label in range(len(photos)):
-        (split / f"photo_{label}").mkdir(parents=True)
+    for label in range(classes):
+        (split / f"class_{label:04d}").mkdir(parents=True)
     rng = np.random.default_rng(0)
     for index in range(count):
-        label = index % len(photos)
-        photo = photos[label]
+        photo = photos[index % len(photos)]
         height, width = photo.shape[:2]
         crop_height = int(height * rng.uniform(0.6, 1.0))
         crop_width = min(width, int(crop_height * JPEG_SIZE[0] / JPEG_SIZE[1]))
@@ -377,7 +376,7 @@ def write_jpegs(folder: Path, count: int, split_name: str = "train") -> Path:
         left = int(rng.integers(0, width - crop_width + 1))
         window = Image.fromarray(photo[top : top + crop_height, left : left + crop_width])
         window.resize(JPEG_SIZE, Image.Resampling.BILINEAR).save(
-            split / f"photo_{label}" / f"{index:05d}.jpg", quality=JPEG_QUALITY
+            split / f"class_{index % classes:04d}" / f"{index:05d}.jpg", quality=JPEG_QUALITY
         )
     return split
 
@@ -971,8 +970,10 @@ def preset_rows(options: Options) -> list[str]:
         folder.mkdir()
         rows = [preset_row(options, key, preset, folder) for key, preset in PRESET_ROWS]
         images = max(row.images_needed(options) for row in rows)
-        write_jpegs(folder, images)
-        write_jpegs(folder, VAL_IMAGES, "val")
+        # The online heads as wide as ImageNet's (--online-classes, 1000) where the epoch has that many images.
+        classes = min(options.online_classes, images)
+        write_jpegs(folder, images, classes=classes)
+        write_jpegs(folder, classes, "val", classes=classes)
         for row in rows:
             rates[f"a-{row.model}"] = preset_model_rate(options, row, folder)
             loop = preset_loop(options, row, folder, Path(workdir))
@@ -986,7 +987,7 @@ def preset_rows(options: Options) -> list[str]:
         rates[f"c-eccv16-ahead-{flipped}"] = preset_loop(
             options, rows[0], folder, Path(workdir), flipped
         ).rate
-    return format_presets(options, rates, presets, images)
+    return format_presets(options, rates, presets, images, classes)
 
 
 def format_table(
@@ -1063,15 +1064,19 @@ def format_table(
 
 
 def format_presets(
-    options: Options, rates: dict[str, float], presets: list[tuple[PresetRow, PresetLoop]], images: int
+    options: Options,
+    rates: dict[str, float],
+    presets: list[tuple[PresetRow, PresetLoop]],
+    images: int,
+    classes: int,
 ) -> list[str]:
     """The presets as users run them, each beside its network's model-only step at the same batch."""
     warmup, steps = loader_window(options)
     shipped = "as shipped" if options.device.type == "cuda" else "at this CPU's sizes"
     lines = [
         f"presets {shipped}, make pretrain's Lightning loop: {steps} timed steps after {warmup}, {images} training "
-        "JPEGs (no epoch ends inside the fit), validation off, online evaluation and checkpoint writer as the "
-        "preset has them"
+        f"JPEGs in {classes} classes (no epoch ends inside the fit), validation off, online evaluation "
+        f"({classes}-way heads) and checkpoint writer as the preset has them"
     ]
     for row, loop in presets:
         model_key = f"a-{row.model}"

@@ -43,7 +43,7 @@ def rgb_to_lab(rgb: Tensor) -> Tensor:
         return _srgb_to_lab(rgb.to(_working_dtype(rgb)).clamp(0.0, 1.0))
 
 
-# kornia's sRGB -> XYZ matrix (kornia/color/xyz.py, rgb_to_xyz) and D65 white point (kornia/color/lab.py).
+# kornia 0.9.0's sRGB -> XYZ matrix (kornia/color/xyz.py lines 54-62) and D65 white (kornia/color/lab.py line 84).
 RGB_TO_XYZ = (
     (0.412453, 0.357580, 0.180423),
     (0.212671, 0.715160, 0.072169),
