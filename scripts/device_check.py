@@ -208,6 +208,8 @@ def pretrain_command(data: Path, runs: Path, quick: bool, resume: bool) -> list[
             "trainer.max_steps=30",
         ]
         command += ["trainer.checkpoint_every_n_steps=10", "trainer.val_check_interval=10"]
+        # Enough logged losses that the first three and the last three differ (30 steps at 10 gave three in all).
+        command += ["trainer.log_every_n_steps=2"]
     return command + (["resume=auto"] if resume else [])
 
 
