@@ -99,7 +99,7 @@ def write_shards(
     ``val_images``: of ``val_split``, only that many images, evenly spaced in the sorted listing.
     """
     from lit_colorization.data.file_index import load_split
-    from lit_colorization.data.folder import resolve_split_dir
+    from lit_colorization.data.listing import resolve_split_dir
 
     counts = {}
     for split in splits:

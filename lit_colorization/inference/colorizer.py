@@ -21,7 +21,7 @@ from torch import Tensor
 
 from lit_colorization.color import ANNEALED_MEAN_TEMPERATURE, rgb_to_lab
 from lit_colorization.color.pictures import lab_batch_to_rgb
-from lit_colorization.inference.decode import predict_full_resolution_ab
+from lit_colorization.inference.network_output import predict_full_resolution_ab
 from lit_colorization.inference.official import RELEASE_TEMPERATURE, release_colorize
 from lit_colorization.models import ColorizationNet, create_model
 from lit_colorization.models.eccv16 import convert_official_eccv16_state_dict
