@@ -47,6 +47,10 @@ class OptimConfig:
     lr: float = 3e-5
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     weight_decay: float = 1e-3
+    # Every conv / linear bias at lr x bias_lr_mult with bias_weight_decay (null: weight_decay), as the release's
+    # AlexNet gives each one "lr_mult: 2, decay_mult: 0" (docs/reference.md section 11.2).
+    bias_lr_mult: float = 2.0
+    bias_weight_decay: float | None = 0.0
     milestones: list[int] = field(default_factory=lambda: [200_000])  # steps of the reference batch
     gamma: float = 0.1  # lr factor at each milestone, unless milestone_lrs gives the lr after each one
     milestone_lrs: list[float] = field(default_factory=list)

@@ -77,6 +77,11 @@ def validate_pretrain_config(config: PretrainConfig) -> None:
         list(config.optim.milestone_lrs),
     )
     require(len(config.optim.betas) == 2, "optim.betas", "two numbers", list(config.optim.betas))
+    require(
+        config.optim.bias_lr_mult > 0, "optim.bias_lr_mult", "a positive number", config.optim.bias_lr_mult
+    )
+    bias_decay = config.optim.bias_weight_decay
+    require(bias_decay is None or bias_decay >= 0, "optim.bias_weight_decay", "null or >= 0", bias_decay)
     require_folder_name("run", config.run, "a run name without '/'")
     for optional_file in ("bins_path", "prior_path"):
         value = getattr(config.targets, optional_file)
