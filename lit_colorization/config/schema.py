@@ -22,7 +22,14 @@ class ModelConfig:
     init_method: str = (
         "kmeans"  # kmeans | pca | gaussian: the filters before the within/between-layer scaling
     )
-    init_images: int = 64
+    # The release's run (docs/reference.md section 11.1): 10 batches of 80 crops, conv1..conv5 of the AlexNet
+    # (fc6/fc7/fc8 from its prototxt's fillers), within-layer only, bias target 0.1 (magic_init's default).
+    init_images: int = 800
+    init_layers: list[str] | None = (
+        None  # None: alexnet conv1..conv5, other networks every conv and the logits
+    )
+    init_between_layer: bool = False  # true: also Kraehenbuehl's between-layer step (no release run used it)
+    init_bias: float = 0.1  # every initialised channel's mean on the crops (its pre-BatchNorm output)
 
 
 @dataclass

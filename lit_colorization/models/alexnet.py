@@ -182,6 +182,32 @@ class AlexNetColorizer(ColorizationNet):
         return F.interpolate(fc8, size=grid, mode="bilinear", align_corners=True)
 
 
+# The release initialises conv1..conv5 from data and the rest from the fillers of its train_val.prototxt: fc6 and
+# fc7 Gaussian std 0.005 with bias 1, fc8 without a filler, i.e. zero (docs/reference.md section 11.1).
+RELEASE_DATA_INIT_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
+FC_FILLER_STD = 0.005
+FC_FILLER_BIAS = 1.0
+
+
+@torch.no_grad()
+def release_fillers_(
+    network: AlexNetColorizer, generator: torch.Generator, layers: tuple[str, ...] = ("fc6", "fc7", "logits")
+) -> None:
+    """The release's fillers for ``layers``, in place: fc6 and fc7 weights N(0, 0.005^2) with bias 1, the
+    logits (fc8) all zero."""
+    for layer in layers:
+        if layer == "logits":
+            network.logits.weight.zero_()
+            network.logits.bias.zero_()
+            continue
+        if layer not in ("fc6", "fc7"):
+            raise ValueError(f"the release's prototxt has fillers for fc6, fc7 and the logits, not {layer!r}")
+        conv = next(module for module in getattr(network, layer) if isinstance(module, nn.Conv2d))
+        weights = torch.randn(conv.weight.shape, generator=generator) * FC_FILLER_STD
+        conv.weight.copy_(weights.to(conv.weight.device, conv.weight.dtype))
+        conv.bias.fill_(FC_FILLER_BIAS)
+
+
 def is_pre_release_state_dict(state_dict: Mapping[str, Tensor]) -> bool:
     """Whether ``state_dict`` is of the AlexNet this project had before the release geometry.
 

@@ -102,6 +102,14 @@ def validate_pretrain_config(config: PretrainConfig) -> None:
     )
     require(config.model.init_images >= 1, "model.init_images", "an integer >= 1", config.model.init_images)
     network = create_model(config.model.name, **config.model.kwargs)
+    init_layers = config.model.init_layers
+    known = [*network.feature_layers, "logits"]
+    require(
+        init_layers is None or (bool(init_layers) and set(init_layers) <= set(known)),
+        "model.init_layers",
+        f"null or a non-empty list of {known}",
+        init_layers,
+    )
     validate_online_eval_config(config.online_eval, list(network.feature_layers))
     multiple = network.input_multiple
     require(
