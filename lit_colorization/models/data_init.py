@@ -182,7 +182,8 @@ def data_dependent_init_(
     lightness = _checked_lightness(network, lightness)
     generator = torch.Generator().manual_seed(seed)
     with _init_mode(network, batch_statistics):
-        convs = _chosen(network, _convs_in_forward_order(network, lightness), layers)
+        # The call order does not depend on the batch: two images find it without a full forward of all.
+        convs = _chosen(network, _convs_in_forward_order(network, lightness[:2]), layers)
         _reset_batchnorms(network)
         within = [
             _within_layer_init_(network, lightness, name, conv, method, beta, generator, max_patches)
