@@ -136,7 +136,7 @@ class VOCClassificationModule(L.LightningModule):
     gamma); logs ``voc/train_loss`` and, after each evaluation, ``voc/map`` (in [0, 1])."""
 
     def __init__(
-        self, classifier: VOCClassifier, optim: Any, ap_metric: str, loss_per_image: bool = False
+        self, classifier: VOCClassifier, optim: Any, ap_metric: str = "area", loss_per_image: bool = False
     ) -> None:
         super().__init__()
         self.classifier = classifier
