@@ -24,8 +24,10 @@ from lit_colorization.evaluation.rows import TASK as EVAL_COLOR
 from lit_colorization.models import create_model, list_models
 from lit_colorization.pretrain.pretraining import JOB_TYPE as PRETRAIN
 from transfer.compare import (
+    ECCV16_TABLE,
     LINEAR_PROBE,
     PAPER_BEST_LAYER,
+    PAPER_ECCV16_PROBES,
     PAPER_LAYERS,
     PAPER_PROBES,
     PAPER_VOC,
@@ -52,7 +54,7 @@ LINE, BAR, TABLE, MARKDOWN, MEDIA = "line", "bar", "table", "markdown", "media"
 EXAMPLES_KEY = (
     "val/examples"  # the validation grid a pretraining run logs (W&B only: CSV logs hold no images)
 )
-LR_KEY = "lr-Adam"  # Lightning's LearningRateMonitor of pretraining's Adam, logged every step
+LR_KEY = "lr-Adam/weights"  # LearningRateMonitor of pretraining's Adam, every step: the weights' group (biases: x bias_lr_mult)
 PRETRAINING_CURVES = (
     ("loss", ("train/loss", "val/loss")),
     ("AuC (validation; gray: the all-gray baseline)", ("val/auc", "val/auc_gray")),
@@ -102,6 +104,18 @@ def paper_probe_markdown(model: str, protocol: str) -> str:
                 ),
                 "",
             ]
+        lines += [
+            f"| {ECCV16_TABLE}, ImageNet | " + " | ".join(PAPER_LAYERS) + " |",
+            "|---" * (len(PAPER_LAYERS) + 1) + "|",
+            *(
+                f"| {name} | " + " | ".join(f"{value:.1f}" for value in values) + " |"
+                for name, values in PAPER_ECCV16_PROBES.items()
+            ),
+            "",
+            "zhang16 (the release's bilinear-resize probe, these runs' protocol) produced Split-Brain's rows; "
+            "the ECCV16 paper's own table used average pooling (docs/reference.md section 11.8).",
+            "",
+        ]
     elif protocol == GOYAL19.name and model in PAPER_BEST_LAYER:
         lines.append(f"{VISSL}, colorization, ImageNet, best layer: {PAPER_BEST_LAYER[model]:.2f}")
     else:
@@ -119,7 +133,8 @@ def paper_voc_markdown() -> str:
             "|---" * (len(VOC_COLUMNS) + 1) + "|",
             *(f"| {name} | {_cells(values)} |" for name, values in PAPER_VOC.items()),
             "",
-            "cls: VOC2007 classification mAP, det: VOC2007 Fast R-CNN detection mAP, seg: VOC2012 FCN mIoU. "
+            "cls: VOC2007 classification mAP (protocol kraehenbuehl16, area AP), det: VOC2007 Fast R-CNN "
+            "detection mAP, seg: FCN-AlexNet mIoU (VOC2011+SBD -> seg11valid, the release's protocol). "
             "The runs log voc/map and voc/miou in [0, 1]; make compare prints them in percent.",
         ]
     )

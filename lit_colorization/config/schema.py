@@ -24,7 +24,14 @@ class ModelConfig:
     init_method: str = (
         "kmeans"  # kmeans | pca | gaussian: the filters before the within/between-layer scaling
     )
-    init_images: int = 64
+    # The release's run (docs/reference.md section 11.1): 10 batches of 80 crops, conv1..conv5 of the AlexNet
+    # (fc6/fc7/fc8 from its prototxt's fillers), within-layer only, bias target 0.1 (magic_init's default).
+    init_images: int = 800
+    init_layers: list[str] | None = (
+        None  # None: alexnet conv1..conv5, other networks every conv and the logits
+    )
+    init_between_layer: bool = False  # true: also Kraehenbuehl's between-layer step (no release run used it)
+    init_bias: float = 0.1  # every initialised channel's mean on the crops (its pre-BatchNorm output)
 
 
 @dataclass
@@ -51,6 +58,10 @@ class OptimConfig:
     lr: float = 3e-5
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     weight_decay: float = 1e-3
+    # Every conv / linear bias at lr x bias_lr_mult with bias_weight_decay (null: weight_decay), as the release's
+    # AlexNet gives each one "lr_mult: 2, decay_mult: 0" (docs/reference.md section 11.2).
+    bias_lr_mult: float = 2.0
+    bias_weight_decay: float | None = 0.0
     milestones: list[int] = field(default_factory=lambda: [200_000])  # steps of the reference batch
     gamma: float = 0.1  # lr factor at each milestone, unless milestone_lrs gives the lr after each one
     milestone_lrs: list[float] = field(default_factory=list)

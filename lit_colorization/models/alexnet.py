@@ -15,9 +15,11 @@ the convs, conv1 unpadded, pool1, pool2 and pool5 max 3x3 stride 2 unpadded, fc6
 pool5's stride-2 grid it applies the same taps as the dilated fc6 on the stride-1 one). Its logits (stride 32)
 are not on a target grid: it is a feature extractor, not a colorizer.
 
-Differences from the release that are kept on purpose: the input is the base class's ``(L - 50) / 100``
-where the release fed ``L - 50`` (its ``data_l`` layer), so release conv1 weights would have to be multiplied
-by 100 here; BatchNorm running statistics use PyTorch's momentum 0.1, where Caffe keeps a moving average with
+The input is ``L - 50``, as the release's ``data_l`` layer feeds it (``input_scaling``; the other networks take
+the PyTorch port's ``(L - 50) / 100``): with Adam and a BatchNorm after conv1, the input's scale sets conv1's
+effective learning rate. Checkpoints record their scaling, and one trained on the old ``(L - 50) / 100`` is
+refused with a one-line error (``OLD_SCALING_MESSAGE``). A difference from the release that is kept on purpose:
+BatchNorm running statistics use PyTorch's momentum 0.1, where Caffe keeps a moving average with
 fraction 0.999 normalised by its accumulated weight (eps 1e-5 in both). Only eval-mode statistics differ.
 
 Pooling rounds sizes up as Caffe does (``ceil_mode``; both drop a last window that would start in the
@@ -52,7 +54,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lit_colorization.models.base import (
+    CAFFE_SCALING,
     DEFAULT_NUM_BINS,
+    PORT_SCALING,
     ColorizationNet,
     checked_width,
     kaiming_init_,
@@ -66,6 +70,10 @@ GROUPS = 2  # conv2, conv4 and conv5 are split in two groups, as in the original
 TRAIN_GEOMETRY = "train"
 PROBE_GEOMETRY = "probe"
 GEOMETRIES = (TRAIN_GEOMETRY, PROBE_GEOMETRY)
+OLD_SCALING_MESSAGE = (
+    f"AlexNet checkpoint trained on the input {PORT_SCALING} (or written before checkpoints recorded their input "
+    f"scaling); this AlexNet takes the release's {CAFFE_SCALING} (docs/reference.md section 11.2): retrain it"
+)
 PRE_RELEASE_MESSAGE = (
     "checkpoint holds the pre-release AlexNet geometry (affine BatchNorm, bias-free ungrouped convs, "
     "stride-1 pool2); retrain with this version"
@@ -116,6 +124,7 @@ class AlexNetColorizer(ColorizationNet):
     """AlexNet colorizer in the release's training geometry (output stride 8), or its probe geometry."""
 
     feature_layers = FEATURE_LAYERS
+    input_scaling = CAFFE_SCALING
 
     def __init__(
         self, num_bins: int = DEFAULT_NUM_BINS, width: float = 1.0, geometry: str = TRAIN_GEOMETRY
@@ -171,6 +180,32 @@ class AlexNetColorizer(ColorizationNet):
         # at other sizes (176: 12 -> 22) it is off by a fraction of a sample, as in the release.
         grid = self.target_grid(lightness.shape[-2], lightness.shape[-1])
         return F.interpolate(fc8, size=grid, mode="bilinear", align_corners=True)
+
+
+# The release initialises conv1..conv5 from data and the rest from the fillers of its train_val.prototxt: fc6 and
+# fc7 Gaussian std 0.005 with bias 1, fc8 without a filler, i.e. zero (docs/reference.md section 11.1).
+RELEASE_DATA_INIT_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
+FC_FILLER_STD = 0.005
+FC_FILLER_BIAS = 1.0
+
+
+@torch.no_grad()
+def release_fillers_(
+    network: AlexNetColorizer, generator: torch.Generator, layers: tuple[str, ...] = ("fc6", "fc7", "logits")
+) -> None:
+    """The release's fillers for ``layers``, in place: fc6 and fc7 weights N(0, 0.005^2) with bias 1, the
+    logits (fc8) all zero."""
+    for layer in layers:
+        if layer == "logits":
+            network.logits.weight.zero_()
+            network.logits.bias.zero_()
+            continue
+        if layer not in ("fc6", "fc7"):
+            raise ValueError(f"the release's prototxt has fillers for fc6, fc7 and the logits, not {layer!r}")
+        conv = next(module for module in getattr(network, layer) if isinstance(module, nn.Conv2d))
+        weights = torch.randn(conv.weight.shape, generator=generator) * FC_FILLER_STD
+        conv.weight.copy_(weights.to(conv.weight.device, conv.weight.dtype))
+        conv.bias.fill_(FC_FILLER_BIAS)
 
 
 def is_pre_release_state_dict(state_dict: Mapping[str, Tensor]) -> bool:

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 DEFAULT_NUM_BINS = 313
 MAX_WIDTH = 4.0
 MIN_CHANNELS = 8
+BIASED_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 
 
 def checked_width(width: float, model_name: str) -> float:
@@ -38,9 +39,51 @@ def scaled_channels(channels: int, width: float) -> int:
     return max(MIN_CHANNELS, math.floor(channels * width + 0.5))
 
 
-def normalise_lightness(lightness: Tensor) -> Tensor:
-    """Map raw CIE ``L`` in [0, 100] to roughly [-0.5, 0.5], the scaling of the authors' PyTorch port."""
-    return (lightness - 50.0) / 100.0
+# A network's input as a function of raw CIE L in [0, 100]: the divisor after centring on 50.
+PORT_SCALING = "(L - 50) / 100"  # the authors' PyTorch port (eccv16's released weights)
+CAFFE_SCALING = "L - 50"  # the release's Caffe data_l layer (docs/reference.md section 11.2)
+INPUT_DIVISORS = {PORT_SCALING: 100.0, CAFFE_SCALING: 1.0}
+
+
+def normalise_lightness(lightness: Tensor, scaling: str = PORT_SCALING) -> Tensor:
+    """Raw CIE ``L`` in [0, 100] centred on 50 and divided as ``scaling`` (a key of ``INPUT_DIVISORS``) says."""
+    return (lightness - 50.0) / INPUT_DIVISORS[scaling]
+
+
+def parameter_groups(
+    module: nn.Module,
+    lr: float,
+    weight_decay: float,
+    bias_lr_mult: float = 1.0,
+    bias_weight_decay: float | None = None,
+) -> list[dict[str, Any]]:
+    """Optimizer groups in the manner of Caffe's per-blob ``lr_mult`` / ``decay_mult``.
+
+    The biases of every convolution and linear layer train at ``lr * bias_lr_mult`` with ``bias_weight_decay``
+    (None: ``weight_decay``); every other parameter (weights, affine BatchNorm parameters) at ``lr`` with
+    ``weight_decay``. The release's AlexNet and its linear probe give every bias ``lr_mult: 2, decay_mult: 0``
+    (docs/reference.md section 11.2). A group without parameters is left out.
+    """
+    if not bias_lr_mult > 0:
+        raise ValueError(f"bias_lr_mult must be positive, got {bias_lr_mult!r}")
+    bias_ids = {
+        id(submodule.bias)
+        for submodule in module.modules()
+        if isinstance(submodule, BIASED_LAYERS) and submodule.bias is not None
+    }
+    parameters = list(module.parameters())
+    weights = [parameter for parameter in parameters if id(parameter) not in bias_ids]
+    biases = [parameter for parameter in parameters if id(parameter) in bias_ids]
+    groups = [
+        {"name": "weights", "params": weights, "lr": lr, "weight_decay": weight_decay},
+        {
+            "name": "biases",
+            "params": biases,
+            "lr": lr * bias_lr_mult,
+            "weight_decay": weight_decay if bias_weight_decay is None else bias_weight_decay,
+        },
+    ]
+    return [group for group in groups if group["params"]]
 
 
 def kaiming_init_(module: nn.Module) -> None:
@@ -77,6 +120,8 @@ class ColorizationNet(nn.Module):
 
     feature_layers: ClassVar[tuple[str, ...]] = ()
     model_name: ClassVar[str] = ""
+    # How raw L becomes the input (a key of INPUT_DIVISORS); recorded in every checkpoint.
+    input_scaling: ClassVar[str] = PORT_SCALING
     output_stride: int
     num_bins: int
 
@@ -119,7 +164,7 @@ class ColorizationNet(nn.Module):
         return {name: getattr(self, name) for name in self.feature_layers}
 
     def forward(self, lightness: Tensor) -> Tensor:
-        x = normalise_lightness(_checked_lightness(lightness))
+        x = normalise_lightness(_checked_lightness(lightness), self.input_scaling)
         for stage in self.layer_modules().values():
             x = stage(x)
         return self.logits(x)
@@ -138,7 +183,7 @@ class ColorizationNet(nn.Module):
         deepest = max(self.feature_layers.index(name) for name in layers)
         wanted = set(layers)
         outputs: dict[str, Tensor] = {}
-        x = normalise_lightness(_checked_lightness(lightness))
+        x = normalise_lightness(_checked_lightness(lightness), self.input_scaling)
         for name, stage in list(self.layer_modules().items())[: deepest + 1]:
             x = stage(x)
             if name in wanted:

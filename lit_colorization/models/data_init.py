@@ -32,6 +32,12 @@ trunk stages and the logits head goes through the steps, in the order a forward 
    1% of the target (magic_init's numbers). Residual networks are not chains; their additions mix scales and
    the step is then only approximate (magic_init has the same limitation).
 
+**The release's run** (docs/reference.md section 11.1) is ``layers`` conv1..conv5, ``kmeans``, ``beta`` 0.1,
+``between_layer=False``, ``max_patches=None`` (magic_init's 500 MB budget) and ``batch_statistics=True``: magic_init
+ran the net in Caffe's TRAIN phase, where each BatchNorm normalises by its batch (over 10 batches of 80; here one
+batch of the 800 crops). Its k-means was scikit-learn's ``MiniBatchKMeans``; here Lloyd's on the same unit-length
+whitened patches.
+
 **BatchNorm.** magic_init does not support BatchNorm layers: the method is defined on the BN-free network,
 and the release likewise folds BatchNorm into the convs before it rescales pretrained weights. So everything
 runs with the network in eval mode, where a BatchNorm is a fixed affine map:
@@ -71,6 +77,8 @@ BATCHNORM_TYPES = (nn.BatchNorm2d, nn.SyncBatchNorm)
 KMEANS_ITERATIONS = 25
 # Principal directions whose variance is below this fraction of the largest carry no data, only rounding.
 EIGENVALUE_FLOOR = 1e-6
+# magic_init's data buffer: --mem-limit 500 (MB) of float32 (magic_init_mod.py lines 452 and 499).
+MAGIC_INIT_FLOATS = 500 * 1024 * 1024 // 4
 
 
 @dataclass(frozen=True)
@@ -138,52 +146,65 @@ def data_dependent_init_(
     beta: float = 0.0,
     between_layer: bool = True,
     seed: int = 0,
-    max_patches: int = 8192,
+    max_patches: int | None = 8192,
     max_iterations: int = 10,
     tolerance: float = 0.01,
     directions: int = 4,
+    layers: Sequence[str] | None = None,
+    batch_statistics: bool = False,
 ) -> InitReport:
-    """Initialise every convolution of ``network`` from the batch ``lightness`` (B x 1 x H x W, raw L), in place.
+    """Initialise the convolutions of ``network`` from the batch ``lightness`` (B x 1 x H x W, raw L), in place.
 
     Args:
         method: ``kmeans``, ``pca`` or ``gaussian`` filters (module docstring).
         beta: the per-channel mean of every conv's output on the batch after the within-layer step.
         between_layer: run the between-layer step after the within-layer one.
         seed: seeds every random draw, so the result depends only on the architecture, the batch and the seed
-            (all conv weights and biases are overwritten and BatchNorms reset).
-        max_patches: at most this many input patches (output positions) per layer feed the PCA / k-means.
+            (the chosen convs' weights and biases are overwritten and BatchNorms reset).
+        max_patches: at most this many input patches (output positions) per layer feed the PCA / k-means;
+            None: magic_init's budget, ``MAGIC_INIT_FLOATS / (out_channels * ceil(fan_in / out_channels))``.
         max_iterations, tolerance: between-layer steps at most, and the relative deviation from the target
             ratio at which it stops.
         directions: random loss directions whose squared gradient norms are averaged (fixed for all steps).
+        layers: the feature layers (or ``logits``) whose convolutions are initialised; None: every one. The
+            others keep their weights, and the between-layer step then scales only the chosen ones.
+        batch_statistics: BatchNorms normalise with the statistics of the batch, as Caffe's do in the TRAIN
+            phase the release initialised in, instead of acting as the identity; their running statistics are
+            reset afterwards. Only for the within-layer step (the between-layer one needs a fixed network).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     _check_between_layer_settings(max_iterations, tolerance, directions)
-    if max_patches < 1:
-        raise ValueError(f"max_patches must be at least 1, got {max_patches}")
+    if max_patches is not None and max_patches < 1:
+        raise ValueError(f"max_patches must be at least 1 or None, got {max_patches}")
+    if batch_statistics and between_layer:
+        raise ValueError("batch_statistics is for the within-layer step alone; pass between_layer=False")
     lightness = _checked_lightness(network, lightness)
     generator = torch.Generator().manual_seed(seed)
-    with _init_mode(network):
-        convs = _convs_in_forward_order(network, lightness)
+    with _init_mode(network, batch_statistics):
+        # The call order does not depend on the batch: two images find it without a full forward of all.
+        convs = _chosen(network, _convs_in_forward_order(network, lightness[:2]), layers)
         _reset_batchnorms(network)
         within = [
             _within_layer_init_(network, lightness, name, conv, method, beta, generator, max_patches)
             for name, conv in convs
         ]
+        if batch_statistics:
+            _reset_batchnorms(network)
         if not between_layer:
-            layers = tuple(
+            reports = tuple(
                 LayerReport(name, filters, mean, std, None, None, 1.0)
                 for (name, _), (filters, mean, std) in zip(convs, within, strict=True)
             )
-            return InitReport(layers, method, beta, 0, False)
+            return InitReport(reports, method, beta, 0, False)
         between = _between_layer(network, lightness, convs, generator, directions, max_iterations, tolerance)
-    layers = tuple(
+    reports = tuple(
         LayerReport(name, filters, mean, std, before, after, scale)
         for (name, _), (filters, mean, std), (before, after, scale) in zip(
             convs, within, between.per_layer, strict=True
         )
     )
-    return InitReport(layers, method, beta, between.iterations, between.converged)
+    return InitReport(reports, method, beta, between.iterations, between.converged)
 
 
 def between_layer_rescale_(
@@ -245,11 +266,16 @@ def _check_between_layer_settings(max_iterations: int, tolerance: float, directi
 
 
 @contextmanager
-def _init_mode(network: nn.Module) -> Iterator[None]:
-    """Eval mode (BatchNorm as a fixed affine map); training and requires_grad flags restored afterwards."""
+def _init_mode(network: nn.Module, batch_statistics: bool = False) -> Iterator[None]:
+    """Eval mode (BatchNorm as a fixed affine map; with ``batch_statistics`` BatchNorms alone in training mode,
+    normalising by the batch's statistics); training and requires_grad flags restored afterwards."""
     training = {module: module.training for module in network.modules()}
     requires_grad = {parameter: parameter.requires_grad for parameter in network.parameters()}
     network.eval()
+    if batch_statistics:
+        for module in network.modules():
+            if isinstance(module, BATCHNORM_TYPES):
+                module.train()
     try:
         yield
     finally:
@@ -292,6 +318,19 @@ def _convs_in_forward_order(network: ColorizationNet, lightness: Tensor) -> list
             "stages or logits head that a forward pass uses"
         )
     return [(names[conv], conv) for conv in order]
+
+
+def _chosen(
+    network: ColorizationNet, convs: list[tuple[str, nn.Module]], layers: Sequence[str] | None
+) -> list[tuple[str, nn.Module]]:
+    """The convs of the named feature layers (``logits`` for the head), in forward order; all for None."""
+    if layers is None:
+        return convs
+    known = (*network.feature_layers, "logits")
+    unknown = [layer for layer in layers if layer not in known]
+    if unknown or not layers:
+        raise ValueError(f"layers must name some of {list(known)}, got {list(layers)}")
+    return [(name, conv) for name, conv in convs if name.split(".")[0] in layers]
 
 
 def _reset_batchnorms(network: ColorizationNet) -> None:
@@ -342,6 +381,15 @@ def _set_filter_matrix_(conv: nn.Module, filters: Tensor) -> None:
         filters = grouped.transpose(1, 2)
     with torch.no_grad():
         conv.weight.copy_(filters.reshape(conv.weight.shape))
+
+
+def _patch_budget(conv: nn.Module, max_patches: int | None) -> int:
+    """``max_patches``, or for None magic_init's: its 500 MB float buffer over out_channels x oversampling."""
+    if max_patches is not None:
+        return max_patches
+    fan_in = _filter_matrix(conv).shape[1]
+    oversampling = math.ceil(fan_in / conv.out_channels)
+    return MAGIC_INIT_FLOATS // (conv.out_channels * oversampling)
 
 
 def _input_patches(conv: nn.Module, x: Tensor, max_patches: int, generator: torch.Generator) -> Tensor:
@@ -470,7 +518,7 @@ def _within_layer_init_(
     method: str,
     beta: float,
     generator: torch.Generator,
-    max_patches: int,
+    max_patches: int | None,
 ) -> tuple[str, Tensor, Tensor]:
     """Filters from the layer's input on the batch, then per-channel unit variance and mean ``beta``."""
     x = _input_of(network, lightness, conv)
@@ -484,7 +532,7 @@ def _within_layer_init_(
     else:
         per_group = [
             _data_filters(name, patches, out_per_group, method, generator)
-            for patches in _input_patches(conv, x, max_patches, generator)
+            for patches in _input_patches(conv, x, _patch_budget(conv, max_patches), generator)
         ]
         # Every group has the same number of patches and filters, so all groups use the same source.
         filters, used = torch.cat([group_filters for group_filters, _ in per_group]), per_group[0][1]

@@ -14,6 +14,7 @@ from lit_colorization.color import uint8_to_lab
 from lit_colorization.config.schema import ModelConfig
 from lit_colorization.data.datamodule import ColorizationDataModule, training_rgb_batches
 from lit_colorization.models import ColorizationNet
+from lit_colorization.models.alexnet import RELEASE_DATA_INIT_LAYERS, AlexNetColorizer, release_fillers_
 from lit_colorization.models.data_init import InitReport, data_dependent_init_
 from lit_colorization.registry import Registry
 
@@ -60,23 +61,55 @@ def keep_layer_defaults(
 def kraehenbuehl_init(
     network: ColorizationNet, model: ModelConfig, datamodule: ColorizationDataModule, seed: int
 ) -> InitReport:
-    """Kraehenbuehl et al.'s data-dependent initialisation, measured on ``model.init_images`` training crops."""
-    # On the GPU where there is one: k-means of fc6's patches is heavy work for a CPU.
+    """Kraehenbuehl et al.'s data-dependent initialisation, measured on ``model.init_images`` training crops.
+
+    By default as the release ran it on its AlexNet (docs/reference.md section 11.1): k-means filters for
+    conv1..conv5, within-layer scaling to unit variance and mean ``model.init_bias`` with the BatchNorms
+    normalising by the crops' statistics (Caffe's TRAIN phase), magic_init's patch budget, and fc6/fc7/fc8 from
+    the fillers of its train_val.prototxt. ``model.init_between_layer`` adds the between-layer step (BatchNorms
+    then act as the identity, the step needing a fixed network).
+    """
+    # On the GPU where there is one: k-means of the patches is heavy work for a CPU.
     home = next(network.parameters()).device
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     lightness = training_lightness(datamodule, model.init_images, device)
-    report = data_dependent_init_(network.to(device), lightness, model.init_method, seed=seed)
+    layers = init_layers(network, model)
+    report = data_dependent_init_(
+        network.to(device),
+        lightness,
+        model.init_method,
+        beta=model.init_bias,
+        between_layer=model.init_between_layer,
+        seed=seed,
+        max_patches=None,
+        layers=layers,
+        batch_statistics=not model.init_between_layer,
+    )
+    filled: tuple[str, ...] = ()
+    if isinstance(network, AlexNetColorizer) and layers is not None:
+        filled = tuple(layer for layer in ("fc6", "fc7", "logits") if layer not in layers)
+        release_fillers_(network, torch.Generator().manual_seed(seed), filled)
     network.to(home)
     fallbacks = [layer.name for layer in report.layers if layer.filters != model.init_method]
     log.info(
-        "Kraehenbuehl initialisation (%s filters) on %d training crops: %d layers, between-layer ratio spread "
-        "%.3g -> %.3g in %d steps%s",
+        "Kraehenbuehl initialisation (%s filters, bias %g) on %d training crops: %d convs%s%s%s",
         model.init_method,
+        model.init_bias,
         lightness.shape[0],
         len(report.layers),
-        report.ratio_spread_before,
-        report.ratio_spread_after,
-        report.iterations,
+        f", between-layer ratio spread {report.ratio_spread_before:.3g} -> {report.ratio_spread_after:.3g} "
+        f"in {report.iterations} steps"
+        if model.init_between_layer
+        else ", within-layer only",
+        f"; {', '.join(filled)} from the release's fillers" if filled else "",
         f"; Gaussian filters where the crops had too few patches: {fallbacks}" if fallbacks else "",
     )
     return report
+
+
+def init_layers(network: ColorizationNet, model: ModelConfig) -> tuple[str, ...] | None:
+    """The layers ``model.init=kraehenbuehl`` initialises from data: ``model.init_layers``, or by default the
+    release's conv1..conv5 for the AlexNet and every conv (None) for the other networks."""
+    if model.init_layers is not None:
+        return tuple(model.init_layers)
+    return RELEASE_DATA_INIT_LAYERS if isinstance(network, AlexNetColorizer) else None

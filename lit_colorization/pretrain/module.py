@@ -20,6 +20,7 @@ from lit_colorization.data.datamodule import ColorizationDataModule
 from lit_colorization.data.encoded import DeviceCropper
 from lit_colorization.inference.network_output import output_to_ab, upsample_ab
 from lit_colorization.models import create_model
+from lit_colorization.models.base import parameter_groups
 from lit_colorization.pretrain.losses import ab_regression_loss, soft_cross_entropy
 from lit_colorization.pretrain.schedules import step_schedule
 from lit_colorization.pretrain.target_setup import build_targets
@@ -191,15 +192,23 @@ class ColorizationModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         scale = self.scale
-        optimizer = adam(
-            self.net.parameters(), scale.lr, tuple(self.optim.betas), self.optim.weight_decay, self.perf
+        optim = self.optim
+        groups = parameter_groups(
+            self.net, scale.lr, optim.weight_decay, optim.bias_lr_mult, optim.bias_weight_decay
         )
+        optimizer = adam(groups, scale.lr, tuple(optim.betas), optim.weight_decay, self.perf)
         schedule = step_schedule(optimizer, scale.lr, scale.milestones, self.optim.gamma, scale.milestone_lrs)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        net = self.net
         checkpoint[CHECKPOINT_KEY] = describe(
-            self.net.model_name, self.net.hparams_for_checkpoint(), self.targets.bins, self.prior, self.config
+            net.model_name,
+            net.hparams_for_checkpoint(),
+            self.targets.bins,
+            self.prior,
+            self.config,
+            net.input_scaling,
         )
         checkpoint[CHECKPOINT_KEY]["skipped_images"] = self.skipped_images
 

@@ -83,6 +83,11 @@ def validate_pretrain_config(config: PretrainConfig) -> None:
         list(config.optim.milestone_lrs),
     )
     require(len(config.optim.betas) == 2, "optim.betas", "two numbers", list(config.optim.betas))
+    require(
+        config.optim.bias_lr_mult > 0, "optim.bias_lr_mult", "a positive number", config.optim.bias_lr_mult
+    )
+    bias_decay = config.optim.bias_weight_decay
+    require(bias_decay is None or bias_decay >= 0, "optim.bias_weight_decay", "null or >= 0", bias_decay)
     require_folder_name("run", config.run, "a run name without '/'")
     for optional_file in ("bins_path", "prior_path"):
         value = getattr(config.targets, optional_file)
@@ -103,6 +108,14 @@ def validate_pretrain_config(config: PretrainConfig) -> None:
     )
     require(config.model.init_images >= 1, "model.init_images", "an integer >= 1", config.model.init_images)
     network = create_model(config.model.name, **config.model.kwargs)
+    init_layers = config.model.init_layers
+    known = [*network.feature_layers, "logits"]
+    require(
+        init_layers is None or (bool(init_layers) and set(init_layers) <= set(known)),
+        "model.init_layers",
+        f"null or a non-empty list of {known}",
+        init_layers,
+    )
     validate_online_eval_config(config.online_eval, list(network.feature_layers))
     multiple = network.input_multiple
     require(

@@ -124,13 +124,14 @@ def enable_tf32(settings: PerfSettings) -> None:
 
 
 def adam(
-    parameters: Iterable[nn.Parameter],
+    parameters: Iterable[nn.Parameter] | Iterable[dict[str, Any]],
     lr: float,
     betas: tuple[float, float],
     weight_decay: float,
     settings: PerfSettings,
 ) -> torch.optim.Adam:
-    """Adam, fused where ``settings`` says (the default multi-tensor implementation otherwise)."""
+    """Adam over parameters or parameter groups (a group's own ``lr`` / ``weight_decay`` win), fused where
+    ``settings`` says (the default multi-tensor implementation otherwise)."""
     return torch.optim.Adam(
         parameters, lr=lr, betas=betas, weight_decay=weight_decay, fused=settings.fused_adam or None
     )

@@ -19,7 +19,13 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import Tensor, nn
 
 from lit_colorization.models import ColorizationNet, create_model
-from lit_colorization.models.alexnet import PRE_RELEASE_MESSAGE, is_pre_release_state_dict
+from lit_colorization.models.alexnet import (
+    OLD_SCALING_MESSAGE,
+    PRE_RELEASE_MESSAGE,
+    AlexNetColorizer,
+    is_pre_release_state_dict,
+)
+from lit_colorization.models.base import INPUT_DIVISORS, PORT_SCALING
 from lit_colorization.store.atomic import atomic_open
 
 CHECKPOINT_KEY = "lit_colorization"
@@ -54,12 +60,18 @@ class PretrainedColorizer:
 
 
 def describe(
-    model_name: str, model_kwargs: dict[str, Any], bins: Tensor, prior: Tensor | None, config: dict[str, Any]
+    model_name: str,
+    model_kwargs: dict[str, Any],
+    bins: Tensor,
+    prior: Tensor | None,
+    config: dict[str, Any],
+    input_scaling: str,
 ) -> dict[str, Any]:
     """The self-describing entry stored under ``CHECKPOINT_KEY`` in every pretraining checkpoint."""
     return {
         "format_version": FORMAT_VERSION,
         "model_name": model_name,
+        "input_scaling": input_scaling,
         "model_kwargs": dict(model_kwargs),
         "bins": bins.detach().cpu().float(),
         "prior": None if prior is None else prior.detach().cpu().float(),
@@ -126,6 +138,13 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     # Here rather than in build_network, so that resuming such a run fails with the same one line.
     if entry["model_name"] == "alexnet" and is_pre_release_state_dict(network_state):
         raise CheckpointError(f"{path}: {PRE_RELEASE_MESSAGE}")
+    # Rows of other networks written before the scaling was recorded used the scaling they still use.
+    if entry["model_name"] == "alexnet" and entry.get("input_scaling") != AlexNetColorizer.input_scaling:
+        raise CheckpointError(f"{path}: {OLD_SCALING_MESSAGE}")
+    if entry.get("input_scaling", PORT_SCALING) not in INPUT_DIVISORS:
+        raise CheckpointError(
+            f"{path}: unknown input scaling {entry.get('input_scaling')!r}, expected one of {list(INPUT_DIVISORS)}"
+        )
     return PretrainedColorizer(
         path=str(path),
         model_name=entry["model_name"],
@@ -184,7 +203,9 @@ def write_checkpoint(
         "state_dict": {
             NETWORK_PREFIX + key: value.detach().cpu() for key, value in network.state_dict().items()
         },
-        CHECKPOINT_KEY: describe(network.model_name, network.hparams_for_checkpoint(), bins, prior, config),
+        CHECKPOINT_KEY: describe(
+            network.model_name, network.hparams_for_checkpoint(), bins, prior, config, network.input_scaling
+        ),
         "global_step": 0,
     }
     path = Path(path)

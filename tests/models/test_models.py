@@ -385,9 +385,13 @@ def test_folded_convs_equal_conv_then_batchnorm_at_the_training_padding(trained_
     with torch.no_grad():
         expected = original.features(lightness, original.feature_layers)
         folded = refolded.features(lightness, refolded.feature_layers)
+        # The input is L - 50, so activations reach the hundreds: float32 error is relative to their size.
         for layer in original.feature_layers:
-            torch.testing.assert_close(folded[layer], expected[layer], rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(refolded(lightness), original(lightness), rtol=1e-5, atol=1e-5)
+            size = max(1.0, float(expected[layer].abs().max()))
+            torch.testing.assert_close(folded[layer], expected[layer], rtol=1e-5, atol=1e-6 * size)
+        logits = original(lightness)
+        size = max(1.0, float(logits.abs().max()))
+        torch.testing.assert_close(refolded(lightness), logits, rtol=1e-5, atol=1e-6 * size)
 
 
 def test_probe_geometry_is_a_separate_batchnorm_free_alexnet(trained_like_alexnet):

@@ -1,4 +1,5 @@
-"""lit_colorization.store.checkpoint: checkpoints of the AlexNet from before the release geometry fail in one line."""
+"""lit_colorization.store.checkpoint: checkpoints of the AlexNet from before the release geometry, or trained on
+the old (L - 50) / 100 input, fail in one line."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def pre_release_checkpoint(tmp_path) -> Path:
     checkpoint = {
         "state_dict": {NETWORK_PREFIX + key: value for key, value in state.items()},
         CHECKPOINT_KEY: describe(
-            "alexnet", {"num_bins": 313, "width": 0.125}, ab_bins(), None, {"run": "old"}
+            "alexnet", {"num_bins": 313, "width": 0.125}, ab_bins(), None, {"run": "old"}, "L - 50"
         ),
         "global_step": 1000,
     }
@@ -86,3 +87,51 @@ def test_current_alexnet_checkpoints_load(tmp_path, geometry):
     assert rebuilt.hparams_for_checkpoint() == network.hparams_for_checkpoint()
     expected = network.state_dict()
     assert all(torch.equal(value, expected[key]) for key, value in rebuilt.state_dict().items())
+
+
+def _alexnet_checkpoint(tmp_path: Path, input_scaling: str | None) -> Path:
+    network = create_model("alexnet", width=0.125)
+    entry = describe("alexnet", network.hparams_for_checkpoint(), ab_bins(), None, {"run": "x"}, "L - 50")
+    if input_scaling is None:
+        del entry["input_scaling"]  # as checkpoints were written before the scaling was recorded
+    else:
+        entry["input_scaling"] = input_scaling
+    state = {NETWORK_PREFIX + key: value for key, value in network.state_dict().items()}
+    path = tmp_path / "old-scaling.ckpt"
+    torch.save({"state_dict": state, CHECKPOINT_KEY: entry, "global_step": 10}, path)
+    return path
+
+
+@pytest.mark.parametrize("recorded", [None, "(L - 50) / 100"])
+def test_an_alexnet_trained_on_the_old_input_scaling_is_one_error(tmp_path, recorded):
+    path = _alexnet_checkpoint(tmp_path, recorded)
+    with pytest.raises(CheckpointError) as error:
+        read_checkpoint(path)
+    assert str(error.value) == (
+        f"{path}: AlexNet checkpoint trained on the input (L - 50) / 100 (or written before checkpoints recorded "
+        "their input scaling); this AlexNet takes the release's L - 50 (docs/reference.md section 11.2): retrain it"
+    )
+
+
+def test_alexnet_checkpoints_record_the_release_input_and_the_network_uses_it(tmp_path):
+    network = create_model("alexnet", width=0.125).eval()
+    path = write_checkpoint(tmp_path / "a.ckpt", network, ab_bins(), None, {"run": "a"})
+    assert torch.load(path, weights_only=True)[CHECKPOINT_KEY]["input_scaling"] == "L - 50"
+    # conv1 sees L - 50: a constant L of 57 reaches it as 7.
+    conv = network.conv1[0]
+    captured: dict[str, torch.Tensor] = {}
+    handle = conv.register_forward_pre_hook(lambda _module, args: captured.setdefault("input", args[0]))
+    with torch.no_grad():
+        network.features(torch.full((1, 1, 11, 11), 57.0), ["conv1"])
+    handle.remove()
+    assert torch.equal(captured["input"], torch.full((1, 1, 11, 11), 7.0))
+
+
+def test_an_unknown_recorded_scaling_is_one_error(tmp_path):
+    network = create_model("eccv16", width=0.125)
+    entry = describe("eccv16", network.hparams_for_checkpoint(), ab_bins(), None, {"run": "x"}, "L / 7")
+    state = {NETWORK_PREFIX + key: value for key, value in network.state_dict().items()}
+    path = tmp_path / "odd.ckpt"
+    torch.save({"state_dict": state, CHECKPOINT_KEY: entry}, path)
+    with pytest.raises(CheckpointError, match=r"unknown input scaling 'L / 7', expected one of"):
+        read_checkpoint(path)

@@ -73,9 +73,13 @@ def test_table_marks_each_runs_best_layer_and_shows_the_paper_beside_alexnet_run
     assert table_line(text, "mine") == [
         "mine", "embedded", "10.0", "30.0*", "20.0", "-", "-", "conv2", "30.0", "this", "project", "(zhang16)",
     ]  # fmt: skip
-    assert table_line(text, "paper: colorization") == [
+    assert table_line(table_of(text, "alexnet, protocol zhang16:"), "paper: colorization") == [
         "paper:", "colorization", "ImageNet", "13.1", "24.8", "31.0", "32.6*", "31.8", "conv4", "32.6",
         "Split-Brain", "Tab.", "2", "(zhang16)",
+    ]  # fmt: skip
+    # The ECCV16 paper's own row, of its average-pooling probe, stands in that protocol's table.
+    assert table_line(table_of(text, "alexnet, protocol eccv16-avgpool:"), "paper: colorization")[3:8] == [
+        "12.5", "24.5", "30.4", "31.5*", "30.3",
     ]  # fmt: skip
     assert table_line(text, "paper: ImageNet labels")[-7:-4] == ["50.5*", "conv5", "50.5"]
     assert "protocol goyal19:" not in text  # no goyal19 run of ours: no goyal19 table
@@ -206,12 +210,9 @@ def test_compare_prints_the_tables_and_writes_the_plot(tmp_path, capsys):
 
 def test_paper_rows_are_the_reference_numbers():
     """docs/reference.md section 7, transcribed: Split-Brain Table 2 (zhang16), VISSL best layer (goyal19)."""
-    imagenet = {(one.label, one.model): one for one in paper_series(IMAGENET)}
-    per_layer = {
-        label: tuple(one.top1[layer] for layer in ("conv1", "conv2", "conv3", "conv4", "conv5"))
-        for (label, model), one in imagenet.items()
-        if one.top1
-    }
+    imagenet = paper_series(IMAGENET)
+    zhang16 = [one for one in imagenet if one.protocol == "zhang16"]
+    per_layer = {one.label: tuple(one.top1[f"conv{k}"] for k in range(1, 6)) for one in zhang16}
     assert per_layer == {
         "paper: ImageNet labels": (19.3, 36.3, 44.2, 48.3, 50.5),
         "paper: Gaussian random": (11.6, 17.1, 16.9, 16.3, 14.1),
@@ -219,11 +220,15 @@ def test_paper_rows_are_the_reference_numbers():
         "paper: colorization": (13.1, 24.8, 31.0, 32.6, 31.8),
         "paper: colorization, no rebalancing, 1-hot targets": (12.5, 25.4, 32.4, 33.1, 32.0),
     }
-    assert {label for label, _ in imagenet if imagenet[label, _].top1} == set(per_layer)
-    assert {one.source for one in imagenet.values() if one.top1} == {"Split-Brain Tab. 2 (zhang16)"}
-    best_only = {model: one.best_top1 for (_, model), one in imagenet.items() if not one.top1}
+    assert {one.source for one in zhang16} == {"Split-Brain Tab. 2 (zhang16)"}
+    eccv16 = [one for one in imagenet if one.protocol == "eccv16-avgpool"]
+    assert [(one.label, tuple(one.top1.values()), one.source) for one in eccv16] == [
+        ("paper: colorization", (12.5, 24.5, 30.4, 31.5, 30.3), "ECCV16 Tab. 4 (eccv16-avgpool, recalled)")
+    ]
+    best_only = {one.model: one.best_top1 for one in imagenet if not one.top1}
     assert best_only == {"alexnet": 30.39, "resnet50": 40.11}
-    assert {one.source for one in imagenet.values() if not one.top1} == {"VISSL (goyal19)"}
+    assert {one.source for one in imagenet if not one.top1} == {"VISSL (goyal19)"}
+    assert len(imagenet) == len(zhang16) + len(eccv16) + len(best_only)
     places = {one.label: [one.top1[f"conv{k}"] for k in range(1, 6)] for one in paper_series(PLACES)}
     assert places == {
         "paper: Places labels": [22.1, 35.1, 40.2, 43.3, 44.6],
@@ -254,20 +259,24 @@ def test_places_runs_get_the_papers_places_rows_and_only_then():
 
 
 def test_voc_sections_show_the_papers_table_4_with_its_source():
-    voc = {"task": "voc-cls", "pretrain_run": "mine", "model": "alexnet", "ap_metric": "voc07"}
+    voc = {"task": "voc-cls", "pretrain_run": "mine", "model": "alexnet", "ap_metric": "area"}
     rows = rows_of(
-        {**voc, "protocol": "finetune", "train_from": "fc6", "map": 0.55},
+        {**voc, "protocol": "kraehenbuehl16", "train_from": "fc6", "map": 0.55},
         {**voc, "task": "voc-det", "detector": "fast-rcnn", "layer": "conv5", "map": 0.40},
     )
     sections = {section.title: "\n".join(section.lines) for section in build_sections(rows)}
     classification = paper_cells(sections["Pascal VOC07 classification"])
-    assert {(row[0], row[2]): row[5] for row in classification} == {
-        ("paper: ImageNet labels", "finetune from fc6"): "78.9",
-        ("paper: colorization (rescaled)", "finetune from fc6"): "61.5",
-        ("paper: ImageNet labels", "finetune from conv1"): "79.9",
-        ("paper: Gaussian random", "finetune from conv1"): "53.3",
-        ("paper: colorization (rescaled)", "finetune from conv1"): "65.9",
+    # The paper's rows stand beside the protocol that produced them, with its AP (docs/reference.md 11.4).
+    assert {(row[0], row[2], row[4]): row[5] for row in classification} == {
+        ("paper: ImageNet labels", "kraehenbuehl16 from fc6", "area"): "78.9",
+        ("paper: colorization (rescaled)", "kraehenbuehl16 from fc6", "area"): "61.5",
+        ("paper: ImageNet labels", "kraehenbuehl16 from conv1", "area"): "79.9",
+        ("paper: Gaussian random", "kraehenbuehl16 from conv1", "area"): "53.3",
+        ("paper: colorization (rescaled)", "kraehenbuehl16 from conv1", "area"): "65.9",
     }
+    assert table_line(sections["Pascal VOC07 classification"], "mine")[2:7] == [
+        "kraehenbuehl16", "from", "fc6", "?", "area",
+    ]  # fmt: skip
     detection = paper_cells(sections["Pascal VOC07 detection (IoU 0.5)"])
     assert [(row[0], row[5]) for row in detection] == [
         ("paper: ImageNet labels", "56.8"),

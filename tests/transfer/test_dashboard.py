@@ -118,7 +118,7 @@ def test_panels_cover_every_section_and_each_network_gets_its_own_layers():
     assert [panel.keys for panel in online][-1] == ("online/fc7/top1", "knn/fc7/top1")
     assert {panel.kind for panel in panels} == {LINE, BAR, TABLE, MARKDOWN, MEDIA}
     pretraining = [(panel.kind, panel.keys) for panel in panels if panel.section == "Pretraining"]
-    assert (LINE, ("lr-Adam",)) in pretraining and (MEDIA, (EXAMPLES_KEY,)) in pretraining
+    assert (LINE, ("lr-Adam/weights",)) in pretraining and (MEDIA, (EXAMPLES_KEY,)) in pretraining
     # Each protocol's bars read only runs of that protocol, beside that protocol's published numbers only.
     bars = [panel for panel in panels if panel.kind == BAR and panel.job_type == LINEAR_PROBE]
     assert {(panel.model, panel.protocol) for panel in bars} == {

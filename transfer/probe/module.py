@@ -207,21 +207,25 @@ class LinearProbeModule(L.LightningModule):
         return settings.lr * self.batch_size * world_size / settings.reference_batch_size
 
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """The heads' parameters: the classifier weights decayed; biases and BatchNorm parameters too only
-        with ``decay_norm_and_bias``."""
+        """The heads' parameters: the classifier weights decayed; its biases at lr x ``bias_lr_mult``; biases and
+        BatchNorm parameters decayed only with ``decay_norm_and_bias``."""
         settings = self.optimizer_settings
+        lr = self.scaled_lr()
+        other_decay = settings.weight_decay if settings.decay_norm_and_bias else 0.0
         weights = [head.classifier.weight for head in self.heads.values()]
-        others = [
-            parameter
-            for head in self.heads.values()
-            for parameter in (head.classifier.bias, *head.norm.parameters())
+        biases = [head.classifier.bias for head in self.heads.values()]
+        norms = [parameter for head in self.heads.values() for parameter in head.norm.parameters()]
+        groups = [
+            {"name": "weights", "params": weights, "lr": lr, "weight_decay": settings.weight_decay},
+            {
+                "name": "biases",
+                "params": biases,
+                "lr": lr * settings.bias_lr_mult,
+                "weight_decay": other_decay,
+            },
+            {"name": "norms", "params": norms, "lr": lr, "weight_decay": other_decay},
         ]
-        if settings.decay_norm_and_bias:
-            return [{"params": weights + others, "weight_decay": settings.weight_decay}]
-        return [
-            {"params": weights, "weight_decay": settings.weight_decay},
-            {"params": others, "weight_decay": 0.0},
-        ]
+        return [group for group in groups if group["params"]]
 
     def configure_optimizers(self) -> dict[str, Any]:
         settings = self.optimizer_settings

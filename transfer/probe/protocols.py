@@ -164,6 +164,7 @@ class ProbeOptimizer:
     weight_decay: float
     decay_norm_and_bias: bool  # False: BatchNorm parameters and biases are not decayed
     gamma: float  # the lr is multiplied by this at each milestone
+    bias_lr_mult: float = 1.0  # the classifiers' biases train at lr x this
 
 
 @dataclass(frozen=True)
@@ -248,9 +249,11 @@ ZHANG16 = ProbeProtocol(
         momentum=0.9,
         nesterov=False,
         weight_decay=5e-4,
-        # docs/reference.md gives no per-parameter rule for the release's probe: Caffe's default decays all.
-        decay_norm_and_bias=True,
+        # The release's classifiers: "lr_mult: 2, decay_mult: 0" on every bias (docs/reference.md section 11.2);
+        # its BatchNorms have no parameters.
+        decay_norm_and_bias=False,
         gamma=0.1,
+        bias_lr_mult=2.0,
     ),
     schedule=ITERATIONS,
     networks={

@@ -38,16 +38,36 @@ def default_head_layer(network: ColorizationNet) -> str:
 
 
 class VOCClassifier(nn.Module):
-    """``L`` (B x 1 x H x W in [0, 100]) -> class logits (B x C); the trunk's stages before ``train_from`` frozen."""
+    """``L`` (B x 1 x H x W in [0, 100]) -> class logits (B x C); the trunk's stages before ``train_from`` frozen.
 
-    def __init__(self, network: ColorizationNet, head_layer: str, train_from: str, num_classes: int) -> None:
+    ``dropout`` > 0 drops that fraction of the outputs of ``dropout_layers`` (scaling the rest) while the
+    classifier trains, whether or not those layers do, as Caffe's Dropout layers act in the TRAIN phase;
+    ``head_bias`` is the new layer's initial bias (philkr/voc-classification: 0.1).
+    """
+
+    def __init__(
+        self,
+        network: ColorizationNet,
+        head_layer: str,
+        train_from: str,
+        num_classes: int,
+        dropout: float = 0.0,
+        dropout_layers: tuple[str, ...] = (),
+        head_bias: float = 0.0,
+    ) -> None:
         super().__init__()
         self.head_layer = head_layer
         self.trunk = Trunk(network, [head_layer], train_from=train_from)
         self.head = nn.Linear(self.trunk.channels[head_layer], num_classes)
         nn.init.normal_(self.head.weight, std=HEAD_INIT_STD)
-        nn.init.zeros_(self.head.bias)
+        nn.init.constant_(self.head.bias, head_bias)
         self.frozen_layers, self.trainable_layers = self.trunk.frozen_layers, self.trunk.trainable_layers
+        self.dropout = dropout
+        for layer in dropout_layers:
+            getattr(network, layer).register_forward_hook(self._drop)
+
+    def _drop(self, _module: nn.Module, _args: tuple[Tensor, ...], output: Tensor) -> Tensor:
+        return F.dropout(output, self.dropout, training=self.training)
 
     def forward(self, lightness: Tensor) -> Tensor:
         return self.head(self.trunk(lightness)[self.head_layer].mean(dim=(2, 3)))
@@ -60,11 +80,12 @@ def average_views(logits: Tensor, num_views: int) -> Tensor:
     return logits.view(-1, num_views, logits.shape[1]).mean(dim=1)
 
 
-def masked_bce(logits: Tensor, targets: Tensor, ignore: Tensor) -> Tensor:
-    """Mean binary cross-entropy with logits over the entries not ``ignore``d."""
+def masked_bce(logits: Tensor, targets: Tensor, ignore: Tensor, per_image: bool = False) -> Tensor:
+    """Binary cross-entropy with logits over the entries not ``ignore``d: their mean, or with ``per_image`` their
+    sum over the classes averaged over the images (philkr/voc-classification's SigmoidCrossEntropyLoss)."""
     keep = (~ignore).to(logits.dtype)
     losses = F.binary_cross_entropy_with_logits(logits, targets, weight=keep, reduction="sum")
-    return losses / keep.sum().clamp_min(1.0)
+    return losses / (logits.shape[0] if per_image else keep.sum().clamp_min(1.0))
 
 
 def first_occurrences(index: Tensor) -> Tensor:
@@ -88,9 +109,9 @@ class VOCClassificationMAP(Metric):
 
     full_state_update = False
 
-    def __init__(self, use_07_metric: bool) -> None:
+    def __init__(self, ap_metric: str) -> None:
         super().__init__()
-        self.use_07_metric = use_07_metric
+        self.ap_metric = ap_metric
         for name in ("index", "scores", "targets", "ignore"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
@@ -106,9 +127,7 @@ class VOCClassificationMAP(Metric):
         scores, targets, ignore = (
             dim_zero_cat(state)[keep] for state in (self.scores, self.targets, self.ignore)
         )
-        mean_ap, per_class = classification_map(
-            scores, targets, ignore.bool(), use_07_metric=self.use_07_metric
-        )
+        mean_ap, per_class = classification_map(scores, targets, ignore.bool(), ap_metric=self.ap_metric)
         return ClassificationResult(mean_ap, per_class, int(keep.numel()))
 
 
@@ -116,11 +135,14 @@ class VOCClassificationModule(L.LightningModule):
     """Fine-tunes a ``VOCClassifier`` with SGD (``optim``: lr, momentum, weight_decay, milestones in steps,
     gamma); logs ``voc/train_loss`` and, after each evaluation, ``voc/map`` (in [0, 1])."""
 
-    def __init__(self, classifier: VOCClassifier, optim: Any, use_07_metric: bool = True) -> None:
+    def __init__(
+        self, classifier: VOCClassifier, optim: Any, ap_metric: str = "area", loss_per_image: bool = False
+    ) -> None:
         super().__init__()
         self.classifier = classifier
         self.optim = optim
-        self.test_map = VOCClassificationMAP(use_07_metric)
+        self.loss_per_image = loss_per_image
+        self.test_map = VOCClassificationMAP(ap_metric)
         self.last_result: ClassificationResult | None = None
 
     @staticmethod
@@ -130,7 +152,7 @@ class VOCClassificationModule(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
         images, targets, ignore = batch
-        loss = masked_bce(self.classifier(self.lightness(images)), targets, ignore)
+        loss = masked_bce(self.classifier(self.lightness(images)), targets, ignore, self.loss_per_image)
         self.log("voc/train_loss", loss, batch_size=images.shape[0])
         return loss
 
@@ -146,3 +168,10 @@ class VOCClassificationModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         return fine_tuning_optimizer(self.classifier, self.optim)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Caffe's clip_gradients: every gradient scaled by max_norm / global L2 norm when that norm exceeds it.
+        max_norm = getattr(self.optim, "clip_gradients", None)
+        if max_norm is not None:
+            trainable = [p for p in self.classifier.parameters() if p.requires_grad]
+            torch.nn.utils.clip_grad_norm_(trainable, max_norm)

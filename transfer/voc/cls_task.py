@@ -1,9 +1,12 @@
 """Pascal VOC07 classification (the library behind ``python -m transfer.cli.voc_cls``).
 
-``protocol=finetune`` (default) fine-tunes the pretrained trunk from ``train_from`` on (``conv1``: all layers,
-``fc6``: fc6-8) with a new global-average-pool + linear head and reports 10-crop mAP on VOC07 test;
-``protocol=svm`` trains per-class linear SVMs on frozen ``svm.layer`` features pooled as goyal19's linear probe
-pools them (an AlexNet in the standard geometry; transfer/voc/svm.py); adding ``low_shot=true`` runs
+``protocol=kraehenbuehl16`` (default) is the paper's: philkr/voc-classification's fine-tuning of the folded,
+rescaled standard network (docs/reference.md section 11.4), area AP. ``protocol=finetune`` is this project's
+earlier recipe: the training geometry from ``train_from`` on (``conv1``: all layers, ``fc6``: fc6-8) with a new
+global-average-pool + linear head, 10-crop 11-point mAP on VOC07 test;
+``protocol=svm`` trains per-class linear SVMs on frozen ``svm.layer`` features of the whole image resized to
+``image.crop``, pooled as goyal19's linear probe pools them (an AlexNet in the standard geometry;
+transfer/voc/svm.py), area under the precision envelope; adding ``low_shot=true`` runs
 Goyal et al.'s low-shot SVMs instead (``transfer.voc.low_shot``), one row (task "voc-svm-low-shot") per k and a
 plot of mAP against k in the run folder. Without ``data.root`` (DATA) it runs on a tiny generated VOC. Appends one
 row (task "voc-cls") to the results store and writes ``runs/voc-cls-<run>/``.
@@ -15,10 +18,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from torch import nn
 
+from lit_colorization.color import uint8_to_lab
 from lit_colorization.models import ColorizationNet
+from lit_colorization.models.data_init import between_layer_rescale_
 from transfer.trunk import BackboneSource, Trunk
 from transfer.voc.classification import VOCClassificationModule, VOCClassifier, default_head_layer
 from transfer.voc.common import (
@@ -40,11 +47,13 @@ from transfer.voc.sources import (
     NUM_TEST_VIEWS,
     TEST_YEAR,
     Indexed,
+    RepeatedViews,
+    ScaleJitterCrop,
     TenCropTransform,
     VOCSource,
-    centre_crop_transform,
     classification_train_transform,
     training_set,
+    whole_image_transform,
 )
 from transfer.voc.svm import (
     FeatureSet,
@@ -54,7 +63,7 @@ from transfer.voc.svm import (
     extract_features,
     svm_features,
 )
-from transfer.voc.voc_config import VOCClsConfig
+from transfer.voc.voc_config import VOCClsConfig, cls_ap_metric
 
 TASK = "voc-cls"
 LOW_SHOT_TASK = "voc-svm-low-shot"
@@ -88,7 +97,7 @@ def finetune(
     if config.rescale:
         rescale_trunk_(network, train, config.trainer.seed)
     classifier = VOCClassifier(network, head_layer, config.train_from, len(voc.classes))
-    module = VOCClassificationModule(classifier, config.optim, use_07_metric=config.ap_metric == "voc07")
+    module = VOCClassificationModule(classifier, config.optim, cls_ap_metric(config))
     trainer = build_trainer(config.trainer, run_dir, logger)
     periodic = test_loader if config.trainer.val_check_interval is not None else None
     trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=periodic)
@@ -96,12 +105,118 @@ def finetune(
     result = module.last_result
     fields = {
         "protocol": "finetune",
+        "geometry": "training",  # the network as pretrained (AlexNet: BatchNorm, padded pools, dilated fc6)
         "train_from": config.train_from,
         "layer": head_layer,
         "trainable_layers": list(classifier.trainable_layers),
         "head": "global average pool + linear",
         "test_views": NUM_TEST_VIEWS,
         "crop": image.crop,
+        "steps": trainer.global_step,
+        "num_test_images": result.num_images,
+    }
+    return fields, result.map, result.per_class
+
+
+# philkr/voc-classification puts drop6 / drop7 (ratio 0.5) after fc6 / fc7 and a new fc8 N(0, 0.01^2), bias 0.1.
+KRAEHENBUEHL16_DROPOUT = 0.5
+KRAEHENBUEHL16_DROPOUT_LAYERS = ("fc6", "fc7")
+KRAEHENBUEHL16_HEAD_BIAS = 0.1
+# The release rescaled on 10 batches of 80 crops of 227, with a fresh 1000-way fc8 N(0, 0.01^2), bias 1
+# (postprocess_model.sh line 12, train_val_nobn_rs.prototxt lines 14-18 and 269-277).
+RESCALE_CROPS = 800
+RESCALE_HEAD_CLASSES = 1000
+RESCALE_HEAD_STD = 0.01
+RESCALE_HEAD_BIAS = 1.0
+
+
+def release_rescale_(network: ColorizationNet, train: Any, seed: int) -> dict[str, Any]:
+    """The release's between-layer rescaling of the BatchNorm-folded standard network (in place): under a fresh
+    1000-way top layer, on ``RESCALE_CROPS`` 227 crops (one ``ScaleJitterCrop`` view of training images taken in
+    turn, ImageNet not being at hand); the top layer is put back afterwards. Returns the row's record of it."""
+    generator = torch.Generator().manual_seed(seed)
+    view = ScaleJitterCrop(227, 1.0, 1.0, generator)  # a 227 crop at scale 1 (smaller images upsampled)
+    crops = torch.stack([view(train[index % len(train)][0]) for index in range(RESCALE_CROPS)])
+    device = next(network.parameters()).device
+    lightness = uint8_to_lab(crops.to(device))[:, :1]
+    logits = network.logits
+    fresh = nn.Conv2d(logits.in_channels, RESCALE_HEAD_CLASSES, 1).to(device)
+    with torch.no_grad():
+        fresh.weight.copy_(torch.randn(fresh.weight.shape, generator=generator) * RESCALE_HEAD_STD)
+        fresh.bias.fill_(RESCALE_HEAD_BIAS)
+    network.logits = fresh
+    try:
+        report = between_layer_rescale_(network, lightness, seed=seed)
+    finally:
+        network.logits = logits
+    log.info(
+        "rescaled the folded standard network on %d VOC crops under a fresh 1000-way layer: gradient/weight "
+        "ratio spread %.3g -> %.3g in %d steps",
+        RESCALE_CROPS,
+        report.ratio_spread_before,
+        report.ratio_spread_after,
+        report.iterations,
+    )
+    return {
+        "rescale_method": "between-layer, 800 training crops of 227, fresh 1000-way top (release: ImageNet)"
+    }
+
+
+def kraehenbuehl16(
+    config: VOCClsConfig,
+    network: ColorizationNet,
+    voc: VOCSource,
+    head_layer: str,
+    logger: Logger | bool,
+    run_dir: Path,
+) -> tuple[dict[str, Any], float, list[float]]:
+    """philkr/voc-classification as the release ran it (docs/reference.md section 11.4) on the folded standard
+    network: scale-jittered mirrored crops, dropout after fc6 and fc7, a new linear layer, the per-image summed
+    sigmoid loss, SGD with biases at lr x2 and clipped gradients, ``test_views`` summed draws; returns (row
+    fields, mAP, per-class AP)."""
+    data, image = config.data, config.image
+    views = ScaleJitterCrop(image.crop, image.min_scale, image.max_scale)
+    train = training_set(voc, data, VOCClassification, transform=views)
+    test = Indexed(
+        VOCClassification(
+            voc.root,
+            TEST_YEAR,
+            data.test_set,
+            classes=voc.classes,
+            transform=RepeatedViews(views, image.test_views),
+        )
+    )
+    train_loader = data_loader(train, data.batch_size, data.num_workers, shuffle=True)
+    test_loader = data_loader(test, data.batch_size, data.num_workers, shuffle=False)
+    rescaled = release_rescale_(network, train, config.trainer.seed) if config.rescale else {}
+    classifier = VOCClassifier(
+        network,
+        head_layer,
+        config.train_from,
+        len(voc.classes),
+        dropout=KRAEHENBUEHL16_DROPOUT,
+        dropout_layers=tuple(
+            name for name in KRAEHENBUEHL16_DROPOUT_LAYERS if name in network.feature_layers
+        ),
+        head_bias=KRAEHENBUEHL16_HEAD_BIAS,
+    )
+    module = VOCClassificationModule(classifier, config.optim, cls_ap_metric(config), loss_per_image=True)
+    trainer = build_trainer(config.trainer, run_dir, logger)
+    periodic = test_loader if config.trainer.val_check_interval is not None else None
+    trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=periodic)
+    trainer.validate(module, dataloaders=test_loader, verbose=False)
+    result = module.last_result
+    fields = {
+        "protocol": "kraehenbuehl16",
+        "geometry": "standard",
+        "train_from": config.train_from,
+        "layer": head_layer,
+        "trainable_layers": list(classifier.trainable_layers),
+        "head": "dropout 0.5 after fc6 and fc7, linear",
+        **rescaled,
+        "test_views": image.test_views,
+        "crop": image.crop,
+        "scale_jitter": [image.min_scale, image.max_scale],
         "steps": trainer.global_step,
         "num_test_images": result.num_images,
     }
@@ -117,12 +232,13 @@ def svm_trunk(config: VOCClsConfig, network: ColorizationNet, layer: str) -> tup
 def svm_feature_sets(
     config: VOCClsConfig, backbone: Trunk, pooling: SVMFeatures, voc: VOCSource, layer: str
 ) -> tuple[FeatureSet, FeatureSet]:
-    """Frozen, pooled ``layer`` features of the training and test images (central crops): what every SVM
-    protocol fits."""
+    """Frozen, pooled ``layer`` features of the training and test images, each resized whole to
+    ``image.crop`` squared as fair_self_supervision_benchmark does (docs/reference.md section 11.5): what every
+    SVM protocol fits."""
     data, image = config.data, config.image
     device = next(backbone.parameters()).device
     pool = pooling.probe.reduction.module()
-    transform = centre_crop_transform(image.resize, image.crop)
+    transform = whole_image_transform(image.resize, image.crop)
     train = training_set(voc, data, VOCClassification, transform=transform)
     test = VOCClassification(voc.root, TEST_YEAR, data.test_set, classes=voc.classes, transform=transform)
     train_features = extract_features(
@@ -155,13 +271,17 @@ def svm_protocol(
         svm.folds,
         svm.positive_weight,
         svm.max_iter,
-        use_07_metric=config.ap_metric == "voc07",
+        ap_metric=cls_ap_metric(config),
         seed=config.trainer.seed,
     )
     if logger:
         logger.log_metrics({"voc/map": result.map}, step=0)
     fields = {
         "protocol": "svm",
+        "svm_protocol": "goyal19",
+        "geometry": "standard",
+        "image": f"whole image resized to {image.crop} x {image.crop}",
+        "rescaled": False,  # frozen features of the folded network as it is
         "train_from": None,
         "layer": layer,
         "features": pooling.probe.label,
@@ -204,7 +324,7 @@ def low_shot_protocol(
         list(svm.costs),
         svm.positive_weight,
         svm.max_iter,
-        use_07_metric=config.ap_metric == "voc07",
+        ap_metric=cls_ap_metric(config),
         seed=config.trainer.seed,
     )
     rows = []
@@ -228,6 +348,10 @@ def low_shot_protocol(
         rows.append(
             {
                 "protocol": "svm",
+                "svm_protocol": "goyal19",
+                "geometry": "standard",
+                "image": f"whole image resized to {config.image.crop} x {config.image.crop}",
+                "rescaled": False,
                 "low_shot": True,
                 "layer": layer,
                 "features": pooling.probe.label,
@@ -264,14 +388,14 @@ def classify(config: VOCClsConfig) -> dict[str, Any] | list[dict[str, Any]]:
     """Run the VOC classification benchmark ``config`` describes; returns the row appended to the results store
     (with ``low_shot``, the rows: one per k)."""
     # The SVMs pool as goyal19 does, on an AlexNet in the standard geometry it assumes.
-    network, source, voc = load_trunk(config, standard_geometry=config.protocol == "svm")
+    network, source, voc = load_trunk(config, standard_geometry=config.protocol in ("svm", "kraehenbuehl16"))
     if config.protocol == "svm":
         layer = config.svm.layer or default_svm_layer(source.model_name)
         label = f"svm-low-shot-{layer}" if config.low_shot else f"svm-{layer}"
         backbone, pooling = svm_trunk(config, network, layer)
     else:
         layer = config.head_layer or default_head_layer(network)
-        label = f"finetune-{config.train_from}"
+        label = f"{config.protocol}-{config.train_from}"
     run_dir, logger = start_run(config, TASK, f"{source.pretrain_run}-{label}", source, voc)
     log.info(
         "VOC classification (%s) of %s %s from %s on %s",
@@ -285,13 +409,15 @@ def classify(config: VOCClsConfig) -> dict[str, Any] | list[dict[str, Any]]:
         return classify_low_shot(config, backbone, pooling, voc, layer, logger, run_dir, source)
     if config.protocol == "svm":
         fields, mean_ap, per_class = svm_protocol(config, backbone, pooling, voc, layer, logger)
+    elif config.protocol == "kraehenbuehl16":
+        fields, mean_ap, per_class = kraehenbuehl16(config, network, voc, layer, logger, run_dir)
     else:
         fields, mean_ap, per_class = finetune(config, network, voc, layer, logger, run_dir)
     ap = per_class_ap(voc.classes, per_class)
     row = {
         **base_row(config, TASK, run_dir, source, voc),
         **fields,
-        "ap_metric": config.ap_metric,
+        "ap_metric": cls_ap_metric(config),
         "map": percent(mean_ap),
         "ap": ap,
     }
@@ -301,7 +427,7 @@ def classify(config: VOCClsConfig) -> dict[str, Any] | list[dict[str, Any]]:
         run_dir,
         config.results,
         f"VOC07 classification ({label}) of {source.pretrain_run} ({source.model_name}) on {voc.label}:",
-        [f"mAP {100 * mean_ap:.2f} ({config.ap_metric})"],
+        [f"mAP {100 * mean_ap:.2f} ({cls_ap_metric(config)} AP)"],
     )
     return row
 
@@ -318,7 +444,11 @@ def classify_low_shot(
 ) -> list[dict[str, Any]]:
     """The low-shot SVM protocol end to end: its rows (task "voc-svm-low-shot", one per k) published."""
     rows = [
-        {**base_row(config, LOW_SHOT_TASK, run_dir, source, voc), **fields, "ap_metric": config.ap_metric}
+        {
+            **base_row(config, LOW_SHOT_TASK, run_dir, source, voc),
+            **fields,
+            "ap_metric": cls_ap_metric(config),
+        }
         for fields in low_shot_protocol(config, backbone, pooling, voc, layer, logger, run_dir)
     ]
     lines = []

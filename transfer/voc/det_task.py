@@ -89,11 +89,16 @@ def detect(config: VOCDetConfig) -> dict[str, Any]:
         **base_row(config, TASK, run_dir, source, voc),
         "layer": layer,
         "freeze_backbone": detector_config.freeze_backbone,
+        # Not the paper's Fast R-CNN, whose box head is the pretrained fc6/fc7 (docs/reference.md section 11.7):
+        # here a new 2-layer MLP on RoI-aligned features of the backbone layer, so fc6/fc7 do not transfer.
+        "protocol": "faster-rcnn-mlp",
+        "geometry": "training",
         "detector": "faster-rcnn",
+        "head": f"new 2 x {detector_config.representation_size} MLP on {layer} (not the pretrained fc6/fc7)",
         "min_size": detector_config.min_size,
         "steps": trainer.global_step,
         "num_test_images": result.num_images,
-        "ap_metric": "voc07",
+        "ap_metric": "11pt",
         "map": percent(result.map),
         "map_torchmetrics": percent(result.map_torchmetrics),
         "ap": ap,

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from sklearn.metrics import average_precision_score
 
+from transfer.voc.voc_config import AP_METRICS
+
 COCO_BACKENDS = ("pycocotools", "faster_coco_eval")
 
 
@@ -77,17 +79,19 @@ def classification_map(
     scores: torch.Tensor,
     targets: torch.Tensor,
     ignore: torch.Tensor | None = None,
-    use_07_metric: bool = False,
+    ap_metric: str = "area",
 ) -> tuple[float, list[float]]:
     """Multi-label mAP over the classes (columns) with a positive; per-class AP is NaN for the others.
 
     ``targets`` is (N, C) in {0, 1}; ``ignore`` an optional bool (N, C) mask of entries to drop, e.g. the
     ``difficult_only`` flags of ``VOCClassification`` (VOC's "0" label). A mask rather than a -1 code because
-    VOC's files use -1 for negatives while torchmetrics uses it for "ignore". ``use_07_metric=False`` gives
-    scikit-learn's uninterpolated AP (later benchmarks; torchmetrics' ``MultilabelAveragePrecision`` agrees,
-    see the tests); True the VOC2007 devkit's 11-point AP. scikit-learn rather than torchmetrics because
+    VOC's files use -1 for negatives while torchmetrics uses it for "ignore". ``ap_metric`` (``AP_METRICS``):
+    ``area`` scikit-learn's uninterpolated AP (torchmetrics' ``MultilabelAveragePrecision`` agrees, see the
+    tests), ``area-envelope`` the area under the precision envelope, ``11pt`` the VOC2007 devkit's 11-point AP. scikit-learn rather than torchmetrics because
     torchmetrics squashes scores outside [0, 1] with a sigmoid, which in float32 ties large SVM margins.
     """
+    if ap_metric not in AP_METRICS:
+        raise ValueError(f"ap_metric must be one of {AP_METRICS}, got {ap_metric!r}")
     scores = torch.as_tensor(scores).detach().cpu().double()
     targets = torch.as_tensor(targets).detach().cpu()
     if scores.ndim != 2 or scores.shape != targets.shape:
@@ -113,13 +117,14 @@ def classification_map(
         column_scores = scores[kept, column].numpy()
         if not column_labels.any():
             continue
-        if use_07_metric:
+        if ap_metric == "area":
+            per_class[column] = float(average_precision_score(column_labels, column_scores))
+        else:
             recall, precision = _ranked_curve(
                 column_scores, column_labels == 1, column_labels == 0, int(column_labels.sum())
             )
-            per_class[column] = voc_ap_11point(recall, precision)
-        else:
-            per_class[column] = float(average_precision_score(column_labels, column_scores))
+            rule = voc_ap_11point if ap_metric == "11pt" else voc_ap_area
+            per_class[column] = rule(recall, precision)
     with_positives = [value for value in per_class if not math.isnan(value)]
     if not with_positives:
         raise ValueError("no class has a positive (non-ignored) example; mAP is undefined")

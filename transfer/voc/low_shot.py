@@ -98,7 +98,7 @@ def draw_map(
     cost: float,
     positive_weight: float,
     max_iter: int,
-    use_07_metric: bool,
+    ap_metric: str,
     seed: int,
 ) -> float:
     """Test mAP of the per-class SVMs trained on one draw at ``cost``."""
@@ -117,7 +117,7 @@ def draw_map(
         torch.from_numpy(np.stack(scores, axis=1)),
         torch.from_numpy(test.targets),
         torch.from_numpy(test.ignore),
-        use_07_metric,
+        ap_metric,
     )
     return mean_ap
 
@@ -130,7 +130,7 @@ def low_shot_svms(
     costs: Sequence[float],
     positive_weight: float,
     max_iter: int,
-    use_07_metric: bool,
+    ap_metric: str,
     seed: int = 0,
 ) -> list[LowShotResult]:
     """One ``LowShotResult`` per k; draw ``s`` of k comes from the generator seeded ``(seed, k, s)``, so a draw
@@ -143,7 +143,7 @@ def low_shot_svms(
             maps = np.array(
                 [
                     [
-                        draw_map(train, test, draw, cost, positive_weight, max_iter, use_07_metric, seed)
+                        draw_map(train, test, draw, cost, positive_weight, max_iter, ap_metric, seed)
                         for cost in costs
                     ]
                     for draw in draws

@@ -78,6 +78,10 @@ def segment(config: VOCSegConfig) -> dict[str, Any]:
     row = {
         **base_row(config, TASK, run_dir, source, voc),
         "layer": layer,
+        # Not the release's FCN-AlexNet on VOC2011+SBD scored on seg11valid (docs/reference.md section 11.6).
+        "protocol": "project-fcn",
+        "geometry": "training",
+        "ap_metric": None,  # scored by mean IoU, not AP
         "train_from": config.train_from,
         "trainable_layers": list(segmenter.trainable_layers),
         "head": f"FCN-32s: 1x1 conv on {layer}, bilinear upsampling",

@@ -135,9 +135,10 @@ def classification_train_transform(resize: int, crop: int) -> v2.Compose:
     return v2.Compose([v2.Resize(resize, antialias=True), v2.RandomCrop(crop), v2.RandomHorizontalFlip()])
 
 
-def centre_crop_transform(resize: int, crop: int) -> v2.Compose:
-    """uint8 image -> shorter side ``resize``, central ``crop`` x ``crop`` crop (the SVM protocol's one view)."""
-    return v2.Compose([v2.Resize(resize, antialias=True), v2.CenterCrop(crop)])
+def whole_image_transform(scale: int, side: int) -> v2.Compose:
+    """uint8 image -> shorter side ``scale``, then the whole image resized to ``side`` x ``side`` (aspect not
+    kept): fair_self_supervision_benchmark's SVM features (docs/reference.md section 11.5)."""
+    return v2.Compose([v2.Resize(scale, antialias=True), v2.Resize((side, side), antialias=True)])
 
 
 def ten_crop_views(image: Tensor, crop: int) -> Tensor:
@@ -154,3 +155,62 @@ class TenCropTransform:
 
     def __call__(self, image: Tensor) -> Tensor:
         return ten_crop_views(self.resize(image), self.crop)
+
+
+class ScaleJitterCrop:
+    """uint8 image -> one ``crop`` x ``crop`` view as philkr's ``TransformationLayer`` samples it.
+
+    docs/reference.md section 11.4: a scale ``s`` uniform in ``[min(min_scale, s_max), s_max]`` with
+    ``s_max = min(max_scale, H / crop, W / crop)``; the view samples a ``crop * s`` square of the image
+    bilinearly, its centre uniform where the square stays inside the image (centred on an axis the square
+    overflows), mirrored with probability 1/2; pixels outside the image are 0. The layer has no test mode, so the
+    protocol's test views are more draws of the same. The view is rounded back to 8 bits.
+    """
+
+    def __init__(
+        self, crop: int, min_scale: float, max_scale: float, generator: torch.Generator | None = None
+    ) -> None:
+        if crop < 1 or not 0 < min_scale <= max_scale:
+            raise ValueError(
+                f"need crop >= 1 and 0 < min_scale <= max_scale, got {crop}, {min_scale}, {max_scale}"
+            )
+        self.crop, self.min_scale, self.max_scale = crop, min_scale, max_scale
+        self.generator = generator
+
+    def _uniform(self, low: float, high: float) -> float:
+        return low + (high - low) * float(torch.rand((), generator=self.generator, dtype=torch.float64))
+
+    def __call__(self, image: Tensor) -> Tensor:
+        _, height, width = image.shape
+        crop = self.crop
+        top_scale = min(self.max_scale, height / crop, width / crop)
+        scale = self._uniform(min(self.min_scale, top_scale), top_scale)
+        spans = [min(crop * scale, side) for side in (width, height)]
+        shift_x, shift_y = (
+            self._uniform(-(side - span) / 2, (side - span) / 2)
+            for side, span in zip((width, height), spans, strict=True)
+        )
+        mirror = -1.0 if float(torch.rand((), generator=self.generator)) < 0.5 else 1.0
+        # Output pixel x samples the image at s * (x - crop / 2) (mirrored) + W / 2 + shift, in pixel units.
+        steps = torch.arange(crop, dtype=torch.float64) - crop / 2
+        xs = mirror * scale * steps + width / 2 + shift_x
+        ys = scale * steps + height / 2 + shift_y
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+        inside = (grid_x >= 0) & (grid_x < width) & (grid_y >= 0) & (grid_y < height)
+        normalised = torch.stack(
+            [2 * grid_x / max(width - 1, 1) - 1, 2 * grid_y / max(height - 1, 1) - 1], dim=-1
+        ).float()
+        sampled = torch.nn.functional.grid_sample(
+            image[None].float(), normalised[None], mode="bilinear", padding_mode="border", align_corners=True
+        )[0]
+        return (sampled * inside).round().clamp(0, 255).to(torch.uint8)
+
+
+class RepeatedViews:
+    """image -> (``views``, 3, crop, crop): ``views`` independent draws of ``transform`` (e.g. ``ScaleJitterCrop``)."""
+
+    def __init__(self, transform: ScaleJitterCrop, views: int) -> None:
+        self.transform, self.views = transform, views
+
+    def __call__(self, image: Tensor) -> Tensor:
+        return torch.stack([self.transform(image) for _ in range(self.views)])

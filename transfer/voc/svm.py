@@ -214,13 +214,13 @@ def evaluate_svms(
     folds: int,
     positive_weight: float,
     max_iter: int,
-    use_07_metric: bool,
+    ap_metric: str,
     seed: int = 0,
 ) -> SVMResult:
     """Train the per-class SVMs on ``train`` and score ``test``: mAP with difficult-only entries ignored."""
     svms = train_class_svms(train, costs, folds, positive_weight, max_iter, seed)
     scores = svm_scores(svms, test.features)
     mean_ap, per_class = classification_map(
-        torch.from_numpy(scores), torch.from_numpy(test.targets), torch.from_numpy(test.ignore), use_07_metric
+        torch.from_numpy(scores), torch.from_numpy(test.targets), torch.from_numpy(test.ignore), ap_metric
     )
     return SVMResult(mean_ap, per_class, svms, int(train.features.shape[1]))

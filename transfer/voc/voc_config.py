@@ -21,8 +21,16 @@ from lit_colorization.config.loading import (
 from lit_colorization.config.schema import BaseTrainerConfig, LoggerConfig
 from transfer.transfer_config import TransferRunConfig, validate_sgd
 
-CLS_PROTOCOLS = ("finetune", "svm")
-AP_METRICS = ("voc07", "area")  # the VOC2007 devkit's 11-point AP, or the area under the precision envelope
+# kraehenbuehl16: the paper's fine-tuning, philkr/voc-classification as the release ran it (docs/reference.md 11.4);
+# finetune: this project's earlier recipe (training geometry, global average pool, no dropout); svm: goyal19's
+# per-class SVMs on frozen features of the whole image at image.crop (section 11.5).
+CLS_PROTOCOLS = ("kraehenbuehl16", "finetune", "svm")
+# How a classification row's AP is computed (docs/reference.md sections 11.4, 11.5; transfer/voc/evaluation.py):
+# "area" scikit-learn's average_precision_score (philkr/voc-classification), "area-envelope" the area under the
+# precision envelope (fair_self_supervision_benchmark's and VISSL's SVM test), "11pt" the VOC2007 devkit's 11-point AP.
+AP_METRICS = ("area", "area-envelope", "11pt")
+# Each protocol's own AP, unless ap_metric says otherwise.
+PROTOCOL_AP_METRICS = {"kraehenbuehl16": "area", "finetune": "11pt", "svm": "area-envelope"}
 # Goyal et al. 2019's cost grid for the per-class SVMs (docs/reference.md section 6).
 SVM_COSTS = [0.01, 0.1, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 50.0, 100.0, 1000.0]
 # Goyal et al. 2019's low-shot protocol: positives per class, and independent draws of each (docs/reference.md 6.2).
@@ -88,10 +96,28 @@ class SGDConfig:
 
 @dataclass
 class ClsImageConfig:
-    """The classification crops: training and test sizes."""
+    # finetune: shorter side before cropping; svm: shorter side before the whole image is squashed to crop x crop
+    resize: int = 256
+    # kraehenbuehl16 and finetune: the network's input side; svm: the side the whole image is resized to
+    crop: int = 227
+    # kraehenbuehl16: each view samples a crop * s square, s uniform in [min_scale, max_scale] (clipped to the
+    # image), mirrored at random; the test sums test_views such draws (philkr/voc-classification's "10 crops").
+    min_scale: float = 0.5
+    max_scale: float = 2.0
+    test_views: int = 10
 
-    resize: int = 256  # shorter side before cropping, for training and test
-    crop: int = 227  # random crops with flips for training; 10 crops (corners, centre, flipped) for test
+
+@dataclass
+class ClsOptimConfig(SGDConfig):
+    """Defaults: philkr/voc-classification's solver (docs/reference.md section 11.4): SGD momentum 0.9, lr 1e-3
+    x0.5 every 10k of 80k steps, weight decay 1e-6, gradients clipped to L2 norm 10, biases at lr x2."""
+
+    weight_decay: float = 1e-6
+    milestones: list[int] = field(default_factory=lambda: list(range(10_000, 80_000, 10_000)))
+    gamma: float = 0.5
+    clip_gradients: float | None = 10.0  # the global L2 norm of the gradients at most this; null: no clipping
+    bias_lr_mult: float = 2.0
+    bias_weight_decay: float | None = None  # null: weight_decay (the release decays biases while fine-tuning)
 
 
 @dataclass
@@ -114,9 +140,9 @@ class SVMConfig:
 class VOCClsConfig(TransferRunConfig):
     # Kraehenbuehl's between-layer rescaling of the pretrained trunk on training images before fine-tuning: the
     # paper's VOC rows (docs/reference.md section 7, "rescaled before fine-tuning") were measured so.
-    rescale: bool = False
+    rescale: bool = True
     # run=None names the run folder <pretrain run>-<protocol>-<layer>
-    protocol: str = "finetune"  # finetune | svm (frozen features, per-class linear SVMs)
+    protocol: str = "kraehenbuehl16"  # kraehenbuehl16 | finetune | svm (CLS_PROTOCOLS)
     # protocol=svm: Goyal et al. 2019's low-shot SVMs (svm.low_shot_k positives per class, svm.low_shot_samples
     # draws each) instead of SVMs on the whole training set; one result row per k.
     low_shot: bool = False
@@ -126,10 +152,10 @@ class VOCClsConfig(TransferRunConfig):
     head_layer: str | None = (
         None  # finetune: the layer under the new head (None: alexnet fc7, resnet50 res5, ...)
     )
-    ap_metric: str = "voc07"
-    data: VOCDataConfig = field(default_factory=VOCDataConfig)
+    ap_metric: str | None = None  # null: the protocol's (PROTOCOL_AP_METRICS); area | area-envelope | 11pt
+    data: VOCDataConfig = field(default_factory=lambda: VOCDataConfig(batch_size=16))
     image: ClsImageConfig = field(default_factory=ClsImageConfig)
-    optim: SGDConfig = field(default_factory=SGDConfig)
+    optim: ClsOptimConfig = field(default_factory=ClsOptimConfig)
     svm: SVMConfig = field(default_factory=SVMConfig)
     trainer: VOCTrainerConfig = field(default_factory=VOCTrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
@@ -293,8 +319,25 @@ def _validate_common(config: VOCClsConfig | VOCDetConfig) -> None:
 def validate_voc_cls_config(config: VOCClsConfig) -> None:
     _validate_common(config)
     require(config.protocol in CLS_PROTOCOLS, "protocol", f"one of {list(CLS_PROTOCOLS)}", config.protocol)
-    require(config.ap_metric in AP_METRICS, "ap_metric", f"one of {list(AP_METRICS)}", config.ap_metric)
-    image, svm = config.image, config.svm
+    require(
+        config.ap_metric is None or config.ap_metric in AP_METRICS,
+        "ap_metric",
+        f"null or one of {list(AP_METRICS)}",
+        config.ap_metric,
+    )
+    image, svm, optim = config.image, config.svm, config.optim
+    require(
+        0 < image.min_scale <= image.max_scale,
+        "image.min_scale",
+        f"a number in (0, image.max_scale = {image.max_scale}]",
+        image.min_scale,
+    )
+    require(image.test_views >= 1, "image.test_views", "an integer >= 1", image.test_views)
+    clip = optim.clip_gradients
+    require(clip is None or clip > 0, "optim.clip_gradients", "null or a positive number", clip)
+    require(optim.bias_lr_mult > 0, "optim.bias_lr_mult", "a positive number", optim.bias_lr_mult)
+    bias_decay = optim.bias_weight_decay
+    require(bias_decay is None or bias_decay >= 0, "optim.bias_weight_decay", "null or >= 0", bias_decay)
     require(image.crop > 0, "image.crop", "a positive integer", image.crop)
     require(
         image.resize >= image.crop, "image.resize", f"an integer >= image.crop ({image.crop})", image.resize
@@ -414,3 +457,8 @@ VOC_SEG = register_command(
         validate=validate_voc_seg_config,
     )
 )
+
+
+def cls_ap_metric(config: VOCClsConfig) -> str:
+    """The AP a classification run reports: ``ap_metric``, or its protocol's."""
+    return config.ap_metric or PROTOCOL_AP_METRICS[config.protocol]

@@ -211,29 +211,30 @@ def optimizer_of(protocol: ProbeProtocol, model: str = "resnet50"):
     return module, module.configure_optimizers()
 
 
-def test_zhang16_sgd_is_plain_momentum_decaying_every_parameter():
+def test_zhang16_sgd_is_plain_momentum_with_the_release_bias_multipliers():
     module, configured = optimizer_of(ZHANG16, "alexnet")
-    [group] = configured["optimizer"].param_groups
-    assert group["lr"] == pytest.approx(0.01 * BATCH / 256)
-    assert (group["momentum"], group["nesterov"], group["weight_decay"]) == (0.9, False, 5e-4)
+    weights, biases = configured["optimizer"].param_groups
+    lr = 0.01 * BATCH / 256
+    assert (weights["lr"], biases["lr"]) == pytest.approx((lr, 2 * lr))  # lr_mult 2 on biases
+    assert (weights["momentum"], weights["nesterov"], weights["weight_decay"]) == (0.9, False, 5e-4)
+    assert biases["weight_decay"] == 0.0  # decay_mult 0
     # Only the heads train: 2 heads x (weight, bias); BatchNorm without affine has no parameters.
-    assert len(group["params"]) == 4
+    assert {id(p) for p in weights["params"]} == {id(h.classifier.weight) for h in module.heads.values()}
+    assert {id(p) for p in biases["params"]} == {id(h.classifier.bias) for h in module.heads.values()}
     assert configured["lr_scheduler"]["interval"] == "step"
     assert list(configured["lr_scheduler"]["scheduler"].milestones) == [40_000, 80_000, 120_000]
 
 
 def test_goyal19_sgd_is_nesterov_without_decay_on_batchnorm_or_biases():
     module, configured = optimizer_of(GOYAL19)
-    decayed, free = configured["optimizer"].param_groups
-    assert (decayed["nesterov"], decayed["momentum"], decayed["weight_decay"], free["weight_decay"]) == (
-        True, 0.9, 1e-4, 0.0,
-    )  # fmt: skip
-    weights = {id(head.classifier.weight) for head in module.heads.values()}
-    assert {id(p) for p in decayed["params"]} == weights
-    others = {
-        id(p) for head in module.heads.values() for p in (head.classifier.bias, *head.norm.parameters())
-    }
-    assert {id(p) for p in free["params"]} == others and len(others) == 6  # bias, BN weight, BN bias x 2
+    decayed, biases, norms = configured["optimizer"].param_groups
+    assert (decayed["nesterov"], decayed["momentum"], decayed["weight_decay"]) == (True, 0.9, 1e-4)
+    assert (biases["weight_decay"], norms["weight_decay"]) == (0.0, 0.0)
+    assert biases["lr"] == norms["lr"] == decayed["lr"]  # goyal19 keeps one lr
+    assert {id(p) for p in decayed["params"]} == {id(h.classifier.weight) for h in module.heads.values()}
+    assert {id(p) for p in biases["params"]} == {id(h.classifier.bias) for h in module.heads.values()}
+    norm_ids = {id(p) for head in module.heads.values() for p in head.norm.parameters()}
+    assert {id(p) for p in norms["params"]} == norm_ids and len(norm_ids) == 4  # BN weight, BN bias x 2
 
 
 def test_schedule_in_epochs_steps_the_lr_at_each_epoch_milestone():

@@ -30,8 +30,15 @@ from transfer.voc.classification import (
 )
 from transfer.voc.dataset import voc_year_dir
 from transfer.voc.evaluation import classification_map
-from transfer.voc.sources import ensure_tiny_voc, ten_crop_views, tiny_voc_folder
-from transfer.voc.voc_config import VOC_CLS, SGDConfig, TinyVOCConfig
+from transfer.voc.sources import (
+    RepeatedViews,
+    ScaleJitterCrop,
+    ensure_tiny_voc,
+    ten_crop_views,
+    tiny_voc_folder,
+    whole_image_transform,
+)
+from transfer.voc.voc_config import VOC_CLS, SGDConfig, TinyVOCConfig, cls_ap_metric
 
 TINY_CLASSES = ["car", "cat", "dog"]
 
@@ -108,7 +115,7 @@ def test_classification_metric_matches_classification_map_and_drops_repeated_ima
     targets[0] = 1.0
     ignore = torch.zeros(8, 3, dtype=torch.bool)
     ignore[2, 1] = True
-    metric = VOCClassificationMAP(use_07_metric=True)
+    metric = VOCClassificationMAP(ap_metric="11pt")
     metric.update(torch.arange(5), scores[:5], targets[:5], ignore[:5])
     # A padded DDP shard: images 0 and 1 come again (identical scores) after the last three.
     metric.update(
@@ -118,7 +125,7 @@ def test_classification_metric_matches_classification_map_and_drops_repeated_ima
         torch.cat([ignore[5:], ignore[:2]]),
     )
     result = metric.compute()
-    expected_map, expected_per_class = classification_map(scores, targets, ignore, use_07_metric=True)
+    expected_map, expected_per_class = classification_map(scores, targets, ignore, ap_metric="11pt")
     assert result.num_images == 8
     assert result.map == pytest.approx(expected_map)
     assert result.per_class == pytest.approx(expected_per_class)
@@ -198,14 +205,34 @@ def test_tiny_voc_is_generated_once_per_setting_and_reused(tmp_path: Path) -> No
 
 def test_configs_load_and_reject_bad_values() -> None:
     default = VOC_CLS.load(None, [])
-    assert default.protocol == "finetune" and default.data.root is None and default.image.crop == 80
+    assert default.protocol == "kraehenbuehl16" and default.data.root is None and default.image.crop == 227
+    assert cls_ap_metric(default) == "area"
+    assert cls_ap_metric(VOC_CLS.load(None, ["protocol=svm"])) == "area-envelope"
+    assert cls_ap_metric(VOC_CLS.load(None, ["protocol=finetune"])) == "11pt"
+    # philkr/voc-classification's solver (docs/reference.md section 11.4).
     paper = VOC_CLS.load("voc07", [])
-    assert (paper.image.resize, paper.image.crop, paper.trainer.max_steps) == (256, 227, 80_000)
+    assert (paper.protocol, paper.image.crop, paper.trainer.max_steps, paper.data.batch_size) == (
+        "kraehenbuehl16", 227, 80_000, 16,
+    )  # fmt: skip
+    optim = paper.optim
+    assert (optim.lr, optim.weight_decay, optim.gamma, optim.clip_gradients, optim.bias_lr_mult) == (
+        1e-3, 1e-6, 0.5, 10.0, 2.0,
+    )  # fmt: skip
+    assert list(optim.milestones) == [10_000 * k for k in range(1, 8)]
+    assert (paper.image.min_scale, paper.image.max_scale, paper.image.test_views) == (0.5, 2.0, 10)
+    earlier = VOC_CLS.load("voc07_finetune", [])
+    assert (earlier.protocol, earlier.optim.weight_decay, list(earlier.optim.milestones)) == (
+        "finetune", 1e-4, [40_000, 60_000],
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="'ap_metric'"):
+        VOC_CLS.load(None, ["ap_metric=voc07"])
+    with pytest.raises(ConfigError, match="'image.min_scale'"):
+        VOC_CLS.load(None, ["image.min_scale=3"])
     assert list(paper.svm.costs) == [0.01, 0.1, 1, 2, 5, 10, 15, 20, 50, 100, 1000]
     with pytest.raises(ConfigError, match="'protocol'"):
         VOC_CLS.load(None, ["protocol=linear"])
     with pytest.raises(ConfigError, match="'image.resize'"):
-        VOC_CLS.load(None, ["image.crop=128"])
+        VOC_CLS.load(None, ["image.crop=300"])
     with pytest.raises(ConfigError, match="unknown config key 'svm.cost'"):
         VOC_CLS.load(None, ["svm.cost=[1]"])
     with pytest.raises(ConfigError, match="'data.classes'"):
@@ -235,6 +262,7 @@ def test_cli_finetunes_and_runs_the_svm_protocol_on_the_tiny_voc(
     finetune = run_module(
         "transfer.cli.voc_cls",
         *common,
+        "protocol=finetune",
         "train_from=fc6",
         "trainer.max_steps=3",
         "trainer.log_every_n_steps=1",
@@ -252,9 +280,28 @@ def test_cli_finetunes_and_runs_the_svm_protocol_on_the_tiny_voc(
         "image.crop=227",
     )
     assert svm.returncode == 0, svm.stderr[-3000:]
+    paper = run_module(
+        "transfer.cli.voc_cls",
+        *common,
+        "image.resize=256",
+        "image.crop=227",
+        "image.test_views=2",
+        "rescale=false",
+        "train_from=fc6",
+        "trainer.max_steps=2",
+    )
+    assert paper.returncode == 0, paper.stderr[-3000:]
 
     rows = _read_rows(results)
-    assert [row["protocol"] for row in rows] == ["finetune", "svm"]
+    assert [row["protocol"] for row in rows] == ["finetune", "svm", "kraehenbuehl16"]
+    assert [(row["geometry"], row["ap_metric"]) for row in rows] == [
+        ("training", "11pt"), ("standard", "area-envelope"), ("standard", "area"),
+    ]  # fmt: skip
+    assert rows[1]["image"] == "whole image resized to 227 x 227"
+    assert (rows[2]["head"], rows[2]["test_views"], rows[2]["steps"]) == (
+        "dropout 0.5 after fc6 and fc7, linear", 2, 2,
+    )  # fmt: skip
+    rows = rows[:2]
     for row in rows:
         assert (
             row["task"] == "voc-cls" and row["pretrain_run"] == "tiny-pretrain" and row["model"] == "alexnet"
@@ -280,6 +327,7 @@ def test_cli_finetunes_and_runs_the_svm_protocol_on_the_tiny_voc(
 
     run_dir = tmp_path / "runs" / "voc-cls-tiny-pretrain-finetune-fc6"
     assert json.loads((run_dir / "results.json").read_text()) == [rows[0]]
+    assert (run_dir.parent / "voc-cls-tiny-pretrain-kraehenbuehl16-fc6" / "results.json").is_file()
     # make dashboard's classification panels read keys both protocols' runs logged
     for run in run_dir.parent.iterdir():
         header = (next((run / "csv").glob("version_*")) / "metrics.csv").read_text().splitlines()[0]
@@ -288,9 +336,9 @@ def test_cli_finetunes_and_runs_the_svm_protocol_on_the_tiny_voc(
     assert "mAP" in finetune.stdout
 
     with pytest.raises(SystemExit) as exit_info:  # in-process: the refusal comes before any work
-        voc_cls_main([*common, "train_from=fc6", "trainer.max_steps=1"])
+        voc_cls_main([*common, "protocol=finetune", "train_from=fc6", "trainer.max_steps=1"])
     assert exit_info.value.code == 2 and "already finished" in capsys.readouterr().err
-    assert len(_read_rows(results)) == 2
+    assert len(_read_rows(results)) == 3
 
 
 def test_compare_lists_voc_runs_beside_the_papers_numbers() -> None:
@@ -315,3 +363,72 @@ def test_compare_lists_voc_runs_beside_the_papers_numbers() -> None:
     assert "faster-rcnn on conv5" in "\n".join(detection.lines) and "31.0" in "\n".join(detection.lines)
     assert "46.9" in "\n".join(detection.lines)
     assert detection.problems == ["line 4: voc-det row without a numeric 'map', skipped"]
+
+
+def test_scale_jitter_views_sample_a_scaled_square_inside_the_image() -> None:
+    generator = torch.Generator().manual_seed(0)
+    # A horizontal ramp: at scale 1 each view's rows step by exactly one grey level per pixel (either way when
+    # mirrored), from wherever the view's left edge falls.
+    ramp = torch.arange(240).to(torch.uint8).expand(3, 240, 240).clone()
+    view = ScaleJitterCrop(227, 1.0, 1.0, generator)(ramp)
+    steps = view[0, 0].float().diff()
+    assert view.shape == (3, 227, 227) and view.dtype == torch.uint8
+    assert abs(abs(float(steps.mean())) - 1) < 0.01 and float(steps.abs().max()) <= 2  # rounding to 8 bits
+    # The scale is clipped to the image: a 128 x 100 image gives views of its full height, upsampled.
+    small = torch.full((3, 100, 128), 200, dtype=torch.uint8)
+    assert torch.equal(ScaleJitterCrop(227, 0.5, 2.0, generator)(small), torch.full((3, 227, 227), 200))
+    # Scale 2 on a large image: a 454-pixel square, every view inside the image.
+    large = torch.full((3, 1000, 900), 50, dtype=torch.uint8)
+    assert torch.equal(ScaleJitterCrop(227, 2.0, 2.0, generator)(large), torch.full((3, 227, 227), 50))
+    views = RepeatedViews(ScaleJitterCrop(227, 0.5, 2.0, generator), 3)(ramp)
+    assert views.shape == (3, 3, 227, 227) and not torch.equal(views[0], views[1])
+
+
+def test_scale_jitter_mirrors_about_half_the_views() -> None:
+    generator = torch.Generator().manual_seed(3)
+    ramp = torch.arange(240).to(torch.uint8).expand(3, 240, 240).clone()
+    crop = ScaleJitterCrop(227, 1.0, 1.0, generator)
+    directions = [float(crop(ramp)[0, 0].float().diff().mean()) for _ in range(40)]
+    mirrored = sum(direction < 0 for direction in directions)
+    assert 10 <= mirrored <= 30 and all(abs(abs(d) - 1) < 0.01 for d in directions)
+
+
+def test_whole_image_transform_squashes_the_whole_image() -> None:
+    image = torch.zeros(3, 300, 500, dtype=torch.uint8)
+    image[:, :, 250:] = 255  # right half white: it stays the right half after squashing
+    out = whole_image_transform(256, 227)(image)
+    assert out.shape == (3, 227, 227)
+    assert out[0, :, :100].max() == 0 and out[0, :, 130:].min() == 255
+
+
+def test_masked_bce_per_image_sums_the_classes_and_averages_the_images() -> None:
+    logits = torch.tensor([[0.0, 1.0, -2.0], [3.0, 0.5, 0.0]])
+    targets = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
+    ignore = torch.tensor([[False, False, True], [False, False, False]])
+    each = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    kept = each[~ignore]
+    assert masked_bce(logits, targets, ignore, per_image=True).item() == pytest.approx(kept.sum().item() / 2)
+    assert masked_bce(logits, targets, ignore).item() == pytest.approx(kept.mean().item())
+
+
+def test_the_three_ap_rules_differ_as_their_definitions_say() -> None:
+    # One class, ranked: positive, negative, positive, negative, positive.
+    scores = torch.tensor([[5.0], [4.0], [3.0], [2.0], [1.0]])
+    targets = torch.tensor([[1.0], [0.0], [1.0], [0.0], [1.0]])
+    area, _ = classification_map(scores, targets, ap_metric="area")
+    envelope, _ = classification_map(scores, targets, ap_metric="area-envelope")
+    eleven, _ = classification_map(scores, targets, ap_metric="11pt")
+    # sklearn: mean of the precisions at each positive (1, 2/3, 3/5); the envelope is the same here (precision
+    # never rises after a positive); the 11-point rule reads 1 at recall <= 1/3, 2/3 up to 2/3, 3/5 above.
+    assert area == pytest.approx((1 + 2 / 3 + 3 / 5) / 3)
+    assert envelope == pytest.approx(area)
+    assert eleven == pytest.approx((4 * 1 + 3 * 2 / 3 + 4 * 3 / 5) / 11)
+    # Precision rising after the first positive (negative, negative, positive, positive) lifts the envelope:
+    # sklearn (1/3 + 2/4) / 2, the envelope 2/4 at both recalls.
+    scores = torch.tensor([[4.0], [3.0], [2.0], [1.0]])
+    targets = torch.tensor([[0.0], [0.0], [1.0], [1.0]])
+    area, _ = classification_map(scores, targets, ap_metric="area")
+    envelope, _ = classification_map(scores, targets, ap_metric="area-envelope")
+    assert area == pytest.approx((1 / 3 + 1 / 2) / 2) and envelope == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="ap_metric must be one of"):
+        classification_map(scores, targets, ap_metric="voc07")

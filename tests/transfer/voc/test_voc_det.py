@@ -240,6 +240,8 @@ def test_cli_trains_a_detector_on_the_tiny_voc_and_appends_a_row(tmp_path: Path)
     assert len(rows) == 1
     row = rows[0]
     assert row["task"] == "voc-det" and row["pretrain_run"] == "tiny-pretrain" and row["layer"] == "conv5"
+    assert (row["protocol"], row["geometry"], row["ap_metric"]) == ("faster-rcnn-mlp", "training", "11pt")
+    assert row["head"].endswith("MLP on conv5 (not the pretrained fc6/fc7)")
     assert row["freeze_backbone"] is True and row["steps"] == 3 and row["num_test_images"] == 6
     for key in ("map", "map_torchmetrics"):
         assert math.isfinite(row[key]) and 0.0 <= row[key] <= 100.0

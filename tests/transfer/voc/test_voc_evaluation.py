@@ -123,7 +123,7 @@ def test_classification_ignores_difficult_only_entries() -> None:
 def test_classification_11point_on_the_hand_built_ranking() -> None:
     scores = torch.tensor([[0.9], [0.8], [0.7], [0.1]])
     targets = torch.tensor([[1], [0], [1], [0]])
-    assert classification_map(scores, targets, use_07_metric=True)[0] == pytest.approx(HAND_AP_11POINT)
+    assert classification_map(scores, targets, ap_metric="11pt")[0] == pytest.approx(HAND_AP_11POINT)
     assert classification_map(scores, targets)[0] == pytest.approx(HAND_AP_AREA)
 
 
@@ -132,7 +132,7 @@ def test_classification_area_ap_is_scikit_learns_uninterpolated_ap_and_11point_t
     targets = torch.tensor([[1], [0], [1], [1]])
     assert average_precision_score(targets[:, 0].numpy(), scores[:, 0].numpy()) == pytest.approx(29 / 36)
     assert classification_map(scores, targets)[0] == pytest.approx(29 / 36, abs=1e-12)
-    assert classification_map(scores, targets, use_07_metric=True)[0] == pytest.approx(37 / 44, abs=1e-12)
+    assert classification_map(scores, targets, ap_metric="11pt")[0] == pytest.approx(37 / 44, abs=1e-12)
 
 
 def test_classification_skips_classes_without_positives() -> None:

@@ -70,7 +70,7 @@ def test_a_class_short_of_k_uses_all_it_has() -> None:
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_cost_is_the_best_mean_over_draws_and_the_spread_is_over_the_draws() -> None:
     train, test = _features(120, 3, seed=2, noise=0.6), _features(60, 3, seed=3, noise=0.6)
-    results = low_shot_svms(train, test, [1, 4], 3, [0.01, 1.0, 100.0], 2.0, 2000, use_07_metric=False)
+    results = low_shot_svms(train, test, [1, 4], 3, [0.01, 1.0, 100.0], 2.0, 2000, ap_metric="area")
     assert [result.k for result in results] == [1, 4]
     for result in results:
         assert len(result.map_per_draw) == 3 and list(result.map_by_cost) == [0.01, 1.0, 100.0]
@@ -81,10 +81,10 @@ def test_cost_is_the_best_mean_over_draws_and_the_spread_is_over_the_draws() -> 
             result.k_effective == result.k and result.negatives_used == [2 * result.k] * 3 and result.complete
         )
     # Draw s of k is seeded (seed, k, s): running k alone gives the same numbers.
-    [alone] = low_shot_svms(train, test, [4], 3, [0.01, 1.0, 100.0], 2.0, 2000, use_07_metric=False)
+    [alone] = low_shot_svms(train, test, [4], 3, [0.01, 1.0, 100.0], 2.0, 2000, ap_metric="area")
     assert alone.map_per_draw == results[1].map_per_draw
     clean_train, clean_test = _features(120, 3, seed=2, noise=0.0), _features(60, 3, seed=3, noise=0.0)
-    [separable] = low_shot_svms(clean_train, clean_test, [2], 2, [1.0], 2.0, 2000, use_07_metric=False)
+    [separable] = low_shot_svms(clean_train, clean_test, [2], 2, [1.0], 2.0, 2000, ap_metric="area")
     assert separable.map == pytest.approx(1.0) and separable.map_std == pytest.approx(0.0)
 
 

@@ -262,6 +262,7 @@ def test_cli_trains_and_scores_on_the_tiny_voc2012(tmp_path: Path) -> None:
     [row] = [json.loads(line) for line in results.read_text().splitlines()]
     assert row["task"] == "voc-seg" and row["schema"] == SCHEMA and row["pretrain_run"] == "tiny-pretrain"
     assert row["layer"] == "fc7" and row["trainable_layers"] == ["fc6", "fc7"] and row["steps"] == 2
+    assert (row["protocol"], row["geometry"], row["ap_metric"]) == ("project-fcn", "training", None)
     assert row["num_test_images"] == 3 and row["dataset"] == "tiny-voc12 segmentation train -> val"
     assert row["rescaled"] and "rescaled the pretrained trunk on 4 training images" in run.stderr
     assert list(row["iou"]) == ["background", *CLASSES]

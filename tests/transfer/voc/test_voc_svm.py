@@ -59,7 +59,7 @@ def test_folds_shrink_to_the_positives_and_too_few_examples_are_refused() -> Non
 
 def test_perfectly_separable_features_give_ap_one() -> None:
     train, test = _separable(40, 3, seed=1), _separable(25, 3, seed=2)
-    result = evaluate_svms(train, test, SVM_COSTS, 3, 2.0, 5000, use_07_metric=True)
+    result = evaluate_svms(train, test, SVM_COSTS, 3, 2.0, 5000, ap_metric="11pt")
     assert result.map == pytest.approx(1.0) and result.per_class == pytest.approx([1.0, 1.0, 1.0])
     assert all(svm.cost in SVM_COSTS for svm in result.svms) and result.feature_dim == 9
 
@@ -91,7 +91,7 @@ def test_difficult_only_images_are_left_out_of_training_and_evaluation() -> None
     test_ignore = np.zeros_like(test.ignore)
     test_ignore[0, 0] = True
     result = evaluate_svms(
-        train, FeatureSet(features, targets, test_ignore), [1.0], 3, 2.0, 5000, use_07_metric=False
+        train, FeatureSet(features, targets, test_ignore), [1.0], 3, 2.0, 5000, ap_metric="area"
     )
     scores = result.svms[0].model.decision_function(features)
     assert result.per_class[0] == pytest.approx(average_precision_score(targets[1:, 0], scores[1:])) == 1.0
