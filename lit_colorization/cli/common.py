@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -16,6 +18,8 @@ from lit_colorization.store.checkpoint import CheckpointError
 
 WORKER_TRACEBACK_MARKER = "\nOriginal Traceback"
 # Errors a user can fix from the message alone: printed as one line, without a traceback.
+# Refused writes (no permission, a read-only filesystem, a full disk): the user's to fix, named in one line.
+REFUSED_WRITES = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
 USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, CheckpointError, FileNotFoundError, ValueError)
 
 
@@ -39,10 +43,38 @@ def run_cli(main: Callable[[], None]) -> None:
     try:
         main()
     except USER_ERRORS as error:
+        end_child_processes()
         if os.environ.get("LIT_COLORIZATION_DEBUG"):
             raise
         print(f"error: {one_line(error)}", file=sys.stderr)
         sys.exit(2)
+    except OSError as error:
+        end_child_processes()
+        if error.errno not in REFUSED_WRITES or os.environ.get("LIT_COLORIZATION_DEBUG"):
+            raise
+        name = error.filename if error.filename is not None else "a file"
+        print(
+            f"error: {name}: {error.strerror}; run with write access there or choose another folder",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    except BaseException:
+        end_child_processes()
+        raise
+
+
+def end_child_processes() -> None:
+    """Kill this process's DataLoader workers on the way out of a failed or stopped command.
+
+    Workers ignore SIGTERM (data/datamodule.py: the main process answers a scheduler's signal), and a loader whose
+    iterator an exception still references is not shut down before ``multiprocessing``'s exit handler, which
+    sends them SIGTERM and waits for them: without this, the process would print its error and never exit.
+    They only read data, so SIGKILL loses nothing.
+    """
+    for child in multiprocessing.active_children():
+        child.kill()
+    for child in multiprocessing.active_children():
+        child.join(timeout=10)
 
 
 def run_preset_command(

@@ -52,7 +52,9 @@ class StepCheckpoint(Callback):
         rank 0 writes."""
         if trainer.global_step == self._last_saved_step:  # no optimizer step since the last save
             return
-        trainer.save_checkpoint(self.path)
+        # The whole training state (optimizer, loops, loader position): what resume needs. Said explicitly, or
+        # Lightning logs at every save that it defaulted to it.
+        trainer.save_checkpoint(self.path, weights_only=False)
         self._last_saved_step = trainer.global_step
 
 

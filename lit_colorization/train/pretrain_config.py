@@ -77,7 +77,7 @@ def validate_pretrain_config(config: PretrainConfig) -> None:
         list(config.optim.milestone_lrs),
     )
     require(len(config.optim.betas) == 2, "optim.betas", "two numbers", list(config.optim.betas))
-    require_folder_name("run", config.run, "a run name without '/'")
+    require_folder_name("run", config.run, "a run name")
     for optional_file in ("bins_path", "prior_path"):
         value = getattr(config.targets, optional_file)
         if value is not None and not Path(value).is_file():
