@@ -158,6 +158,7 @@ def svm_protocol(
         svm.max_iter,
         use_07_metric=config.ap_metric == "voc07",
         seed=config.trainer.seed,
+        class_names=voc.classes,
     )
     if logger:
         logger.log_metrics({"voc/map": result.map}, step=0)
@@ -207,6 +208,7 @@ def low_shot_protocol(
         svm.max_iter,
         use_07_metric=config.ap_metric == "voc07",
         seed=config.trainer.seed,
+        class_names=voc.classes,
     )
     rows = []
     for result in results:
