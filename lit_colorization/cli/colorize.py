@@ -25,7 +25,6 @@ import torch
 from tqdm import tqdm
 
 from lit_colorization.cli.common import run_cli
-from lit_colorization.color.pictures import to_uint8_image
 from lit_colorization.data.folder import list_images
 from lit_colorization.data.images import read_rgb
 from lit_colorization.inference.colorizer import (
@@ -163,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
                 )
             except ValueError as error:
                 raise ValueError(f"{path}: {error}") from None
-            save_png(to_uint8_image(colorized), target)
+            save_png(colorized, target)
             written += 1
         print(
             f"colorized {written} image(s) into {out_dir}"
