@@ -31,12 +31,12 @@ def probe_row(layer: str, top1: float, **extra) -> dict:
 def test_rows_come_back_in_order_with_their_line_numbers(tmp_path):
     path = tmp_path / "results" / "transfer.jsonl"
     append_results(path, [probe_row("conv1", 12.5), probe_row("conv2", 24.5)])
-    append_results(path, [{"task": "voc-cls", "map": 61.5}])
+    append_results(path, [{"task": "voc-cls", "schema": 2, "map": 61.5}])
     results = read_results(path)
     assert [row.data for row in results.rows] == [
         probe_row("conv1", 12.5),
         probe_row("conv2", 24.5),
-        {"task": "voc-cls", "map": 61.5},
+        {"task": "voc-cls", "schema": 2, "map": 61.5},
     ]
     assert [row.line for row in results.rows] == [1, 2, 3] and results.skipped == []
     assert path.read_text().count("\n") == 3
