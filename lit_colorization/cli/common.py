@@ -7,7 +7,9 @@ import errno
 import logging
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -71,7 +73,11 @@ def end_child_processes() -> None:
     sends them SIGTERM and waits for them: without this, the process would print its error and never exit.
     They only read data, so SIGKILL loses nothing.
     """
-    for child in multiprocessing.active_children():
+    children = multiprocessing.active_children()
+    if children and threading.current_thread() is threading.main_thread():
+        # PyTorch's SIGCHLD handler would report each killed worker as a failure of its own.
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for child in children:
         child.kill()
     for child in multiprocessing.active_children():
         child.join(timeout=10)
