@@ -78,9 +78,10 @@ test: setup ## Run the default (fast) test suite
 test-slow: setup ## Run the slow tests (long training runs, browser end-to-end)
 	$(PY) -m pytest -m slow
 
-lint: setup ## ruff lint and format check
+lint: setup ## ruff lint and format check, and the import layering of docs/architecture.md (lint-imports)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: setup ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .

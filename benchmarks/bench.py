@@ -65,13 +65,13 @@ from lit_colorization.config.schema import PretrainConfig
 from lit_colorization.data import ImageFolderDataset, SeededShuffleSampler, SkipUnreadableCollate
 from lit_colorization.data.encoded import DeviceCropper, EncodedCollate, EncodedImageFolderDataset
 from lit_colorization.models import create_model
-from lit_colorization.train.losses import soft_cross_entropy
-from lit_colorization.train.module import ColorizationModule
-from lit_colorization.train.online_probes import FeatureTap, OnlineProbes, feature_shapes
-from lit_colorization.train.perf import PerfSettings, enable_tf32, resolve
-from lit_colorization.train.pretraining import pretrain
-from lit_colorization.train.priors import save_prior
-from lit_colorization.train.trainer import CUDA_PROGRESS_BAR_STEPS
+from lit_colorization.online_eval.probes import FeatureTap, OnlineProbes, feature_shapes
+from lit_colorization.pretrain.losses import soft_cross_entropy
+from lit_colorization.pretrain.module import ColorizationModule
+from lit_colorization.pretrain.pretraining import pretrain
+from lit_colorization.pretrain.priors import save_prior
+from lit_colorization.runtime.perf import PerfSettings, enable_tf32, resolve
+from lit_colorization.runtime.trainer import CUDA_PROGRESS_BAR_STEPS
 from transfer.probe.module import STANDARD_LAYERS, build_heads
 from transfer.probe.protocols import ZHANG16
 from transfer.trunk import Trunk

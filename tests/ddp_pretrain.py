@@ -20,10 +20,10 @@ from lightning.pytorch.callbacks import Callback
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lit_colorization.cli.pretrain import main  # noqa: E402
-from lit_colorization.train.preemption import RunPreempted  # noqa: E402
-from lit_colorization.train.pretrain_config import PRETRAIN  # noqa: E402
-from lit_colorization.train.pretraining import pretrain  # noqa: E402
-from tests.conftest import tiny_pretrain_overrides  # noqa: E402
+from lit_colorization.pretrain.pretrain_config import PRETRAIN  # noqa: E402
+from lit_colorization.pretrain.pretraining import pretrain  # noqa: E402
+from lit_colorization.runtime.preemption import RunPreempted  # noqa: E402
+from tests.helpers import tiny_pretrain_overrides  # noqa: E402
 
 STOP_STEP = 1  # inside epoch 0: 16 images make two steps of the global batch of 8
 

@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lit_colorization.train.knn import knn_predict  # noqa: E402
+from lit_colorization.online_eval.knn import knn_predict  # noqa: E402
 
 WORLD_SIZE = 2
 

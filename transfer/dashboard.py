@@ -22,7 +22,7 @@ from typing import Any
 from lit_colorization.evaluation.report import TABLE_KEY as EVAL_COLOR_TABLE
 from lit_colorization.evaluation.rows import TASK as EVAL_COLOR
 from lit_colorization.models import create_model, list_models
-from lit_colorization.train.pretraining import JOB_TYPE as PRETRAIN
+from lit_colorization.pretrain.pretraining import JOB_TYPE as PRETRAIN
 from transfer.compare import (
     LINEAR_PROBE,
     PAPER_BEST_LAYER,

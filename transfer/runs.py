@@ -12,7 +12,7 @@ from lightning.pytorch.loggers import Logger
 
 from lit_colorization.config.loading import ConfigError
 from lit_colorization.config.schema import BaseTrainerConfig
-from lit_colorization.train.trainer import lightning_trainer_args
+from lit_colorization.runtime.trainer import lightning_trainer_args
 
 
 def latest_pretrain_checkpoint(runs_dir: str | Path) -> Path:

@@ -2,109 +2,23 @@
 
 ``python -m lit_colorization.cli.colorize --ckpt CKPT INPUT... --out DIR [--weights-format official] [--temperature T]``
 
-INPUT: image files or folders (searched recursively), or ``--inputs-from FILE`` (one path a line, for names with
-spaces); colour inputs are converted to gray first. The output keeps the input's full resolution: its own ``L``
-joined with the predicted ``ab``, upsampled. Outputs mirror the inputs' paths below the folder they share, so two
-inputs never share an output. Existing outputs are kept (an interrupted job resumes where it stopped) unless
-``--overwrite``; images already under ``--out`` are never inputs (an output folder inside an input folder).
-
-Without ``--temperature`` each weight format decodes its own way: our checkpoints by the annealed mean at 0.38,
-the authors' released weights exactly as the release's demo does (plain softmax; see ``inference/colorizer.py``).
+Parses the command line and calls ``lit_colorization.inference.photo_files.colorize_files`` (inputs, outputs and
+decoding are described there).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-from collections import Counter
-from collections.abc import Sequence
-from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from lit_colorization.cli.common import run_cli
-from lit_colorization.data.folder import list_images
-from lit_colorization.data.images import read_rgb
-from lit_colorization.inference.colorizer import (
-    WEIGHT_FORMATS,
-    colorize_rgb,
-    describe_decoding,
-    load_colorizer,
-)
-from lit_colorization.store.images import save_png
-
-
-def _absolute(path: Path) -> Path:
-    """``path`` made absolute without following symbolic links (outputs mirror the paths as given)."""
-    return Path(os.path.abspath(path))
-
-
-def find_images(inputs: Sequence[str], out_dir: Path) -> tuple[list[Path], list[Path]]:
-    """(absolute image paths, each once, in order; the folders they are mirrored from): every file given and
-    every image under a folder given, except those under ``out_dir``."""
-    out_dir = _absolute(out_dir)
-    found: dict[Path, None] = {}
-    bases = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            folder = _absolute(item)
-            bases.append(folder)
-            for name in list_images(str(folder)):
-                path = folder / name
-                if out_dir not in path.parents:
-                    found[path] = None
-        elif item.is_file():
-            found[_absolute(item)] = None
-            bases.append(_absolute(item).parent)
-        else:
-            raise FileNotFoundError(f"{item}: input not found (expected an image file or a folder of images)")
-    if not found:
-        raise FileNotFoundError(f"no images found in {list(inputs)} (outside --out {out_dir})")
-    return list(found), bases
-
-
-def output_names(paths: Sequence[Path], bases: Sequence[Path]) -> list[Path]:
-    """Each image's output path relative to --out: its path below the folder all inputs share, as .png.
-
-    Two images of one stem in one folder (p.jpg, p.png) keep their suffix (p.jpg.png, p.png.png).
-    """
-    shared = Path(os.path.commonpath(bases))
-    relative = [path.relative_to(shared) for path in paths]
-    plain = [name.with_suffix(".png") for name in relative]
-    clashes = Counter(plain)
-    names = [
-        name.with_name(name.name + ".png") if clashes[out] > 1 else out
-        for name, out in zip(relative, plain, strict=True)
-    ]
-    first: dict[Path, Path] = {}
-    for path, name in zip(paths, names, strict=True):
-        if name in first:
-            raise ValueError(f"{first[name]} and {path} would both be written to {name}; rename one of them")
-        first[name] = path
-    return names
-
-
-def collect_inputs(inputs: Sequence[str], out_dir: Path) -> list[tuple[Path, Path]]:
-    """(image path, output path) for every image to colorize; an output never overwrites an input."""
-    paths, bases = find_images(inputs, out_dir)
-    pairs = [(path, out_dir / name) for path, name in zip(paths, output_names(paths, bases), strict=True)]
-    for path, target in pairs:
-        if _absolute(target) == path:
-            raise ValueError(f"{path}: its output would replace it; pick another --out")
-    return pairs
-
-
-def read_input_list(path: str) -> list[str]:
-    """The non-empty lines of ``path``: one image file or folder each, spaces and all."""
-    list_file = Path(path)
-    if not list_file.is_file():
-        raise FileNotFoundError(f"--inputs-from {list_file}: file not found (expected one input path a line)")
-    return [line.strip() for line in list_file.read_text().splitlines() if line.strip()]
+from lit_colorization.inference.colorizer import WEIGHT_FORMATS
+from lit_colorization.inference.photo_files import colorize_files
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Colorize the inputs named on ``argv``."""
     parser = argparse.ArgumentParser(description="Colorize photos with a trained colorizer")
     parser.add_argument("inputs", nargs="*", help="image files or folders")
     parser.add_argument("--inputs-from", help="a text file listing image files or folders, one a line")
@@ -127,50 +41,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
     args = parser.parse_args(argv)
-
-    def run() -> None:
-        if args.temperature is not None and not args.temperature > 0:
-            raise ValueError(f"--temperature: expected a positive number, got {args.temperature}")
-        if args.size < 0:
-            raise ValueError(
-                f"--size: expected 0 (each image's own size) or a positive size, got {args.size}"
-            )
-        out_dir = Path(args.out)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise ValueError(f"--out {out_dir}: exists and is not a folder; expected an output folder")
-        inputs = [*args.inputs, *(read_input_list(args.inputs_from) if args.inputs_from else [])]
-        if not inputs:
-            raise ValueError("no inputs: expected image files or folders, or --inputs-from FILE")
-        colorizer = load_colorizer(args.ckpt, args.weights_format, args.device)
-        multiple = colorizer.network.input_multiple
-        if args.size % multiple:
-            raise ValueError(f"--size: expected a multiple of {multiple} for this network, got {args.size}")
-        print(describe_decoding(colorizer, args.temperature))
-        pairs = collect_inputs(inputs, out_dir)
-        written = skipped = unreadable = 0
-        for path, target in tqdm(pairs, desc="colorize", unit="image", file=sys.stderr):
-            if target.exists() and not args.overwrite:
-                skipped += 1
-                continue
-            rgb = read_rgb(path)
-            if rgb is None:
-                unreadable += 1
-                continue
-            try:
-                colorized = colorize_rgb(
-                    colorizer, torch.from_numpy(rgb), args.temperature, args.size or None
-                )
-            except ValueError as error:
-                raise ValueError(f"{path}: {error}") from None
-            save_png(colorized, target)
-            written += 1
-        print(
-            f"colorized {written} image(s) into {out_dir}"
-            + (f"; kept {skipped} existing (use --overwrite to redo)" if skipped else "")
-            + (f"; skipped {unreadable} unreadable (see warnings)" if unreadable else "")
+    run_cli(
+        lambda: colorize_files(
+            args.ckpt,
+            args.inputs,
+            args.out,
+            inputs_from=args.inputs_from,
+            weights_format=args.weights_format,
+            temperature=args.temperature,
+            size=args.size,
+            device=args.device,
+            overwrite=args.overwrite,
         )
-
-    run_cli(run)
+    )
 
 
 if __name__ == "__main__":

@@ -13,9 +13,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from lit_colorization.config.loading import (
-    ConfigError,
-)
+from lit_colorization.config.commands import CommandConfig
+from lit_colorization.config.loading import ConfigError, available_presets
 from lit_colorization.store.checkpoint import CheckpointError
 
 WORKER_TRACEBACK_MARKER = "\nOriginal Traceback"
@@ -84,15 +83,24 @@ def end_child_processes() -> None:
 
 
 def run_preset_command(
-    description: str,
-    preset_help: str,
-    command: Callable[[str | None, list[str]], Any],
+    command: CommandConfig,
+    run: Callable[[Any], Any],
     argv: Sequence[str] | None = None,
     default_preset: str | None = None,
+    description: str | None = None,
 ) -> None:
-    """Parse ``[--preset NAME] key=value ...`` from ``argv`` and run ``command(preset, overrides)`` via ``run_cli``."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--preset", default=default_preset, help=preset_help)
+    """Parse ``[--preset NAME] key=value ...`` from ``argv``, load ``command``'s config, call ``run(config)``.
+
+    ``--help`` lists the command's presets.
+    """
+    kind = command.preset_kind
+    presets = available_presets(kind) if kind else []
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {command.name}" if description is None else None,
+        description=description,
+        epilog=f"presets (configs/presets/{kind}/): {', '.join(presets)}" if presets else None,
+    )
+    parser.add_argument("--preset", default=default_preset, help=f"one of: {', '.join(presets)}")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value")
     args = parser.parse_args(argv)
-    run_cli(lambda: command(args.preset, args.overrides))
+    run_cli(lambda: run(command.load(args.preset, args.overrides)))

@@ -21,7 +21,7 @@ import argparse
 import json
 
 from lit_colorization.cli.common import run_cli
-from lit_colorization.evaluation.config import EVAL_COLOR
+from lit_colorization.evaluation.eval_config import EVAL_COLOR
 from lit_colorization.evaluation.pipeline import evaluate_colorization
 
 

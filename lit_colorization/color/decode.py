@@ -8,6 +8,7 @@ from torch import Tensor
 from lit_colorization.color.bins import check_bins
 
 ANNEALED_MEAN_TEMPERATURE = 0.38
+AB_SCALE = 110.0  # ab regression outputs are in units of 110, the range of the ab plane
 
 
 def annealed_mean(logits: Tensor, bins: Tensor, T: float = ANNEALED_MEAN_TEMPERATURE) -> Tensor:
@@ -35,3 +36,8 @@ def nongray_mask(ab: Tensor, thresh: float = 5.0) -> Tensor:
     if ab.ndim != 4 or ab.shape[1] != 2:
         raise ValueError(f"ab must be B x 2 x H x W, got shape {tuple(ab.shape)}")
     return (ab.abs() > thresh).flatten(start_dim=1).any(dim=1)
+
+
+def regression_ab(output: Tensor) -> Tensor:
+    """ab in Lab units from a 2-channel regression output (the paper's L2 baseline)."""
+    return output.float() * AB_SCALE

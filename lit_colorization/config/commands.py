@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lit_colorization.config.loading import CONFIG_DIR, ConfigError, load_config, preset_path
+from lit_colorization.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,9 @@ class CommandConfig:
         return config
 
 
-COMMANDS: dict[str, CommandConfig] = {}
+COMMANDS: Registry[CommandConfig] = Registry("command")
 
 
 def register_command(command: CommandConfig) -> CommandConfig:
-    COMMANDS[command.name] = command  # a re-import (python -m, test reloads) replaces the same entry
-    return command
+    """Register ``command`` under its name; a re-import (python -m, test reloads) replaces the same entry."""
+    return COMMANDS.register(command.name, command, replace=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,7 +17,8 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 
 from lit_colorization.config.schema import BaseTrainerConfig
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent.parent / "configs"
+# The YAML presets: package data of lit_colorization (in a checkout, a link to the top-level configs/).
+CONFIG_DIR = Path(str(resources.files("lit_colorization").joinpath("configs")))
 
 T = TypeVar("T")
 
@@ -25,11 +27,16 @@ class ConfigError(ValueError):
     """A configuration problem, with a one-line message naming the key or file."""
 
 
+def available_presets(kind: str) -> list[str]:
+    """The preset names of ``kind`` (configs/presets/<kind>/<name>.yaml), sorted."""
+    return sorted(path.stem for path in (CONFIG_DIR / "presets" / kind).glob("*.yaml"))
+
+
 def preset_path(kind: str, name: str) -> Path:
+    """The file of preset ``name`` of ``kind``; an unknown name is an error listing the available ones."""
     path = CONFIG_DIR / "presets" / kind / f"{name}.yaml"
     if not path.is_file():
-        available = sorted(p.stem for p in path.parent.glob("*.yaml"))
-        raise ConfigError(f"{path}: no preset '{name}' for {kind}; available: {available}")
+        raise ConfigError(f"{path}: no preset '{name}' for {kind}; available: {available_presets(kind)}")
     return path
 
 

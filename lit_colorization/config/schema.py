@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from lit_colorization.data.config import DataConfig
+from lit_colorization.data.data_config import DataConfig
 
 
 @dataclass
@@ -42,7 +42,7 @@ class TargetConfig:
 @dataclass
 class OptimConfig:
     """Pretraining's optimizer, in the recipe's terms: lrs at ``reference_batch_size``, milestones in steps of it
-    (lit_colorization/train/scaling.py turns them into this run's)."""
+    (lit_colorization/runtime/scaling.py turns them into this run's)."""
 
     lr: float = 3e-5
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
@@ -56,7 +56,7 @@ class OptimConfig:
     # The recipe's global batch, which lr, milestones and trainer.max_steps are given for; None: data.batch_size.
     reference_batch_size: int | None = None
     lr_scaling: str = "none"  # none | linear | sqrt: the lrs scaled by global batch / reference_batch_size
-    fused: bool | None = None  # fused Adam; None: on CUDA, not elsewhere (lit_colorization/train/perf.py)
+    fused: bool | None = None  # fused Adam; None: on CUDA, not elsewhere (lit_colorization/runtime/perf.py)
 
 
 @dataclass
@@ -79,7 +79,7 @@ class BaseTrainerConfig:
 @dataclass
 class TrainerConfig(BaseTrainerConfig):
     """Pretraining's trainer. Its ``precision`` also takes ``auto`` (bf16-mixed on CUDA, else 32-true); off CUDA,
-    mixed precision and compile fall back to fp32 eager (lit_colorization/train/perf.py says so once)."""
+    mixed precision and compile fall back to fp32 eager (lit_colorization/runtime/perf.py says so once)."""
 
     max_steps: int = (
         450_000  # steps of optim.reference_batch_size images (the run's own: scaled to its batch)
@@ -110,7 +110,7 @@ class LoggerConfig:
 
 @dataclass
 class OnlineEvalConfig:
-    """Per-layer online linear probes and kNN while pretraining (lit_colorization/train/online_eval.py)."""
+    """Per-layer online linear probes and kNN while pretraining (lit_colorization/online_eval/callback.py)."""
 
     enabled: bool = True
     layers: list[str] = field(default_factory=list)  # empty: every feature layer of the network

@@ -19,7 +19,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from lit_colorization.data.collate import SkipUnreadableCollate
-from lit_colorization.data.config import DataConfig, resize_rule, validate_data_config
+from lit_colorization.data.data_config import DataConfig, resize_rule, validate_data_config
 from lit_colorization.data.embedded import EmbeddedTrainDataset, EmbeddedValDataset, load_embedded_photos
 from lit_colorization.data.encoded import DeviceCropper, EncodedCollate, EncodedImageFolderDataset
 from lit_colorization.data.folder import ImageFolderDataset
@@ -76,7 +76,7 @@ def build_datasets(cfg: DataConfig) -> tuple[EpochAwareDataset, Dataset, list[st
 
 def leave_stop_signals_to_the_main_process(worker_id: int) -> None:
     """A DataLoader worker ignores SIGTERM and SIGUSR1. SLURM signals every process of a job step, and the main
-    process answers by stopping at the next step boundary (lit_colorization/train/preemption.py); a worker killed by
+    process answers by stopping at the next step boundary (lit_colorization/runtime/preemption.py); a worker killed by
     the signal would make the DataLoader fail the run first. Workers still end with the main process."""
     for signum in (signal.SIGTERM, signal.SIGUSR1):
         signal.signal(signum, signal.SIG_IGN)
@@ -105,7 +105,7 @@ class ColorizationDataModule(LightningDataModule):
     """Batches `{"rgb": uint8 (B, 3, S, S), "label": int64 (B,), "skipped": int64 scalar}`.
 
     B is `batch_size`, the batch of each process: pretraining splits its global `data.batch_size` over the processes
-    (lit_colorization/train/scaling.py); None keeps `data.batch_size` per process (linear probes, priors).
+    (lit_colorization/runtime/scaling.py); None keeps `data.batch_size` per process (linear probes, priors).
     """
 
     def __init__(self, config: DataConfig, batch_size: int | None = None) -> None:

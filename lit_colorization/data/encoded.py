@@ -34,7 +34,7 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from lit_colorization.data.crops import Resize, sample_rng, to_chw_tensor
 from lit_colorization.data.folder import SplitFilesDataset
 from lit_colorization.data.images import UnreadableImageError, read_rgb
-from lit_colorization.train.perf import say_once
+from lit_colorization.logs import say_once
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from lit_colorization.data.folder import IMAGE_EXTENSIONS, FolderStamps, scan_split
+from lit_colorization.data.listing import IMAGE_EXTENSIONS, FolderStamps, scan_split
 from lit_colorization.store.atomic import atomic_open
 
 log = logging.getLogger(__name__)

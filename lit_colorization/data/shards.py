@@ -246,7 +246,7 @@ def write_shards(
     ``val_images``: of ``val_split``, only that many images, evenly spaced in the sorted listing.
     """
     from lit_colorization.data.file_index import load_split
-    from lit_colorization.data.folder import resolve_split_dir
+    from lit_colorization.data.listing import resolve_split_dir
 
     chunk_bytes = parse_chunk_bytes(chunk_bytes)
     # Every split's source and destination are checked before the first is written.

@@ -11,3 +11,18 @@
 - ``report``: the report folder, the results store and the logger.
 - ``pipeline``: all of it from a config.
 """
+
+__all__ = [
+    "checkpoints",
+    "classifier",
+    "eval_config",
+    "figures",
+    "pipeline",
+    "report",
+    "rows",
+    "run",
+    "scoring",
+    "study_folder",
+    "tables",
+    "validation_set",
+]

@@ -12,9 +12,9 @@ from torch import Tensor
 from lit_colorization.color.targets import ColorTargetBuilder
 from lit_colorization.config.loading import ConfigError
 from lit_colorization.config.schema import TargetConfig
-from lit_colorization.evaluation.config import EvalColorConfig
+from lit_colorization.evaluation.eval_config import EvalColorConfig
 from lit_colorization.inference.colorizer import Colorizer, load_colorizer
-from lit_colorization.inference.decode import output_to_ab, upsample_ab
+from lit_colorization.inference.network_output import output_to_ab, upsample_ab
 from lit_colorization.store.checkpoint import read_checkpoint
 
 

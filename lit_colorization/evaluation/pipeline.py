@@ -7,7 +7,7 @@ from typing import Any
 
 from lit_colorization.evaluation.checkpoints import load_checkpoints
 from lit_colorization.evaluation.classifier import load_classifier
-from lit_colorization.evaluation.config import EvalColorConfig, resolve_device
+from lit_colorization.evaluation.eval_config import EvalColorConfig, resolve_device
 from lit_colorization.evaluation.report import Evaluation, report_directory, write_report
 from lit_colorization.evaluation.rows import build_rows
 from lit_colorization.evaluation.run import collect

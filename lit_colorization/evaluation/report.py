@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from lit_colorization.config.loading import ConfigError, to_container
 from lit_colorization.evaluation.checkpoints import EvaluatedCheckpoint
-from lit_colorization.evaluation.config import EvalColorConfig
+from lit_colorization.evaluation.eval_config import EvalColorConfig
 from lit_colorization.evaluation.figures import example_grid, plot_sweep
 from lit_colorization.evaluation.rows import GRAY, GROUND_TRUTH, TASK
 from lit_colorization.evaluation.run import Collected

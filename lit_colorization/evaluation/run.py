@@ -14,7 +14,7 @@ from lit_colorization.color import nongray_mask, uint8_to_lab
 from lit_colorization.color.metrics import colorfulness
 from lit_colorization.evaluation.checkpoints import EvaluatedCheckpoint, predict_ab
 from lit_colorization.evaluation.classifier import ImageNetClassifier
-from lit_colorization.evaluation.config import EvalColorConfig
+from lit_colorization.evaluation.eval_config import EvalColorConfig
 from lit_colorization.evaluation.scoring import PerImageColumns, score_colorization
 from lit_colorization.evaluation.study_folder import study_positions, write_study_pair
 from lit_colorization.evaluation.validation_set import EvalSet, batches

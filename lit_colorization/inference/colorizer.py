@@ -22,7 +22,7 @@ from torch import Tensor
 
 from lit_colorization.color import ANNEALED_MEAN_TEMPERATURE, rgb_to_lab
 from lit_colorization.color.pictures import lab_batch_to_rgb, to_uint8_image
-from lit_colorization.inference.decode import predict_ab
+from lit_colorization.inference.network_output import predict_ab
 from lit_colorization.inference.official import RELEASE_TEMPERATURE, release_ab
 from lit_colorization.inference.tiles import bands, resize_rows
 from lit_colorization.models import ColorizationNet, create_model

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from lit_colorization.color import uint8_to_lab
-from transfer.probe.config import ALL_LAYERS
+from transfer.probe.probe_config import ALL_LAYERS
 from transfer.probe.protocols import PROBE_LAYERS, LayerProbe, ProbeOptimizer, ProbeProtocol, ProbeSchedule
 from transfer.trunk import Trunk
 

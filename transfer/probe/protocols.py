@@ -38,6 +38,8 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lit_colorization.registry import Registry
+
 STEP = "step"
 EPOCH = "epoch"
 SCHEDULE_UNITS = (STEP, EPOCH)
@@ -305,13 +307,14 @@ GOYAL19 = ProbeProtocol(
     },
 )
 
-PROTOCOLS: dict[str, ProbeProtocol] = {protocol.name: protocol for protocol in (ZHANG16, GOYAL19)}
+PROTOCOLS: Registry[ProbeProtocol] = Registry("linear-probe protocol")
+PROTOCOLS.register(ZHANG16.name, ZHANG16)
+PROTOCOLS.register(GOYAL19.name, GOYAL19)
 
 
 def get_protocol(name: str) -> ProbeProtocol:
-    if name not in PROTOCOLS:
-        raise ValueError(f"unknown linear-probe protocol {name!r}; known: {sorted(PROTOCOLS)}")
-    return PROTOCOLS[name]
+    """The protocol registered as ``name``; an unknown name is an error listing the known ones."""
+    return PROTOCOLS.get(name)
 
 
 def resolve_optimizer(protocol: ProbeOptimizer, overrides: Mapping[str, Any]) -> ProbeOptimizer:

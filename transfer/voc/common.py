@@ -31,8 +31,8 @@ from lit_colorization.store.loggers import build_logger
 from lit_colorization.store.results import PERCENT, SCHEMA, publish_results
 from transfer.runs import build_transfer_trainer, resolve_ckpt, run_directory
 from transfer.trunk import BackboneSource, load_network
-from transfer.voc.config import VOCClsConfig, VOCDetConfig, VOCSegConfig
-from transfer.voc.data import VOCSource, resolve_voc_source
+from transfer.voc.sources import VOCSource, resolve_voc_source
+from transfer.voc.voc_config import VOCClsConfig, VOCDetConfig, VOCSegConfig
 
 VOCRunConfig = VOCClsConfig | VOCDetConfig | VOCSegConfig
 

@@ -1,0 +1,70 @@
+"""Helpers the tests share: the real configs with the smallest settings that still exercise every code path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+
+from tests.paths import REPO
+
+
+def tiny_synthetic_data(batch_size: int) -> list[str]:
+    """``data.*`` overrides for a few small synthetic images read in the main process."""
+    return [
+        "data.source=synthetic",
+        "data.crop_size=32",
+        "data.synthetic_size=48",
+        "data.synthetic_train_images=16",
+        "data.synthetic_val_images=8",
+        f"data.batch_size={batch_size}",
+        "data.num_workers=0",
+    ]
+
+
+def tiny_pretrain_overrides(runs_dir: Path, run: str = "tiny") -> list[str]:
+    """Overrides of the sample preset for a run of seconds: synthetic data, a narrow network, a few steps."""
+    return [
+        f"runs_dir={runs_dir}",
+        f"run={run}",
+        *tiny_synthetic_data(batch_size=4),
+        "model.kwargs.width=0.125",
+        "trainer.accelerator=cpu",
+        "trainer.max_steps=4",
+        "trainer.val_check_interval=2",
+        "trainer.log_every_n_steps=1",
+        "trainer.progress_bar=false",
+        "logger.kind=csv",
+        "num_val_images_logged=2",
+    ]
+
+
+def bare_trainer(**settings) -> L.Trainer:
+    """A CPU Lightning trainer without logger, checkpoints, progress bar or summary; ``settings`` add or override."""
+    quiet = {
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    }
+    return L.Trainer(**{**quiet, **settings})
+
+
+def run_module(
+    module: str, *args: str, cwd: Path | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    """``python -m module args`` in a subprocess, as a user runs it; output captured as text."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline"}
+    env.pop("WANDB_API_KEY", None)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd or REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

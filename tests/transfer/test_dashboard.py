@@ -1,0 +1,162 @@
+"""make dashboard: the panels read keys real runs log, offline it lists them and writes compare's output, and
+without the optional extra the online path is one line naming it. (VOC keys: tests/test_voc_cls.py,
+tests/test_voc_det.py and tests/test_voc_seg.py check them against their CLI runs.)"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from lit_colorization.evaluation.report import TABLE_KEY
+from lit_colorization.evaluation.rows import TASK as EVAL_COLOR
+from lit_colorization.pretrain.pretraining import JOB_TYPE as PRETRAIN
+from lit_colorization.store.results import SCHEMA, append_results
+from tests.helpers import run_module
+from tests.transfer.probe.test_probe_cli import tiny_probe_overrides
+from tests.transfer.test_compare import probe_row
+from transfer.cli.dashboard import main
+from transfer.compare import LINEAR_PROBE
+from transfer.dashboard import BAR, LINE, MARKDOWN, TABLE, dashboard_panels, describe, keys_by_job_type
+
+
+def logged_columns(run_dir: Path) -> set[str]:
+    """Every column of a run's CSV logs (what it logged at least once)."""
+    columns: set[str] = set()
+    for path in run_dir.glob("csv/version_*/metrics.csv"):
+        with path.open() as stream:
+            columns |= set(next(csv.reader(stream)))
+    return columns
+
+
+@pytest.fixture(scope="module")
+def tiny_probe_run(tiny_pretrain_run, tmp_path_factory) -> Path:
+    """A tiny linear probe of every eccv16 layer of the tiny pretraining run, through the CLI, CSV logs."""
+    folder = tmp_path_factory.mktemp("probe")
+    result = run_module(
+        "transfer.cli.probe",
+        *tiny_probe_overrides(folder, folder / "transfer.jsonl", "dash"),
+        f"ckpt={tiny_pretrain_run / 'checkpoints' / 'last.ckpt'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder / "probe-dash"
+
+
+@pytest.fixture(scope="module")
+def offline_dashboard(tmp_path_factory) -> tuple[Path, str]:
+    """``python -m transfer.cli.dashboard`` offline (W&B offline, no key, no extra), for the tiny runs' network,
+    with a results store holding one probe row: (its output folder, what it printed)."""
+    folder = tmp_path_factory.mktemp("dashboard")
+    results = folder / "results" / "transfer.jsonl"
+    append_results(results, [{**probe_row("mine", "conv1", 20.0), "schema": SCHEMA}])
+    result = run_module(
+        "transfer.cli.dashboard",
+        "--models",
+        "eccv16",
+        "--results",
+        str(results),
+        "--out",
+        str(folder / "out"),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder / "out", result.stdout
+
+
+def test_every_key_the_offline_dashboard_reads_was_logged_by_a_real_run(
+    offline_dashboard, tiny_pretrain_run, tiny_probe_run
+):
+    out, _ = offline_dashboard
+    keys: dict[str, set[str]] = {}
+    for panel in json.loads((out / "panels.json").read_text()):
+        if panel["job_type"] is not None:
+            keys.setdefault(panel["job_type"], set()).update(panel["keys"])
+    assert keys == keys_by_job_type(dashboard_panels(["eccv16"]))
+    pretrain_logged = logged_columns(tiny_pretrain_run)
+    assert keys[PRETRAIN] and keys[PRETRAIN] <= pretrain_logged, keys[PRETRAIN] - pretrain_logged
+    probe_logged = logged_columns(tiny_probe_run)
+    assert keys[LINEAR_PROBE] and keys[LINEAR_PROBE] <= probe_logged, keys[LINEAR_PROBE] - probe_logged
+    # The eval-color table is logged to W&B only (never to CSV): the panel reads the writer's own key.
+    assert keys[EVAL_COLOR] == {TABLE_KEY}
+
+
+def test_panels_cover_every_section_and_each_network_gets_its_own_layers():
+    panels = dashboard_panels(["alexnet", "eccv16"])
+    sections = list(dict.fromkeys(panel.section for panel in panels))
+    assert sections == [
+        "Pretraining",
+        "Online evaluation while pretraining: alexnet",
+        "Online evaluation while pretraining: eccv16",
+        "Linear probes (final): alexnet",
+        "Linear probes (final): eccv16",
+        "Pascal VOC",
+        "Colorization",
+    ]
+    online = [panel for panel in panels if panel.section.endswith("alexnet") and panel.kind == LINE]
+    assert [panel.keys for panel in online][-1] == ("online/fc7/top1", "knn/fc7/top1")
+    assert {panel.kind for panel in panels} == {LINE, BAR, TABLE, MARKDOWN}
+    [paper] = [panel for panel in panels if panel.kind == MARKDOWN and panel.section.endswith("alexnet")]
+    # Split-Brain Table 2 on both of its datasets, then VISSL's best layer
+    imagenet, places = paper.text.split("| Split-Brain Tab. 2 (zhang16), ")[1:]
+    assert imagenet.startswith("ImageNet |") and places.startswith("Places205 |")
+    assert "| colorization | 13.1 | 24.8 | 31.0 | 32.6 | 31.8 |" in imagenet
+    assert "| colorization | 16.0 | 25.7 | 29.6 | 30.3 | 29.7 |" in places
+    assert "| Places labels | 22.1 |" in places and "Places labels" not in imagenet
+    assert "ImageNet, best layer: 30.39" in paper.text
+    assert not [panel for panel in panels if panel.kind == MARKDOWN and panel.section.endswith("eccv16")]
+    [resnet50] = [
+        panel for panel in dashboard_panels(["resnet50"]) if panel.kind == MARKDOWN and "50" in panel.section
+    ]
+    assert "Split-Brain" not in resnet50.text and resnet50.text.endswith("ImageNet, best layer: 40.11")
+    [voc] = [panel for panel in panels if panel.kind == MARKDOWN and "VOC" in panel.section]
+    assert "| colorization (rescaled) | 61.5 | 65.9 | 46.9 | 35.6 |" in voc.text
+    voc_bars = [panel for panel in panels if panel.kind == BAR and panel.section == "Pascal VOC"]
+    assert [(panel.job_type, panel.keys) for panel in voc_bars] == [
+        ("voc-cls", ("voc/map",)),
+        ("voc-det", ("voc/map",)),
+        ("voc-seg", ("voc/miou",)),
+    ]
+    assert "           reads: train/loss, val/loss  x: trainer/global_step" in describe(panels)
+    with pytest.raises(ValueError, match="unknown network"):
+        dashboard_panels(["vgg"])
+
+
+def test_offline_it_lists_the_panels_and_writes_compares_output_without_the_extra(offline_dashboard):
+    out, printed = offline_dashboard
+    assert "W&B offline" in printed and "reads: online/conv8/top1, knn/conv8/top1" in printed
+    assert (out / "panels.txt").read_text().count("reads:") == len(
+        [panel for panel in dashboard_panels(["eccv16"]) if panel.keys]
+    )
+    comparison = (out / "comparison.txt").read_text()
+    assert "mine" in comparison and "paper: colorization" in comparison
+    assert (out / "linear_probe.png").stat().st_size > 0
+
+
+def test_online_without_the_extra_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setitem(sys.modules, "wandb_workspaces", None)  # as if not installed: importing it fails
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--results", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(error) == 1
+    assert "'dashboard' extra" in error[0] and "pip install -e '.[dashboard]'" in error[0]
+    assert (tmp_path / "out" / "panels.txt").is_file()  # what it could do offline is still written
+
+
+def test_report_is_built_from_the_same_panels_when_the_extra_is_installed():
+    wr = pytest.importorskip("wandb_workspaces.reports.v2")
+    from transfer.dashboard import build_report
+
+    panels = dashboard_panels(["eccv16"])
+    report = build_report(panels, "lit-colorization", "someone", "title")
+    grids = [block for block in report.blocks if isinstance(block, wr.PanelGrid)]
+    plotted = [panel for grid in grids for panel in grid.panels]
+    assert len(plotted) == len(panels)
+    read = {key for panel in plotted for key in getattr(panel, "y", None) or getattr(panel, "metrics", [])}
+    assert read == {key for panel in panels if panel.kind in (LINE, BAR) for key in panel.keys}
+    assert "JobType = 'pretrain' and Config('model.name') = 'eccv16'" in [
+        grid.runsets[0].filters for grid in grids
+    ]

@@ -1,0 +1,389 @@
+"""Config schemas of the Pascal VOC benchmarks: ``configs/voc_cls.yaml``, ``configs/voc_det.yaml`` and
+``configs/voc_seg.yaml``.
+
+Merging order: the YAML file (sized for a CPU run on the tiny generated VOC), then
+``configs/presets/voc_cls|voc_det|voc_seg/<preset>.yaml`` (``voc07``, ``voc12``: the paper's protocol on a real
+VOCdevkit), then ``key=value`` overrides. The dataclass defaults are the paper-scale protocol; every value can be
+overridden.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lit_colorization.config.commands import CommandConfig, register_command
+from lit_colorization.config.loading import (
+    require,
+    require_folder_name,
+    require_results_path,
+    validate_trainer_config,
+)
+from lit_colorization.config.schema import BaseTrainerConfig, LoggerConfig
+from transfer.transfer_config import TransferRunConfig, validate_sgd
+from transfer.voc.dataset import IMAGE_SETS, VOC_CLASSES, VOC_YEARS
+from transfer.voc.synthetic import DEFAULT_CLASSES
+
+CLS_PROTOCOLS = ("finetune", "svm")
+AP_METRICS = ("voc07", "area")  # the VOC2007 devkit's 11-point AP, or the area under the precision envelope
+# Goyal et al. 2019's cost grid for the per-class SVMs (docs/reference.md section 6).
+SVM_COSTS = [0.01, 0.1, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 50.0, 100.0, 1000.0]
+# Goyal et al. 2019's low-shot protocol: positives per class, and independent draws of each (docs/reference.md 6.2).
+LOW_SHOT_K = [1, 2, 4, 8, 16, 32, 64, 96]
+LOW_SHOT_SAMPLES = 5
+
+
+@dataclass
+class TinyVOCConfig:
+    """The generated stand-in for VOC2007 used when ``data.root`` is unset (see ``transfer.voc.synthetic``)."""
+
+    cache_dir: str = "runs/_data/tiny_voc"  # generated once per setting into a sub-folder, then reused
+    num_train: int = 20
+    num_val: int = 20
+    num_test: int = 30
+    image_size: int = 128  # longer side in pixels
+    classes: list[str] = field(default_factory=lambda: list(DEFAULT_CLASSES))
+    seed: int = 0
+
+
+@dataclass
+class VOCDataConfig:
+    root: str | None = None  # the folder holding VOCdevkit/ (Makefile: DATA); None: the tiny generated VOC
+    train_years: list[str] = field(default_factory=lambda: ["2007"])  # ["2007", "2012"]: VOC07+12 training
+    train_set: str = "trainval"
+    test_set: str = "test"  # of VOC2007
+    classes: list[str] | None = (
+        None  # None: the 20 VOC classes (the tiny VOC's own classes when root is unset)
+    )
+    batch_size: int = 10
+    num_workers: int = 4
+    tiny: TinyVOCConfig = field(default_factory=TinyVOCConfig)
+
+
+@dataclass
+class VOCTrainerConfig(BaseTrainerConfig):
+    max_steps: int = 80_000  # -1: limited by max_epochs only
+    max_epochs: int | None = None
+    val_check_interval: int | None = None  # steps between evaluations on the test set; None: only at the end
+
+
+@dataclass
+class SGDConfig:
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    milestones: list[int] = field(default_factory=lambda: [40_000, 60_000])  # optimizer steps
+    gamma: float = 0.1
+
+
+@dataclass
+class ClsImageConfig:
+    resize: int = 256  # shorter side before cropping, for training and test
+    crop: int = 227  # random crops with flips for training; 10 crops (corners, centre, flipped) for test
+
+
+@dataclass
+class SVMConfig:
+    layer: str | None = None  # None: the last conv layer (alexnet conv5, resnet50 res5, eccv16 conv7)
+    costs: list[float] = field(default_factory=lambda: list(SVM_COSTS))
+    folds: int = (
+        3  # cross-validation folds for choosing each class's cost (fewer if a class has fewer positives)
+    )
+    positive_weight: float = 2.0  # class weight of the positives, as in Goyal et al.'s benchmark (recalled)
+    max_iter: int = 2000
+    # low_shot=true: positives per class (each class also gets (classes - 1) x k negatives) and draws per k.
+    low_shot_k: list[int] = field(default_factory=lambda: list(LOW_SHOT_K))
+    low_shot_samples: int = LOW_SHOT_SAMPLES
+
+
+@dataclass
+class VOCClsConfig(TransferRunConfig):
+    # Kraehenbuehl's between-layer rescaling of the pretrained trunk on training images before fine-tuning: the
+    # paper's VOC rows (docs/reference.md section 7, "rescaled before fine-tuning") were measured so.
+    rescale: bool = False
+    # run=None names the run folder <pretrain run>-<protocol>-<layer>
+    protocol: str = "finetune"  # finetune | svm (frozen features, per-class linear SVMs)
+    # protocol=svm: Goyal et al. 2019's low-shot SVMs (svm.low_shot_k positives per class, svm.low_shot_samples
+    # draws each) instead of SVMs on the whole training set; one result row per k.
+    low_shot: bool = False
+    train_from: str = (
+        "conv1"  # finetune: first trainable layer; the layers before it stay frozen (fc6: fc6-8)
+    )
+    head_layer: str | None = (
+        None  # finetune: the layer under the new head (None: alexnet fc7, resnet50 res5, ...)
+    )
+    ap_metric: str = "voc07"
+    data: VOCDataConfig = field(default_factory=VOCDataConfig)
+    image: ClsImageConfig = field(default_factory=ClsImageConfig)
+    optim: SGDConfig = field(default_factory=SGDConfig)
+    svm: SVMConfig = field(default_factory=SVMConfig)
+    trainer: VOCTrainerConfig = field(default_factory=VOCTrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+@dataclass
+class DetectorConfig:
+    backbone_layer: str | None = None  # None: alexnet conv5, resnet50 res4, eccv16 conv5
+    freeze_backbone: bool = False  # BatchNorm statistics and affine parameters stay frozen either way
+    min_size: int = 600  # shorter image side fed to the network (Fast R-CNN's single scale)
+    max_size: int = 1000
+    anchor_sizes: list[int] = field(default_factory=lambda: [64, 128, 256, 512])
+    aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
+    roi_output_size: int = 7
+    representation_size: int = 1024  # width of the two fully connected layers of the box head
+    score_threshold: float = (
+        0.0  # keep every scored detection up to detections_per_image, as VOC evaluation wants
+    )
+    detections_per_image: int = 100
+
+
+@dataclass
+class VOCDetConfig(TransferRunConfig):
+    # Kraehenbuehl's between-layer rescaling of the pretrained trunk on training images before fine-tuning: the
+    # paper's VOC rows (docs/reference.md section 7, "rescaled before fine-tuning") were measured so.
+    rescale: bool = False
+    # run=None names the run folder <pretrain run>-<layer>[-frozen]
+    data: VOCDataConfig = field(default_factory=lambda: VOCDataConfig(batch_size=2))
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    # Fast R-CNN's schedule (docs/reference.md section 6): 150k iterations, lr x0.1 every 50k.
+    optim: SGDConfig = field(
+        default_factory=lambda: SGDConfig(lr=1e-3, weight_decay=5e-4, milestones=[50_000, 100_000])
+    )
+    trainer: VOCTrainerConfig = field(default_factory=lambda: VOCTrainerConfig(max_steps=150_000))
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+@dataclass
+class VOCSegDataConfig:
+    root: str | None = None  # the folder holding VOCdevkit/ (Makefile: DATA); None: the tiny generated VOC
+    year: str = "2012"
+    train_set: str = "train"
+    test_set: str = "val"  # scored split: VOC2012 val (its test annotations are not public)
+    classes: list[str] | None = (
+        None  # None: the 20 VOC classes (the tiny VOC's own classes when root is unset); background is added
+    )
+    batch_size: int = 20
+    num_workers: int = 4
+    # VOC2012 has no test split, so its tiny stand-in has no test images.
+    tiny: TinyVOCConfig = field(default_factory=lambda: TinyVOCConfig(num_test=0))
+
+
+@dataclass
+class SegImageConfig:
+    crop: int = 320  # random training crops (padded with void where an image is smaller), with flips
+
+
+@dataclass
+class VOCSegConfig(TransferRunConfig):
+    # Kraehenbuehl's between-layer rescaling of the pretrained trunk on training images before fine-tuning: the
+    # paper's VOC rows (docs/reference.md section 7, "rescaled before fine-tuning") were measured so.
+    rescale: bool = False
+    # run=None names the run folder <pretrain run>-fcn-<layer>-<train_from>
+    train_from: str = "conv1"  # first trainable layer; the layers before it stay frozen
+    head_layer: str | None = (
+        None  # the layer under the FCN head (None: alexnet fc7, resnet50 res5, eccv16 conv7)
+    )
+    data: VOCSegDataConfig = field(default_factory=VOCSegDataConfig)
+    image: SegImageConfig = field(default_factory=SegImageConfig)
+    # This project's choice (the paper gives none): SGD on the per-pixel mean loss, 30k steps, lr x0.1 at 20k.
+    optim: SGDConfig = field(
+        default_factory=lambda: SGDConfig(lr=1e-3, weight_decay=5e-4, milestones=[20_000])
+    )
+    trainer: VOCTrainerConfig = field(default_factory=lambda: VOCTrainerConfig(max_steps=30_000))
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+def _validate_run(config: VOCClsConfig | VOCDetConfig | VOCSegConfig) -> None:
+    """What every VOC command checks: its run name, results path, trainer, SGD and schedule length."""
+    trainer = config.trainer
+    require_folder_name("run", config.run)
+    require_results_path(config.results)
+    validate_trainer_config(trainer)
+    validate_sgd(config.optim, milestone_unit="step")
+    require(
+        trainer.max_steps > 0 or (trainer.max_steps == -1 and (trainer.max_epochs or 0) > 0),
+        "trainer.max_steps",
+        "a positive integer, or -1 with a positive trainer.max_epochs",
+        trainer.max_steps,
+    )
+    require(
+        trainer.max_epochs is None or trainer.max_epochs > 0,
+        "trainer.max_epochs",
+        "a positive integer or null",
+        trainer.max_epochs,
+    )
+    require(
+        trainer.val_check_interval is None or trainer.val_check_interval > 0,
+        "trainer.val_check_interval",
+        "a positive number of steps or null",
+        trainer.val_check_interval,
+    )
+
+
+def _validate_data_basics(data: VOCDataConfig | VOCSegDataConfig) -> None:
+    """Classes, batch size and workers, and the tiny VOC's sizes: what every VOC data section checks."""
+    if data.classes is not None:
+        classes = list(data.classes)
+        require(
+            bool(classes) and set(classes) <= set(VOC_CLASSES) and len(set(classes)) == len(classes),
+            "data.classes",
+            "distinct Pascal VOC class names, or null for all 20",
+            classes,
+        )
+    require(data.batch_size > 0, "data.batch_size", "a positive integer", data.batch_size)
+    require(data.num_workers >= 0, "data.num_workers", "an integer >= 0", data.num_workers)
+    for key in ("num_train", "num_val", "image_size"):
+        value = getattr(data.tiny, key)
+        require(value > 0, f"data.tiny.{key}", "a positive integer", value)
+
+
+def _validate_common(config: VOCClsConfig | VOCDetConfig) -> None:
+    data, tiny = config.data, config.data.tiny
+    _validate_run(config)
+    _validate_data_basics(data)
+    years = list(data.train_years)
+    require(
+        bool(years) and all(year in VOC_YEARS for year in years) and len(set(years)) == len(years),
+        "data.train_years",
+        f"distinct years from {list(VOC_YEARS)}",
+        years,
+    )
+    require(
+        data.train_set in IMAGE_SETS and data.train_set != "test",
+        "data.train_set",
+        "train, val or trainval",
+        data.train_set,
+    )
+    require(
+        data.test_set in IMAGE_SETS, "data.test_set", f"one of {list(IMAGE_SETS)} (of VOC2007)", data.test_set
+    )
+    require(
+        data.root is not None or years == ["2007"],
+        "data.train_years",
+        "['2007'] for the tiny generated VOC",
+        years,
+    )
+    require(tiny.num_test > 0, "data.tiny.num_test", "a positive integer", tiny.num_test)
+
+
+def validate_voc_cls_config(config: VOCClsConfig) -> None:
+    _validate_common(config)
+    require(config.protocol in CLS_PROTOCOLS, "protocol", f"one of {list(CLS_PROTOCOLS)}", config.protocol)
+    require(config.ap_metric in AP_METRICS, "ap_metric", f"one of {list(AP_METRICS)}", config.ap_metric)
+    image, svm = config.image, config.svm
+    require(image.crop > 0, "image.crop", "a positive integer", image.crop)
+    require(
+        image.resize >= image.crop, "image.resize", f"an integer >= image.crop ({image.crop})", image.resize
+    )
+    costs = list(svm.costs)
+    require(bool(costs) and all(cost > 0 for cost in costs), "svm.costs", "positive numbers", costs)
+    require(svm.folds >= 2, "svm.folds", "an integer >= 2", svm.folds)
+    require(svm.positive_weight > 0, "svm.positive_weight", "a positive number", svm.positive_weight)
+    require(svm.max_iter > 0, "svm.max_iter", "a positive integer", svm.max_iter)
+    require(
+        not config.low_shot or config.protocol == "svm",
+        "low_shot",
+        "false unless protocol=svm (low-shot is a protocol of the frozen-feature SVMs)",
+        config.low_shot,
+    )
+    shots = list(svm.low_shot_k)
+    require(
+        bool(shots) and all(k > 0 for k in shots) and shots == sorted(set(shots)),
+        "svm.low_shot_k",
+        "increasing positive numbers of positives per class",
+        shots,
+    )
+    require(svm.low_shot_samples > 0, "svm.low_shot_samples", "a positive integer", svm.low_shot_samples)
+
+
+def validate_voc_det_config(config: VOCDetConfig) -> None:
+    _validate_common(config)
+    detector = config.detector
+    require(detector.min_size > 0, "detector.min_size", "a positive integer", detector.min_size)
+    require(
+        detector.max_size >= detector.min_size,
+        "detector.max_size",
+        f"an integer >= detector.min_size ({detector.min_size})",
+        detector.max_size,
+    )
+    sizes, ratios = list(detector.anchor_sizes), list(detector.aspect_ratios)
+    require(
+        bool(sizes) and all(size > 0 for size in sizes), "detector.anchor_sizes", "positive integers", sizes
+    )
+    require(
+        bool(ratios) and all(ratio > 0 for ratio in ratios),
+        "detector.aspect_ratios",
+        "positive numbers",
+        ratios,
+    )
+    for key in ("roi_output_size", "representation_size", "detections_per_image"):
+        require(getattr(detector, key) > 0, f"detector.{key}", "a positive integer", getattr(detector, key))
+    require(
+        0 <= detector.score_threshold < 1,
+        "detector.score_threshold",
+        "a number in [0, 1)",
+        detector.score_threshold,
+    )
+
+
+def validate_voc_seg_config(config: VOCSegConfig) -> None:
+    data = config.data
+    _validate_run(config)
+    _validate_data_basics(data)
+    require(data.year in VOC_YEARS, "data.year", f"one of {list(VOC_YEARS)}", data.year)
+    splits = [name for name in IMAGE_SETS if name != "test" or data.year == "2007"]
+    require(
+        data.train_set in splits and data.train_set != "test",
+        "data.train_set",
+        "train, val or trainval",
+        data.train_set,
+    )
+    require(data.test_set in splits, "data.test_set", f"one of {splits} (of VOC{data.year})", data.test_set)
+    pair = {data.train_set, data.test_set}
+    overlapping = len(pair) == 1 or pair in ({"trainval", "train"}, {"trainval", "val"})
+    require(
+        not overlapping,
+        "data.test_set",
+        f"a split sharing no image with data.train_set ({data.train_set!r}), e.g. val for train",
+        data.test_set,
+    )
+    if data.year == "2007":
+        require(
+            data.tiny.num_test > 0, "data.tiny.num_test", "a positive integer for VOC2007", data.tiny.num_test
+        )
+    else:
+        require(
+            data.tiny.num_test == 0,
+            "data.tiny.num_test",
+            f"0 for VOC{data.year}, which has no test split",
+            data.tiny.num_test,
+        )
+    require(config.image.crop > 0, "image.crop", "a positive integer", config.image.crop)
+
+
+VOC_CLS = register_command(
+    CommandConfig(
+        name="voc-cls",
+        schema=VOCClsConfig,
+        base_file="voc_cls.yaml",
+        preset_kind="voc_cls",
+        validate=validate_voc_cls_config,
+    )
+)
+VOC_DET = register_command(
+    CommandConfig(
+        name="voc-det",
+        schema=VOCDetConfig,
+        base_file="voc_det.yaml",
+        preset_kind="voc_det",
+        validate=validate_voc_det_config,
+    )
+)
+VOC_SEG = register_command(
+    CommandConfig(
+        name="voc-seg",
+        schema=VOCSegConfig,
+        base_file="voc_seg.yaml",
+        preset_kind="voc_seg",
+        validate=validate_voc_seg_config,
+    )
+)
