@@ -67,8 +67,8 @@ def sample_bilinear(
     return along_row(top_at) * (1 - down) + along_row(bottom_at) * down
 
 
-def bands(height: int, width: int, pixels: int = BAND_PIXELS) -> Iterator[tuple[int, int]]:
-    """``(start, stop)`` of consecutive bands of rows of about ``pixels`` pixels each."""
-    rows = max(1, pixels // max(1, width))
+def bands(height: int, width: int, pixels: int | None = None) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of consecutive bands of rows of about ``pixels`` (None: ``BAND_PIXELS``) pixels each."""
+    rows = max(1, (BAND_PIXELS if pixels is None else pixels) // max(1, width))
     for start in range(0, height, rows):
         yield start, min(height, start + rows)

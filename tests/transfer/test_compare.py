@@ -314,3 +314,12 @@ def test_a_small_validation_sets_top1_carries_its_wilson_interval_and_a_large_on
     assert "95% Wilson interval" in text
     [small] = [one for one in probe_series(rows)[0] if one.label == "small"]
     assert small.interval("conv1") == pytest.approx((27.69, 48.45), abs=0.01)
+
+
+def test_one_row_with_an_impossible_top1_is_skipped_and_the_report_still_prints(tmp_path, capsys):
+    results = tmp_path / "transfer.jsonl"
+    append_results(results, [probe_row("mine", "conv1", 9.0, val_images=50)])
+    append_results(results, [probe_row("mine", "conv2", 150.0, val_images=50)])  # its Wilson interval: no
+    text = compare(results, tmp_path / "probe.png")
+    assert table_line(text, "mine")[2] == "9.0*"
+    assert f"{results}:2: 'top1' is 150.0, not a percentage in [0, 100], skipped" in capsys.readouterr().err
