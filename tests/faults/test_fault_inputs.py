@@ -153,12 +153,26 @@ def first_test_annotation(root: Path) -> Path:
     return year / "Annotations" / f"{first_test_image}.xml"
 
 
+def first_test_image(root: Path) -> Path:
+    """The JPEG of the first test image, which every VOC run reads."""
+    return (
+        first_test_annotation(root).parent.parent / "JPEGImages" / f"{first_test_annotation(root).stem}.jpg"
+    )
+
+
 def write_hostile_voc(source: Path, folder: Path) -> dict[str, Path]:
-    """Copies of the VOC root ``source``: as it is, with a truncated annotation, with boxes outside the image."""
+    """Copies of the VOC root ``source``: as it is, with a truncated annotation, with boxes outside the image,
+    with the first test image's JPEG truncated, and with no clear positive of "dog" among the training images."""
     roots = {}
-    for kind in ("clean", "malformed", "outside"):
+    for kind in ("clean", "malformed", "outside", "truncated_image", "no_dog"):
         roots[kind] = folder / kind
         shutil.copytree(source, roots[kind])
+    image = first_test_image(roots["truncated_image"])
+    image.write_bytes(image.read_bytes()[:300])
+    main = roots["no_dog"] / "VOCdevkit" / "VOC2007" / "ImageSets" / "Main"
+    for split in ("train", "val", "trainval"):
+        path = main / f"dog_{split}.txt"
+        path.write_text("".join(f"{line.split()[0]} -1\n" for line in path.read_text().splitlines() if line))
     malformed = first_test_annotation(roots["malformed"])
     malformed.write_text(malformed.read_text()[:200])
     outside = first_test_annotation(roots["outside"])
