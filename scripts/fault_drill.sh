@@ -414,11 +414,10 @@ run "$PY" -m lit_colorization.cli.shards --data "$WORK/shards/images" --out "$WO
 expect_one_line_error shards-val-checked-first "$WORK/shards_used/val already holds files"
 [[ ! -e "$WORK/shards_used/train" ]] && report shards-nothing-written 0 "OUT/train was not written" \
     || report shards-nothing-written 1 "OUT/train was written before OUT/val was refused"
-started=$SECONDS
 run env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_PROFILE AWS_EC2_METADATA_DISABLED=true \
     AWS_SHARED_CREDENTIALS_FILE="$WORK/none" AWS_CONFIG_FILE="$WORK/none" \
     "$PY" -m lit_colorization.cli.shards --data "$WORK/shards/images" --out s3://no-such-bucket/shards
-expect_one_line_error "shards-s3-without-credentials-in-$((SECONDS - started))s" "s3://no-such-bucket/shards/train" "no AWS credentials"
+expect_one_line_error shards-s3-without-credentials "s3://no-such-bucket/shards/train" "no AWS credentials"
 run shard_run sh_online good data.batch_size=2 data.num_workers=0 trainer.checkpoint_every_n_steps=1 logger.kind=none
 [[ $RC == 0 && -s "$WORK/sh_online/online_eval.json" ]] && ! grep -q "0 class" <<<"$OUT" \
     && report shards-online-eval 0 "online evaluation ran on shards (classes from the shards' index): online_eval.json written" \

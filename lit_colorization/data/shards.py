@@ -356,7 +356,8 @@ class ShardImages(StreamingDataset):
         ) as error:  # a truncated or corrupt chunk: LitData's own errors do not name the shards
             reason = str(error).splitlines()[0] if str(error) else "no message"
             raise ValueError(
-                f"{self.location}: unreadable shard sample {index} ({type(error).__name__}: {reason}); "
+                f"{self.location}: unreadable shard sample {getattr(index, 'index', index)} "
+                f"({type(error).__name__}: {reason}); "
                 "the chunk files are damaged: write the shards again with make shards"
             ) from None
         if not isinstance(sample, dict):  # a slice or a key lookup: as LitData gives it
