@@ -184,8 +184,12 @@ class RunLock:
                 f"{self.path}: not a run lock (pid {pid!r}, process_start {start!r}: a process id up to {MAX_PID} "
                 f"and a tick count expected); delete it if no run uses {self.run_dir}"
             )
-        if not isinstance(holder["host"], str):
-            raise RunLockedError(f"{self.path}: not a run lock (host {holder['host']!r})")
+        restarts = holder.get("slurm_restart_count", 0)
+        if not isinstance(holder["host"], str) or not is_count(restarts):
+            raise RunLockedError(
+                f"{self.path}: not a run lock (host {holder['host']!r}, slurm_restart_count {restarts!r}: a host "
+                f"name and a count expected); delete it if no run uses {self.run_dir}"
+            )
         return holder
 
     def _remove_if_held_by(self, holder: dict[str, Any]) -> None:

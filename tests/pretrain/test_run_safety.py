@@ -100,3 +100,13 @@ def test_a_stop_signal_while_the_prior_is_computed_exits_75_and_resume_auto_cont
     assert (run / "prior.npy").exists() and (run / "checkpoints" / "last.ckpt").exists()
     # last.ckpt says it holds the whole training state: Lightning no longer logs that it defaulted to it.
     assert not [message for message in records if "weights_only" in message]
+
+
+def test_a_run_lock_with_a_bad_restart_count_or_host_is_one_line_naming_it(tmp_path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    for fields in ({"slurm_restart_count": "two"}, {"host": ["a", "list"]}):
+        lock = {"pid": 1, "host": socket.gethostname(), **fields}
+        (run / "run.lock").write_text(json.dumps(lock))
+        with pytest.raises(RunLockedError, match=r"not a run lock \(host .*a host name and a count expected"):
+            RunLock(run).acquire()
