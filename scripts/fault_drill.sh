@@ -30,8 +30,14 @@ tiny() {  # tiny RUNS_DIR RUN
         "trainer.log_every_n_steps=1 trainer.progress_bar=false logger.kind=csv num_val_images_logged=2"
 }
 
+PASSED_CASES=0
+FAILED_CASES=0
 report() {  # report CASE OK(0/1) MESSAGE
-    if [[ "$2" == 0 ]]; then echo "PASS $1: $3"; else echo "FAIL $1: $3"; FAILED=1; fi
+    if [[ "$2" == 0 ]]; then
+        echo "PASS $1: $3"; PASSED_CASES=$((PASSED_CASES + 1))
+    else
+        echo "FAIL $1: $3"; FAILED=1; FAILED_CASES=$((FAILED_CASES + 1))
+    fi
 }
 
 # Runs a command; sets RC, OUT (stdout+stderr) and ERRLINES (its "error:" lines).
@@ -475,7 +481,7 @@ for signal in TERM USR1; do
     setsid "$PY" -m lit_colorization.cli.pretrain $(tiny "$WORK" "prior_$signal") data.synthetic_train_images=4000 \
         data.num_workers=1 logger.kind=none >"$log" 2>&1 &
     pid=$!
-    for _ in $(seq 600); do grep -q "prior: .*[1-9][0-9]*/" "$log" && break; kill -0 $pid 2>/dev/null || break; sleep 0.2; done
+    for _ in $(seq 600); do grep -q "prior: .*[1-9][0-9]*/" "$log" 2>/dev/null && break; kill -0 $pid 2>/dev/null || break; sleep 0.2; done
     kill -$signal -- -$pid 2>/dev/null
     wait $pid
     rc=$?
@@ -541,4 +547,5 @@ grown=$(( (big - small) / 1024 ))
     || report colorize-4000x4000-memory 1 "peak ${big} kB, ${grown} MB above a 16x16 photo's"
 fi
 
+echo "fault drill: $PASSED_CASES passed, $FAILED_CASES failed (${ONLY:-all sections})"
 exit $FAILED

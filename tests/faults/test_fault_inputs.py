@@ -169,10 +169,20 @@ def write_hostile_voc(source: Path, folder: Path) -> dict[str, Path]:
         shutil.copytree(source, roots[kind])
     image = first_test_image(roots["truncated_image"])
     image.write_bytes(image.read_bytes()[:300])
-    main = roots["no_dog"] / "VOCdevkit" / "VOC2007" / "ImageSets" / "Main"
-    for split in ("train", "val", "trainval"):
-        path = main / f"dog_{split}.txt"
-        path.write_text("".join(f"{line.split()[0]} -1\n" for line in path.read_text().splitlines() if line))
+    year = roots["no_dog"] / "VOCdevkit" / "VOC2007"
+    for split in ("train", "val"):  # every dog of the training images made difficult: no clear positive left
+        flags = []
+        for image_id in (year / "ImageSets" / "Main" / f"{split}.txt").read_text().split():
+            annotation = year / "Annotations" / f"{image_id}.xml"
+            tree = ElementTree.parse(annotation)
+            dogs = [obj for obj in tree.getroot().iter("object") if obj.findtext("name") == "dog"]
+            for dog in dogs:
+                dog.find("difficult").text = "1"
+            tree.write(annotation)
+            flags.append(f"{image_id} {0 if dogs else -1}\n")  # VOC's 0: present only as difficult
+        (year / "ImageSets" / "Main" / f"dog_{split}.txt").write_text("".join(flags))
+    trainval = [(year / "ImageSets" / "Main" / f"dog_{split}.txt").read_text() for split in ("train", "val")]
+    (year / "ImageSets" / "Main" / "dog_trainval.txt").write_text("".join(trainval))
     malformed = first_test_annotation(roots["malformed"])
     malformed.write_text(malformed.read_text()[:200])
     outside = first_test_annotation(roots["outside"])
