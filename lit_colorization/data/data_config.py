@@ -44,6 +44,9 @@ class DataConfig:
     # "cpu": workers decode and crop with PIL. "gpu" (folder only): workers only read the files, and the
     # training device decodes (nvJPEG on CUDA, torchvision's CPU decoder elsewhere) and crops them in batches.
     decode: str = "cpu"
+    # decode=gpu, folder source: decode, crop and build the targets of the next training batch in a thread (on
+    # CUDA on a side stream) while the current step runs (data/ahead.py). null: on for CUDA runs, off elsewhere.
+    decode_ahead: bool | None = None
     # folder: where the list of a split's files is kept between starts, so that a large tree is listed once
     # (data/file_index.py). "auto": $LIT_COLORIZATION_CACHE/file-index, else ~/.cache/lit-colorization/file-index;
     # a folder (shared by every process of a run); null: list the split at every start.

@@ -278,15 +278,30 @@ def _saved_state(run_dir: Path) -> dict:
 
 
 def test_resumed_run_keeps_its_heads_and_earlier_points(tmp_path):
-    first = pretrain(_tiny(tmp_path, "resumed"))
+    first = pretrain(_tiny(tmp_path, "resumed", "online_eval.save_heads=true"))
     saved = _saved_state(first)
     # last.ckpt is written at the end of step 2's batch, after the heads' step, before step 2's validation:
     # that validation's points are only in online_eval.json, and the resumed run takes them from there.
     assert saved["steps"] == 2 and {row["step"] for row in saved["history"]} == {0}
-    pretrain(_tiny(tmp_path, "resumed", "resume=auto", "trainer.max_steps=4"))
+    assert set(saved["heads"]) and set(saved["optimizer"])
+    pretrain(_tiny(tmp_path, "resumed", "resume=auto", "trainer.max_steps=4", "online_eval.save_heads=true"))
     steps = {(p.kind, p.step) for p in read_history(first / "online_eval.json")}
     assert steps == {("knn", 0), ("knn", 2), ("knn", 4), ("online", 2), ("online", 4)}
     assert _saved_state(first)["steps"] == 4
+
+
+def test_heads_stay_out_of_checkpoints_unless_asked_and_a_resumed_run_trains_them_afresh(tmp_path):
+    first = pretrain(_tiny(tmp_path, "headless"))
+    saved = _saved_state(first)
+    assert set(saved) == {"layers", "history"} and {row["step"] for row in saved["history"]} == {0}
+    with_heads = pretrain(_tiny(tmp_path, "heads", "online_eval.save_heads=true"))
+    size = {run.name: (run / "checkpoints" / "last.ckpt").stat().st_size for run in (first, with_heads)}
+    assert size["headless"] < size["heads"]
+    pretrain(_tiny(tmp_path, "headless", "resume=auto", "trainer.max_steps=4"))
+    steps = {(p.kind, p.step) for p in read_history(first / "online_eval.json")}
+    # The points of before the resume are kept; the fresh heads have trained by step 4's validation.
+    assert steps == {("knn", 0), ("knn", 2), ("knn", 4), ("online", 2), ("online", 4)}
+    assert "heads" not in _saved_state(first)
 
 
 def test_history_file_is_plain_json(tmp_path):
