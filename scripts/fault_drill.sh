@@ -30,8 +30,14 @@ tiny() {  # tiny RUNS_DIR RUN
         "trainer.log_every_n_steps=1 trainer.progress_bar=false logger.kind=csv num_val_images_logged=2"
 }
 
+PASSED_CASES=0
+FAILED_CASES=0
 report() {  # report CASE OK(0/1) MESSAGE
-    if [[ "$2" == 0 ]]; then echo "PASS $1: $3"; else echo "FAIL $1: $3"; FAILED=1; fi
+    if [[ "$2" == 0 ]]; then
+        echo "PASS $1: $3"; PASSED_CASES=$((PASSED_CASES + 1))
+    else
+        echo "FAIL $1: $3"; FAILED=1; FAILED_CASES=$((FAILED_CASES + 1))
+    fi
 }
 
 # Runs a command; sets RC, OUT (stdout+stderr) and ERRLINES (its "error:" lines).
@@ -65,10 +71,10 @@ unwritable() {
     if [[ $(id -u) == 0 ]] && chattr +i "$1" 2>/dev/null; then IMMUTABLE+=("$1"); fi
 }
 
-# The inputs of the hostile-input sections (tests/test_fault_inputs.py), each written once, on first use.
-need() {  # need weights|voc|colorize|gray|links|study
+# The inputs of the hostile-input sections (tests/faults/test_fault_inputs.py), each written once, on first use.
+need() {  # need weights|voc|colorize|gray|links|photo|shards
     [[ -e "$WORK/.made_$1" ]] && return
-    local code="from pathlib import Path; import tests.test_fault_inputs as f; w = Path('$WORK')"
+    local code="from pathlib import Path; import tests.faults.test_fault_inputs as f; w = Path('$WORK')"
     case $1 in
         weights) code+="; f.write_bad_weights(w / 'weights')" ;;
         voc) code+="; f.write_hostile_voc(f.tiny_voc(w / 'voc_cache'), w / 'voc_bad')" ;;
@@ -76,10 +82,11 @@ need() {  # need weights|voc|colorize|gray|links|study
         gray) code+="; f.write_gray_training_set(w / 'gray')" ;;
         links) code+="; f.write_symlink_trees(w / 'links')" ;;
         photo) code+="; from PIL import Image; Image.new('RGB', (16, 16), (200, 30, 30)).save(w / 'red.png')" ;;
+        shards) code+="; from tests.data.test_shard_safety import write_hostile_shards as s; s(w / 'shards')" ;;
     esac
     "$PY" -c "$code" && touch "$WORK/.made_$1"
 }
-# The smallest VOC runs (as tests/test_voc_cls.py and tests/test_voc_det.py), on a data.root ROOT.
+# The smallest VOC runs (as tests/transfer/voc/test_voc_cls.py and test_voc_det.py), on a data.root ROOT.
 voc_cls() { "$PY" -m transfer.cli.voc_cls "${voc_common[@]}" protocol=svm "svm.costs=[1]" image.resize=48 image.crop=40 "$@"; }
 voc_det() {
     "$PY" -m transfer.cli.voc_det "${voc_common[@]}" detector.min_size=64 detector.max_size=96 \
@@ -108,7 +115,7 @@ fi
 
 # ------------------------------------------------------------------ checkpoints [checkpoints]
 if want checkpoints; then
-"$PY" -c "from pathlib import Path; from tests.test_fault_configs import write_bad_checkpoints as w; w(Path('$WORK'))" \
+"$PY" -c "from pathlib import Path; from tests.config.test_fault_configs import write_bad_checkpoints as w; w(Path('$WORK'))" \
     >/dev/null 2>&1 || report bad-checkpoints 1 "could not write the bad checkpoints"
 "$PY" -c "from PIL import Image; Image.new('RGB', (16, 16), (200, 30, 30)).save('$WORK/photo.png')"
 for kind in foreign truncated missing; do
@@ -140,7 +147,7 @@ fi
 
 # ------------------------------------------------------------------ hostile images [images]
 if want images; then
-"$PY" -c "from pathlib import Path; from tests.test_fault_images import write_training_set as w; w(Path('$WORK/hostile'))"
+"$PY" -c "from pathlib import Path; from tests.data.test_fault_images import write_training_set as w; w(Path('$WORK/hostile'))"
 bad_files=(d_truncated.jpg e_empty.JPG g_text.jpeg i_bomb.png)
 for workers in 0 2; do
     run pretrain $(tiny "$WORK" "hostile$workers") data.source=folder data.root="$WORK/hostile" \
@@ -350,7 +357,7 @@ expect_one_line_error colorize-out-is-a-file "--out" "$WORK/a_file"
 run "$PY" -m lit_colorization.cli.colorize --ckpt "$WORK/weights/good.ckpt" --out "$WORK/out_bad" --size -8 "$WORK/red.png"
 expect_one_line_error colorize-negative-size "--size" "-8"
 study="$("$PY" -c "
-from pathlib import Path; from tests.test_study_app import make_study; from lit_colorization.study.app import create_app
+from pathlib import Path; from tests.study.test_study_app import make_study; from lit_colorization.study.app import create_app
 client = create_app(make_study(Path('$WORK/study')), Path('$WORK/study.sqlite'), trials=2).test_client()
 client.post('/start')
 print(client.get('/image/0/left').status_code, client.get('/image/99999999999999999999999/left').status_code,
@@ -384,4 +391,161 @@ warning="$(grep -i "warning.*$xml" <<<"$OUT" | head -1)"
     || report voc-boxes-outside-image 1 "exit $RC, no warning naming $xml: $(tail -c 300 <<<"$OUT")"
 fi
 
+# ------------------------------------------------------------------ shard folders are data, not code [shards]
+if want shards; then
+need shards
+shard_run() { pretrain $(tiny "$WORK" "$1") data.source=shards data.root="$WORK/shards/$2" "${@:3}"; }
+rm -f "$WORK/shards/pickle_ran"
+run shard_run sh_pickled pickled
+expect_one_line_error shard-index-names-pickle "$WORK/shards/pickled/train/index.json" "data_format" "pickle"
+[[ ! -e "$WORK/shards/pickle_ran" ]] \
+    && report shard-pickle-never-runs 0 "the payload's marker file was not created" \
+    || report shard-pickle-never-runs 1 "the pickled payload ran: $WORK/shards/pickle_ran exists"
+run shard_run sh_foreign foreign_type
+expect_one_line_error shard-foreign-field-type "$WORK/shards/foreign_type/train/index.json" "data_format"
+run shard_run sh_not_json not_json
+expect_one_line_error shard-index-not-json "$WORK/shards/not_json/train/index.json" "not a readable JSON"
+run shard_run sh_empty empty_index
+expect_one_line_error shard-index-empty "$WORK/shards/empty_index/train/index.json"
+run shard_run sh_outside outside_chunk
+expect_one_line_error shard-chunk-outside-folder "$WORK/shards/outside_chunk/train/index.json" "chunk file name"
+run shard_run sh_truncated truncated_chunk data.num_workers=0
+expect_one_line_error shard-truncated-chunk "$WORK/shards/truncated_chunk/train" "unreadable shard sample"
+for size in 0 -5 64XB; do
+    run "$PY" -m lit_colorization.cli.shards --data "$WORK/shards/images" --out "$WORK/shards_out_$size" --chunk-bytes "$size"
+    expect_one_line_error "shards-chunk-bytes-$size" "--chunk-bytes" "'$size'"
+done
+mkdir -p "$WORK/shards_used/val" && : >"$WORK/shards_used/val/old"
+run "$PY" -m lit_colorization.cli.shards --data "$WORK/shards/images" --out "$WORK/shards_used" --workers 1
+expect_one_line_error shards-val-checked-first "$WORK/shards_used/val already holds files"
+[[ ! -e "$WORK/shards_used/train" ]] && report shards-nothing-written 0 "OUT/train was not written" \
+    || report shards-nothing-written 1 "OUT/train was written before OUT/val was refused"
+run env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_PROFILE AWS_EC2_METADATA_DISABLED=true \
+    AWS_SHARED_CREDENTIALS_FILE="$WORK/none" AWS_CONFIG_FILE="$WORK/none" \
+    "$PY" -m lit_colorization.cli.shards --data "$WORK/shards/images" --out s3://no-such-bucket/shards
+expect_one_line_error shards-s3-without-credentials "s3://no-such-bucket/shards/train" "no AWS credentials"
+run shard_run sh_online good data.batch_size=2 data.num_workers=0 trainer.checkpoint_every_n_steps=1 logger.kind=none
+[[ $RC == 0 && -s "$WORK/sh_online/online_eval.json" ]] && ! grep -q "0 class" <<<"$OUT" \
+    && report shards-online-eval 0 "online evaluation ran on shards (classes from the shards' index): online_eval.json written" \
+    || report shards-online-eval 1 "exit $RC, online_eval.json: $(ls "$WORK/sh_online" 2>&1 | tr '\n' ' '): $(grep -m1 'class' <<<"$OUT")"
+[[ $RC == 0 ]] && ! grep -q "weights_only" <<<"$OUT" \
+    && report checkpoint-save-says-weights-only 0 "no 'weights_only was not set' line at the checkpoint saves" \
+    || report checkpoint-save-says-weights-only 1 "$(grep -m1 weights_only <<<"$OUT")"
+fi
+
+# ------------------------------------------------------------------ a failing worker ends the run [hangs]
+if want hangs; then
+need shards
+for source in shards folder; do
+    root="$WORK/shards/images_bad"
+    if [[ ! -e "$root" ]]; then
+        cp -r "$WORK/shards/images" "$root" && printf 'not a jpeg' >"$root/train/class0/00.jpg"
+        "$PY" -m lit_colorization.cli.shards --data "$root" --out "$WORK/shards/bad" --workers 1 --index-cache null >/dev/null 2>&1
+    fi
+    [[ $source == shards ]] && where="$WORK/shards/bad" || where="$root"
+    run timeout 300 "$PY" -m lit_colorization.cli.pretrain $(tiny "$WORK" "hang_$source") data.source=$source \
+        data.root="$where" data.strict=true data.num_workers=2 data.batch_size=2 data.index_cache=null
+    survivors=($(pgrep -f "run=hang_$source"))  # this case's own processes: its run name is in their command line
+    left=${#survivors[@]}
+    for survivor in "${survivors[@]}"; do kill -KILL "$survivor" 2>/dev/null; done
+    if [[ $RC == 124 ]]; then report "worker-error-ends-run-$source" 1 "still running after 300 s: $(tail -c 200 <<<"$OUT")"
+    elif [[ $left != 0 ]]; then report "worker-error-ends-run-$source" 1 "$left processes outlived the run"
+    else expect_one_line_error "worker-error-ends-run-$source" "unreadable image" "00.jpg"; fi
+done
+fi
+
+# ------------------------------------------------------------------ run names and run folders [runpaths]
+if want runpaths; then
+mkdir -p "$WORK/rp/runs" && echo kept >"$WORK/rp/config.yaml"
+for name in .. . "$(printf 'x%.0s' $(seq 300))"; do
+    run pretrain $(tiny "$WORK/rp/runs" "$name")
+    expect_one_line_error "run-name-${#name}-chars${name//[^.]/}" "config key 'run'" "one folder name"
+done
+[[ "$(cat "$WORK/rp/config.yaml")" == kept && -z "$(ls "$WORK/rp/runs")" ]] \
+    && report run-name-nothing-written 0 "the parent's config.yaml is intact and runs/ is empty" \
+    || report run-name-nothing-written 1 "config.yaml: $(cat "$WORK/rp/config.yaml"); runs/: $(ls "$WORK/rp/runs")"
+mkdir -p "$WORK/rp/readonly" && unwritable "$WORK/rp/readonly"
+run pretrain $(tiny "$WORK/rp/readonly" r)
+expect_one_line_error runs-dir-read-only "$WORK/rp/readonly/r: cannot write the run folder"
+for pid in '"abc"' 99999999999999999999999; do
+    mkdir -p "$WORK/rp/runs/locked" && echo "{\"pid\": $pid, \"host\": \"$(hostname)\"}" >"$WORK/rp/runs/locked/run.lock"
+    run pretrain $(tiny "$WORK/rp/runs" locked)
+    expect_one_line_error "run-lock-pid-${pid//\"/}" "$WORK/rp/runs/locked/run.lock: not a run lock"
+done
+fi
+
+# ------------------------------------------------------------------ a stop signal during the prior pass [prior-signal]
+if want prior-signal; then
+for signal in TERM USR1; do
+    log="$WORK/prior_$signal.log"
+    setsid "$PY" -m lit_colorization.cli.pretrain $(tiny "$WORK" "prior_$signal") data.synthetic_train_images=4000 \
+        data.num_workers=1 logger.kind=none >"$log" 2>&1 &
+    pid=$!
+    for _ in $(seq 600); do grep -q "prior: .*[1-9][0-9]*/" "$log" 2>/dev/null && break; kill -0 $pid 2>/dev/null || break; sleep 0.2; done
+    kill -$signal -- -$pid 2>/dev/null
+    wait $pid
+    rc=$?
+    if [[ $rc == 75 && ! -e "$WORK/prior_$signal/run.lock" ]] && grep -q "SIG$signal before training started" "$log"; then
+        run pretrain $(tiny "$WORK" "prior_$signal") resume=auto trainer.max_steps=1 logger.kind=none
+        [[ $RC == 0 && -f "$WORK/prior_$signal/checkpoints/last.ckpt" ]] \
+            && report "sig${signal,,}-during-prior-pass" 0 "exit 75, no run.lock left; resume=auto then trained to step 1" \
+            || report "sig${signal,,}-during-prior-pass" 1 "resume=auto: exit $RC: $(tail -c 300 <<<"$OUT")"
+    else
+        report "sig${signal,,}-during-prior-pass" 1 "exit $rc, run.lock: $(ls "$WORK/prior_$signal" 2>&1 | tr '\n' ' '): $(tail -c 200 "$log")"
+    fi
+done
+fi
+
+# ------------------------------------------------------------------ VOC, results and file index surfaces [surfaces]
+if want surfaces; then
+need voc
+need weights
+voc07="$WORK/voc_bad/truncated_image/VOCdevkit/VOC2007"
+image="$voc07/JPEGImages/$(head -1 "$voc07/ImageSets/Main/test.txt").jpg"
+run voc_cls data.root="$WORK/voc_bad/truncated_image" data.num_workers=2 run=truncated
+expect_one_line_error voc-cls-truncated-jpeg "$image: unreadable image"
+run voc_cls data.root="$WORK/voc_bad/no_dog" data.num_workers=0 run=low low_shot=true "svm.low_shot_k=[1]" svm.low_shot_samples=1
+expect_one_line_error voc-low-shot-class-without-positives "class 'dog'"
+results="$WORK/range/transfer.jsonl"
+mkdir -p "$WORK/range"
+row='{"task": "linear-probe", "schema": 2, "model": "alexnet", "pretrain_run": "a", "val_images": 50'
+printf '%s, "layer": "conv1", "top1": 20}\n%s, "layer": "conv2", "top1": 150}\n' "$row" "$row" >"$results"
+for command in compare dashboard; do
+    run "$PY" -m transfer.cli.$command --results "$results"
+    [[ $RC == 0 && "$OUT" == *conv1* ]] && grep -q "$results:2: 'top1' is 150" <<<"$OUT" \
+        && report "$command-out-of-range-row" 0 "the report printed; $(grep -m1 "$results:2" <<<"$OUT" | cut -c1-160)" \
+        || report "$command-out-of-range-row" 1 "exit $RC: $(tail -c 300 <<<"$OUT")"
+done
+need shards
+run pretrain $(tiny "$WORK" index) data.source=folder data.root="$WORK/shards/images" data.index_cache="$WORK/index" \
+    trainer.max_steps=1 data.batch_size=2 logger.kind=none
+"$PY" -c "
+import glob, numpy as np
+for path in glob.glob('$WORK/index/images-train-*.npz'):
+    arrays = dict(np.load(path))
+    arrays['mtimes'] = arrays['mtimes'][:0]
+    np.savez(path[:-4], **arrays)"
+run pretrain $(tiny "$WORK" index2) data.source=folder data.root="$WORK/shards/images" data.index_cache="$WORK/index" \
+    trainer.max_steps=1 data.batch_size=2 logger.kind=none
+line="$(grep -m1 "inconsistent" <<<"$OUT")"
+[[ $RC == 0 && "$line" == *"$WORK/index/images-train-"* ]] \
+    && report file-index-arrays-disagree 0 "listed again: $(cut -c1-200 <<<"$line")" \
+    || report file-index-arrays-disagree 1 "exit $RC: $(tail -c 300 <<<"$OUT")"
+fi
+
+# ------------------------------------------------------------------ colorize in bounded memory [memory]
+if want memory; then
+need weights
+need photo
+"$PY" benchmarks/big_photo.py 4000 "$WORK/big4000.jpg"
+peak() { /usr/bin/time -f "%M" "$PY" -m lit_colorization.cli.colorize --ckpt "$WORK/weights/good.ckpt" --out "$WORK/$1" "$2" 2>&1 >/dev/null | tail -1; }
+small="$(peak mem_small "$WORK/red.png")"
+big="$(peak mem_big "$WORK/big4000.jpg")"
+grown=$(( (big - small) / 1024 ))
+[[ -f "$WORK/mem_big/big4000.png" && $grown -lt 640 ]] \
+    && report colorize-4000x4000-memory 0 "peak ${big} kB, ${grown} MB above a 16x16 photo's (at once in float: about 2500 MB)" \
+    || report colorize-4000x4000-memory 1 "peak ${big} kB, ${grown} MB above a 16x16 photo's"
+fi
+
+echo "fault drill: $PASSED_CASES passed, $FAILED_CASES failed (${ONLY:-all sections})"
 exit $FAILED

@@ -594,26 +594,6 @@ def plot_linear_probe(series: Sequence[ProbeSeries], path: str | Path) -> Path:
     return path
 
 
-# What a stored percentage may be: anything else (a mAP of 6320) is a corrupt row, refused by name.
-PERCENT_FIELDS = ("top1", "top5", "map", "miou", "map_std")
-
-
-def out_of_range(row: ResultRow, source: str | Path) -> str | None:
-    """A one-line refusal naming the file and line of a row whose percentage lies outside [0, 100], else None.
-
-    ``row`` is as stored; it is checked in percent (``in_current_units``) and named with its stored value.
-    """
-    converted = in_current_units(row).data
-    for key in PERCENT_FIELDS:
-        value = converted.get(key)
-        if _is_number(value) and not 0 <= float(value) <= 100:
-            return (
-                f"{source} line {row.line}: {row.task} {key}={row.data[key]:g} is outside [0, 100] (a percentage), "
-                "skipped"
-            )
-    return None
-
-
 class ComparisonRow(NamedTuple):
     """One number of ours beside the paper's: keyed by (task, network, protocol, dataset) and the setting."""
 
@@ -767,14 +747,10 @@ def comparison_csv(table: Sequence[ComparisonRow]) -> str:
 def compare(results_path: str | Path, plot_path: str | Path) -> str:
     """The report text for ``results_path``; writes the linear-probe plot to ``plot_path`` and, beside it,
     ``compare.md`` and ``compare.csv`` (ours, the paper's number and the difference per row)."""
-    results = read_results(results_path)
-    rows, refused = [], []
-    for row in results.rows:
-        problem = out_of_range(row, results_path)
-        refused += [] if problem is None else [problem]
-        rows += [in_current_units(row)] if problem is None else []
+    results = read_results(results_path)  # rows out of range are skipped there, each named in results.skipped
+    rows = [in_current_units(row) for row in results.rows]
     sections = build_sections(rows)
-    problems = [*results.skipped, *refused, *(p for section in sections for p in section.problems)]
+    problems = [*results.skipped, *(p for section in sections for p in section.problems)]
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
     series, _ = probe_series([row for row in latest_of_each_run(rows) if row.task == LINEAR_PROBE])

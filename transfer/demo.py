@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lit_colorization.color.pictures import to_uint8_image
 from lit_colorization.config.schema import PretrainConfig
 from lit_colorization.data.embedded import load_embedded_photos
 from lit_colorization.inference.colorizer import colorize_rgb, load_colorizer
@@ -64,9 +63,7 @@ def photo_report(checkpoint: Path, report_dir: Path, temperature: float) -> Path
     colorizer = load_colorizer(checkpoint)
     rows = []
     for photo in load_embedded_photos():
-        colorized = to_uint8_image(
-            colorize_rgb(colorizer, torch.from_numpy(photo.image), temperature, input_size=256)
-        )
+        colorized = colorize_rgb(colorizer, torch.from_numpy(photo.image), temperature, input_size=256)
         save_png(colorized, report_dir / "colorized" / f"{photo.name}.png")
         gray = np.repeat(np.asarray(Image.fromarray(photo.image).convert("L"))[..., None], 3, axis=2)
         rows.append(np.concatenate([_thumbnail(image) for image in (gray, colorized, photo.image)], axis=1))

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import logging
+import multiprocessing
 import os
+import signal
 import sys
+import threading
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +33,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from lit_colorization.store.checkpoint import CheckpointError  # imports torch: only once a command runs
 
     return (ConfigError, CheckpointError, FileNotFoundError, ValueError)
+
+
+# Refused writes (no permission, a read-only filesystem, a full disk): the user's to fix, named in one line.
+REFUSED_WRITES = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
 
 
 def one_line(error: BaseException) -> str:
@@ -51,9 +59,34 @@ def run_cli(main: Callable[[], None]) -> None:
     try:
         main()
     except Exception as error:
+        end_child_processes()
+        if isinstance(error, OSError) and error.errno in REFUSED_WRITES:
+            name = error.filename if error.filename is not None else "a file"
+            fail(OSError(f"{name}: {error.strerror}; run with write access there or choose another folder"))
         if not isinstance(error, user_errors()):
             raise
         fail(error)
+    except BaseException:
+        end_child_processes()
+        raise
+
+
+def end_child_processes() -> None:
+    """Kill this process's DataLoader workers on the way out of a failed or stopped command.
+
+    Workers ignore SIGTERM (data/datamodule.py: the main process answers a scheduler's signal), and a loader whose
+    iterator an exception still references is not shut down before ``multiprocessing``'s exit handler, which
+    sends them SIGTERM and waits for them: without this, the process would print its error and never exit.
+    They only read data, so SIGKILL loses nothing.
+    """
+    children = multiprocessing.active_children()
+    if children and threading.current_thread() is threading.main_thread():
+        # PyTorch's SIGCHLD handler would report each killed worker as a failure of its own.
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for child in children:
+        child.kill()
+    for child in multiprocessing.active_children():
+        child.join(timeout=10)
 
 
 def fail(error: BaseException) -> None:

@@ -112,9 +112,25 @@ def require(condition: bool, key: str, expected: str, value: Any) -> None:
         raise ConfigError(f"config key '{key}': expected {expected}, got {value!r}")
 
 
-def require_folder_name(key: str, value: str | None, expected: str = "a name without '/'") -> None:
-    """``value`` names one folder under a runs directory; None (the command picks the name) passes."""
-    require(value is None or (bool(value) and "/" not in value), key, expected, value)
+MAX_FOLDER_NAME_BYTES = 100  # well under a filesystem's 255, leaving room for the prefixes commands add
+
+
+def require_folder_name(key: str, value: str | None, expected: str = "a name") -> None:
+    """``value`` names one folder under a runs directory, as a single safe path component (not '.' or '..', no
+    separator or control character, at most ``MAX_FOLDER_NAME_BYTES`` bytes); None (the command picks it) passes."""
+    safe = value is None or (
+        isinstance(value, str)
+        and value not in ("", ".", "..")
+        and not any(char in value for char in "/\\")
+        and value.isprintable()
+        and len(value.encode("utf-8", "surrogateescape")) <= MAX_FOLDER_NAME_BYTES
+    )
+    require(
+        safe,
+        key,
+        f"{expected}: one folder name, not '.' or '..', without '/' or '\\', at most {MAX_FOLDER_NAME_BYTES} bytes",
+        value if value is None or len(value) <= 120 else value[:60] + f"... ({len(value)} characters)",
+    )
 
 
 def require_results_path(results: str) -> None:

@@ -9,6 +9,7 @@ trained on yet; validation gets Lightning's `DistributedSampler`. Crops come fro
 from __future__ import annotations
 
 import functools
+import logging
 import signal
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,8 @@ from lit_colorization.data.synthetic import SyntheticColorDataset
 
 if TYPE_CHECKING:
     from lightning.pytorch.loops.fit_loop import _FitLoop
+
+log = logging.getLogger(__name__)
 
 
 def evenly_spaced_indices(length: int, count: int) -> list[int]:
@@ -139,13 +142,22 @@ class ColorizationDataModule(LightningDataModule):
         if self.config.source == "shards":
             # The streaming datasets are made by each loader call: they take their share of the data from the
             # process group as it is then (the prior's pass runs before DDP starts).
-            from lit_colorization.data.shards import check_split
+            from lit_colorization.data.shards import check_split, index_of
 
             cfg = self.config
             self._shard_splits = {
                 split: check_split(cfg.root, split) for split in (cfg.train_split, cfg.val_split)
             }
-            self._classes = []  # shards keep each image's label, not the class names
+            indexes = {split: index_of(location) for split, location in self._shard_splits.items()}
+            self._shard_samples = indexes[cfg.train_split].samples
+            # Shards written before they recorded their classes keep only each image's label.
+            self._classes = indexes[cfg.train_split].classes or []
+            if not self._classes:
+                log.warning(
+                    "%s: the shards record no class names (written by an older make shards); write them again "
+                    "for online evaluation",
+                    self._shard_splits[cfg.train_split],
+                )
             return
         train, val, classes = build_datasets(self.config)
         if self.config.max_val_images is not None:
@@ -239,6 +251,22 @@ class ColorizationDataModule(LightningDataModule):
         """Labelled training crops for a feature bank: ``count`` samples spread evenly over the training set,
         every ``world_size``-th of them from ``rank`` on, read in order as validation reads its own."""
         self._require_setup()
+        if self.config.source == "shards":
+            from lit_colorization.data.shards import ShardImages
+
+            cfg = self.config
+            # Read by index, in order: each sample's own crop as validation takes it, from a dataset of all shards.
+            dataset = ShardImages(
+                self._shard_splits[cfg.train_split],
+                False,
+                cfg.seed,
+                cfg.decode,
+                cfg.crop_size,
+                resize_rule(cfg),
+                cfg.strict,
+            )
+            indices = evenly_spaced_indices(self._shard_samples, count)[rank::world_size]
+            return self._loader(Subset(dataset, indices), sampler=None, train=False, persistent=False)
         indices = evenly_spaced_indices(len(self._train), count)[rank::world_size]
         # Read once per validation by a callback that Lightning does not tear down: persistent workers would
         # outlive the fit, and their parent would wait for them at exit while they ignore SIGTERM.

@@ -116,15 +116,38 @@ def read_index(path: Path, split_path: str) -> tuple[SplitListing | None, str]:
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
         reason = str(error).splitlines()[0] if str(error) else "empty"
         return None, f"unreadable ({type(error).__name__}: {reason})"
+    problem = inconsistency(arrays)
+    if problem:
+        return None, f"inconsistent ({problem})"
     if int(arrays["format"]) != INDEX_FORMAT or str(arrays["split"]) != os.path.realpath(split_path):
         return None, "written for another split or by another version"
     changed = first_changed_folder(split_path, arrays["folders"], arrays["mtimes"])
     if changed is not None:
         return None, f"{changed} changed since it was listed"
-    listing = SplitListing([str(name) for name in arrays["classes"]], arrays["paths"], arrays["labels"])
-    if len(listing.labels) != len(listing.paths) or not listing.classes:
-        return None, "inconsistent (as many labels as paths and at least one class expected)"
-    return SplitListing(listing.classes, listing.paths, listing.labels.astype(np.int64)), ""
+    classes = [str(name) for name in arrays["classes"]]
+    return SplitListing(classes, arrays["paths"], arrays["labels"].astype(np.int64)), ""
+
+
+def inconsistency(arrays: dict[str, np.ndarray]) -> str:
+    """What is wrong with the arrays of an index file as ``write_index`` writes them, "" when nothing is: a file
+    another version or a hand edit left must be listed again, not trusted nor refused."""
+    kinds = {"format": "iu", "split": "U", "classes": "U", "paths": "S", "labels": "iu", "folders": "U"}
+    kinds["mtimes"] = "iu"
+    for name, kind in kinds.items():
+        if arrays[name].dtype.kind not in kind:
+            return f"{name} has dtype {arrays[name].dtype}"
+    if arrays["format"].ndim or arrays["split"].ndim:
+        return "format and split must be single values"
+    if any(arrays[name].ndim != 1 for name in ("classes", "paths", "labels", "folders", "mtimes")):
+        return "classes, paths, labels, folders and mtimes must be lists"
+    if len(arrays["labels"]) != len(arrays["paths"]) or len(arrays["folders"]) != len(arrays["mtimes"]):
+        return "as many labels as paths and as many mtimes as folders expected"
+    if not len(arrays["classes"]):
+        return "no class"
+    labels = arrays["labels"]
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(arrays["classes"])):
+        return f"labels outside 0..{len(arrays['classes']) - 1}"
+    return ""
 
 
 def first_changed_folder(split_path: str, folders: np.ndarray, mtimes: np.ndarray) -> str | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import warnings
 
 import numpy as np
@@ -70,7 +71,9 @@ def _decode(path: str | io.BytesIO) -> np.ndarray:
 def _describe(error: Exception) -> str:
     if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
         return _one_line(f"too many pixels, possible decompression bomb ({error})")
-    return _one_line(f"{type(error).__name__}: {error}")
+    # Bytes read already (from a shard) are named by the caller, not by the buffer's repr.
+    text = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "its bytes", str(error))
+    return _one_line(f"{type(error).__name__}: {text}")
 
 
 def _to_rgb_array(image: Image.Image) -> np.ndarray:

@@ -75,7 +75,7 @@ def validate_eval_config(config: EvalColorConfig) -> None:
         "a positive integer",
         config.classifier_input_size,
     )
-    require_folder_name("name", config.name, "a folder name without '/'")
+    require_folder_name("name", config.name, "a folder name")
     require_results_path(config.results)
     if config.classifier not in list_classifiers():
         raise ConfigError(

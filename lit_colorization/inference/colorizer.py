@@ -16,13 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from lit_colorization.color import ANNEALED_MEAN_TEMPERATURE, rgb_to_lab
-from lit_colorization.color.pictures import lab_batch_to_rgb
-from lit_colorization.inference.network_output import predict_full_resolution_ab
-from lit_colorization.inference.official import RELEASE_TEMPERATURE, release_colorize
+from lit_colorization.color.pictures import lab_batch_to_rgb, to_uint8_image
+from lit_colorization.inference.network_output import predict_ab
+from lit_colorization.inference.official import RELEASE_TEMPERATURE, release_ab
+from lit_colorization.inference.tiles import bands, resize_rows
 from lit_colorization.models import ColorizationNet, create_model
 from lit_colorization.models.eccv16 import convert_official_eccv16_state_dict
 from lit_colorization.store.checkpoint import (
@@ -90,22 +92,36 @@ def load_colorizer(path: str | Path, weights_format: str = "lit", device: str = 
 
 def colorize_rgb(
     colorizer: Colorizer, rgb_uint8: Tensor, temperature: float | None, input_size: int | None
-) -> Tensor:
-    """H x W x 3 uint8 RGB -> 3 x H x W colorized RGB in [0, 1] at the same size, with the input's own L.
+) -> np.ndarray:
+    """H x W x 3 uint8 RGB -> H x W x 3 uint8 colorized RGB at the same size, with the input's own L.
 
     ``temperature`` None: the format's own decoding. Official weights go through the release demo's pipeline.
+    The network sees the photo at ``input_size`` (None: its own size); the full-resolution work is done a band
+    of rows at a time (``inference/tiles.py``), so that memory beyond the photo's own uint8 copies stays bounded.
     """
     temperature = colorizer.temperature(temperature)
+    device = colorizer.bins.device
     if colorizer.weights_format == "official":
-        colorized = release_colorize(colorizer.network, colorizer.bins, rgb_uint8, temperature, input_size)
+        ab, lightness_of = release_ab(colorizer.network, colorizer.bins, rgb_uint8, temperature, input_size)
     else:
-        rgb = rgb_uint8.permute(2, 0, 1).unsqueeze(0).to(colorizer.bins.device).float() / 255
-        lightness = rgb_to_lab(rgb)[:, :1]
-        ab = predict_full_resolution_ab(
-            colorizer.network, lightness, colorizer.bins, temperature, colorizer.regression, input_size
+        ab = predict_ab(
+            colorizer.network, rgb_uint8, colorizer.bins, temperature, colorizer.regression, input_size
         )
-        colorized = lab_batch_to_rgb(lightness, ab)[0]
-    # A NaN in the prediction turns the whole pixel, its own lightness too, black.
-    if not bool(torch.isfinite(colorized).all()):
-        raise ValueError("the network's prediction is not finite (NaN or infinity); its weights are broken")
+
+        def lightness_of(rows: Tensor) -> Tensor:
+            rgb = rows.permute(2, 0, 1).unsqueeze(0).to(device).float() / 255
+            return rgb_to_lab(rgb)[:, :1]
+
+    height, width = rgb_uint8.shape[:2]
+    colorized = np.empty((height, width, 3), dtype=np.uint8)
+    for start, stop in bands(height, width):
+        band = lab_batch_to_rgb(
+            lightness_of(rgb_uint8[start:stop]), resize_rows(ab, (height, width), start, stop)
+        )
+        # A NaN in the prediction turns the whole pixel, its own lightness too, black.
+        if not bool(torch.isfinite(band).all()):
+            raise ValueError(
+                "the network's prediction is not finite (NaN or infinity); its weights are broken"
+            )
+        colorized[start:stop] = to_uint8_image(band[0])
     return colorized

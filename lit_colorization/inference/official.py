@@ -9,6 +9,8 @@ means following those steps, so ``colorize --weights-format official`` gives wha
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -16,7 +18,6 @@ from PIL import Image
 from torch import Tensor
 
 from lit_colorization.color import annealed_mean, rgb_to_lab
-from lit_colorization.color.pictures import lab_batch_to_rgb
 from lit_colorization.models import ColorizationNet
 
 # The release's own decoding is a plain softmax: annealing at T = 1 (docs/reference.md section 3).
@@ -30,23 +31,23 @@ def _lightness(rgb_uint8: np.ndarray, device: torch.device) -> Tensor:
 
 
 @torch.no_grad()
-def release_colorize(
+def release_ab(
     network: ColorizationNet, bins: Tensor, rgb_uint8: Tensor, temperature: float, input_size: int | None
-) -> Tensor:
-    """H x W x 3 uint8 RGB -> 3 x H x W RGB in [0, 1], by the demo's pipeline.
+) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+    """The demo's pipeline up to the photo's size: (1 x 2 x h x w ab, upsampled x4 as the demo does; the function
+    giving the ``L`` of rows of the photo, H' x W x 3 uint8 -> 1 x 1 x H' x W). The demo's last step, a bilinear
+    resize of that ab to the photo's size joined to its ``L``, is the caller's, a band of rows at a time.
 
     ``input_size`` is the side of the square the photo is resized to (the demo's 256); None feeds the photo at
     its own size. ``temperature`` anneals the softmax; ``RELEASE_TEMPERATURE`` is the release's own output.
     """
     device = bins.device
     photo = rgb_uint8.cpu().numpy()
-    lightness = _lightness(photo, device)
     if input_size is None:
-        network_input = lightness
+        network_input = _lightness(photo, device)
     else:
         resized = Image.fromarray(photo).resize((input_size, input_size), Image.Resampling.BICUBIC)
         network_input = _lightness(np.asarray(resized), device)
     ab = annealed_mean(network(network_input), bins, temperature)
     ab = F.interpolate(ab, scale_factor=network.output_stride, mode="bilinear", align_corners=False)
-    ab = F.interpolate(ab, size=lightness.shape[-2:], mode="bilinear", align_corners=False)
-    return lab_batch_to_rgb(lightness, ab)[0]
+    return ab, lambda rows: _lightness(rows.cpu().numpy(), device)

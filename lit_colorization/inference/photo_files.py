@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from lit_colorization.color.pictures import to_uint8_image
 from lit_colorization.data.images import read_rgb
 from lit_colorization.data.listing import list_images
 from lit_colorization.inference.colorizer import (
@@ -141,7 +140,7 @@ def colorize_files(
             colorized = colorize_rgb(colorizer, torch.from_numpy(rgb), temperature, size or None)
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from None
-        save_png(to_uint8_image(colorized), target)
+        save_png(colorized, target)
         written += 1
     print(
         f"colorized {written} image(s) into {out_dir}"

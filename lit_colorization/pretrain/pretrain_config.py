@@ -88,7 +88,7 @@ def validate_pretrain_config(config: PretrainConfig) -> None:
     )
     bias_decay = config.optim.bias_weight_decay
     require(bias_decay is None or bias_decay >= 0, "optim.bias_weight_decay", "null or >= 0", bias_decay)
-    require_folder_name("run", config.run, "a run name without '/'")
+    require_folder_name("run", config.run, "a run name")
     for optional_file in ("bins_path", "prior_path"):
         value = getattr(config.targets, optional_file)
         if value is not None and not Path(value).is_file():

@@ -43,7 +43,7 @@ from lit_colorization.pretrain.module import ColorizationModule
 from lit_colorization.pretrain.priors import load_prior, prior_from_datamodule, save_prior
 from lit_colorization.runtime.guards import NoColourGuard, NonFiniteLossGuard, StepCheckpoint
 from lit_colorization.runtime.perf import device_type, settings_for
-from lit_colorization.runtime.preemption import StopOnSignal
+from lit_colorization.runtime.preemption import StopOnSignal, StopSignals
 from lit_colorization.runtime.scaling import RunScale, WorldSizeCheck, resolve_scale, sync_batchnorm
 from lit_colorization.runtime.trainer import lightning_trainer_args
 from lit_colorization.store.atomic import write_text
@@ -156,6 +156,7 @@ def build_trainer(
     logger,
     extra_callbacks: Sequence[Callback] = (),
     sync_batchnorm: bool = False,
+    signals: StopSignals | None = None,
 ) -> L.Trainer:
     trainer = config.trainer
     checkpoint_dir = run_dir / "checkpoints"
@@ -186,7 +187,7 @@ def build_trainer(
     ]
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
-    callbacks.append(StopOnSignal(last))  # last: the other callbacks finish the step it stops after
+    callbacks.append(StopOnSignal(last, signals))  # last: the other callbacks finish the step it stops after
     return L.Trainer(
         default_root_dir=run_dir,
         max_steps=scale.max_steps,
@@ -213,11 +214,13 @@ def pretrain(config: PretrainConfig, extra_callbacks: Sequence[Callback] = ()) -
     Global rank 0 holds the run folder's lock from before its first write to the end, however the run ends.
     """
     run_dir = Path(config.runs_dir) / config.run
-    with RunLock(run_dir) if rank_zero_only.rank == 0 else contextlib.nullcontext():
-        return train_in(run_dir, config, extra_callbacks)
+    with RunLock(run_dir) if rank_zero_only.rank == 0 else contextlib.nullcontext(), StopSignals() as signals:
+        return train_in(run_dir, config, extra_callbacks, signals)
 
 
-def train_in(run_dir: Path, config: PretrainConfig, extra_callbacks: Sequence[Callback]) -> Path:
+def train_in(
+    run_dir: Path, config: PretrainConfig, extra_callbacks: Sequence[Callback], signals: StopSignals
+) -> Path:
     scale = resolve_scale(config)
     synced = sync_batchnorm(
         config.trainer.sync_batchnorm, device_type(config.trainer.accelerator), scale.world_size
@@ -252,13 +255,16 @@ def train_in(run_dir: Path, config: PretrainConfig, extra_callbacks: Sequence[Ca
         )  # W&B has them from its start; the CSV logger's hparams.yaml from here
     if synced:
         log.info("BatchNorm statistics over the global batch of %d (SyncBatchNorm)", scale.global_batch)
-    trainer = build_trainer(config, scale, run_dir, logger, extra_callbacks, sync_batchnorm=synced)
+    trainer = build_trainer(
+        config, scale, run_dir, logger, extra_callbacks, sync_batchnorm=synced, signals=signals
+    )
     if resume is None and config.trainer.validate_before_training:
         # The untrained network's scores, logged at step 0, are what training is measured against.
         trainer.validate(module, datamodule=datamodule, verbose=False)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=NOT_RESUMABLE_WARNING, category=PossibleUserWarning)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+        # The resumed file is data: read as plain containers and tensors (store/checkpoint.py writes it so).
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     if trainer.is_global_zero:
         print(f"run folder: {run_dir}  (last checkpoint: {run_dir / 'checkpoints' / 'last.ckpt'})")
     return run_dir

@@ -57,7 +57,7 @@ def load_prior(path: str | Path, num_bins: int) -> Tensor:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: prior file not found")
     try:
-        prior = np.load(path)
+        prior = np.load(path, allow_pickle=False)  # a file from elsewhere is data
     except (ValueError, OSError) as error:
         raise ValueError(f"{path}: not a readable .npy prior: {error}") from None
     if prior.shape != (num_bins,):

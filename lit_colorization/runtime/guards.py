@@ -76,7 +76,9 @@ class StepCheckpoint(Callback):
         """Write ``path`` now, from ``on_train_batch_end``, unless it already holds this step; every rank calls it,
         rank 0 writes. ``wait``: return only once the file is written (an asynchronous writer finishes first)."""
         if trainer.global_step != self._last_saved_step:  # an optimizer step since the last save
-            trainer.save_checkpoint(self.path)
+            # The whole training state (optimizer, loops, loader position): what resume needs. Said explicitly,
+            # or Lightning logs at every save that it defaulted to it.
+            trainer.save_checkpoint(self.path, weights_only=False)
             self._last_saved_step = trainer.global_step
             self._last_saved_time = time.monotonic()
         if wait:

@@ -14,8 +14,10 @@ Lightning's own handlers are replaced while they would act: its SIGTERM handler 
 signal (the others would wait forever in the next all-reduce), and its SLURM requeue handler writes a checkpoint
 from inside the signal handler, in the middle of a step. Ours are installed once a Trainer stage has registered
 Lightning's (at the start of validation and of training) and Lightning's teardown puts back what was there before.
-A signal during a validation is acted on at the end of the next training step; one before the first validation
-or step ends the process as usual (there is nothing to save yet).
+A signal during a validation is acted on at the end of the next training step. One before the first Trainer
+stage (while the prior is computed, say: a full pass over the training data) ends the process at once with status
+75 as well (``StopSignals``): there is nothing to save yet, the prior is written whole or not at all, the run lock
+is released on the way out, and ``RESUME=auto`` starts the run again.
 """
 
 from __future__ import annotations
@@ -55,12 +57,57 @@ def exit_code_after_stop(trainer: L.Trainer) -> int:
     return 0 if started_by_lightning and trainer.global_rank > 0 else PREEMPTED_EXIT_CODE
 
 
-class StopOnSignal(Callback):
-    """On SIGTERM or SIGUSR1: ``checkpoint.save`` at the next step's end, then ``RunPreempted`` on every rank."""
+class StopSignals:
+    """``with StopSignals() as signals:`` the stop signals over a whole run (see the module's docstring).
 
-    def __init__(self, checkpoint: StepCheckpoint) -> None:
+    Until ``defer()`` (a Trainer stage has started) a signal raises ``RunPreempted`` at once; after it, a signal is
+    only recorded in ``received``, for ``StopOnSignal`` to act on at a step's end.
+    """
+
+    def __init__(self) -> None:
+        self.received = 0  # the largest signal number received, 0 while none came
+        self.deferred = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():  # Python takes handlers there only
+            self._previous = {signum: signal.signal(signum, self.handle) for signum in STOP_SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+
+    def defer(self) -> None:
+        """From now on, record signals for the step's end (and take them back from Lightning's handlers)."""
+        self.deferred = True
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, self.handle)
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        # Runs between two bytecodes of the main thread.
+        self.received = max(self.received, signum)
+        if self.deferred:
+            return
+        print(
+            f"{signal.Signals(signum).name} before training started: nothing to save yet; exiting with status "
+            f"{PREEMPTED_EXIT_CODE}, continue with RESUME=auto",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise RunPreempted(signum, 0, PREEMPTED_EXIT_CODE)
+
+
+class StopOnSignal(Callback):
+    """On SIGTERM or SIGUSR1: ``checkpoint.save`` at the next step's end, then ``RunPreempted`` on every rank.
+
+    ``signals``: the run's own (``StopSignals``), when it listens from before the Trainer; else one of its own.
+    """
+
+    def __init__(self, checkpoint: StepCheckpoint, signals: StopSignals | None = None) -> None:
         self.checkpoint = checkpoint
-        self.received = 0  # the signal number, 0 while none came
+        self.signals = signals if signals is not None else StopSignals()
         self._group: Any = None  # the process group of the decision; None: the default one
         self._distributed = False
 
@@ -95,19 +142,12 @@ class StopOnSignal(Callback):
         raise RunPreempted(signum, trainer.global_step, exit_code_after_stop(trainer))
 
     def _take_over_signals(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return  # Python takes handlers in the main thread only; Lightning's then stay
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, self._record)
-
-    def _record(self, signum: int, frame: FrameType | None) -> None:
-        # Runs between two bytecodes of the main thread: only a note, acted on at the step's end.
-        self.received = max(self.received, signum)
+        self.signals.defer()  # outside the main thread Python keeps Lightning's handlers
 
     def _agreed_signal(self) -> int:
         """The largest signal number any rank received (SIGTERM over SIGUSR1), 0 when none did."""
         if not self._distributed:
-            return self.received
-        received = torch.tensor([self.received], dtype=torch.int64)
+            return self.signals.received
+        received = torch.tensor([self.signals.received], dtype=torch.int64)
         dist.all_reduce(received, op=dist.ReduceOp.MAX, group=self._group)
         return int(received.item())

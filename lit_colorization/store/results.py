@@ -174,5 +174,33 @@ def read_results(path: str | Path) -> ResultsFile:
                     f"{path}:{number}: row schema {data['schema']!r}, this version reads {SCHEMA}, skipped"
                 )
                 continue
+            problem = out_of_range(in_current_units(ResultRow(number, data)))
+            if problem:
+                skipped.append(f"{path}:{number}: {problem}, skipped")
+                continue
             rows.append(ResultRow(number, data))
     return ResultsFile(rows, skipped)
+
+
+# The rates of each task's rows, in percent (schema 2): a value outside [0, 100] is not a result of this project.
+PERCENT_FIELDS = {
+    "linear-probe": ("top1", "top5"),
+    "voc-cls": ("map", "ap"),
+    "voc-det": ("map", "map_torchmetrics", "ap"),
+    "voc-seg": ("miou",),
+    "voc-svm-low-shot": ("map", "map_std"),
+    "eval-color": ("auc", "auc_rebal", "top1"),
+}
+
+
+def out_of_range(row: ResultRow) -> str:
+    """What makes ``row`` (in current units) unusable: a rate that is not a finite percentage; "" if none."""
+    for name in PERCENT_FIELDS.get(row.task, ()):
+        value = row.data.get(name)
+        values = value.values() if isinstance(value, Mapping) else [value]  # per-class AP: a mapping
+        for one in values:
+            if one is None or isinstance(one, str | bool) or not isinstance(one, int | float):
+                continue  # absent or not a number: each report names what it lacks
+            if not 0.0 <= one <= PERCENT:  # NaN fails too
+                return f"'{name}' is {value!r}, not a percentage in [0, 100]"
+    return ""

@@ -30,8 +30,19 @@ LOCK_NAME = "run.lock"
 log = logging.getLogger(__name__)
 
 
+MAX_PID = 2**22  # Linux's largest pid_max
+
+
 class RunLockedError(ValueError):
     """The run folder belongs to another live run; the one-line message names its host and process."""
+
+
+class RunFolderError(ValueError):
+    """The run folder cannot be written (read-only, no permission); the one-line message names it."""
+
+
+def is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def proc_stat(pid: int) -> list[str] | None:
@@ -136,12 +147,18 @@ class RunLock:
                 self.run_dir.rmdir()
 
     def _create(self) -> bool:
-        if not self.run_dir.exists():
-            self.run_dir.mkdir(parents=True)
-            self.created_run_dir = True
         draft = self.run_dir / f".{LOCK_NAME}.{self.me['token']}"
-        with atomic_open(draft, "w") as stream:
-            json.dump(self.me, stream)
+        try:
+            if not self.run_dir.exists():
+                self.run_dir.mkdir(parents=True)
+                self.created_run_dir = True
+            with atomic_open(draft, "w") as stream:
+                json.dump(self.me, stream)
+        except OSError as error:  # the run's first write: nothing is written when it fails
+            raise RunFolderError(
+                f"{self.run_dir}: cannot write the run folder ({error.strerror or error}); choose a writable "
+                "runs_dir (RUNS_DIR) or another run"
+            ) from None
         try:
             os.link(draft, self.path)
         except FileExistsError:
@@ -161,6 +178,18 @@ class RunLock:
             ) from None
         if not isinstance(holder, dict) or "pid" not in holder or "host" not in holder:
             raise RunLockedError(f"{self.path}: not a run lock; delete it if no run uses {self.run_dir}")
+        pid, start = holder["pid"], holder.get("process_start")
+        if not (is_count(pid) and 0 < pid <= MAX_PID) or not (start is None or is_count(start)):
+            raise RunLockedError(
+                f"{self.path}: not a run lock (pid {pid!r}, process_start {start!r}: a process id up to {MAX_PID} "
+                f"and a tick count expected); delete it if no run uses {self.run_dir}"
+            )
+        restarts = holder.get("slurm_restart_count", 0)
+        if not isinstance(holder["host"], str) or not is_count(restarts):
+            raise RunLockedError(
+                f"{self.path}: not a run lock (host {holder['host']!r}, slurm_restart_count {restarts!r}: a host "
+                f"name and a count expected); delete it if no run uses {self.run_dir}"
+            )
         return holder
 
     def _remove_if_held_by(self, holder: dict[str, Any]) -> None:

@@ -136,6 +136,32 @@ def test_a_damaged_index_is_rebuilt_with_a_line_naming_it(tmp_path, caplog) -> N
     assert file_index.read_index(stored, split)[0] is not None  # written again, whole
 
 
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        ({"mtimes": np.zeros(0, dtype=np.int64)}, "as many mtimes as folders"),
+        ({"labels": np.zeros(1, dtype=np.int32)}, "as many labels as paths"),
+        ({"labels": np.full(len(EXPECTED_PATHS), 7, dtype=np.int32)}, "labels outside 0..2"),
+        ({"format": np.array([1, 2])}, "format and split must be single values"),
+        ({"paths": np.array([1.5] * len(EXPECTED_PATHS))}, "paths has dtype float64"),
+    ],
+)
+def test_an_index_whose_arrays_disagree_is_listed_again_naming_it(tmp_path, caplog, edit, expected) -> None:
+    split = make_split(tmp_path / "data")
+    cache = tmp_path / "cache"
+    load_split(split, str(cache), rank=0)
+    stored = index_path(cache, split)
+    with np.load(stored) as arrays:
+        contents = {name: arrays[name] for name in arrays.files}
+    np.savez(stored.with_suffix(""), **{**contents, **edit})  # as another version or a hand edit might
+    with caplog.at_level(logging.INFO):
+        listing = load_split(split, str(cache), rank=0)
+    (line,) = [record.getMessage() for record in caplog.records if "inconsistent" in record.getMessage()]
+    assert line.startswith(f"file index {stored}: inconsistent (") and expected in line
+    assert listing.paths.tolist() == EXPECTED_PATHS
+    assert file_index.read_index(stored, split)[0] is not None  # written again, whole
+
+
 def test_other_ranks_wait_for_rank_zeros_index_and_never_list(tmp_path, monkeypatch) -> None:
     split = make_split(tmp_path / "data")
     cache = str(tmp_path / "cache")

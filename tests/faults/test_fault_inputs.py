@@ -153,12 +153,36 @@ def first_test_annotation(root: Path) -> Path:
     return year / "Annotations" / f"{first_test_image}.xml"
 
 
+def first_test_image(root: Path) -> Path:
+    """The JPEG of the first test image, which every VOC run reads."""
+    return (
+        first_test_annotation(root).parent.parent / "JPEGImages" / f"{first_test_annotation(root).stem}.jpg"
+    )
+
+
 def write_hostile_voc(source: Path, folder: Path) -> dict[str, Path]:
-    """Copies of the VOC root ``source``: as it is, with a truncated annotation, with boxes outside the image."""
+    """Copies of the VOC root ``source``: as it is, with a truncated annotation, with boxes outside the image,
+    with the first test image's JPEG truncated, and with no clear positive of "dog" among the training images."""
     roots = {}
-    for kind in ("clean", "malformed", "outside"):
+    for kind in ("clean", "malformed", "outside", "truncated_image", "no_dog"):
         roots[kind] = folder / kind
         shutil.copytree(source, roots[kind])
+    image = first_test_image(roots["truncated_image"])
+    image.write_bytes(image.read_bytes()[:300])
+    year = roots["no_dog"] / "VOCdevkit" / "VOC2007"
+    for split in ("train", "val"):  # every dog of the training images made difficult: no clear positive left
+        flags = []
+        for image_id in (year / "ImageSets" / "Main" / f"{split}.txt").read_text().split():
+            annotation = year / "Annotations" / f"{image_id}.xml"
+            tree = ElementTree.parse(annotation)
+            dogs = [obj for obj in tree.getroot().iter("object") if obj.findtext("name") == "dog"]
+            for dog in dogs:
+                dog.find("difficult").text = "1"
+            tree.write(annotation)
+            flags.append(f"{image_id} {0 if dogs else -1}\n")  # VOC's 0: present only as difficult
+        (year / "ImageSets" / "Main" / f"dog_{split}.txt").write_text("".join(flags))
+    trainval = [(year / "ImageSets" / "Main" / f"dog_{split}.txt").read_text() for split in ("train", "val")]
+    (year / "ImageSets" / "Main" / "dog_trainval.txt").write_text("".join(trainval))
     malformed = first_test_annotation(roots["malformed"])
     malformed.write_text(malformed.read_text()[:200])
     outside = first_test_annotation(roots["outside"])

@@ -16,7 +16,6 @@ import torch
 from PIL import Image
 from skimage import data
 
-from lit_colorization.color.pictures import to_uint8_image
 from lit_colorization.inference.colorizer import colorize_rgb, describe_decoding, load_colorizer
 from tests.helpers import run_module
 from tests.release_eccv16 import CALIBRATION_SIZE, demo_inputs, random_release_network, release_demo
@@ -82,7 +81,7 @@ def test_annealing_the_release_again_at_038_differs_notably(release):
     colorizer = load_colorizer(weights, "official")
     assert "not the release's output" in describe_decoding(colorizer, 0.38)
     rgb = photos["astronaut"]
-    colorized = to_uint8_image(colorize_rgb(colorizer, torch.from_numpy(rgb), 0.38, 256))
+    colorized = colorize_rgb(colorizer, torch.from_numpy(rgb), 0.38, 256)
     largest, mean = _differences(colorized, expected["astronaut"])
     print(f"astronaut at T=0.38: max |diff| {largest * 255:.2f}/255, mean {mean * 255:.3f}/255")
     assert largest > 30 / 255 and mean > 3 / 255

@@ -29,12 +29,12 @@ def probe_row(layer: str, top1: float, **extra) -> dict:
 def test_rows_come_back_in_order_with_their_line_numbers(tmp_path):
     path = tmp_path / "results" / "transfer.jsonl"
     append_results(path, [probe_row("conv1", 12.5), probe_row("conv2", 24.5)])
-    append_results(path, [{"task": "voc-cls", "map": 61.5}])
+    append_results(path, [{"task": "voc-cls", "schema": 2, "map": 61.5}])
     results = read_results(path)
     assert [row.data for row in results.rows] == [
         probe_row("conv1", 12.5),
         probe_row("conv2", 24.5),
-        {"task": "voc-cls", "map": 61.5},
+        {"task": "voc-cls", "schema": 2, "map": 61.5},
     ]
     assert [row.line for row in results.rows] == [1, 2, 3] and results.skipped == []
     assert path.read_text().count("\n") == 3
@@ -196,3 +196,22 @@ def test_an_append_in_another_process_waits_while_the_lock_is_held(tmp_path):
     assert appender.wait(timeout=60) == 0
     appender.stdout.close()
     assert [row.data["layer"] for row in read_results(path).rows] == ["conv1"]
+
+
+@pytest.mark.parametrize("value", [150, -5, float("inf"), float("nan"), {"car": 101.0}])
+def test_a_rate_outside_0_to_100_is_skipped_and_named_and_the_other_rows_stay(tmp_path, value):
+    path = tmp_path / "transfer.jsonl"
+    field = "ap" if isinstance(value, dict) else "map"
+    append_results(path, [{"task": "voc-cls", "schema": 2, "map": 50.0, "ap": {"car": 50.0}}])
+    with path.open("a") as stream:  # written by hand or another tool: the store's writer refuses NaN and inf
+        stream.write(
+            json.dumps({"task": "voc-cls", "schema": 2, "map": 50.0, "ap": {"car": 50.0}, field: value})
+        )
+        stream.write("\n")
+    append_results(path, [probe_row("conv1", 12.5), {**probe_row("conv2", 20.0), "top1": 250}])
+    results = read_results(path)
+    assert [row.line for row in results.rows] == [1, 3]
+    assert results.skipped == [
+        f"{path}:2: '{field}' is {value!r}, not a percentage in [0, 100], skipped",
+        f"{path}:4: 'top1' is 250, not a percentage in [0, 100], skipped",
+    ]

@@ -356,7 +356,7 @@ def test_compare_writes_markdown_and_csv_with_the_papers_number_and_the_differen
     assert "## linear-probe: alexnet, protocol zhang16, imagenet" in markdown
     assert "| mine | conv3 | 28.0 | 31.0 | -3.0 | Split-Brain Tab. 2 (zhang16) |" in markdown
     assert "| mine | finetune from fc6 | 60.5 | 61.5 | -1.0 | Split-Brain Tab. 4 |" in markdown
-    assert f"- {results} line 2: voc-cls map=6320 is outside [0, 100] (a percentage), skipped" in markdown
+    assert f"- {results}:2: 'map' is 6320, not a percentage in [0, 100], skipped" in markdown
     assert "6320" not in text
     lines = (tmp_path / "compare.csv").read_text().splitlines()
     assert lines[0] == "task,network,protocol,dataset,setting,run,ours,paper,difference,paper_source"
@@ -365,3 +365,12 @@ def test_compare_writes_markdown_and_csv_with_the_papers_number_and_the_differen
         in lines
     )
     assert len(lines) == 3
+
+
+def test_one_row_with_an_impossible_top1_is_skipped_and_the_report_still_prints(tmp_path, capsys):
+    results = tmp_path / "transfer.jsonl"
+    append_results(results, [probe_row("mine", "conv1", 9.0, val_images=50)])
+    append_results(results, [probe_row("mine", "conv2", 150.0, val_images=50)])  # its Wilson interval: no
+    text = compare(results, tmp_path / "probe.png")
+    assert table_line(text, "mine")[2] == "9.0*"
+    assert f"{results}:2: 'top1' is 150.0, not a percentage in [0, 100], skipped" in capsys.readouterr().err

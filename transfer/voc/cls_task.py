@@ -273,6 +273,7 @@ def svm_protocol(
         svm.max_iter,
         ap_metric=cls_ap_metric(config),
         seed=config.trainer.seed,
+        class_names=voc.classes,
     )
     if logger:
         logger.log_metrics({"voc/map": result.map}, step=0)
@@ -326,6 +327,7 @@ def low_shot_protocol(
         svm.max_iter,
         ap_metric=cls_ap_metric(config),
         seed=config.trainer.seed,
+        class_names=voc.classes,
     )
     rows = []
     for result in results:

@@ -146,6 +146,21 @@ def parse_objects(annotation: dict[str, Any], source: str) -> list[VOCObject]:
     return objects
 
 
+def read_voc_image(path: str) -> torch.Tensor:
+    """The RGB image of ``path``; a file that does not decode (truncated, not an image) is a one-line error naming
+    it. Evaluation does not skip it, as pretraining does: the benchmark's images are fixed."""
+    try:
+        return decode_image(path, mode=ImageReadMode.RGB)
+    except (RuntimeError, OSError, ValueError) as error:
+        # Raised in a DataLoader worker, where torchvision's error would not name the file.
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if ".cpp:" in reason:  # torchvision's "<function>, <source file>:<line>, <message>"
+            reason = reason.rsplit(", ", 1)[-1]
+        raise ValueError(
+            f"{path}: unreadable image ({reason}); replace it, or remove its id from the split's list"
+        ) from None
+
+
 class _VOCReader:
     """Decoded image and parsed objects of one VOC split, listed by torchvision's ``VOCDetection``."""
 
@@ -158,7 +173,7 @@ class _VOCReader:
 
     def read(self, index: int) -> tuple[torch.Tensor, list[VOCObject]]:
         annotation_path = self._voc.annotations[index]
-        image = decode_image(self._voc.images[index], mode=ImageReadMode.RGB)
+        image = read_voc_image(self._voc.images[index])
         try:
             root = parse_xml(annotation_path).getroot()
         except ParseError as error:
@@ -330,7 +345,7 @@ class VOCSegmentationDataset(Dataset):
         return len(self._voc)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image = decode_image(self._voc.images[index], mode=ImageReadMode.RGB)
+        image = read_voc_image(self._voc.images[index])
         mask_path = self._voc.masks[index]
         indices = torch.from_numpy(read_class_mask(mask_path)).long()
         if tuple(indices.shape) != tuple(image.shape[-2:]):

@@ -29,7 +29,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from lit_colorization.store.atomic import atomic_open
 from transfer.voc.evaluation import classification_map
-from transfer.voc.svm import FeatureSet, fit_svm
+from transfer.voc.svm import FeatureSet, class_label, fit_svm
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +100,16 @@ def draw_map(
     max_iter: int,
     ap_metric: str,
     seed: int,
+    class_names: Sequence[str] | None = None,
 ) -> float:
-    """Test mAP of the per-class SVMs trained on one draw at ``cost``."""
+    """Test mAP of the per-class SVMs trained on one draw at ``cost`` (``class_names`` name classes in errors)."""
     scores = []
-    for positives, negatives in zip(draw.positives, draw.negatives, strict=True):
+    for column, (positives, negatives) in enumerate(zip(draw.positives, draw.negatives, strict=True)):
         if len(positives) == 0 or len(negatives) == 0:
             raise ValueError(
-                f"a low-shot draw has {len(positives)} positive and {len(negatives)} negative training images "
-                "for a class; every class needs at least one of each"
+                f"{class_label(column, class_names)}: a low-shot draw has {len(positives)} positive and "
+                f"{len(negatives)} negative training images (clear, not difficult-only); every class needs at "
+                "least one of each, as the full SVM protocol needs 2"
             )
         rows = np.concatenate([positives, negatives])
         labels = np.concatenate([np.ones(len(positives), dtype=int), np.zeros(len(negatives), dtype=int)])
@@ -132,6 +134,7 @@ def low_shot_svms(
     max_iter: int,
     ap_metric: str,
     seed: int = 0,
+    class_names: Sequence[str] | None = None,
 ) -> list[LowShotResult]:
     """One ``LowShotResult`` per k; draw ``s`` of k comes from the generator seeded ``(seed, k, s)``, so a draw
     is the same whatever other k or draws run beside it."""
@@ -143,7 +146,17 @@ def low_shot_svms(
             maps = np.array(
                 [
                     [
-                        draw_map(train, test, draw, cost, positive_weight, max_iter, ap_metric, seed)
+                        draw_map(
+                            train,
+                            test,
+                            draw,
+                            cost,
+                            positive_weight,
+                            max_iter,
+                            ap_metric,
+                            seed,
+                            class_names,
+                        )
                         for cost in costs
                     ]
                     for draw in draws

@@ -177,8 +177,10 @@ def train_class_svms(
     positive_weight: float,
     max_iter: int,
     seed: int = 0,
+    class_names: Sequence[str] | None = None,
 ) -> list[ClassSVM]:
-    """One SVM per class (column), its cost chosen by ``select_cost``, refitted on all of that class's images."""
+    """One SVM per class (column), its cost chosen by ``select_cost``, refitted on all of that class's images;
+    ``class_names`` name the columns in errors."""
     svms = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
@@ -190,7 +192,7 @@ def train_class_svms(
                     features, labels, costs, folds, positive_weight, max_iter, seed
                 )
             except ValueError as error:
-                raise ValueError(f"class column {column}: {error}") from None
+                raise ValueError(f"{class_label(column, class_names)}: {error}") from None
             model = fit_svm(features, labels, cost, positive_weight, max_iter, seed)
             svms.append(ClassSVM(model, cost, cv_ap, used_folds))
     unconverged = sum(issubclass(warning.category, ConvergenceWarning) for warning in caught)
@@ -200,6 +202,13 @@ def train_class_svms(
     if unconverged:
         log.warning("%d LinearSVC fits stopped at svm.max_iter=%d before converging", unconverged, max_iter)
     return svms
+
+
+def class_label(column: int, class_names: Sequence[str] | None) -> str:
+    """How errors name a class column: by its name where known."""
+    if class_names is None:
+        return f"class column {column}"
+    return f"class '{class_names[column]}' (column {column})"
 
 
 def svm_scores(svms: Sequence[ClassSVM], features: np.ndarray) -> np.ndarray:
@@ -216,9 +225,10 @@ def evaluate_svms(
     max_iter: int,
     ap_metric: str,
     seed: int = 0,
+    class_names: Sequence[str] | None = None,
 ) -> SVMResult:
     """Train the per-class SVMs on ``train`` and score ``test``: mAP with difficult-only entries ignored."""
-    svms = train_class_svms(train, costs, folds, positive_weight, max_iter, seed)
+    svms = train_class_svms(train, costs, folds, positive_weight, max_iter, seed, class_names)
     scores = svm_scores(svms, test.features)
     mean_ap, per_class = classification_map(
         torch.from_numpy(scores), torch.from_numpy(test.targets), torch.from_numpy(test.ignore), ap_metric

@@ -183,3 +183,18 @@ def test_bad_arguments_are_rejected(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         VOCClassification(voc_root, year, image_set, classes=classes)
+
+
+def test_a_truncated_jpeg_is_one_line_naming_the_file(voc_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "voc"
+    shutil.copytree(voc_root, root)
+    dataset = VOCClassification(root, "2007", "test", classes=CLASSES)
+    image = voc_year_dir(root) / "JPEGImages" / f"{dataset.image_ids[0]}.jpg"
+    image.write_bytes(image.read_bytes()[:300])
+    with pytest.raises(ValueError) as raised:
+        dataset[0]
+    assert str(raised.value).startswith(f"{image}: unreadable image (") and "truncated" in str(raised.value)
+    assert "\n" not in str(raised.value) and ".cpp" not in str(raised.value)
+    detection = VOCDetectionDataset(root, "2007", "test", classes=CLASSES)
+    with pytest.raises(ValueError, match=f"^{image}: unreadable image"):
+        detection[0]

@@ -167,3 +167,15 @@ def test_cli_writes_a_row_per_k_a_plot_and_a_compare_section(tmp_path: Path) -> 
     )
     assert f"{rows[0]['map']:.1f}+-{rows[0]['map_std']:.1f}" in text and "k=64" in text
     assert f"{rows[2]['map']:.1f}+-{rows[2]['map_std']:.1f}!" in text
+
+
+def test_a_class_without_clear_positives_is_named_by_low_shot_and_the_full_protocol() -> None:
+    from transfer.voc.svm import evaluate_svms
+
+    train, test = _features(60, 3, seed=0), _features(40, 3, seed=1)
+    train.targets[:, 1] = 0  # "cat" has no positive training image
+    names = ["car", "cat", "dog"]
+    with pytest.raises(ValueError, match=r"^class 'cat' \(column 1\): a low-shot draw has 0 positive"):
+        low_shot_svms(train, test, [1], 1, [1.0], 2.0, 200, False, class_names=names)
+    with pytest.raises(ValueError, match=r"^class 'cat' \(column 1\): cross-validating an SVM cost needs"):
+        evaluate_svms(train, test, [1.0], 3, 2.0, 200, False, class_names=names)
