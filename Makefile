@@ -46,6 +46,10 @@ PORT ?= 8765
 PROJECT ?=
 ENTITY ?=
 MODELS ?=
+VOC ?=
+PLACES ?=
+SCALE ?=
+PLAN ?=
 
 # Makefile variables -> config overrides (only those that are set).
 PRETRAIN_OVERRIDES = $(if $(DATA),data.source=folder data.root=$(DATA)) $(if $(SHARDS),data.source=shards data.root=$(SHARDS)) $(if $(MODEL),model.name=$(MODEL)) \
@@ -59,7 +63,7 @@ VOC_OVERRIDES = $(if $(CKPT),ckpt=$(CKPT)) $(if $(DATA),data.root=$(DATA)) $(if 
 	$(if $(MAX_STEPS),trainer.max_steps=$(MAX_STEPS)) $(if $(LOGGER),logger.kind=$(LOGGER))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow lint format demo pretrain shards priors colorize bench bench-color bench-index linear-probe compare dashboard voc-cls voc-det voc-seg eval-color turing-test turing-report clean
+.PHONY: help setup test test-slow lint format demo reproduce pretrain shards priors colorize bench bench-color bench-index linear-probe compare dashboard voc-cls voc-det voc-seg eval-color turing-test turing-report clean
 
 help: ## List the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -106,6 +110,12 @@ colorize: setup ## Colorize photos: CKPT INPUT (files/folders) or INPUTS_FROM (a
 
 demo: setup ## The main job end to end on the embedded photos, on the CPU (under 10 minutes)
 	$(PY) -m transfer.cli.demo
+
+reproduce: setup ## The paper's table, resumable (exit 75 when stopped: run it again): RUN DATA VOC PLACES MODEL GPUS NODES SCALE (paper, smoke) PLAN=1 LOGGER ARGS
+	$(PY) -m transfer.cli.reproduce $(if $(RUN),run=$(RUN)) $(if $(DATA),data=$(DATA)) $(if $(VOC),voc=$(VOC)) \
+		$(if $(PLACES),places=$(PLACES)) $(if $(MODEL),model=$(MODEL)) $(if $(GPUS),gpus=$(GPUS)) \
+		$(if $(NODES),nodes=$(NODES)) $(if $(SCALE),scale=$(SCALE)) $(if $(PLAN),plan=true) \
+		$(if $(LOGGER),logger=$(LOGGER)) $(ARGS)
 
 bench: setup ## Throughput side by side: model step, full step, JPEG end to end, the original CPU pipeline; ratios, MFU (ARGS: --device --size --batch ...)
 	$(PY) benchmarks/bench.py $(ARGS)
