@@ -21,9 +21,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -170,11 +170,14 @@ def reproduce(config: ReproduceConfig) -> Path | None:
     state = load_state(root / STATE_FILE)
     say(f"campaign {config.run} ({config.scale} scale, {config.model}) in {root}/: {len(specs)} stages")
     rerun: dict[str, str] = {}  # stage -> the stage that made it start over (itself, or one it reads from)
-    # Every stage's config is loaded and checked before the first one starts.
-    stages = [prepare_stage(spec, config) for spec in specs if spec.command is not None]
+    # Every stage's config is checked before the first one starts; each is loaded again, with the files the
+    # stages before it wrote, just before it runs.
+    staged = [spec for spec in specs if spec.command is not None]
+    for spec in staged:
+        prepare_stage(spec, config, inputs_written=False)
     with stop_on_signals():
-        for stage in stages:
-            run_or_skip(stage, state, rerun)
+        for spec in staged:
+            run_or_skip(prepare_stage(spec, config), state, rerun)
         started = time.monotonic()
         report = write_report(config, specs, state)
         record = state.record("report")
@@ -185,37 +188,61 @@ def reproduce(config: ReproduceConfig) -> Path | None:
     return report
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What to do with a stage: ``skip`` (done), ``resume`` (interrupted), ``rerun`` (changed) or ``start``."""
+
+    action: str
+    reason: str | None = None  # why a rerun
+
+
+def decide(
+    record: StageRecord,
+    config: dict[str, Any],
+    inputs: dict[str, str],
+    new_hash: str,
+    rerun_upstream: str | None,
+) -> Decision:
+    """The state machine of one stage, from its record and its config and inputs now."""
+    reason = rerun_reason(record, config, inputs, new_hash, rerun_upstream)
+    if reason is not None:
+        return Decision("rerun", reason)
+    if record.status == DONE:
+        return Decision("skip")
+    if record.status in (RUNNING, FAILED):
+        return Decision("resume")
+    return Decision("start")
+
+
 def run_or_skip(stage: PreparedStage, state: PipelineState, rerun: dict[str, str]) -> None:
-    """Decide for one stage (skip, resume, start over, start) and act."""
+    """Decide for one stage (skip, resume, start over, start) and act; ``rerun`` collects the stages that ran
+    from scratch, whose dependents must not keep results of the old ones."""
     spec = stage.spec
     inputs = {name: file_sha256(path) for name, path in stage.inputs.items()}
     hashed = stage.hashed_config()
     new_hash = config_hash(hashed, inputs)
     record = state.record(spec.name)
     upstream = rerun.get(spec.needs) if spec.needs else None
-    reason = rerun_reason(record, hashed, inputs, new_hash, upstream)
-    if reason is None and record.status == DONE:
+    decision = decide(record, hashed, inputs, new_hash, upstream)
+    if decision.action == "skip":
         say(f"{spec.name}: done, skipped ({record.folder})")
         return
-    if reason is not None:
+    if decision.action == "rerun":
         aside = supersede(stage.folder)
         moved = f"; its old folder is now {aside}" if aside else ""
-        say(f"{spec.name}: rerun: {reason}{moved}")
+        say(f"{spec.name}: rerun: {decision.reason}{moved}")
         record.starts, record.wall_seconds, record.rows, record.outputs = 0, 0.0, [], {}
-        rerun[spec.name] = spec.name
-    elif record.status in (RUNNING, FAILED):
+    elif decision.action == "resume":
         say(f"{spec.name}: {record.status} before, resuming in {stage.folder} (start {record.starts + 1})")
     else:
         say(f"{spec.name}: starting: {spec.summary}")
-        rerun[spec.name] = spec.name
-    if upstream is not None:
+    if decision.action != "resume":
         rerun[spec.name] = spec.name
     record.config_hash, record.config, record.inputs = new_hash, hashed, inputs
-    adopted = finished_rows(stage) if reason is None else None
+    adopted = finished_rows(stage) if decision.action == "resume" else None
     if adopted is not None:
         record.status, record.folder, record.rows = DONE, str(stage.folder), adopted
         state.save()
         say(f"{spec.name}: had finished before the state was saved; took its rows from {stage.folder}")
         return
     run_stage(stage, record, state)
-    sys.stdout.flush()

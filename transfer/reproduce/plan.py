@@ -47,8 +47,11 @@ class StagePlan:
     what: str
     images: str
     steps: str
-    hours: float | None
+    hours: float
     basis: str
+    at_least: bool = (
+        True  # the hours are a lower bound (a rate that leaves out part of the work, or FLOP-scaled)
+    )
 
 
 def count_images(folder: Path) -> int:
@@ -121,7 +124,8 @@ def plan_pretraining(stage: PreparedStage, devices: int) -> StagePlan:
             f"{images:,}",
             "1 pass",
             _hours(images, BARE_LOOP, 1),
-            "row (c0), 1 device",
+            "row (c0), 1 device: it includes a training step, so this over-estimates",
+            at_least=False,
         )
     scale = scale_recipe(config, devices // config.trainer.num_nodes or 1)
     rate = flop_scaled(PRETRAIN_END_TO_END, flops)
@@ -132,7 +136,8 @@ def plan_pretraining(stage: PreparedStage, devices: int) -> StagePlan:
         f"{images:,} ({seen / max(images, 1):.0f} epochs)",
         f"{scale.max_steps:,}",
         _hours(seen, rate, devices),
-        f"row (c) FLOP-scaled to {flops / 1e9:.1f} GFLOP/image: {rate:,.0f} img/s/device",
+        f"row (c) FLOP-scaled to {flops / 1e9:.1f} GFLOP/image: {rate:,.0f} img/s/device (the JPEG path may bind "
+        "first)",
     )
 
 
@@ -148,7 +153,8 @@ def plan_probe(stage: PreparedStage, devices: int) -> StagePlan:
         f"{images:,}",
         f"{steps:,}",
         _hours(steps * per_step, PROBE_FIVE_HEADS, devices),
-        f"row (f) {PROBE_FIVE_HEADS:,} img/s/device (data on the device; the JPEG path, row (h), not included)",
+        f"row (f) {PROBE_FIVE_HEADS:,} img/s/device (data on the device; the JPEG path, row (h), not included); "
+        f"batch {config.data.batch_size} per device, {per_step} global",
     )
 
 
@@ -214,7 +220,7 @@ def plan_stage(stage: PreparedStage, devices: int) -> StagePlan:
     if name in ("probe", "places-probe"):
         return plan_probe(stage, devices)
     if stage.spec.command is None:
-        return StagePlan(name, stage.spec.summary, "-", "-", 0.0, "seconds")
+        return StagePlan(name, stage.spec.summary, "-", "-", 0.0, "seconds", at_least=False)
     return plan_voc(stage, devices)
 
 
@@ -226,16 +232,17 @@ def print_plan(config: ReproduceConfig, specs: list[StageSpec]) -> list[StagePla
         f"({config.gpus or 'auto'} per node x {config.nodes} node(s)); this machine sees {devices_seen()}"
     )
     print(f"rates: {RATES_HARDWARE}, per device, assumed to scale linearly over {devices} device(s)")
-    plans = [plan_stage(prepare_stage(spec, config), devices) for spec in specs]
+    plans = [plan_stage(prepare_stage(spec, config, inputs_written=False), devices) for spec in specs]
     width = max(len(plan.name) for plan in plans)
     for plan in plans:
-        hours = "?" if plan.hours is None else f"{plan.hours:8.2f} h"
+        hours = f"{'>=' if plan.at_least else '  '}{plan.hours:8.2f} h"
         print(
             f"  {plan.name:<{width}}  {hours}  steps {plan.steps:>14}  images {plan.images:<28}  {plan.what}  "
             f"[{plan.basis}]"
         )
-    total = sum(plan.hours or 0.0 for plan in plans)
+    total = sum(plan.hours for plan in plans)
     print(
-        f"  {'total':<{width}}  {total:8.2f} h  ({total / 24:.1f} days) on {devices} x H200 at the rates above"
+        f"  {'total':<{width}}  >={total:8.2f} h  ({total / 24:.2f} days) on {devices} x H200 at the rates above; "
+        ">= marks a lower bound: a FLOP-scaled rate, or work the measured row leaves out"
     )
     return plans

@@ -257,8 +257,11 @@ def _resume(command: CommandConfig | None) -> list[str]:
     return ["resume=auto"] if any(one.name == "resume" for one in fields(command.schema)) else []
 
 
-def stage_overrides(spec: StageSpec, config: ReproduceConfig) -> list[str]:
-    """The ``key=value`` overrides of the stage's command: data, placement, scale, then the user's own."""
+def stage_overrides(spec: StageSpec, config: ReproduceConfig, inputs_written: bool = True) -> list[str]:
+    """The ``key=value`` overrides of the stage's command: data, placement, scale, then the user's own.
+
+    ``inputs_written=False``: without the keys naming files an earlier stage writes (the pretraining's prior,
+    which its config checks exists), for checking every config before the first stage and for the plan."""
     root = campaign_folder(config)
     smoke = SMOKE.get(spec.name, []) if config.scale == "smoke" else []
     user = list(config.overrides.get(spec.name, []))
@@ -270,7 +273,7 @@ def stage_overrides(spec: StageSpec, config: ReproduceConfig) -> list[str]:
         return [
             *placed,
             f"runs_dir={root / 'pretrain'}",
-            f"targets.prior_path={prior_file(config)}",
+            *([f"targets.prior_path={prior_file(config)}"] if inputs_written else []),
             "resume=auto",
             f"logger.kind={config.logger}",
             f"logger.group={config.run}",
@@ -295,12 +298,13 @@ def stage_overrides(spec: StageSpec, config: ReproduceConfig) -> list[str]:
     return [*common, *data, *smoke, *user]
 
 
-def prepare_stage(spec: StageSpec, config: ReproduceConfig) -> PreparedStage:
-    """Load the stage's config as its command would (one-line errors name the stage's key)."""
+def prepare_stage(spec: StageSpec, config: ReproduceConfig, inputs_written: bool = True) -> PreparedStage:
+    """Load the stage's config as its command would (one-line errors name the stage's key); see
+    ``stage_overrides`` for ``inputs_written``."""
     folder = stage_folder(spec, config)
     if spec.command is None:
         return PreparedStage(spec, None, folder)
-    loaded = spec.command.load(spec.preset(config), stage_overrides(spec, config))
+    loaded = spec.command.load(spec.preset(config), stage_overrides(spec, config, inputs_written))
     inputs = {}
     if spec.needs == "prior":
         inputs["prior"] = str(prior_file(config))
