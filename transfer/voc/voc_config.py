@@ -19,7 +19,7 @@ from lit_colorization.config.loading import (
     validate_trainer_config,
 )
 from lit_colorization.config.schema import BaseTrainerConfig, LoggerConfig
-from transfer.transfer_config import TransferRunConfig, validate_sgd
+from transfer.transfer_config import TransferRunConfig, validate_resume, validate_sgd
 from transfer.voc.dataset import IMAGE_SETS, VOC_CLASSES, VOC_YEARS
 from transfer.voc.synthetic import DEFAULT_CLASSES
 
@@ -64,6 +64,9 @@ class VOCTrainerConfig(BaseTrainerConfig):
     max_steps: int = 80_000  # -1: limited by max_epochs only
     max_epochs: int | None = None
     val_check_interval: int | None = None  # steps between evaluations on the test set; None: only at the end
+    checkpoint_every_n_steps: int = (
+        1000  # steps between writes of last.ckpt (0: only at the end and on a stop)
+    )
 
 
 @dataclass
@@ -199,6 +202,7 @@ def _validate_run(config: VOCClsConfig | VOCDetConfig | VOCSegConfig) -> None:
     require_results_path(config.results)
     validate_trainer_config(trainer)
     validate_sgd(config.optim, milestone_unit="step")
+    validate_resume(config)
     require(
         trainer.max_steps > 0 or (trainer.max_steps == -1 and (trainer.max_epochs or 0) > 0),
         "trainer.max_steps",
