@@ -160,7 +160,7 @@ class LinearProbeModule(L.LightningModule):
         self.top_k = top_k_for(num_classes)
         # data.decode=gpu: batches hold JPEG bytes, decoded and cropped on the device as pretraining's are.
         self.device_cropper = device_cropper
-        self.trunk_checksum = weights_checksum(backbone.network)
+        self._trunk_checksum: str | None = None
         self.val_top1 = nn.ModuleDict(
             {layer: MulticlassAccuracy(num_classes, top_k=1, average="micro") for layer in self.heads}
         )
@@ -174,6 +174,13 @@ class LinearProbeModule(L.LightningModule):
     @property
     def feature_dims(self) -> dict[str, int]:
         return {layer: head.feature_dim for layer, head in self.heads.items()}
+
+    @property
+    def trunk_checksum(self) -> str:
+        """The frozen trunk's ``weights_checksum``, computed once (at the first checkpoint written or read)."""
+        if self._trunk_checksum is None:
+            self._trunk_checksum = weights_checksum(self.backbone.network)
+        return self._trunk_checksum
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The frozen trunk is the pretraining checkpoint's: last.ckpt keeps the heads and the trunk's checksum.

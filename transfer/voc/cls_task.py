@@ -19,6 +19,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from lit_colorization.models import ColorizationNet
+from lit_colorization.runtime.resumption import fit_resumable
 from transfer.trunk import BackboneSource, Trunk
 from transfer.voc.classification import VOCClassificationModule, VOCClassifier, default_head_layer
 from transfer.voc.common import (
@@ -32,7 +33,8 @@ from transfer.voc.common import (
     percent,
     publish_and_print,
     rescale_trunk_,
-    start_run,
+    started_run,
+    train_data,
 )
 from transfer.voc.dataset import VOCClassification
 from transfer.voc.low_shot import low_shot_svms, plot_low_shot
@@ -68,8 +70,10 @@ def finetune(
     head_layer: str,
     logger: Logger | bool,
     run_dir: Path,
+    resume: str | None = None,
 ) -> tuple[dict[str, Any], float, list[float]]:
-    """Fine-tune and evaluate; returns (row fields, mAP, per-class AP)."""
+    """Fine-tune (continuing from the checkpoint ``resume`` if given) and evaluate; returns (row fields, mAP,
+    per-class AP)."""
     data, image = config.data, config.image
     train = training_set(
         voc, data, VOCClassification, transform=classification_train_transform(image.resize, image.crop)
@@ -83,7 +87,6 @@ def finetune(
             transform=TenCropTransform(image.resize, image.crop),
         )
     )
-    train_loader = data_loader(train, data.batch_size, data.num_workers, shuffle=True)
     test_loader = data_loader(test, data.batch_size, data.num_workers, shuffle=False)
     if config.rescale:
         rescale_trunk_(network, train, config.trainer.seed)
@@ -91,7 +94,8 @@ def finetune(
     module = VOCClassificationModule(classifier, config.optim, use_07_metric=config.ap_metric == "voc07")
     trainer = build_trainer(config.trainer, run_dir, logger)
     periodic = test_loader if config.trainer.val_check_interval is not None else None
-    trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=periodic)
+    training = train_data(train, config, data.batch_size, periodic=periodic)
+    fit_resumable(trainer, module, resume, datamodule=training)
     trainer.validate(module, dataloaders=test_loader, verbose=False)
     result = module.last_result
     fields = {
@@ -272,38 +276,39 @@ def classify(config: VOCClsConfig) -> dict[str, Any] | list[dict[str, Any]]:
     else:
         layer = config.head_layer or default_head_layer(network)
         label = f"finetune-{config.train_from}"
-    run_dir, logger = start_run(config, TASK, f"{source.pretrain_run}-{label}", source, voc)
-    log.info(
-        "VOC classification (%s) of %s %s from %s on %s",
-        label,
-        source.model_name,
-        source.pretrain_run,
-        source.ckpt,
-        voc.label,
-    )
-    if config.low_shot:
-        return classify_low_shot(config, backbone, pooling, voc, layer, logger, run_dir, source)
-    if config.protocol == "svm":
-        fields, mean_ap, per_class = svm_protocol(config, backbone, pooling, voc, layer, logger)
-    else:
-        fields, mean_ap, per_class = finetune(config, network, voc, layer, logger, run_dir)
-    ap = per_class_ap(voc.classes, per_class)
-    row = {
-        **base_row(config, TASK, run_dir, source, voc),
-        **fields,
-        "ap_metric": config.ap_metric,
-        "map": percent(mean_ap),
-        "ap": ap,
-    }
-    log_per_class(logger, voc.classes, per_class, step=int(fields.get("steps", 0)))
-    publish_and_print(
-        [row],
-        run_dir,
-        config.results,
-        f"VOC07 classification ({label}) of {source.pretrain_run} ({source.model_name}) on {voc.label}:",
-        [f"mAP {100 * mean_ap:.2f} ({config.ap_metric})"],
-    )
-    return row
+    with started_run(config, TASK, f"{source.pretrain_run}-{label}", source, voc) as run:
+        run_dir, logger = run.run_dir, run.logger
+        log.info(
+            "VOC classification (%s) of %s %s from %s on %s",
+            label,
+            source.model_name,
+            source.pretrain_run,
+            source.ckpt,
+            voc.label,
+        )
+        if config.low_shot:
+            return classify_low_shot(config, backbone, pooling, voc, layer, logger, run_dir, source)
+        if config.protocol == "svm":
+            fields, mean_ap, per_class = svm_protocol(config, backbone, pooling, voc, layer, logger)
+        else:
+            fields, mean_ap, per_class = finetune(config, network, voc, layer, logger, run_dir, run.resume)
+        ap = per_class_ap(voc.classes, per_class)
+        row = {
+            **base_row(config, TASK, run_dir, source, voc),
+            **fields,
+            "ap_metric": config.ap_metric,
+            "map": percent(mean_ap),
+            "ap": ap,
+        }
+        log_per_class(logger, voc.classes, per_class, step=int(fields.get("steps", 0)))
+        publish_and_print(
+            [row],
+            run_dir,
+            config.results,
+            f"VOC07 classification ({label}) of {source.pretrain_run} ({source.model_name}) on {voc.label}:",
+            [f"mAP {100 * mean_ap:.2f} ({config.ap_metric})"],
+        )
+        return row
 
 
 def classify_low_shot(

@@ -4,18 +4,13 @@ resume=auto then ends with the heads, optimizer and accuracies of a run that was
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from lit_colorization.runtime.preemption import PREEMPTED_EXIT_CODE
-from tests.paths import REPO
+from tests.helpers import saved_step, sigterm_after_checkpoint
 from transfer.cli.probe import main as probe_main
 
 STEPS = 160
@@ -37,40 +32,6 @@ def probe_overrides(runs_dir: Path, run: str, *extra: str) -> list[str]:
 def last_checkpoint(runs_dir: Path, run: str) -> dict:
     path = runs_dir / f"probe-{run}" / "checkpoints" / "last.ckpt"
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def saved_step(path: Path) -> int:
-    try:
-        return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
-    except (OSError, RuntimeError, EOFError, KeyError):
-        return -1
-
-
-def sigterm_after_checkpoint(args: list[str], last: Path, module: str, min_step: int = 3) -> tuple[int, str]:
-    """Run ``python -m module args``, SIGTERM it once ``last`` holds step ``min_step`` or later; (status, stderr)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", module, *args],
-        cwd=REPO,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 240
-        while saved_step(last) < min_step:
-            assert process.poll() is None, (
-                f"the run ended before its checkpoint: {process.stderr.read()[-2000:]}"
-            )
-            assert time.monotonic() < deadline, "no checkpoint within 240 s"
-            time.sleep(0.05)
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=240)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    return process.returncode, stderr
 
 
 def rows_of(runs_dir: Path, run: str) -> list[dict]:
