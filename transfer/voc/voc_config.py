@@ -93,6 +93,9 @@ class SVMConfig:
     )
     positive_weight: float = 2.0  # class weight of the positives, as in Goyal et al.'s benchmark (recalled)
     max_iter: int = 2000
+    # Images per cached chunk of extracted features (runs/voc-cls-<run>/features/): a killed job re-extracts at
+    # most one chunk per split.
+    chunk_images: int = 1000
     # low_shot=true: positives per class (each class also gets (classes - 1) x k negatives) and draws per k.
     low_shot_k: list[int] = field(default_factory=lambda: list(LOW_SHOT_K))
     low_shot_samples: int = LOW_SHOT_SAMPLES
@@ -283,6 +286,7 @@ def validate_voc_cls_config(config: VOCClsConfig) -> None:
     require(svm.folds >= 2, "svm.folds", "an integer >= 2", svm.folds)
     require(svm.positive_weight > 0, "svm.positive_weight", "a positive number", svm.positive_weight)
     require(svm.max_iter > 0, "svm.max_iter", "a positive integer", svm.max_iter)
+    require(svm.chunk_images > 0, "svm.chunk_images", "a positive integer", svm.chunk_images)
     require(
         not config.low_shot or config.protocol == "svm",
         "low_shot",
