@@ -44,7 +44,8 @@ class StepCheckpoint(Callback):
     ) -> None:
         step = trainer.global_step
         scheduled = self.every_n_steps > 0 and step % self.every_n_steps == 0
-        if scheduled or step >= trainer.max_steps:
+        # max_steps is -1 in a run limited by epochs only.
+        if scheduled or 0 <= trainer.max_steps <= step:
             self.save(trainer)
 
     def save(self, trainer: L.Trainer) -> None:

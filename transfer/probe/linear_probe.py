@@ -24,13 +24,16 @@ from omegaconf import OmegaConf
 
 from lit_colorization.config.loading import to_container
 from lit_colorization.data import build_datamodule
+from lit_colorization.data.data_config import resize_rule
+from lit_colorization.data.encoded import DeviceCropper
+from lit_colorization.runtime.resumption import fit_resumable
 from lit_colorization.store.atomic import write_text
 from lit_colorization.store.loggers import build_logger
 from lit_colorization.store.results import SCHEMA, publish_results
 from transfer.probe.module import LinearProbeModule, resolve_layers
 from transfer.probe.probe_config import ProbeConfig, check_class_count, probe_optimizer, probe_schedule
 from transfer.probe.protocols import EPOCH, ProbeSchedule, get_protocol
-from transfer.runs import build_transfer_trainer, resolve_ckpt, run_directory
+from transfer.runs import build_transfer_trainer, hold_run, resolve_ckpt, run_directory, start_resumable
 from transfer.trunk import BackboneSource, Trunk, load_network
 
 TASK = "linear-probe"
@@ -93,6 +96,11 @@ def result_rows(
     return rows
 
 
+def device_cropper(data: Any) -> DeviceCropper | None:
+    """The device's decoder and cropper for ``data.decode=gpu`` (nvJPEG on CUDA), None for the CPU path."""
+    return DeviceCropper(data.crop_size, resize_rule(data), data.strict) if data.decode == "gpu" else None
+
+
 def build_trainer(config: ProbeConfig, schedule: ProbeSchedule, run_dir: Path, logger: Any) -> L.Trainer:
     trainer = config.trainer
     in_epochs = schedule.unit == EPOCH
@@ -110,7 +118,12 @@ def build_trainer(config: ProbeConfig, schedule: ProbeSchedule, run_dir: Path, l
 
 
 def probe(config: ProbeConfig) -> list[dict[str, Any]]:
-    """Run the linear probe ``config`` describes; returns the rows appended to the results store."""
+    """Run the linear probe ``config`` describes; returns the rows appended to the results store.
+
+    ``checkpoints/last.ckpt`` (the heads, their optimizer and the trunk's checksum) is written every
+    ``trainer.checkpoint_every_n_steps`` steps and on SIGTERM/SIGUSR1 (exit status 75); ``resume=auto`` continues
+    with the same batches, crops and final numbers as a run that was never stopped.
+    """
     ckpt = resolve_ckpt(config.ckpt, config.runs_dir)
     network, source = load_network(
         ckpt, config.model, dict(config.model_kwargs), seed=config.trainer.seed, standard_geometry=True
@@ -118,6 +131,21 @@ def probe(config: ProbeConfig) -> list[dict[str, Any]]:
     layers = resolve_layers(config.layer, source.model_name)
     optimizer, schedule = probe_optimizer(config, source.model_name), probe_schedule(config)
     run_dir = probe_run_directory(config, source, layers)
+    with hold_run(run_dir):
+        return probe_in(run_dir, config, network, source, layers, optimizer, schedule)
+
+
+def probe_in(
+    run_dir: Path,
+    config: ProbeConfig,
+    network: Any,
+    source: BackboneSource,
+    layers: list[str],
+    optimizer: Any,
+    schedule: ProbeSchedule,
+) -> list[dict[str, Any]]:
+    """The probe in its claimed run folder."""
+    resume = start_resumable(run_dir, config.resume)
     L.seed_everything(config.trainer.seed, workers=True)
     backbone = Trunk(network, layers)
     datamodule = build_datamodule(config.data)
@@ -132,6 +160,7 @@ def probe(config: ProbeConfig) -> list[dict[str, Any]]:
         schedule,
         config.data.batch_size,
         seed=config.trainer.seed,
+        device_cropper=device_cropper(config.data),
     )
     resolved = {
         **to_container(config),
@@ -152,7 +181,7 @@ def probe(config: ProbeConfig) -> list[dict[str, Any]]:
         config.logger, run_dir, run_dir.name, job_type=TASK, config=logger_config, group=source.pretrain_run
     )
     trainer = build_trainer(config, schedule, run_dir, logger)
-    trainer.fit(module, datamodule=datamodule)
+    fit_resumable(trainer, module, resume, datamodule=datamodule)
     final = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     rows = result_rows(
         config,

@@ -31,7 +31,7 @@ from transfer.probe.protocols import (
     resolve_optimizer,
     resolve_schedule,
 )
-from transfer.transfer_config import TransferRunConfig
+from transfer.transfer_config import TransferRunConfig, validate_resume
 
 ALL_LAYERS = "all"
 DEFAULT_PROTOCOL = "zhang16"  # the paper's table (docs/reference.md section 7), which this project reproduces
@@ -69,6 +69,9 @@ class ProbeTrainerConfig(BaseTrainerConfig):
     check_val_every_n_epoch: int = 1
     limit_train_batches: Any = 1.0  # fraction of an epoch or a number of batches
     limit_val_batches: Any = 1.0
+    checkpoint_every_n_steps: int = (
+        1000  # steps between writes of last.ckpt (0: only at the end and on a stop)
+    )
 
 
 @dataclass
@@ -115,6 +118,7 @@ def validate_probe_config(config: ProbeConfig) -> None:
     require_folder_name("run", config.run)
     require_results_path(config.results)
     validate_trainer_config(trainer)
+    validate_resume(config)
     require(
         schedule.unit is None or schedule.unit in SCHEDULE_UNITS,
         "schedule.unit",

@@ -19,7 +19,7 @@ from lit_colorization.config.loading import (
     validate_trainer_config,
 )
 from lit_colorization.config.schema import BaseTrainerConfig, LoggerConfig
-from transfer.transfer_config import TransferRunConfig, validate_sgd
+from transfer.transfer_config import TransferRunConfig, validate_resume, validate_sgd
 from transfer.voc.dataset import IMAGE_SETS, VOC_CLASSES, VOC_YEARS
 from transfer.voc.synthetic import DEFAULT_CLASSES
 
@@ -64,6 +64,9 @@ class VOCTrainerConfig(BaseTrainerConfig):
     max_steps: int = 80_000  # -1: limited by max_epochs only
     max_epochs: int | None = None
     val_check_interval: int | None = None  # steps between evaluations on the test set; None: only at the end
+    checkpoint_every_n_steps: int = (
+        1000  # steps between writes of last.ckpt (0: only at the end and on a stop)
+    )
 
 
 @dataclass
@@ -90,6 +93,9 @@ class SVMConfig:
     )
     positive_weight: float = 2.0  # class weight of the positives, as in Goyal et al.'s benchmark (recalled)
     max_iter: int = 2000
+    # Images per cached chunk of extracted features (runs/voc-cls-<run>/features/): a killed job re-extracts at
+    # most one chunk per split.
+    chunk_images: int = 1000
     # low_shot=true: positives per class (each class also gets (classes - 1) x k negatives) and draws per k.
     low_shot_k: list[int] = field(default_factory=lambda: list(LOW_SHOT_K))
     low_shot_samples: int = LOW_SHOT_SAMPLES
@@ -199,6 +205,7 @@ def _validate_run(config: VOCClsConfig | VOCDetConfig | VOCSegConfig) -> None:
     require_results_path(config.results)
     validate_trainer_config(trainer)
     validate_sgd(config.optim, milestone_unit="step")
+    validate_resume(config)
     require(
         trainer.max_steps > 0 or (trainer.max_steps == -1 and (trainer.max_epochs or 0) > 0),
         "trainer.max_steps",
@@ -279,6 +286,7 @@ def validate_voc_cls_config(config: VOCClsConfig) -> None:
     require(svm.folds >= 2, "svm.folds", "an integer >= 2", svm.folds)
     require(svm.positive_weight > 0, "svm.positive_weight", "a positive number", svm.positive_weight)
     require(svm.max_iter > 0, "svm.max_iter", "a positive integer", svm.max_iter)
+    require(svm.chunk_images > 0, "svm.chunk_images", "a positive integer", svm.chunk_images)
     require(
         not config.low_shot or config.protocol == "svm",
         "low_shot",
