@@ -12,7 +12,7 @@ CPU (``SMOKE``): a narrow network, a few steps, the embedded photos without DATA
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,7 @@ SMOKE_PROBE = [
     "schedule.length=3",
     "schedule.milestones=[2]",
     "trainer.log_every_n_steps=2",
+    "trainer.checkpoint_every_n_steps=2",
 ]
 SMOKE_VOC2012_DATA = [
     "data.tiny.num_train=6",
@@ -84,7 +85,12 @@ SMOKE_VOC2012_DATA = [
     "data.batch_size=4",
 ]
 SMOKE_VOC_DATA = [*SMOKE_VOC2012_DATA, "data.tiny.num_test=6"]  # VOC2007's test split; VOC2012 has none
-SMOKE_VOC_TRAIN = ["trainer.max_steps=8", "optim.milestones=[6]", "trainer.log_every_n_steps=2"]
+SMOKE_VOC_TRAIN = [
+    "trainer.max_steps=8",
+    "optim.milestones=[6]",
+    "trainer.log_every_n_steps=2",
+    "trainer.checkpoint_every_n_steps=2",
+]
 # goyal19's pooling of AlexNet conv5 (the SVMs' features) needs the maps of a standard 227 crop.
 SMOKE_SVM = ["image.resize=256", "image.crop=227", "svm.costs=[0.1,1,10]"]
 SMOKE: dict[str, list[str]] = {
@@ -253,10 +259,6 @@ def _devices(config: ReproduceConfig) -> list[str]:
     return [f"trainer.accelerator={config.accelerator}", *devices, f"trainer.num_nodes={config.nodes}"]
 
 
-def _resume(command: CommandConfig | None) -> list[str]:
-    return ["resume=auto"] if any(one.name == "resume" for one in fields(command.schema)) else []
-
-
 def stage_overrides(spec: StageSpec, config: ReproduceConfig, inputs_written: bool = True) -> list[str]:
     """The ``key=value`` overrides of the stage's command: data, placement, scale, then the user's own.
 
@@ -285,7 +287,7 @@ def stage_overrides(spec: StageSpec, config: ReproduceConfig, inputs_written: bo
         f"run={spec.run_name}",
         f"runs_dir={root}",
         f"results={root / RESULTS_FILE}",
-        *_resume(spec.command),
+        "resume=auto",
         f"logger.kind={config.logger}",
         *_devices(config),
         *spec.overrides,
