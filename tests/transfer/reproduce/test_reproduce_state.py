@@ -3,14 +3,17 @@ rerun), its pipeline.json, its one-line config errors and PLAN=1 on a generated 
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import time
 from pathlib import Path
 
 import pytest
 
 from lit_colorization.config.loading import ConfigError
 from transfer.cli.reproduce import main as reproduce_main
-from transfer.reproduce.pipeline import decide, supersede
+from transfer.reproduce.pipeline import PipelineStopped, decide, stop_on_signals, supersede
 from transfer.reproduce.reproduce_config import REPRODUCE
 from transfer.reproduce.stages import prepare_stage, stage_specs
 from transfer.reproduce.state import (
@@ -158,3 +161,12 @@ def test_plan_prints_a_line_per_stage_and_the_total_and_writes_nothing(
     total = hours.pop("total")
     assert total == pytest.approx(sum(hours.values()), abs=0.01 * len(hours))
     assert lines["pretrain"].split()[1] == ">="  # FLOP-scaled: a lower bound, and says so
+
+
+def test_a_stop_signal_outside_a_training_loop_ends_the_pipeline_with_status_75() -> None:
+    previous = signal.getsignal(signal.SIGUSR1)
+    with pytest.raises(PipelineStopped) as stopped, stop_on_signals():
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(5)  # the handler raises at the next bytecode: never reached
+    assert stopped.value.code == 75 and stopped.value.signum == signal.SIGUSR1
+    assert signal.getsignal(signal.SIGUSR1) == previous  # the handlers before it are back
