@@ -31,6 +31,7 @@ from typing import Any
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from lit_colorization.runtime.preemption import PREEMPTED_EXIT_CODE, STOP_SIGNALS
+from lit_colorization.store.loggers import finish_wandb_run
 from lit_colorization.store.results import read_results
 from transfer.reproduce.plan import print_plan
 from transfer.reproduce.report import write_report
@@ -141,6 +142,7 @@ def run_stage(stage: PreparedStage, record: StageRecord, state: PipelineState) -
     try:
         outputs, rows = RUNNERS[stage.spec.name](stage)
     except SystemExit as stop:
+        finish_wandb_run()
         record.wall_seconds += time.monotonic() - started
         state.save()
         if stop.code == PREEMPTED_EXIT_CODE:
@@ -149,10 +151,12 @@ def run_stage(stage: PreparedStage, record: StageRecord, state: PipelineState) -
             )
         raise
     except BaseException as error:
+        finish_wandb_run()
         record.status, record.error = FAILED, f"{type(error).__name__}: {error}".splitlines()[0]
         record.wall_seconds += time.monotonic() - started
         state.save()
         raise
+    finish_wandb_run()  # the next stage's W&B run is its own, in the group RUN
     record.wall_seconds += time.monotonic() - started
     record.status, record.outputs, record.rows = DONE, outputs, rows
     if "checkpoint" in outputs:
