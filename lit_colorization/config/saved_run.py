@@ -71,6 +71,15 @@ def known_keys_only(saved: Any, schema_node: Any) -> Any:
     return kept
 
 
+def same_setting(before: Any, after: Any) -> bool:
+    """Equal values, or two spellings of one existing file or folder (relative and absolute)."""
+    if before == after:
+        return True
+    if isinstance(before, str) and isinstance(after, str) and Path(before).exists():
+        return Path(before).resolve() == Path(after).resolve()
+    return False
+
+
 def dotted_keys(node: Any, prefix: str = "") -> list[str]:
     """The leaf keys of a nested mapping as ``a.b.c``."""
     if not isinstance(node, dict) or not node:
@@ -105,7 +114,7 @@ def load_command_config(command: CommandConfig, preset: str | None, overrides: S
         if key in RUN_KEYS:
             continue
         before, after = OmegaConf.select(as_saved, key), OmegaConf.select(config, key)
-        if before == after:
+        if same_setting(before, after):
             continue
         if not is_safe_to_change(key):
             raise ConfigError(

@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 
 from lit_colorization.cli.pretrain import main as pretrain_main
-from lit_colorization.config.saved_run import is_safe_to_change, load_command_config
+from lit_colorization.config.saved_run import is_safe_to_change, load_command_config, same_setting
 from lit_colorization.pretrain.pretrain_config import PRETRAIN
 from transfer.probe.probe_config import PROBE
 
@@ -58,6 +58,12 @@ def test_without_a_saved_config_or_without_resume_the_command_line_is_the_config
     assert fresh == PRETRAIN.load("sample", [f"runs_dir={tmp_path}", "run=new", "resume=auto"])
     # A probe without run= is named from its checkpoint: no saved config can be found before it is loaded.
     assert load_command_config(PROBE, None, ["resume=auto"]) == PROBE.load(None, ["resume=auto"])
+
+
+def test_two_spellings_of_one_path_are_the_same_setting(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path.parent)
+    assert same_setting(str(tmp_path), tmp_path.name) and not same_setting(str(tmp_path), "elsewhere")
+    assert same_setting(3, 3) and not same_setting("a", "b")
 
 
 def test_safe_keys():
