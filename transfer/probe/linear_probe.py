@@ -4,7 +4,8 @@ Trains one linear head per layer of a pretraining checkpoint's frozen trunk (``l
 layer in one pass over the data) under a named protocol (``protocol=zhang16|goyal19``; an AlexNet is probed in the
 standard geometry both assume), then appends one row per layer to the results store (``results``, default
 ``results/transfer.jsonl``) and writes ``runs/probe-<run>/``: ``config.yaml`` (with the optimiser and schedule
-the run used), metrics (CSV or W&B) and ``results.json`` (this run's rows; a finished run is never overwritten).
+the run used), metrics (CSV or W&B), ``checkpoints/last.ckpt`` (for ``resume=auto``: docs/resuming.md) and
+``results.json`` (this run's rows; a finished run is never overwritten).
 Each row carries its ``protocol`` (``<name>-like`` for a layer the protocol does not define), the layer's
 ``feature_shape`` (C, H, W) before the reduction, the ``pooled_shape`` and ``feature_dim`` after it.
 """
