@@ -60,7 +60,7 @@ PRETRAIN_OVERRIDES = $(if $(DATA),data.source=folder data.root=$(DATA)) $(if $(S
 
 VOC_OVERRIDES = $(if $(CKPT),ckpt=$(CKPT)) $(if $(DATA),data.root=$(DATA)) $(if $(RUN),run=$(RUN)) \
 	$(if $(GPUS),trainer.devices=$(GPUS)) $(if $(MAX_EPOCHS),trainer.max_epochs=$(MAX_EPOCHS) trainer.max_steps=-1) \
-	$(if $(MAX_STEPS),trainer.max_steps=$(MAX_STEPS)) $(if $(LOGGER),logger.kind=$(LOGGER))
+	$(if $(MAX_STEPS),trainer.max_steps=$(MAX_STEPS)) $(if $(LOGGER),logger.kind=$(LOGGER)) $(if $(RESUME),resume=$(RESUME))
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test test-slow lint format demo reproduce pretrain shards priors colorize bench bench-color bench-index linear-probe compare dashboard voc-cls voc-det voc-seg eval-color turing-test turing-report clean
@@ -126,11 +126,11 @@ bench-color: setup ## Soft-encoding throughput: fast path vs exact vs scikit-lea
 bench-index: setup ## Start-up cost of a large image folder: first listing vs the file index, extrapolated to ImageNet (ARGS: --files --classes --dir)
 	$(PY) benchmarks/bench_index.py $(ARGS)
 
-linear-probe: setup ## Per-layer linear probes on frozen features: CKPT (default: latest run; random) LAYER DATA PROTOCOL (zhang16, goyal19) PROBE_PRESET (imagenet, places205) GPUS MAX_EPOCHS LOGGER RUN ARGS
+linear-probe: setup ## Per-layer linear probes on frozen features: CKPT (default: latest run; random) LAYER DATA PROTOCOL (zhang16, goyal19) PROBE_PRESET (imagenet, places205) GPUS MAX_EPOCHS LOGGER RUN RESUME (auto: continue RUN) ARGS
 	$(PY) -m transfer.cli.probe --preset $(PROBE_PRESET) $(if $(CKPT),ckpt=$(CKPT)) $(if $(LAYER),layer=$(LAYER)) \
 		$(if $(DATA),data.source=folder data.root=$(DATA)) $(if $(PROTOCOL),protocol=$(PROTOCOL)) \
 		$(if $(GPUS),trainer.devices=$(GPUS)) $(if $(MAX_EPOCHS),schedule.unit=epoch schedule.length=$(MAX_EPOCHS)) \
-		$(if $(LOGGER),logger.kind=$(LOGGER)) $(if $(RUN),run=$(RUN)) $(ARGS)
+		$(if $(LOGGER),logger.kind=$(LOGGER)) $(if $(RUN),run=$(RUN)) $(if $(RESUME),resume=$(RESUME)) $(ARGS)
 
 compare: setup ## Transfer results (results/transfer.jsonl) beside the paper's numbers: a table and results/linear_probe.png
 	$(PY) -m transfer.cli.compare
@@ -139,14 +139,14 @@ dashboard: setup ## W&B report as code (needs the 'dashboard' extra online); off
 	$(PY) -m transfer.cli.dashboard $(if $(PROJECT),--project $(PROJECT)) $(if $(ENTITY),--entity $(ENTITY)) \
 		$(if $(MODELS),--models $(MODELS))
 
-voc-cls: setup ## VOC07 classification, fine-tune or SVM (ARGS="low_shot=true": low-shot SVMs): CKPT DATA (holds VOCdevkit/) TRAIN_FROM PROTOCOL (finetune, svm) MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN ARGS
+voc-cls: setup ## VOC07 classification, fine-tune or SVM (ARGS="low_shot=true": low-shot SVMs): CKPT DATA (holds VOCdevkit/) TRAIN_FROM PROTOCOL (finetune, svm) MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN RESUME ARGS
 	$(PY) -m transfer.cli.voc_cls $(if $(VOC_PRESET),--preset $(VOC_PRESET)) $(VOC_OVERRIDES) \
 		$(if $(TRAIN_FROM),train_from=$(TRAIN_FROM)) $(if $(PROTOCOL),protocol=$(PROTOCOL)) $(ARGS)
 
-voc-det: setup ## VOC07 detection, Faster R-CNN on the colorization trunk: CKPT DATA MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN ARGS
+voc-det: setup ## VOC07 detection, Faster R-CNN on the colorization trunk: CKPT DATA MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN RESUME ARGS
 	$(PY) -m transfer.cli.voc_det $(if $(VOC_PRESET),--preset $(VOC_PRESET)) $(VOC_OVERRIDES) $(ARGS)
 
-voc-seg: setup ## VOC2012 segmentation, FCN on the colorization trunk, mIoU: CKPT DATA (holds VOCdevkit/VOC2012) TRAIN_FROM MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN ARGS
+voc-seg: setup ## VOC2012 segmentation, FCN on the colorization trunk, mIoU: CKPT DATA (holds VOCdevkit/VOC2012) TRAIN_FROM MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN RESUME ARGS
 	$(PY) -m transfer.cli.voc_seg $(if $(SEG_PRESET),--preset $(SEG_PRESET)) $(VOC_OVERRIDES) \
 		$(if $(TRAIN_FROM),train_from=$(TRAIN_FROM)) $(ARGS)
 

@@ -4,11 +4,12 @@ Its results go through ``lit_colorization.store.results.publish_results``."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
@@ -68,6 +69,7 @@ def build_transfer_trainer(
     run_dir: Path,
     logger: Logger | bool,
     lr_logging_interval: str,
+    extra_callbacks: Sequence[Callback] = (),
     **schedule: Any,
 ) -> L.Trainer:
     """The Lightning trainer of a transfer run: ``schedule`` (its length and validation keywords) on the shared
@@ -75,7 +77,11 @@ def build_transfer_trainer(
     ``checkpoints/last.ckpt``, every ``trainer.checkpoint_every_n_steps`` steps, at the end and on a stop signal
     (then the process exits with status 75; ``resume=auto`` continues exactly)."""
     lr_monitor = [LearningRateMonitor(logging_interval=lr_logging_interval)] if logger else []
-    callbacks = [*lr_monitor, *resumable_callbacks(run_dir, trainer.checkpoint_every_n_steps)]
+    callbacks = [
+        *lr_monitor,
+        *extra_callbacks,
+        *resumable_callbacks(run_dir, trainer.checkpoint_every_n_steps),
+    ]
     return L.Trainer(
         default_root_dir=run_dir,
         **lightning_trainer_args(trainer, callbacks=callbacks),

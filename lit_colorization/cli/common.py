@@ -11,6 +11,7 @@ from typing import Any
 
 from lit_colorization.config.commands import CommandConfig
 from lit_colorization.config.loading import ConfigError, available_presets
+from lit_colorization.config.saved_run import load_command_config
 from lit_colorization.store.checkpoint import CheckpointError
 
 WORKER_TRACEBACK_MARKER = "\nOriginal Traceback"
@@ -65,4 +66,4 @@ def run_preset_command(
     parser.add_argument("--preset", default=default_preset, help=f"one of: {', '.join(presets)}")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value")
     args = parser.parse_args(argv)
-    run_cli(lambda: run(command.load(args.preset, args.overrides)))
+    run_cli(lambda: run(load_command_config(command, args.preset, args.overrides)))

@@ -5,11 +5,11 @@ validation image grids in ``images/``, metrics (CSV or W&B) and, with ``online_e
 ``online_eval.json`` and ``online_eval.png``: per-layer online probe and kNN top-1 over the steps.
 
 ``last.ckpt`` is written every ``trainer.checkpoint_every_n_steps`` steps, at ``max_steps`` and at the end of the
-step in which SIGTERM or SIGUSR1 came (then the process exits with status 75: ``train/preemption.py``), atomically,
+step in which SIGTERM or SIGUSR1 came (then the process exits with status 75: ``runtime/preemption.py``), atomically,
 from inside the epoch: a run killed at any moment continues with ``resume=auto`` exactly as if it had not stopped
 (same weights, optimizer state, lr schedule and order of batches and crops).
 
-The batch, lr and schedule follow from the recipe and the number of processes (``train/scaling.py``); the run
+The batch, lr and schedule follow from the recipe and the number of processes (``runtime/scaling.py``); the run
 prints them in one line at start and records them under ``scale`` in ``config.yaml``, the logger's hyperparameters
 and every checkpoint. The folder belongs to one live run at a time (``store/run_lock.py``).
 """

@@ -197,5 +197,6 @@ PROBE = register_command(
         base_file="linear_probe.yaml",
         preset_kind="probe",
         validate=validate_probe_config,
+        run_prefix="probe-",
     )
 )

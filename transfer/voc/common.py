@@ -1,7 +1,8 @@
 """What the VOC command lines share: the start of a run, data loaders, the Lightning trainer and result rows.
 
-A run writes ``<runs_dir>/<task>-<run>/``: ``config.yaml`` (resolved), metrics (CSV or W&B) and
-``results.json`` (this run's rows, also appended to the results store); a finished run is never overwritten.
+A run writes ``<runs_dir>/<task>-<run>/``: ``config.yaml`` (resolved), metrics (CSV or W&B), ``checkpoints/last.ckpt``
+(a fine-tuning's, for ``resume=auto``: docs/resuming.md) and ``results.json`` (this run's rows, also appended to the
+results store); a finished run is never overwritten.
 """
 
 from __future__ import annotations

@@ -375,6 +375,7 @@ VOC_CLS = register_command(
         base_file="voc_cls.yaml",
         preset_kind="voc_cls",
         validate=validate_voc_cls_config,
+        run_prefix="voc-cls-",
     )
 )
 VOC_DET = register_command(
@@ -384,6 +385,7 @@ VOC_DET = register_command(
         base_file="voc_det.yaml",
         preset_kind="voc_det",
         validate=validate_voc_det_config,
+        run_prefix="voc-det-",
     )
 )
 VOC_SEG = register_command(
@@ -393,5 +395,6 @@ VOC_SEG = register_command(
         base_file="voc_seg.yaml",
         preset_kind="voc_seg",
         validate=validate_voc_seg_config,
+        run_prefix="voc-seg-",
     )
 )

@@ -15,6 +15,7 @@ from lit_colorization.runtime.preemption import PREEMPTED_EXIT_CODE
 from lit_colorization.store.checkpoint import write_checkpoint
 from tests.helpers import saved_step, sigterm_after_checkpoint
 from transfer.cli.voc_cls import main as voc_cls_main
+from transfer.cli.voc_det import main as voc_det_main
 
 STEPS = 40
 
@@ -69,5 +70,48 @@ def test_finetune_sigterm_saves_exits_75_and_resume_auto_ends_as_an_unstopped_ru
         json.loads((runs / f"voc-cls-{run}" / "results.json").read_text()) for run in ("stopped", "whole")
     )
     assert resumed_row["steps"] == whole_row["steps"] == STEPS
+    assert resumed_row["map"] == pytest.approx(whole_row["map"], abs=1e-6)
+    assert resumed_row["ap"] == whole_row["ap"]
+
+
+DETECTION_STEPS = 16
+
+
+def detection_overrides(tmp_path: Path, ckpt: Path, run: str, *extra: str) -> list[str]:
+    """A tiny Faster R-CNN: its proposal and box sampling draw from torch's generator at every step."""
+    return [
+        f"ckpt={ckpt}", f"runs_dir={tmp_path / 'runs'}", f"results={tmp_path / 'results.jsonl'}", f"run={run}",
+        f"data.tiny.cache_dir={tmp_path / 'cache'}", "data.tiny.num_train=6", "data.tiny.num_val=6",
+        "data.tiny.num_test=6", "data.tiny.image_size=64", "data.tiny.classes=[car,cat,dog]", "data.num_workers=0",
+        "data.batch_size=2", "detector.min_size=64", "detector.max_size=96", "detector.anchor_sizes=[16,32]",
+        "detector.representation_size=32", f"trainer.max_steps={DETECTION_STEPS}", "optim.milestones=[8]",
+        "trainer.accelerator=cpu", "trainer.progress_bar=false", "logger.kind=none",
+        *extra,
+    ]  # fmt: skip
+
+
+def test_detection_resumes_exactly_with_its_random_state(tmp_path, alexnet_checkpoint):
+    runs = tmp_path / "runs"
+    last = runs / "voc-det-stopped" / "checkpoints" / "last.ckpt"
+    stopped = detection_overrides(
+        tmp_path, alexnet_checkpoint, "stopped", "trainer.checkpoint_every_n_steps=1"
+    )
+    status, stderr = sigterm_after_checkpoint(stopped, last, "transfer.cli.voc_det", min_step=2)
+    assert status == PREEMPTED_EXIT_CODE, stderr[-3000:]
+    assert 2 <= saved_step(last) < DETECTION_STEPS
+
+    voc_det_main(detection_overrides(tmp_path, alexnet_checkpoint, "stopped", "resume=auto"))
+    voc_det_main(detection_overrides(tmp_path, alexnet_checkpoint, "whole"))
+    resumed, whole = (
+        torch.load(
+            runs / f"voc-det-{run}" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True
+        )
+        for run in ("stopped", "whole")
+    )
+    for key, value in whole["state_dict"].items():
+        assert torch.allclose(resumed["state_dict"][key].float(), value.float(), rtol=0, atol=1e-6), key
+    [resumed_row], [whole_row] = (
+        json.loads((runs / f"voc-det-{run}" / "results.json").read_text()) for run in ("stopped", "whole")
+    )
     assert resumed_row["map"] == pytest.approx(whole_row["map"], abs=1e-6)
     assert resumed_row["ap"] == whole_row["ap"]
