@@ -104,8 +104,8 @@ def _training_images(stage: PreparedStage) -> int:
     data = stage.config.data
     if data.source == "folder":
         return count_images(Path(data.root) / data.train_split)
-    if data.source == "embedded":
-        return len(load_embedded_photos())
+    if data.source == "embedded":  # an epoch of the few embedded photos: crops_per_epoch random crops of each
+        return data.crops_per_epoch * len(load_embedded_photos())
     return int(data.synthetic_train_images)
 
 
@@ -133,7 +133,7 @@ def plan_pretraining(stage: PreparedStage, devices: int) -> StagePlan:
     return StagePlan(
         "pretrain",
         f"{stage.spec.summary} ({config.model.name}, global batch {scale.global_batch}, {config.data.crop_size}px)",
-        f"{images:,} ({seen / max(images, 1):.0f} epochs)",
+        f"{images:,} ({seen / max(images, 1):.3g} epochs)",
         f"{scale.max_steps:,}",
         _hours(seen, rate, devices),
         f"row (c) FLOP-scaled to {flops / 1e9:.1f} GFLOP/image: {rate:,.0f} img/s/device (the JPEG path may bind "
@@ -176,9 +176,12 @@ def plan_voc(stage: PreparedStage, devices: int) -> StagePlan:
             sum(image_set_size(root, year, "Main", config.data.train_set) for year in years) if root else None
         )
         test = image_set_size(root, "2007", "Main", config.data.test_set) if root else None
-    if train is None:
+    if train is None:  # the generated VOC: VOC2007 trains on trainval, VOC2012 (no test split) scores val
         tiny = config.data.tiny
-        train, test = tiny.num_train + tiny.num_val, tiny.num_test
+        seg = name == "voc-seg"
+        train, test = (
+            (tiny.num_train, tiny.num_val) if seg else (tiny.num_train + tiny.num_val, tiny.num_test)
+        )
     images = f"{train:,} train, {test:,} test"
     model, kwargs = config.model or "alexnet", dict(config.model_kwargs)
     if name in ("voc-svm", "voc-svm-low-shot"):
