@@ -83,7 +83,16 @@ def protocol_lines(config: ReproduceConfig, specs: list[StageSpec], state: Pipel
         if spec.command is None or record is None:
             continue
         # The placement keys (run, runs_dir, ckpt, ...) are the same in every campaign: the protocol is the rest.
-        placement = ("run=", "runs_dir=", "ckpt=", "results=", "logger.", "targets.prior_path=", "resume=")
+        placement = (
+            "run=",
+            "runs_dir=",
+            "ckpt=",
+            "results=",
+            "logger.",
+            "targets.prior_path=",
+            "resume=",
+            "data.tiny.cache_dir=",
+        )
         keys = [key for key in stage_overrides(spec, config) if not key.startswith(placement)]
         lines.append(
             f"| {spec.name} | {spec.summary} | {spec.preset(config) or '(base file)'} | {' '.join(keys)} | "
