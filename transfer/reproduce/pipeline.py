@@ -19,6 +19,7 @@ stage to save yet, or it is saved). The stage stays ``running``; the same comman
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import time
@@ -32,7 +33,6 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from lit_colorization.runtime.preemption import PREEMPTED_EXIT_CODE, STOP_SIGNALS
 from lit_colorization.store.loggers import finish_wandb_run
-from lit_colorization.store.results import read_results
 from transfer.reproduce.plan import print_plan
 from transfer.reproduce.report import write_report
 from transfer.reproduce.reproduce_config import ReproduceConfig
@@ -128,9 +128,15 @@ def supersede(folder: Path) -> Path | None:
 def finished_rows(stage: PreparedStage) -> list[dict[str, Any]] | None:
     """The rows of a transfer run that finished after the pipeline last saved its state (its results.json)."""
     own = stage.folder / "results.json"
-    if stage.spec.task_folder and own.is_file():
-        return [row.data for row in read_results(own).rows]
-    return None
+    if not (stage.spec.task_folder and own.is_file()):
+        return None
+    try:
+        rows = json.loads(own.read_text())
+    except ValueError as error:
+        raise ValueError(f"{own}: not the JSON list of rows a finished run writes ({error})") from None
+    if not (isinstance(rows, list) and all(isinstance(row, dict) for row in rows)):
+        raise ValueError(f"{own}: expected the JSON list of rows a finished run writes")
+    return rows
 
 
 def run_stage(stage: PreparedStage, record: StageRecord, state: PipelineState) -> None:

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from lit_colorization.config.loading import ConfigError
+from lit_colorization.store.results import SCHEMA, publish_results
 from transfer.cli.reproduce import main as reproduce_main
-from transfer.reproduce.pipeline import PipelineStopped, decide, stop_on_signals, supersede
+from transfer.reproduce.pipeline import PipelineStopped, decide, finished_rows, stop_on_signals, supersede
 from transfer.reproduce.reproduce_config import REPRODUCE
 from transfer.reproduce.stages import prepare_stage, stage_specs
 from transfer.reproduce.state import (
@@ -170,3 +171,17 @@ def test_a_stop_signal_outside_a_training_loop_ends_the_pipeline_with_status_75(
         time.sleep(5)  # the handler raises at the next bytecode: never reached
     assert stopped.value.code == 75 and stopped.value.signum == signal.SIGUSR1
     assert signal.getsignal(signal.SIGUSR1) == previous  # the handlers before it are back
+
+
+def test_a_transfer_run_that_finished_before_the_state_was_saved_gives_its_rows(tmp_path: Path) -> None:
+    config = REPRODUCE.load(None, ["run=x", "scale=smoke", f"runs_dir={tmp_path}"])
+    spec = next(spec for spec in stage_specs(config) if spec.name == "probe")
+    stage = prepare_stage(spec, config, inputs_written=False)
+    assert finished_rows(stage) is None
+    rows = [{"task": "linear-probe", "schema": SCHEMA, "layer": "conv1", "top1": 12.5}]
+    stage.folder.mkdir(parents=True)
+    publish_results(rows, stage.folder / "results.json", tmp_path / "store.jsonl")
+    assert finished_rows(stage) == rows
+    (stage.folder / "results.json").write_text("{")
+    with pytest.raises(ValueError, match="results.json: not the JSON list"):
+        finished_rows(stage)
