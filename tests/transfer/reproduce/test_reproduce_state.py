@@ -185,3 +185,22 @@ def test_a_transfer_run_that_finished_before_the_state_was_saved_gives_its_rows(
     (stage.folder / "results.json").write_text("{")
     with pytest.raises(ValueError, match="results.json: not the JSON list"):
         finished_rows(stage)
+
+
+def test_a_stage_that_fails_is_recorded_failed_with_its_error_and_retried_by_the_same_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "imagenet"
+    for split in ("train", "val"):
+        (data / split).mkdir(parents=True)
+    argv = ["run=f", "scale=smoke", f"data={data}", f"runs_dir={tmp_path / 'runs'}", "accelerator=cpu"]
+    for attempt in ("starting", "failed before, resuming"):
+        with pytest.raises(SystemExit) as exit_info:
+            reproduce_main(argv)
+        assert exit_info.value.code == 2
+        captured = capsys.readouterr()
+        assert f"prior: {attempt}" in captured.out
+        assert "error: no image files" in captured.err and f"{data / 'train'}" in captured.err
+    prior = load_state(tmp_path / "runs" / "f" / "pipeline.json").stages["prior"]
+    assert (prior.status, prior.starts) == (FAILED, 2)
+    assert prior.error.startswith("FileNotFoundError: no image files")
