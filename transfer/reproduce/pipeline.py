@@ -30,12 +30,15 @@ from types import FrameType
 from typing import Any
 
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from omegaconf import OmegaConf
 
+from lit_colorization.config.loading import to_container
 from lit_colorization.runtime.preemption import PREEMPTED_EXIT_CODE, STOP_SIGNALS
+from lit_colorization.store.atomic import write_text
 from lit_colorization.store.loggers import finish_wandb_run
 from transfer.reproduce.plan import print_plan
 from transfer.reproduce.report import write_report
-from transfer.reproduce.reproduce_config import ReproduceConfig
+from transfer.reproduce.reproduce_config import ReproduceConfig, campaign_config_path
 from transfer.reproduce.stages import (
     RUNNERS,
     PreparedStage,
@@ -178,6 +181,8 @@ def reproduce(config: ReproduceConfig) -> Path | None:
         return None
     root = campaign_folder(config)
     state = load_state(root / STATE_FILE)
+    if rank_zero_only.rank == 0:
+        write_text(campaign_config_path(config), OmegaConf.to_yaml({**to_container(config), "plan": False}))
     say(f"campaign {config.run} ({config.scale} scale, {config.model}) in {root}/: {len(specs)} stages")
     rerun: dict[str, str] = {}  # stage -> the stage that made it start over (itself, or one it reads from)
     # Every stage's config is checked before the first one starts; each is loaded again, with the files the

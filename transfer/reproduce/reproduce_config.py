@@ -4,13 +4,16 @@ VOC PLACES MODEL GPUS NODES SCALE PLAN LOGGER to them)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from lit_colorization.config.commands import CommandConfig, register_command
+from lit_colorization.config.commands import CommandConfig, ExtraLayers, register_command
 from lit_colorization.config.loading import require, require_folder_name
 from lit_colorization.models import list_models
 from lit_colorization.store.loggers import LOGGER_KINDS
 
 SCALES = ("paper", "smoke")
+# The campaign's settings, saved in runs_dir/<run>/ when it starts: `make reproduce RUN=x` alone continues x.
+CAMPAIGN_CONFIG = "reproduce.yaml"
 # Every stage, in the order they run (transfer/reproduce/stages.py builds each one's config).
 STAGE_NAMES = (
     "prior",
@@ -71,6 +74,17 @@ def validate_reproduce_config(config: ReproduceConfig) -> None:
     require(not unknown, "overrides", f"stage names from {list(STAGE_NAMES)}", unknown)
 
 
+def campaign_config_path(config: ReproduceConfig) -> Path:
+    return Path(config.runs_dir) / str(config.run) / CAMPAIGN_CONFIG
+
+
+def saved_campaign(first: ReproduceConfig) -> ExtraLayers:
+    """The campaign's saved settings, under the command line's: a key given again replaces the saved one."""
+    if first.run is None or not campaign_config_path(first).is_file():
+        return ExtraLayers()
+    return ExtraLayers(files=[campaign_config_path(first)])
+
+
 REPRODUCE = register_command(
     CommandConfig(
         name="reproduce",
@@ -78,5 +92,6 @@ REPRODUCE = register_command(
         base_file="reproduce.yaml",
         preset_kind=None,
         validate=validate_reproduce_config,
+        extra_layers=saved_campaign,
     )
 )

@@ -204,3 +204,6 @@ def test_a_stage_that_fails_is_recorded_failed_with_its_error_and_retried_by_the
     prior = load_state(tmp_path / "runs" / "f" / "pipeline.json").stages["prior"]
     assert (prior.status, prior.starts) == (FAILED, 2)
     assert prior.error.startswith("FileNotFoundError: no image files")
+    # The campaign's settings were saved when it started: RUN alone continues it, a key given again wins.
+    again = REPRODUCE.load(None, ["run=f", f"runs_dir={tmp_path / 'runs'}", "model=eccv16"])
+    assert (again.data, again.scale, again.accelerator, again.model) == (str(data), "smoke", "cpu", "eccv16")
