@@ -181,15 +181,15 @@ def reproduce(config: ReproduceConfig) -> Path | None:
         return None
     root = campaign_folder(config)
     state = load_state(root / STATE_FILE)
-    if rank_zero_only.rank == 0:
-        write_text(campaign_config_path(config), OmegaConf.to_yaml({**to_container(config), "plan": False}))
-    say(f"campaign {config.run} ({config.scale} scale, {config.model}) in {root}/: {len(specs)} stages")
-    rerun: dict[str, str] = {}  # stage -> the stage that made it start over (itself, or one it reads from)
     # Every stage's config is checked before the first one starts; each is loaded again, with the files the
     # stages before it wrote, just before it runs.
     staged = [spec for spec in specs if spec.command is not None]
     for spec in staged:
         prepare_stage(spec, config, inputs_written=False)
+    if rank_zero_only.rank == 0:
+        write_text(campaign_config_path(config), OmegaConf.to_yaml({**to_container(config), "plan": False}))
+    say(f"campaign {config.run} ({config.scale} scale, {config.model}) in {root}/: {len(specs)} stages")
+    rerun: set[str] = set()  # the stages that ran from scratch in this invocation
     with stop_on_signals():
         for spec in staged:
             run_or_skip(prepare_stage(spec, config), state, rerun)
@@ -229,7 +229,7 @@ def decide(
     return Decision("start")
 
 
-def run_or_skip(stage: PreparedStage, state: PipelineState, rerun: dict[str, str]) -> None:
+def run_or_skip(stage: PreparedStage, state: PipelineState, rerun: set[str]) -> None:
     """Decide for one stage (skip, resume, start over, start) and act; ``rerun`` collects the stages that ran
     from scratch, whose dependents must not keep results of the old ones."""
     spec = stage.spec
@@ -237,7 +237,7 @@ def run_or_skip(stage: PreparedStage, state: PipelineState, rerun: dict[str, str
     hashed = stage.hashed_config()
     new_hash = config_hash(hashed, inputs)
     record = state.record(spec.name)
-    upstream = rerun.get(spec.needs) if spec.needs else None
+    upstream = spec.needs if spec.needs in rerun else None
     decision = decide(record, hashed, inputs, new_hash, upstream)
     if decision.action == "skip":
         say(f"{spec.name}: done, skipped ({record.folder})")
@@ -252,7 +252,7 @@ def run_or_skip(stage: PreparedStage, state: PipelineState, rerun: dict[str, str
     else:
         say(f"{spec.name}: starting: {spec.summary}")
     if decision.action != "resume":
-        rerun[spec.name] = spec.name
+        rerun.add(spec.name)
     record.config_hash, record.config, record.inputs = new_hash, hashed, inputs
     adopted = finished_rows(stage) if decision.action == "resume" else None
     if adopted is not None:
