@@ -90,6 +90,7 @@ def detection_overrides(tmp_path: Path, ckpt: Path, run: str, *extra: str) -> li
     ]  # fmt: skip
 
 
+@pytest.mark.slow  # three Faster R-CNN runs, one of them a CLI process: about 90 s on a loaded 2-core machine
 def test_detection_resumes_exactly_with_its_random_state(tmp_path, alexnet_checkpoint):
     runs = tmp_path / "runs"
     last = runs / "voc-det-stopped" / "checkpoints" / "last.ckpt"
