@@ -1,7 +1,9 @@
 """Logger selection: W&B offline when not logged in, CSV when W&B is not configured, never a crash."""
 
+import sys
 from pathlib import Path
 
+import pytest
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from lit_colorization.config.schema import LoggerConfig
@@ -38,3 +40,18 @@ def test_pretrain_with_wandb_offline_through_the_cli(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "wandb sync" in result.stderr
     assert list(Path(tmp_path / "tiny" / "wandb").glob("offline-run-*"))
+
+
+def test_tensorboard_logger_writes_event_files_under_the_run(tmp_path):
+    pytest.importorskip("tensorboard", reason="the tensorboard extra (make setup installs it)")
+    logger = build_logger(LoggerConfig(kind="tensorboard"), tmp_path, "run", "pretrain", {})
+    logger.log_metrics({"train/loss": 1.5}, step=3)
+    logger.finalize("success")
+    events = list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].stat().st_size > 0
+
+
+def test_tensorboard_without_the_extra_is_one_line_naming_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if not installed: importing it fails
+    with pytest.raises(ValueError, match=r"pip install -e '\.\[tensorboard\]'"):
+        build_logger(LoggerConfig(kind="tensorboard"), tmp_path, "run", "pretrain", {})
