@@ -51,6 +51,15 @@ PLACES ?=
 SCALE ?=
 PLAN ?=
 
+# An upper-case variable on the command line that this Makefile never sets (GPU=8 for GPUS=8) is refused before
+# anything runs, with the closest known names: otherwise it would be ignored and the run would train something else.
+KNOWN_VARIABLES := $(sort $(shell sed -n 's/^\([A-Z][A-Z0-9_]*\) *?=.*/\1/p' $(MAKEFILE_LIST)))
+COMMAND_LINE_VARIABLES := $(foreach name,$(.VARIABLES),$(if $(filter command line,$(origin $(name))),$(name)))
+UNKNOWN_VARIABLES := $(filter-out $(KNOWN_VARIABLES),$(shell printf '%s\n' $(COMMAND_LINE_VARIABLES) | grep -E '^[A-Z][A-Z0-9_]*$$'))
+ifneq ($(UNKNOWN_VARIABLES),)
+$(error $(shell $(PYTHON) -c 'import difflib, sys; known = sys.argv[2].split(); print("; ".join("unknown variable " + name + " (did you mean " + (" or ".join(difflib.get_close_matches(name, known, 3, 0.5)) or "?") + "?)" for name in sys.argv[1].split()) + ". Known: " + " ".join(known))' '$(UNKNOWN_VARIABLES)' '$(KNOWN_VARIABLES)'))
+endif
+
 # Makefile variables -> config overrides (only those that are set).
 PRETRAIN_OVERRIDES = $(if $(DATA),data.source=folder data.root=$(DATA)) $(if $(SHARDS),data.source=shards data.root=$(SHARDS)) $(if $(MODEL),model.name=$(MODEL)) \
 	$(if $(RUN),run=$(RUN)) $(if $(GPUS),trainer.devices=$(GPUS)) $(if $(NODES),trainer.num_nodes=$(NODES)) \
@@ -71,10 +80,10 @@ help: ## List the commands
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,shards]'
+	$(PY) -m pip install --quiet -e '.[dev,shards,dashboard,completion,tensorboard,study,coco]'
 	touch $(STAMP)
 
-setup: $(STAMP) ## Create .venv and install the project with its dev tools and the shards extra (idempotent)
+setup: $(STAMP) ## Create .venv and install the project with its dev tools and every optional extra (idempotent)
 
 test: setup ## Run the default (fast) test suite
 	$(PY) -m pytest
@@ -132,7 +141,7 @@ linear-probe: setup ## Per-layer linear probes on frozen features: CKPT (default
 		$(if $(GPUS),trainer.devices=$(GPUS)) $(if $(MAX_EPOCHS),schedule.unit=epoch schedule.length=$(MAX_EPOCHS)) \
 		$(if $(LOGGER),logger.kind=$(LOGGER)) $(if $(RUN),run=$(RUN)) $(if $(RESUME),resume=$(RESUME)) $(ARGS)
 
-compare: setup ## Transfer results (results/transfer.jsonl) beside the paper's numbers: a table and results/linear_probe.png
+compare: setup ## Transfer results (results/transfer.jsonl) beside the paper's numbers: tables, results/compare.md and compare.csv (ours, paper, difference), results/linear_probe.png
 	$(PY) -m transfer.cli.compare
 
 dashboard: setup ## W&B report as code (needs the 'dashboard' extra online); offline: its panels and keys, and compare's output, in results/dashboard/: PROJECT ENTITY MODELS

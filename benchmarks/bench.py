@@ -24,6 +24,18 @@ Rows, in images per second:
   (g) pretraining step with online evaluation: (b), plus what ``OnlineEvaluation`` does after every training step
       (its hooks' features of conv1..conv8, one SGD step of a linear head per layer; 1000-way unless
       --online-classes says otherwise).
+  (a-eccv16), (c-eccv16), (a-alexnet), (c-alexnet): the presets users run, ``eccv16_imagenet`` and
+      ``alexnet_imagenet``, as shipped on CUDA (their batch, crop, resize, GPU decode, perf settings, online
+      evaluation and checkpoint writer; on a CPU at the bench's small batch, crop and width) through
+      ``pretrain`` with validation off and an epoch longer than the fit, each beside its network's model-only
+      step at the same batch (a-*); the checkpoint at max_steps is timed apart and put at the preset's cadence.
+      Then (c-eccv16) again with data.decode_ahead false and true: the next batch prepared in series with the
+      step, or by a thread while it runs.
+  (h) the probe end to end: a slot, not measured here (its GPU decode is another issue's).
+  (k), (k0): the device's resize-and-crop of a batch of 500x375 photos as the ImageNet presets cut them, in one
+      pass (data/encoded.py) and tap by tap as before it.
+  (l), (l0), (lk): sRGB -> Lab on a float batch: the library's (kornia's, constants kept on the device), the
+      hand-written one it replaced and kornia's own; on CUDA with the host's waits per call.
 Then the ratios (b)/(a), (c)/(a), (c)/(d), (f)/(e) and (c)/(c0), and the step time with online evaluation over
 the step time without it, (b)/(g); FLOPs per image of one train step
 (FlopCounterMode on the meta device) and model FLOP utilisation against the device's bf16 peak (on a CPU,
@@ -36,20 +48,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
 import io
 import itertools
+import math
 import os
 import platform
 import tempfile
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import kornia.color
 import lightning as L
 import numpy as np
 import torch
@@ -63,16 +78,27 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from lit_colorization.color import ab_bins, rebalance_weights
+from lit_colorization.color import ab_bins, rebalance_weights, rgb_to_lab
+from lit_colorization.color.lab import D65_WHITE, RGB_TO_XYZ
 from lit_colorization.color.targets import ColorTargets
 from lit_colorization.config.loading import load_config
 from lit_colorization.config.schema import PretrainConfig
 from lit_colorization.data import ImageFolderDataset, SeededShuffleSampler, SkipUnreadableCollate
-from lit_colorization.data.encoded import DeviceCropper, EncodedCollate, EncodedImageFolderDataset
+from lit_colorization.data.crops import SQUASH, Resize
+from lit_colorization.data.encoded import (
+    MAX_TAPS,
+    DeviceCropper,
+    EncodedCollate,
+    EncodedImageFolderDataset,
+    crop_boxes,
+    resized_crops,
+    to_device,
+)
 from lit_colorization.models import create_model
 from lit_colorization.online_eval.probes import FeatureTap, OnlineProbes, feature_shapes
 from lit_colorization.pretrain.losses import soft_cross_entropy
 from lit_colorization.pretrain.module import ColorizationModule
+from lit_colorization.pretrain.pretrain_config import PRETRAIN
 from lit_colorization.pretrain.pretraining import pretrain
 from lit_colorization.pretrain.priors import save_prior
 from lit_colorization.runtime.perf import PerfSettings, enable_tf32, resolve
@@ -91,7 +117,8 @@ JPEG_QUALITY = 90
 PROBE_CLASSES = 1000
 TARGETS_K = 5
 SIGMA = 5.0
-VAL_IMAGES = 1
+MANY_STEPS = 30  # timed calls of the Lab and crop rows at least
+VAL_IMAGES = len(PHOTOS)  # one per class: the data module lists the split even with validation off
 
 
 @dataclass(frozen=True)
@@ -109,6 +136,7 @@ class Options:
     threads: int
     online_classes: int
     settings: PerfSettings
+    rows: str = "all"
 
 
 def parse_options(argv: list[str] | None = None) -> Options:
@@ -139,6 +167,12 @@ def parse_options(argv: list[str] | None = None) -> Options:
         type=int,
         default=PROBE_CLASSES,
         help="(g): classes of the online heads (default 1000, ImageNet's; the embedded photos have 10)",
+    )
+    parser.add_argument(
+        "--rows",
+        default="all",
+        choices=("all", "core", "presets"),
+        help="core: (a) to (g) and Lab; presets: (c-eccv16), (c-alexnet) and their model steps; all: both",
     )
     parser.add_argument("--precision", default="auto", choices=("auto", "32-true", "bf16-mixed"))
     parser.add_argument(
@@ -178,6 +212,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
         probe_size=int(pick(args.probe_size, 227, 64)),
         threads=threads,
         online_classes=args.online_classes,
+        rows=args.rows,
         settings=resolve(
             device.type,
             precision=args.precision,
@@ -333,11 +368,13 @@ def peak_flops(device: torch.device) -> tuple[float, str]:
 # --- (c) and (d): data from JPEG files ---------------------------------------------------------------------------
 
 
-def write_jpegs(folder: Path, count: int, split_name: str = "train") -> Path:
-    """``count`` 500x375 JPEGs under ``folder/<split_name>/``: random crops of scikit-image's photos, scaled."""
+def write_jpegs(folder: Path, count: int, split_name: str = "train", classes: int = len(PHOTOS)) -> Path:
+    """``count`` 500x375 JPEGs under ``folder/<split_name>/class_<i>/``: random crops of scikit-image's photos,
+    scaled, spread over ``classes`` class folders (labels for the presets' online evaluation)."""
     split = folder / split_name
-    split.mkdir(parents=True)
     photos = [photo() for photo in PHOTOS]
+    for label in range(classes):
+        (split / f"class_{label:04d}").mkdir(parents=True)
     rng = np.random.default_rng(0)
     for index in range(count):
         photo = photos[index % len(photos)]
@@ -348,7 +385,7 @@ def write_jpegs(folder: Path, count: int, split_name: str = "train") -> Path:
         left = int(rng.integers(0, width - crop_width + 1))
         window = Image.fromarray(photo[top : top + crop_height, left : left + crop_width])
         window.resize(JPEG_SIZE, Image.Resampling.BILINEAR).save(
-            split / f"{index:05d}.jpg", quality=JPEG_QUALITY
+            split / f"class_{index % classes:04d}" / f"{index:05d}.jpg", quality=JPEG_QUALITY
         )
     return split
 
@@ -411,6 +448,7 @@ class StepClock(Callback):
         self._start: float | None = None
         self.seconds: float | None = None
         self.host_waits: Counter[str] | None = None  # by the Python line that made the host wait
+        self.checkpoint_seconds: list[float] = []  # each save's time on the training thread
         self._warnings: warnings.catch_warnings | None = None
         self._caught: list[warnings.WarningMessage] = []
 
@@ -432,6 +470,20 @@ class StepClock(Callback):
             )
         synchronize(device)
         self.seconds = time.perf_counter() - self._start
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Time every ``trainer.save_checkpoint`` as the step sees it: with an asynchronous writer, the copy of
+        the state only; the device's queue is drained first, so that its work is not counted as the save's."""
+        save = trainer.save_checkpoint
+
+        def timed_save(*args: Any, **kwargs: Any) -> None:
+            synchronize(pl_module.device)
+            start = time.perf_counter()
+            save(*args, **kwargs)
+            synchronize(pl_module.device)
+            self.checkpoint_seconds.append(time.perf_counter() - start)
+
+        trainer.save_checkpoint = timed_save
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
@@ -499,6 +551,242 @@ def lightning_loop_rate(
     ]
     pretrain(load_config(PretrainConfig, overrides=overrides), extra_callbacks=[clock])
     return clock.rate(), clock.host_waits
+
+
+# (row, preset): the configurations users run, each beside its network's model-only step at the same batch.
+PRESET_ROWS = (("c-eccv16", "eccv16_imagenet"), ("c-alexnet", "alexnet_imagenet"))
+PRESET_TARGETS = {"c-eccv16": ">= 0.9, and >= 3,000 images/s", "c-alexnet": ">= 6,000 images/s"}
+
+
+@dataclass(frozen=True)
+class PresetRow:
+    """A preset as ``make pretrain PRESET=...`` runs it; on a CPU at the bench's small batch, crop and width."""
+
+    key: str
+    preset: str
+    model: str
+    batch: int
+    crop: int
+    overrides: tuple[str, ...]  # the CPU's sizes (none on CUDA: the preset as shipped)
+    checkpoint_every_n_steps: int
+    checkpoint_every_minutes: float
+
+    def images_needed(self, options: Options) -> int:
+        """Training JPEGs for an epoch longer than the whole fit: no epoch boundary inside the timed window."""
+        warmup, steps = loader_window(options)
+        return self.batch * (warmup + steps + 2)
+
+
+def preset_row(options: Options, key: str, preset: str, root: Path) -> PresetRow:
+    sizes = (
+        ()
+        if options.device.type == "cuda"
+        else (
+            f"data.batch_size={options.batch}",
+            # trainer.max_steps counts steps of this batch (not of the recipe's, which it would be scaled by)
+            f"optim.reference_batch_size={options.batch}",
+            f"data.crop_size={options.size}",
+            f"model.kwargs.width={options.width}",
+        )
+    )
+    config = preset_config(preset, root, [*sizes])
+    return PresetRow(
+        key=key,
+        preset=preset,
+        model=config.model.name,
+        batch=config.data.batch_size,
+        crop=config.data.crop_size,
+        overrides=sizes,
+        checkpoint_every_n_steps=config.trainer.checkpoint_every_n_steps,
+        checkpoint_every_minutes=config.trainer.checkpoint_every_minutes,
+    )
+
+
+def preset_config(preset: str, root: Path, overrides: list[str]) -> PretrainConfig:
+    """The preset as ``make pretrain`` loads it (base, network recipe, preset, overrides), on the bench's device."""
+    return PRETRAIN.load(preset, [f"data.root={root}", *overrides])
+
+
+def preset_model_rate(options: Options, row: PresetRow, root: Path) -> float:
+    """Images/s of the preset's network alone (its perf settings, batch and crop): the train step on targets
+    built once from random pixels, no data path."""
+    config = preset_config(row.preset, root, [*row.overrides, f"trainer.accelerator={options.device.type}"])
+    module = ColorizationModule(config, ab_bins(), uniform_prior()).to(options.device)
+    enable_tf32(module.perf)
+    optimizer = module.configure_optimizers()["optimizer"]
+    rgb = torch.randint(0, 256, (row.batch, 3, row.crop, row.crop), dtype=torch.uint8, device=options.device)
+    targets = module.targets(rgb)
+    return images_per_second(lambda: train_step(module, optimizer, targets), options)
+
+
+@dataclass(frozen=True)
+class PresetLoop:
+    rate: float  # images/s of the timed steps, checkpoints outside the window
+    host_waits: Counter[str] | None
+    checkpoint_seconds: float  # the longest save as the step saw it (the final one, at max_steps)
+    checkpoint_share: float  # that time over the time between two saves at the preset's cadence
+
+
+def preset_loop(
+    options: Options, row: PresetRow, root: Path, workdir: Path, decode_ahead: bool | None = None
+) -> PresetLoop:
+    """``pretrain`` with the preset as shipped: its data path (resize, GPU decode, workers), online evaluation,
+    perf settings and checkpoint writer; validation off, and the epoch longer than the fit. The checkpoint at
+    ``max_steps`` falls after the timed window and is timed on its own, then put at the preset's cadence.
+    ``decode_ahead`` overrides ``data.decode_ahead`` (None: the preset's, on for CUDA)."""
+    warmup, steps = loader_window(options)
+    clock = StepClock(warmup, steps)
+    prior = save_prior(uniform_prior(), workdir / f"uniform_prior_{row.key}.npy")
+    overrides = [
+        *row.overrides,
+        f"trainer.accelerator={options.device.type}",
+        f"data.num_workers={options.workers}",
+        f"targets.prior_path={prior}",
+        f"runs_dir={workdir / 'runs'}",
+        f"run=bench-{row.key}-{decode_ahead}",
+        "logger.kind=none",
+        "trainer.devices=1",
+        f"trainer.max_steps={warmup + steps + 1}",
+        "trainer.validate_before_training=false",
+        "trainer.limit_val_batches=0",
+        "data.index_cache=null",
+        *([] if decode_ahead is None else [f"data.decode_ahead={decode_ahead}"]),
+    ]
+    pretrain(preset_config(row.preset, root, overrides), extra_callbacks=[clock])
+    rate = clock.rate()
+    save = max(clock.checkpoint_seconds, default=0.0)
+    if row.checkpoint_every_minutes > 0:
+        between = 60 * row.checkpoint_every_minutes
+    else:
+        between = (
+            row.checkpoint_every_n_steps * row.batch / rate if row.checkpoint_every_n_steps else math.inf
+        )
+    return PresetLoop(rate, clock.host_waits, save, save / between)
+
+
+# --- sRGB -> Lab: the library's (kornia's, constants kept on the device) against the hand-written one ----------
+
+
+def hand_written_rgb_to_lab(rgb: Tensor) -> Tensor:
+    """The conversion color/lab.py had before it went through kornia (commit 3153262): every constant a Python
+    number, nine multiply-adds for XYZ. Kept here as the comparison."""
+    linear = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055).pow(2.4), rgb / 12.92)
+    red, green, blue = linear.unbind(dim=1)
+
+    def f(row: tuple[float, float, float], white: float) -> Tensor:
+        t = (row[0] * red + row[1] * green + row[2] * blue) / white
+        return torch.where(t > 0.008856, t.clamp(min=0.008856).pow(1 / 3), 7.787 * t + 4 / 29)
+
+    fx, fy, fz = (f(row, white) for row, white in zip(RGB_TO_XYZ, D65_WHITE, strict=True))
+    return torch.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], dim=1)
+
+
+def tap_by_tap_crops(
+    images: Sequence[Tensor],
+    top: Tensor,
+    left: Tensor,
+    box_height: Tensor,
+    box_width: Tensor,
+    mirror: Tensor,
+    size: int,
+) -> Tensor:
+    """``resized_crops`` as it was at commit 3153262: four gathers per bilinear tap, taps x taps of them. Kept here
+    as the comparison for the one pass that replaced it (and as its oracle in tests/data/test_fused_crop.py)."""
+    device = images[0].device
+    heights = torch.tensor([image.shape[-2] for image in images], dtype=torch.int64)
+    widths = torch.tensor([image.shape[-1] for image in images], dtype=torch.int64)
+    plane = heights * widths
+    start = torch.cumsum(3 * plane, 0) - 3 * plane  # where each image begins in the flat buffer
+    row_scale = box_height.to(torch.float64) / size
+    col_scale = box_width.to(torch.float64) / size
+    largest = max(float(row_scale.max()), float(col_scale.max()))
+    taps = min(MAX_TAPS, max(1, math.ceil(largest - 1e-9)))
+    flat = torch.cat([image.reshape(-1) for image in images])
+
+    numbers = torch.stack([top, left, row_scale, col_scale, heights, widths, mirror], dim=1).to(torch.float64)
+    top_d, left_d, row_scale_d, col_scale_d, height_d, width_d, mirror_d = to_device(
+        numbers.float(), device
+    ).T[:, :, None]
+    plane_base = to_device(start[:, None] + torch.arange(3) * plane[:, None], device)[:, :, None, None]
+    row_stride = to_device(widths, device)[:, None, None, None]
+    # Sample positions in output-pixel units, pixel by pixel and taps within a pixel: (S * taps,).
+    steps = torch.arange(size, device=device)[:, None] + (torch.arange(taps, device=device) + 0.5) / taps
+    steps = steps.reshape(-1)
+    rows = (top_d + steps * row_scale_d - 0.5).clamp(min=0)
+    cols = (left_d + steps * col_scale_d - 0.5).clamp(min=0)
+    cols = torch.where(mirror_d > 0, cols.flip(-1), cols)
+    rows = torch.minimum(rows, height_d - 1).view(-1, size, taps)
+    cols = torch.minimum(cols, width_d - 1).view(-1, size, taps)
+
+    def read(row: Tensor, col: Tensor) -> Tensor:
+        index = plane_base + row.long()[:, None, :, None] * row_stride + col.long()[:, None, None, :]
+        return flat.take(index).to(torch.float32)
+
+    total = torch.zeros(len(images), 3, size, size, device=device)
+    for row_tap in range(taps):
+        row = rows[..., row_tap]
+        row_low = row.floor()
+        row_high = torch.minimum(row_low + 1, height_d - 1)
+        row_frac = (row - row_low)[:, None, :, None]
+        for col_tap in range(taps):
+            col = cols[..., col_tap]
+            col_low = col.floor()
+            col_high = torch.minimum(col_low + 1, width_d - 1)
+            col_frac = (col - col_low)[:, None, None, :]
+            upper = read(row_low, col_low) * (1 - col_frac) + read(row_low, col_high) * col_frac
+            lower = read(row_high, col_low) * (1 - col_frac) + read(row_high, col_high) * col_frac
+            total += upper * (1 - row_frac) + lower * row_frac
+    return (total / (taps * taps)).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def crop_rows(options: Options) -> dict[str, float]:
+    """Images/s of the device's resize-and-crop of a batch of 500x375 photos, as the ImageNet presets cut them
+    (squashed to 256, ``--size`` crops, 2 taps): the one pass of data/encoded.py and the tap-by-tap one."""
+    generator = torch.Generator().manual_seed(0)
+    images = [
+        torch.randint(0, 256, (3, JPEG_SIZE[1], JPEG_SIZE[0]), dtype=torch.uint8, generator=generator).to(
+            options.device
+        )
+        for _ in range(options.batch)
+    ]
+    crop = torch.rand(options.batch, 3, generator=generator, dtype=torch.float64)
+    heights = torch.full((options.batch,), JPEG_SIZE[1])
+    widths = torch.full((options.batch,), JPEG_SIZE[0])
+    boxes = crop_boxes(heights, widths, crop, options.size, Resize(256, SQUASH))
+    mirror = (crop[:, 2] < 0.5).double()
+    return {
+        key: images_per_second(lambda cut=cut: cut(images, *boxes, mirror, options.size).shape[0], options)
+        for key, cut in (("k", resized_crops), ("k0", tap_by_tap_crops))
+    }
+
+
+def count_host_waits(convert: Callable[[Tensor], Tensor], rgb: Tensor) -> int | None:
+    """Host waits for the device in one call (CUDA's sync debug mode); None on a CPU."""
+    if rgb.device.type != "cuda":
+        return None
+    convert(rgb)
+    synchronize(rgb.device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            convert(rgb)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchronizing" in str(warning.message) for warning in caught)
+
+
+def lab_rows(options: Options) -> tuple[dict[str, float], dict[str, int | None], float]:
+    """Images/s of sRGB -> Lab on a float batch: the library's, the hand-written one, kornia's own; host waits per
+    call of each; the largest difference of the library's from the hand-written one."""
+    rgb = torch.rand(options.batch, 3, options.size, options.size, device=options.device)
+    conversions = {"l": rgb_to_lab, "l0": hand_written_rgb_to_lab, "lk": kornia.color.rgb_to_lab}
+    rates, waits = {}, {}
+    for key, convert in conversions.items():
+        rates[key] = images_per_second(lambda convert=convert: convert(rgb).shape[0], options)
+        waits[key] = count_host_waits(convert, rgb)
+    gap = float((rgb_to_lab(rgb) - hand_written_rgb_to_lab(rgb)).abs().max())
+    return rates, waits, gap
 
 
 class OriginalPipelineDataset(Dataset):
@@ -650,6 +938,17 @@ def probe_end_to_end_rate(options: Options, workdir: Path) -> float:
 
 
 def run(options: Options) -> list[str]:
+    """The table of ``options.rows``: the core rows, the presets', or both (each part writes its own JPEGs)."""
+    lines: list[str] = []
+    if options.rows in ("all", "core"):
+        lines += core_rows(options)
+    if options.rows in ("all", "presets"):
+        lines += preset_rows(options)
+    return lines
+
+
+def core_rows(options: Options) -> list[str]:
+    """Rows (a) to (g) at the bench's sizes, their ratios, and the Lab rows."""
     device = options.device
     module, optimizer = build_module(options)
     rates: dict[str, float] = {}
@@ -663,11 +962,16 @@ def run(options: Options) -> list[str]:
     rates["b"] = images_per_second(lambda: train_step(module, optimizer, module.targets(rgb)), options)
     peak_memory = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     rates["g"] = images_per_second(online_eval_step(module, optimizer, rgb, options), options)
+    # Calls of a few milliseconds: many of them, so that a busy moment of the machine does not decide the order.
+    many = dataclasses.replace(options, steps=max(options.steps, MANY_STEPS), warmup=max(options.warmup, 2))
+    lab_rates, lab_waits, lab_gap = lab_rows(many)
+    rates.update(lab_rates)
+    rates.update(crop_rows(many))
 
     with tempfile.TemporaryDirectory(prefix="bench-jpegs-") as workdir:
         folder = Path(workdir) / "data"
         write_jpegs(folder, options.images)
-        write_jpegs(folder, VAL_IMAGES, "val")  # the data module lists the split even with validation off
+        write_jpegs(folder, VAL_IMAGES, "val")
         if options.decode == "gpu":
             dataset = EncodedImageFolderDataset(folder, "train")
             batches = loader_for(dataset, options, EncodedCollate())
@@ -693,7 +997,37 @@ def run(options: Options) -> list[str]:
 
     flops = flops_per_image(options)
     peak, peak_note = peak_flops(device)
-    return format_table(options, rates, flops, peak, peak_note, peak_memory, host_waits)
+    lines = format_table(options, rates, flops, peak, peak_note, peak_memory, host_waits)
+    return lines + format_lab(options, rates, lab_waits, lab_gap)
+
+
+def preset_rows(options: Options) -> list[str]:
+    """The presets users run beside their model-only steps, and eccv16's with the data path in series."""
+    rates: dict[str, float] = {}
+    presets: list[tuple[PresetRow, PresetLoop]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-presets-") as workdir:
+        folder = Path(workdir) / "data"
+        folder.mkdir()
+        rows = [preset_row(options, key, preset, folder) for key, preset in PRESET_ROWS]
+        images = max(row.images_needed(options) for row in rows)
+        # The online heads as wide as ImageNet's (--online-classes, 1000) where the epoch has that many images.
+        classes = min(options.online_classes, images)
+        write_jpegs(folder, images, classes=classes)
+        write_jpegs(folder, classes, "val", classes=classes)
+        for row in rows:
+            rates[f"a-{row.model}"] = preset_model_rate(options, row, folder)
+            loop = preset_loop(options, row, folder, Path(workdir))
+            rates[row.key] = loop.rate
+            presets.append((row, loop))
+        # The eccv16 loop again with data.decode_ahead the other way round from its preset's (on for CUDA):
+        # what preparing the next batch while the step runs gains over doing it in series.
+        shipped_ahead = options.device.type == "cuda"
+        rates[f"c-eccv16-ahead-{shipped_ahead}"] = rates["c-eccv16"]
+        flipped = not shipped_ahead
+        rates[f"c-eccv16-ahead-{flipped}"] = preset_loop(
+            options, rows[0], folder, Path(workdir), flipped
+        ).rate
+    return format_presets(options, rates, presets, images, classes)
 
 
 def format_table(
@@ -767,6 +1101,77 @@ def format_table(
     lines.append(f"MFU: {peak_note}")
     memory = f"{peak_memory / 2**30:.2f} GiB" if peak_memory is not None else "n/a (CPU)"
     lines.append(f"peak device memory of (b): {memory}")
+    return lines
+
+
+def format_presets(
+    options: Options,
+    rates: dict[str, float],
+    presets: list[tuple[PresetRow, PresetLoop]],
+    images: int,
+    classes: int,
+) -> list[str]:
+    """The presets as users run them, each beside its network's model-only step at the same batch."""
+    warmup, steps = loader_window(options)
+    shipped = "as shipped" if options.device.type == "cuda" else "at this CPU's sizes"
+    lines = [
+        f"presets {shipped}, make pretrain's Lightning loop: {steps} timed steps after {warmup}, {images} training "
+        f"JPEGs in {classes} classes (no epoch ends inside the fit), validation off, online evaluation "
+        f"({classes}-way heads) and checkpoint writer as the preset has them"
+    ]
+    for row, loop in presets:
+        model_key = f"a-{row.model}"
+        cadence = (
+            f"every {row.checkpoint_every_minutes:g} min"
+            if row.checkpoint_every_minutes > 0
+            else f"every {row.checkpoint_every_n_steps} steps"
+        )
+        model_label = f"({model_key}) {row.model} model step, batch {row.batch}, {row.crop}x{row.crop}"
+        loop_label = f"({row.key}) {row.preset} end to end, batch {row.batch}, {row.crop}x{row.crop}"
+        lines.append(f"{model_label:<64} {rates[model_key]:>10,.1f}")
+        lines.append(f"{loop_label:<64} {loop.rate:>10,.1f}")
+        lines.append(
+            f"({row.key})/({model_key}) = {loop.rate / rates[model_key]:.2f}   (GPU target: {PRESET_TARGETS[row.key]})"
+        )
+        lines.append(
+            f"  checkpoint: {loop.checkpoint_seconds:.2f} s of the step's time per write, {cadence}: "
+            f"{100 * loop.checkpoint_share:.2f}% of the run"
+        )
+        if loop.host_waits is not None:
+            lines.append(f"  host waits in the timed steps: {loop.host_waits.total()}")
+            lines += [f"    {count:5d} at {place}" for place, count in loop.host_waits.most_common(5)]
+    ahead, plain = rates["c-eccv16-ahead-True"], rates["c-eccv16-ahead-False"]
+    lines.append(
+        f"(c-eccv16) with data.decode_ahead=false {plain:,.1f}, =true {ahead:,.1f} images/s: ahead / in series = "
+        f"{ahead / plain:.2f}"
+    )
+    lines.append(
+        "(h) probe end to end (zhang16 conv1..conv5, JPEGs decoded on the device): not measured here; the probe's "
+        "device decode is issue 23's (GPU target >= 8,000 images/s)"
+    )
+    return lines
+
+
+def format_lab(
+    options: Options, rates: dict[str, float], waits: dict[str, int | None], gap: float
+) -> list[str]:
+    labels = {
+        "l": "sRGB -> Lab, library: kornia, constants kept on the device",
+        "l0": "sRGB -> Lab, the hand-written conversion it replaced",
+        "lk": "sRGB -> Lab, kornia.color.rgb_to_lab as it is",
+    }
+    lines = [f"sRGB -> Lab on {options.batch} x 3 x {options.size} x {options.size} float32 (images/s):"]
+    for key, label in labels.items():
+        wait = "n/a (CPU)" if waits[key] is None else str(waits[key])
+        lines.append(f"({key:<2}) {label:<58} {rates[key]:>10,.1f}   host waits per call: {wait}")
+    lines.append(f"(l)/(l0) = {rates['l'] / rates['l0']:.2f}; max |(l) - (l0)| = {gap:.1e} Lab units")
+    lines.append(
+        f"resize-and-crop on the device, {options.batch} photos of {JPEG_SIZE[0]}x{JPEG_SIZE[1]} squashed to 256, "
+        f"{options.size}x{options.size} crops (images/s):"
+    )
+    lines.append(f"(k ) {'one pass (data/encoded.py resized_crops)':<58} {rates['k']:>10,.1f}")
+    lines.append(f"(k0) {'tap by tap, as before it':<58} {rates['k0']:>10,.1f}")
+    lines.append(f"(k)/(k0) = {rates['k'] / rates['k0']:.2f}")
     return lines
 
 

@@ -3,15 +3,19 @@
 Parts, each ending in one ``PASS``/``FAIL`` line; a failure does not stop the others:
 
 1. functional, side by side (none of them is timed):
-   - pytest: the tests CPU machines skip (nvJPEG decode, the on-device guard, perf settings) and the colour,
-     target and metric tests on CUDA;
+   - pytest: the tests CPU machines skip (nvJPEG decode, batches prepared ahead on a side stream, one-pass crops
+     on the device, Lab without host waits, the on-device guard, perf settings) and the colour, target, metric
+     and checkpoint tests on CUDA;
    - pretrain: eccv16 at 176 from a generated JPEG tree (several sizes, one corrupt file) with the
      eccv16_imagenet preset (GPU decode, bf16, channels_last, compile), killed (SIGKILL) right after its first
      ``last.ckpt`` and resumed with ``resume=auto`` to step 300: the step count, the lr and a finite, falling loss
      are checked; then ``colorize`` of a folder and ``eval-color`` with two temperatures from its checkpoint;
    - linear-probe (AlexNet, every layer, one epoch), voc-cls and voc-det (the generated VOC, 50 steps);
-2. ``benchmarks/bench.py`` at the paper's sizes, alone on the GPU;
-3. ``benchmarks/profile_step.py``: where the time of a training step goes.
+2. ``benchmarks/bench.py --rows core`` at the paper's sizes, alone on the GPU (rows (a) to (g), the Lab rows);
+3. ``benchmarks/bench.py --rows presets``: ``eccv16_imagenet`` and ``alexnet_imagenet`` as shipped through
+   ``pretrain``, each beside its model-only step at the same batch, and eccv16's with the next batch prepared
+   in series with the step;
+4. ``benchmarks/profile_step.py``: where the time of a training step goes.
 
 ``--quick`` shrinks every size so the whole script runs on a CPU in a few minutes: a rehearsal of the commands,
 not a check of CUDA. Everything printed is also written to ``$OUT/check.txt`` (or ``--out``); each part's own
@@ -45,6 +49,7 @@ JPEG_SIZES = ((500, 375), (375, 500), (640, 480), (1024, 768), (200, 150))
 CLASSES = ("class_a", "class_b", "class_c")
 PRETRAIN_STEPS = 300
 CHECKPOINT_EVERY = 100
+QUICK_PHASE_FACTOR = 3.0  # --quick: each phase may take this many times its seconds
 ECCV16_LR = 3e-5  # eccv16's recipe lr at its own batch of 40 (docs/reference.md section 5)
 
 
@@ -152,19 +157,25 @@ def write_jpeg_tree(root: Path, train_per_class: int, val_per_class: int) -> Pat
 
 def part_pytest(report: Report, quick: bool) -> None:
     files = [
-        "tests/test_cuda_color.py",
-        "tests/test_encoded.py",
-        "tests/test_perf.py",
-        "tests/test_guards.py",
+        "tests/color/test_cuda_color.py",
+        "tests/data/test_encoded.py",
+        "tests/data/test_crop_scale.py",
+        "tests/data/test_fused_crop.py",
+        "tests/data/test_prepared_ahead.py",
+        "tests/runtime/test_perf.py",
+        "tests/runtime/test_guards.py",
+        "tests/runtime/test_checkpoint_cadence.py",
     ]
-    files.append("tests/test_crop_scale.py")
     code, output = run_logged(
         report, "pytest", [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *files]
     )
     cuda_skips = [line for line in output.splitlines() if line.startswith("SKIPPED") and "CUDA" in line]
     passed = code == 0 and (quick or not cuda_skips)
     report.verdict(
-        "pytest (CUDA decode, guard, perf; colour, targets, metrics on cuda)", passed, tail(output, 1)
+        "pytest (CUDA decode, one-pass crops, batches prepared ahead, guard, checkpoints, perf; colour, targets, "
+        "metrics on cuda)",
+        passed,
+        tail(output, 1),
     )
     for line in cuda_skips[:5]:
         report.line(f"  {line}")
@@ -197,6 +208,8 @@ def pretrain_command(data: Path, runs: Path, quick: bool, resume: bool) -> list[
             "trainer.max_steps=30",
         ]
         command += ["trainer.checkpoint_every_n_steps=10", "trainer.val_check_interval=10"]
+        # Losses enough to list (30 steps at every 10 logged three).
+        command += ["trainer.log_every_n_steps=2"]
     return command + (["resume=auto"] if resume else [])
 
 
@@ -266,14 +279,16 @@ def part_pretrain(report: Report, data: Path, work: Path, quick: bool) -> Path |
         and code == 0
         and final == steps
         and finite
-        and final_losses < first
+        # --quick: 30 steps at eccv16's lr 3e-5 are too few for the loss to fall reliably; only the run is checked.
+        and (final_losses < first or quick)
         and math.isclose(last_lr, ECCV16_LR, rel_tol=1e-6)
     )
     report.verdict(
         name,
         passed,
         f"leg 2 exit {code}, resumed from step {saved} to step {final} (want {steps}); loss {first:.3f} -> "
-        f"{final_losses:.3f} over {len(losses)} logged steps, all finite: {finite}; lr at the end {last_lr:.3g} "
+        f"{final_losses:.3f} over {len(losses)} logged steps{' (falling not required by --quick)' if quick else ''}, "
+        f"all finite: {finite}; lr at the end {last_lr:.3g} "
         f"(want {ECCV16_LR:g}); {tail(leg2, 2)}",
     )
     return last
@@ -379,10 +394,13 @@ def part_voc(report: Report, work: Path, command: str, quick: bool) -> None:
     report.verdict(f"{command} (generated VOC, {steps} steps)", code == 0, tail(output, 3))
 
 
-def part_benchmark(report: Report, name: str, script: str, title: str, quick: bool) -> None:
+def part_benchmark(
+    report: Report, name: str, script: str, title: str, quick: bool, extra: tuple[str, ...] = ()
+) -> None:
     """A script of benchmarks/ on the device (on the CPU with ``quick``), its whole output in the report."""
     device = "cpu" if quick else "cuda"
-    code, output = run_logged(report, name, [sys.executable, f"benchmarks/{script}", "--device", device])
+    command = [sys.executable, f"benchmarks/{script}", "--device", device, *extra]
+    code, output = run_logged(report, name, command)
     for line in output.splitlines():
         report.line(f"  {line}")
     report.verdict(title, code == 0, f"exit {code}")
@@ -395,12 +413,15 @@ def main() -> None:
     parser.add_argument(
         "--phases",
         type=float,
-        nargs=3,
-        default=(240.0, 230.0, 90.0),
-        metavar=("FUNCTIONAL", "BENCH", "PROFILE"),
-        help="seconds each phase may take at most (its commands are stopped then and reported FAIL)",
+        nargs=4,
+        default=(200.0, 160.0, 170.0, 45.0),
+        metavar=("FUNCTIONAL", "BENCH", "PRESETS", "PROFILE"),
+        help="seconds each phase may take at most (its commands are stopped then and reported FAIL); "
+        "the defaults add up to 575, under a device call's 600 (--quick: 3 times as long)",
     )
-    parser.add_argument("--skip", nargs="*", default=[], choices=("pretrain", "transfer", "bench", "profile"))
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=("pretrain", "transfer", "bench", "presets", "profile")
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     report = Report(args.out)
@@ -412,7 +433,9 @@ def main() -> None:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="device-check-") as workdir:
         work = Path(workdir)
-        functional, bench, profiling = args.phases
+        # A rehearsal on a shared CPU has no device time to save, and its commands run several times slower.
+        scale = QUICK_PHASE_FACTOR if args.quick else 1.0
+        functional, bench, presets, profiling = (seconds * scale for seconds in args.phases)
         if {"pretrain", "transfer"} - set(args.skip):
             report.deadline = time.monotonic() + functional
             data = write_jpeg_tree(work / "jpegs", 16 if args.quick else 100, 2 if args.quick else 8)
@@ -454,7 +477,23 @@ def main() -> None:
             guarded(
                 report,
                 "bench",
-                lambda: part_benchmark(report, "bench", "bench.py", "bench (paper sizes)", args.quick),
+                lambda: part_benchmark(
+                    report, "bench", "bench.py", "bench (paper sizes)", args.quick, ("--rows", "core")
+                ),
+            )
+        if "presets" not in args.skip:
+            report.deadline = time.monotonic() + presets
+            guarded(
+                report,
+                "bench presets",
+                lambda: part_benchmark(
+                    report,
+                    "bench presets",
+                    "bench.py",
+                    "bench: eccv16_imagenet and alexnet_imagenet as shipped, beside their model steps",
+                    args.quick,
+                    ("--rows", "presets"),
+                ),
             )
         if "profile" not in args.skip:
             report.deadline = time.monotonic() + profiling

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Every CUDA path once on a lent H100/H200, in one command of under 8 minutes (docs/benchmarks.md, "Device
-# check"): scripts/device_check.py's functional parts side by side, then bench.py alone, then the profile of a
-# step. Everything printed is also written under $OUT (check.txt: the verdicts and tables; parts.log: each
-# part's own output).
+# Every CUDA path once on a lent H100/H200, in one command of under 10 minutes (docs/benchmarks.md, "Device
+# check"): scripts/device_check.py's functional parts side by side, then bench.py's core rows, then its preset
+# rows (eccv16_imagenet and alexnet_imagenet as shipped), then the profile of a step. Everything printed is also
+# written under $OUT (check.txt: the verdicts and tables; parts.log: each part's own output).
 #
 # It installs nothing from a network: the machine's python3 has PyTorch, torchvision, Lightning, timm,
 # torchmetrics, scikit-image and scikit-learn; the project's other imports travel as wheels in .whl/

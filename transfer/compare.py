@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from lit_colorization.stats import accuracy_interval
-from lit_colorization.store.atomic import atomic_open
+from lit_colorization.store.atomic import atomic_open, write_text
 from lit_colorization.store.results import ResultRow, in_current_units, read_results
 from transfer.probe.protocols import GOYAL19, PROBE_LAYERS, ZHANG16
 
@@ -248,9 +248,10 @@ def _short_dataset(dataset: str) -> str:
 
 
 def _probe_tables(series: Sequence[ProbeSeries], paper: Sequence[ProbeSeries]) -> list[str]:
-    """One table per (network, protocol): published rows only beside runs of their own protocol."""
+    """One table per (network, protocol) that holds a run of ours: published rows only beside runs of their own
+    network and protocol."""
     lines = []
-    for model, protocol in sorted({(one.model, one.protocol) for one in [*series, *paper]}):
+    for model, protocol in sorted({(one.model, one.protocol) for one in series}):
         group = [one for one in [*series, *paper] if (one.model, one.protocol) == (model, protocol)]
         lines += ["", f"{model}, protocol {protocol}:", *probe_table(model, group)]
     return lines
@@ -480,19 +481,21 @@ def latest_of_each_run(rows: Sequence[ResultRow]) -> list[ResultRow]:
 
 
 def build_sections(rows: Sequence[ResultRow]) -> list[Section]:
-    """The linear-probe section first (it carries the paper's numbers), then the Places205 probes when there are
-    any, then one per other task by name, then the paper's VOC table; a run's rows are its latest
-    (``latest_of_each_run``), in percent whenever they were written."""
+    """The sections that hold a run of ours: the linear probes (with the paper's numbers beside them), the
+    Places205 probes, one per other task by name, then the paper's VOC table when there is a VOC run; a run's rows
+    are its latest (``latest_of_each_run``), in percent whenever they were written."""
     by_task: dict[str, list[ResultRow]] = {LINEAR_PROBE: []}
     for row in latest_of_each_run([in_current_units(row) for row in rows]):
         by_task.setdefault(row.task, []).append(row)
-    sections = [linear_probe_section(by_task[LINEAR_PROBE])]
+    own_probes = [one for one in probe_series(by_task[LINEAR_PROBE])[0] if not is_places(one.dataset)]
+    sections = [linear_probe_section(by_task[LINEAR_PROBE])] if own_probes else []
     places = places_probe_section(by_task[LINEAR_PROBE])
     sections += [] if places is None else [places]
     for task in sorted(task for task in by_task if task != LINEAR_PROBE):
         dedicated = SECTIONS.get(task)
         sections.append(dedicated(by_task[task]) if dedicated else generic_section(task, by_task[task]))
-    return [*sections, paper_voc_section()]
+    has_voc = any(task in PAPER_VOC_BESIDE for task in by_task)
+    return [*sections, paper_voc_section()] if has_voc else sections
 
 
 def render(sections: Sequence[Section]) -> str:
@@ -503,19 +506,25 @@ def render(sections: Sequence[Section]) -> str:
 
 
 def plot_linear_probe(series: Sequence[ProbeSeries], path: str | Path) -> Path:
-    """A PNG with one panel per network: top-1 per layer, one line per run, the paper's rows dashed (a published
-    best-layer number dotted across)."""
+    """A PNG with one panel per (network, protocol) that has a run of ours: top-1 per layer, one line per run,
+    that protocol's published rows dashed (a published best-layer number dotted across)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    models = sorted({one.model for one in series})
-    figure, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4.2), squeeze=False)
-    for axis, model in zip(axes[0], models, strict=True):
-        model_series = [one for one in series if one.model == model]
-        layers = ordered_layers(model, model_series)
-        for one in model_series:
+    panels = sorted({(one.model, one.protocol) for one in series if not one.paper})
+    if not panels:  # nothing of ours to draw: the published rows alone
+        panels = sorted({(one.model, one.protocol) for one in series})[:1] or [("alexnet", ZHANG16.name)]
+    columns = min(len(panels), 3)
+    rows = -(-len(panels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 4.2 * rows), squeeze=False)
+    for axis in axes.flat[len(panels) :]:
+        axis.set_visible(False)
+    for axis, (model, protocol) in zip(axes.flat, panels, strict=False):
+        panel = [one for one in series if (one.model, one.protocol) == (model, protocol)]
+        layers = ordered_layers(model, panel)
+        for one in panel:
             label = f"{one.label} [{_short_dataset(one.dataset)}]"
             if one.best_layer is None:  # a published best-layer number: a level line across the layers
                 axis.axhline(one.published_best, linestyle=":", alpha=0.7, label=f"{label}, best layer")
@@ -533,7 +542,7 @@ def plot_linear_probe(series: Sequence[ProbeSeries], path: str | Path) -> Path:
             best = layers.index(one.best_layer)
             axis.plot([best], [one.top1[one.best_layer]], marker="*", markersize=14, color=line.get_color())
         axis.set_xticks(range(len(layers)), layers)
-        axis.set_title(f"{model}: linear probe top-1 per layer")
+        axis.set_title(f"{model}, protocol {protocol}: top-1 per layer")
         axis.set_ylabel("top-1 accuracy (%)")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
@@ -545,16 +554,198 @@ def plot_linear_probe(series: Sequence[ProbeSeries], path: str | Path) -> Path:
     return path
 
 
+# What a stored percentage may be: anything else (a mAP of 6320) is a corrupt row, refused by name.
+PERCENT_FIELDS = ("top1", "top5", "map", "miou", "map_std")
+
+
+def out_of_range(row: ResultRow, source: str | Path) -> str | None:
+    """A one-line refusal naming the file and line of a row whose percentage lies outside [0, 100], else None.
+
+    ``row`` is as stored; it is checked in percent (``in_current_units``) and named with its stored value.
+    """
+    converted = in_current_units(row).data
+    for key in PERCENT_FIELDS:
+        value = converted.get(key)
+        if _is_number(value) and not 0 <= float(value) <= 100:
+            return (
+                f"{source} line {row.line}: {row.task} {key}={row.data[key]:g} is outside [0, 100] (a percentage), "
+                "skipped"
+            )
+    return None
+
+
+class ComparisonRow(NamedTuple):
+    """One number of ours beside the paper's: keyed by (task, network, protocol, dataset) and the setting."""
+
+    task: str
+    network: str
+    protocol: str
+    dataset: str
+    setting: str  # the layer (probes) or what the VOC run trained
+    run: str
+    ours: float
+    paper: float | None
+    paper_source: str
+
+    @property
+    def difference(self) -> float | None:
+        return None if self.paper is None else self.ours - self.paper
+
+
+def _paper_probe(one: ProbeSeries, layer: str) -> tuple[float | None, str]:
+    """The paper's colorization top-1 for ``one``'s network, protocol, dataset and ``layer``, with its source."""
+    if one.protocol == ZHANG16.name and one.model == "alexnet" and layer in PAPER_LAYERS:
+        values = PAPER_PROBES[PLACES if is_places(one.dataset) else IMAGENET]["colorization"]
+        return values[PAPER_LAYERS.index(layer)], SPLIT_BRAIN_TABLE_2
+    return None, ""
+
+
+def _paper_voc(task: str, data: dict[str, Any]) -> tuple[float | None, str]:
+    """The paper's colorization (rescaled) number for an AlexNet VOC run trained as the paper's was, else None."""
+    if data.get("model") != "alexnet" or task not in PAPER_VOC_BESIDE:
+        return None, ""
+    setting = voc_setting(data) if task != VOC_SEGMENTATION else "FCN"
+    column = {"finetune from fc6": "cls fc6-8", "finetune from conv1": "cls all"}.get(setting)
+    if task == VOC_DETECTION and not data.get("freeze_backbone"):
+        column = "det"
+    if task == VOC_SEGMENTATION:
+        column = "seg"
+    if column is None:
+        return None, ""
+    return PAPER_VOC["colorization (rescaled)"][VOC_COLUMNS.index(column)], SPLIT_BRAIN_TABLE_4
+
+
+def comparison_rows(rows: Sequence[ResultRow]) -> list[ComparisonRow]:
+    """Every number of ours with the paper's number of the same (network, protocol, dataset, task) where it has one."""
+    latest = latest_of_each_run(rows)
+    table = []
+    series, _ = probe_series([row for row in latest if row.task == LINEAR_PROBE])
+    for one in series:
+        for layer in ordered_layers(one.model, [one]):
+            paper, source = _paper_probe(one, layer)
+            dataset = PLACES if is_places(one.dataset) else _short_dataset(one.dataset)
+            table.append(
+                ComparisonRow(
+                    LINEAR_PROBE,
+                    one.model,
+                    one.protocol,
+                    dataset,
+                    layer,
+                    one.label,
+                    one.top1[layer],
+                    paper,
+                    source,
+                )
+            )
+    for row in latest:
+        data = row.data
+        measure = "miou" if row.task == VOC_SEGMENTATION else "map"
+        if row.task not in PAPER_VOC_BESIDE or not _is_number(data.get(measure)):
+            continue
+        paper, source = _paper_voc(row.task, data)
+        setting = (
+            voc_setting(data) if row.task != VOC_SEGMENTATION else f"fcn from {data.get('train_from', '?')}"
+        )
+        table.append(
+            ComparisonRow(
+                row.task,
+                str(data.get("model", "?")),
+                str(data.get("protocol", "finetune" if row.task == VOC_CLASSIFICATION else "?")),
+                _short_dataset(str(data.get("dataset", "?"))),
+                setting,
+                str(data.get("pretrain_run", "?")),
+                float(data[measure]),
+                paper,
+                source,
+            )
+        )
+    return table
+
+
+COMPARISON_COLUMNS = (
+    "task",
+    "network",
+    "protocol",
+    "dataset",
+    "setting",
+    "run",
+    "ours",
+    "paper",
+    "difference",
+    "paper_source",
+)
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}"
+
+
+def comparison_markdown(table: Sequence[ComparisonRow], problems: Sequence[str]) -> str:
+    """``results/compare.md``: one section per (task, network, protocol, dataset) with a run of ours."""
+    lines = [
+        "# Our transfer numbers beside the paper's",
+        "",
+        "Percent. `paper`: the colorization row of the same network, protocol, dataset and task "
+        "(docs/reference.md section 7); empty where the paper has none. `difference` = ours - paper.",
+    ]
+    keys = sorted({(one.task, one.network, one.protocol, one.dataset) for one in table})
+    for task, network, protocol, dataset in keys:
+        lines += ["", f"## {task}: {network}, protocol {protocol}, {dataset}", ""]
+        lines += [
+            "| run | setting | ours | paper | difference | paper source |",
+            "|---|---|---:|---:|---:|---|",
+        ]
+        for one in table:
+            if (one.task, one.network, one.protocol, one.dataset) == (task, network, protocol, dataset):
+                difference = "" if one.difference is None else f"{one.difference:+.1f}"
+                lines.append(
+                    f"| {one.run} | {one.setting} | {one.ours:.1f} | {_number(one.paper)} | {difference} | "
+                    f"{one.paper_source} |"
+                )
+    if not keys:
+        lines += ["", "No run of ours in the results store yet."]
+    if problems:
+        lines += ["", "## Rows refused", "", *(f"- {problem}" for problem in problems)]
+    return "\n".join(lines) + "\n"
+
+
+def comparison_csv(table: Sequence[ComparisonRow]) -> str:
+    """``results/compare.csv``: the same rows, one a line, with the paper's number and the difference."""
+    import csv
+    import io
+
+    stream = io.StringIO()
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(COMPARISON_COLUMNS)
+    for one in table:
+        writer.writerow(
+            [*one[:6], f"{one.ours:.2f}", _number(one.paper), _number(one.difference), one.paper_source]
+        )
+    return stream.getvalue()
+
+
 def compare(results_path: str | Path, plot_path: str | Path) -> str:
-    """The report text for ``results_path``; writes the linear-probe plot to ``plot_path``."""
+    """The report text for ``results_path``; writes the linear-probe plot to ``plot_path`` and, beside it,
+    ``compare.md`` and ``compare.csv`` (ours, the paper's number and the difference per row)."""
     results = read_results(results_path)
-    rows = [in_current_units(row) for row in results.rows]
+    rows, refused = [], []
+    for row in results.rows:
+        problem = out_of_range(row, results_path)
+        refused += [] if problem is None else [problem]
+        rows += [in_current_units(row)] if problem is None else []
     sections = build_sections(rows)
-    for problem in results.skipped + [p for section in sections for p in section.problems]:
+    problems = [*results.skipped, *refused, *(p for section in sections for p in section.problems)]
+    for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
-    series, _ = probe_series([row for row in rows if row.task == LINEAR_PROBE])
+    series, _ = probe_series([row for row in latest_of_each_run(rows) if row.task == LINEAR_PROBE])
     paper = paper_series(IMAGENET)
     if any(is_places(one.dataset) for one in series):
         paper += paper_series(PLACES)
     plot = plot_linear_probe([*series, *paper], plot_path)
-    return render(sections) + f"\nplot: {plot}\n"
+    table = comparison_rows(rows)
+    markdown, spreadsheet = Path(plot).with_name("compare.md"), Path(plot).with_name("compare.csv")
+    write_text(markdown, comparison_markdown(table, problems))
+    write_text(spreadsheet, comparison_csv(table))
+    if not sections:
+        sections = [Section("No run of ours", [f"{results_path} holds no transfer row of ours yet"])]
+    return render(sections) + f"\nplot: {plot}\ntables: {markdown}, {spreadsheet}\n"

@@ -38,13 +38,21 @@ from transfer.compare import (
     VOC_SEGMENTATION,
 )
 from transfer.probe.module import STANDARD_LAYERS
+from transfer.probe.protocols import GOYAL19, PROTOCOLS, ZHANG16
+
+PROBE_PROTOCOLS = tuple(PROTOCOLS.names())
+VOC_CLS_PROTOCOLS = ("finetune", "svm")  # transfer/voc/voc_config.py: VOCClsConfig.protocol
 
 # Where each kind of run's config names its network (pretraining: the model section; a probe: the trunk's name).
 MODEL_CONFIG_KEY = {PRETRAIN: "model.name", LINEAR_PROBE: "model"}
 STEP_KEY = "trainer/global_step"  # the x axis Lightning's WandbLogger logs beside every metric
 VOC_MAP_KEY = "voc/map"  # classification and detection, in [0, 1]
 VOC_MIOU_KEY = "voc/miou"  # segmentation, in [0, 1]
-LINE, BAR, TABLE, MARKDOWN = "line", "bar", "table", "markdown"
+LINE, BAR, TABLE, MARKDOWN, MEDIA = "line", "bar", "table", "markdown", "media"
+EXAMPLES_KEY = (
+    "val/examples"  # the validation grid a pretraining run logs (W&B only: CSV logs hold no images)
+)
+LR_KEY = "lr-Adam"  # Lightning's LearningRateMonitor of pretraining's Adam, logged every step
 PRETRAINING_CURVES = (
     ("loss", ("train/loss", "val/loss")),
     ("AuC (validation; gray: the all-gray baseline)", ("val/auc", "val/auc_gray")),
@@ -66,6 +74,7 @@ class Panel:
     keys: tuple[str, ...] = ()  # the logged keys it reads
     model: str | None = None  # only runs of this network
     group_by_run_group: bool = False  # bars grouped by W&B run group (a transfer run's pretraining run)
+    protocol: str | None = None  # only runs of this protocol (their config's ``protocol``)
     text: str = field(default="", repr=False)  # MARKDOWN panels
 
 
@@ -77,12 +86,12 @@ def online_layers(model: str) -> tuple[str, ...]:
 PAPER_PROBE_MODEL = "alexnet"  # the network of the published per-layer rows
 
 
-def paper_probe_markdown(model: str) -> str:
-    """The published linear-probe numbers of ``model`` (docs/reference.md section 7) as markdown: Split-Brain
-    Table 2's per-layer rows on each dataset it reports (``PAPER_PROBES``: ImageNet, Places205) for AlexNet, and
-    VISSL's best layer on ImageNet."""
-    lines = [f"**Published linear probes of {model}, top-1 (%)**", ""]
-    if model == PAPER_PROBE_MODEL:
+def paper_probe_markdown(model: str, protocol: str) -> str:
+    """The published linear-probe numbers of ``model`` under ``protocol`` (docs/reference.md section 7) as
+    markdown: zhang16, Split-Brain Table 2's per-layer AlexNet rows on each dataset it reports (``PAPER_PROBES``);
+    goyal19, VISSL's best layer on ImageNet. "" where that protocol has none for ``model``."""
+    lines = [f"**Published linear probes of {model}, protocol {protocol}, top-1 (%)**", ""]
+    if protocol == ZHANG16.name and model == PAPER_PROBE_MODEL:
         for dataset, rows in PAPER_PROBES.items():
             lines += [
                 f"| {SPLIT_BRAIN_TABLE_2}, {dataset} | " + " | ".join(PAPER_LAYERS) + " |",
@@ -93,8 +102,10 @@ def paper_probe_markdown(model: str) -> str:
                 ),
                 "",
             ]
-    if model in PAPER_BEST_LAYER:
+    elif protocol == GOYAL19.name and model in PAPER_BEST_LAYER:
         lines.append(f"{VISSL}, colorization, ImageNet, best layer: {PAPER_BEST_LAYER[model]:.2f}")
+    else:
+        return ""
     return "\n".join(lines).rstrip()
 
 
@@ -126,6 +137,12 @@ def dashboard_panels(models: Sequence[str] | None = None) -> list[Panel]:
         raise ValueError(f"--models: unknown network(s) {unknown}; valid: {list_models()}")
     section = "Pretraining"
     panels = [Panel(section, title, LINE, PRETRAIN, keys) for title, keys in PRETRAINING_CURVES]
+    panels.append(Panel(section, "learning rate", LINE, PRETRAIN, (LR_KEY,)))
+    panels.append(
+        Panel(
+            section, "validation examples: gray | prediction | ground truth", MEDIA, PRETRAIN, (EXAMPLES_KEY,)
+        )
+    )
     for model in models:
         section = f"Online evaluation while pretraining: {model}"
         panels += [
@@ -134,25 +151,40 @@ def dashboard_panels(models: Sequence[str] | None = None) -> list[Panel]:
             for keys in [(f"online/{layer}/top1", f"knn/{layer}/top1")]
         ]
     for model in models:
-        section = f"Linear probes (final): {model}"
         keys = tuple(f"probe/{layer}/top1" for layer in STANDARD_LAYERS[model])
-        panels.append(
-            Panel(section, "top-1 (%) per layer, by pretraining run", BAR, LINEAR_PROBE, keys, model, True)
-        )
-        if model == PAPER_PROBE_MODEL or model in PAPER_BEST_LAYER:
+        for protocol in PROBE_PROTOCOLS:
+            section = f"Linear probes (final): {model}, protocol {protocol}"
             panels.append(
-                Panel(section, "published numbers", MARKDOWN, None, text=paper_probe_markdown(model))
+                Panel(
+                    section,
+                    "top-1 (%) per layer, by pretraining run",
+                    BAR,
+                    LINEAR_PROBE,
+                    keys,
+                    model,
+                    True,
+                    protocol,
+                )
             )
-    section = "Pascal VOC"
-    panels += [
-        Panel(section, title, BAR, job_type, (key,), None, True)
-        for title, job_type, key in (
-            ("VOC07 classification mAP (0-1), by pretraining run", VOC_CLASSIFICATION, VOC_MAP_KEY),
-            ("VOC07 detection mAP (0-1), by pretraining run", VOC_DETECTION, VOC_MAP_KEY),
-            ("VOC12 segmentation mIoU (0-1), by pretraining run", VOC_SEGMENTATION, VOC_MIOU_KEY),
-        )
-    ]
-    panels.append(Panel(section, "published numbers", MARKDOWN, None, text=paper_voc_markdown()))
+            published = paper_probe_markdown(model, protocol)
+            if published:
+                panels.append(Panel(section, "published numbers", MARKDOWN, None, text=published))
+    for title, job_type, key, protocols in (
+        (
+            "VOC07 classification mAP (0-1), by pretraining run",
+            VOC_CLASSIFICATION,
+            VOC_MAP_KEY,
+            VOC_CLS_PROTOCOLS,
+        ),
+        ("VOC07 detection mAP (0-1), by pretraining run", VOC_DETECTION, VOC_MAP_KEY, (None,)),
+        ("VOC12 segmentation mIoU (0-1), by pretraining run", VOC_SEGMENTATION, VOC_MIOU_KEY, (None,)),
+    ):
+        for protocol in protocols:
+            section = f"Pascal VOC: {job_type}" + (f", protocol {protocol}" if protocol else "")
+            panels.append(Panel(section, title, BAR, job_type, (key,), None, True, protocol))
+    panels.append(
+        Panel("Pascal VOC: the paper", "published numbers", MARKDOWN, None, text=paper_voc_markdown())
+    )
     section = "Colorization"
     panels += [Panel(section, title, BAR, PRETRAIN, keys) for title, keys in FINAL_COLORIZATION]
     panels.append(
@@ -224,20 +256,27 @@ def build_report(panels: Sequence[Panel], project: str, entity: str | None, titl
     blocks: list[Any] = [
         wr.P(
             "Built by make dashboard (transfer/dashboard.py): every panel reads keys the project's runs log. "
-            "Transfer runs are grouped by their pretraining run, their W&B group."
+            "A W&B group per pretraining run holds it and its transfer runs; probe and VOC panels are one "
+            "protocol each."
         )
     ]
     for section in dict.fromkeys(panel.section for panel in panels):
         members = [panel for panel in panels if panel.section == section]
-        grids: dict[tuple[str, str | None], list[Any]] = {}
+        grids: dict[tuple[str, str | None, str | None], list[Any]] = {}
         for panel in members:
-            runs = (panel.job_type, panel.model) if panel.job_type else next(iter(grids), (PRETRAIN, None))
+            runs = (
+                (panel.job_type, panel.model, panel.protocol)
+                if panel.job_type
+                else next(iter(grids), (PRETRAIN, None, None))
+            )
             grids.setdefault(runs, []).append(_wandb_panel(wr, panel))
         blocks.append(wr.H2(section))
-        for (job_type, model), grid_panels in grids.items():
+        for (job_type, model, protocol), grid_panels in grids.items():
             filters = f"JobType = '{job_type}'"
             if model:
                 filters += f" and Config('{MODEL_CONFIG_KEY[job_type]}') = '{model}'"
+            if protocol:
+                filters += f" and Config('protocol') = '{protocol}'"
             runset = wr.Runset(name=f"{job_type} runs", filters=filters, **where)
             blocks.append(wr.PanelGrid(runsets=[runset], panels=grid_panels))
     return wr.Report(title=title, blocks=blocks, **where)
@@ -252,6 +291,10 @@ def _wandb_panel(wr: Any, panel: Panel) -> Any:
             metrics=list(panel.keys),
             orientation="v",
             groupby="Group" if panel.group_by_run_group else None,
+        )
+    if panel.kind == MEDIA:
+        return wr.MediaBrowser(
+            title=panel.title, media_keys=list(panel.keys), mode="gallery", gallery_axis="step"
         )
     if panel.kind == TABLE:
         return wr.WeavePanelSummaryTable(table_name=panel.keys[0])

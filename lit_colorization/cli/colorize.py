@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from lit_colorization.cli.common import run_cli
-from lit_colorization.inference.colorizer import WEIGHT_FORMATS
-from lit_colorization.inference.photo_files import colorize_files
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,18 +27,26 @@ def main(argv: list[str] | None = None) -> None:
         help="annealed-mean temperature; default: the weights' own decoding (lit: 0.38; official: the release's "
         "plain softmax). With official weights an explicit T re-anneals the release's softmax",
     )
-    parser.add_argument("--weights-format", choices=WEIGHT_FORMATS, default="lit")
+    parser.add_argument(
+        "--weights-format", default="lit", help="lit (this project's checkpoints) or official (the release's)"
+    )
     parser.add_argument(
         "--size",
         type=int,
         default=256,
         help="network input size (256, as the release's demo); 0 = the image's own size",
     )
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when there is one)")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
     args = parser.parse_args(argv)
-    run_cli(
-        lambda: colorize_files(
+
+    def colorize() -> None:
+        import torch
+
+        from lit_colorization.inference.photo_files import colorize_files
+
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        colorize_files(
             args.ckpt,
             args.inputs,
             args.out,
@@ -50,10 +54,11 @@ def main(argv: list[str] | None = None) -> None:
             weights_format=args.weights_format,
             temperature=args.temperature,
             size=args.size,
-            device=args.device,
+            device=device,
             overwrite=args.overwrite,
         )
-    )
+
+    run_cli(colorize)
 
 
 if __name__ == "__main__":

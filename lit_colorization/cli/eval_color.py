@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from lit_colorization.cli.common import run_cli
-from lit_colorization.evaluation.eval_config import EVAL_COLOR
-from lit_colorization.evaluation.pipeline import evaluate_colorization
+from lit_colorization.cli.common import print_config, run_cli
 
 
 def flag_overrides(args: argparse.Namespace) -> list[str]:
@@ -59,8 +57,22 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--subset", help="text file: validation indices or file names, one per line")
     parser.add_argument("--name", help="report folder name under out_dir (default: a timestamp)")
+    parser.add_argument(
+        "--print-config", action="store_true", help="print the resolved config and exit, writing nothing"
+    )
     args = parser.parse_intermixed_args(argv)
-    run_cli(lambda: evaluate_colorization(EVAL_COLOR.load(None, [*flag_overrides(args), *args.overrides])))
+
+    def evaluate() -> None:
+        from lit_colorization.evaluation.eval_config import EVAL_COLOR
+        from lit_colorization.evaluation.pipeline import evaluate_colorization
+
+        config = EVAL_COLOR.load(None, [*flag_overrides(args), *args.overrides])
+        if args.print_config:
+            print_config(config)
+            return
+        evaluate_colorization(config)
+
+    run_cli(evaluate)
 
 
 if __name__ == "__main__":

@@ -37,15 +37,17 @@ class CommandConfig:
     # (lit_colorization/config/saved_run.py); None: the command has no resumable runs.
     run_prefix: str | None = None
 
-    def load(self, preset: str | None, overrides: Sequence[str]) -> Any:
+    def load(self, preset: str | None, overrides: Sequence[str], user_files: Sequence[Path] = ()) -> Any:
+        """Base file, extra layers, the preset, the user's files (``--config``), then ``overrides``; checked."""
         base = [CONFIG_DIR / self.base_file]
         if preset is not None and self.preset_kind is None:
             raise ConfigError(f"command line: {self.name} takes no preset, got --preset {preset}")
         presets = [preset_path(self.preset_kind, preset)] if preset is not None else []
+        layers = [*presets, *user_files]
         extra = ExtraLayers()
         if self.extra_layers is not None:
-            extra = self.extra_layers(load_config(self.schema, [*base, *presets], overrides))
-        config = load_config(self.schema, [*base, *extra.files, *presets], [*extra.overrides, *overrides])
+            extra = self.extra_layers(load_config(self.schema, [*base, *layers], overrides))
+        config = load_config(self.schema, [*base, *extra.files, *layers], [*extra.overrides, *overrides])
         self.validate(config)
         return config
 

@@ -4,7 +4,8 @@ With ``resume=auto`` and a run folder that holds a ``config.yaml`` (``<runs_dir>
 ``CommandConfig.run_prefix``), the config is the base file, then that saved config (which holds what the preset,
 the network's recipe and the command line gave at the start; keys it holds that the schema does not know, such as
 pretraining's ``scale``, are left out), then the command line. So ``make pretrain RUN=x RESUME=auto`` alone
-continues run x with its preset, data and devices; the preset named on the command line is not read.
+continues run x with its preset, data and devices; the preset and ``--config`` files named on the command line are
+not read.
 
 A key given on the command line that differs from the saved run is applied where changing it is safe
 (``SAFE_TO_CHANGE``: more steps or epochs, the logger, the dataloader workers, the progress bar and the checkpoint
@@ -95,10 +96,13 @@ def saved_run_folder(command: CommandConfig, config: Any) -> Path | None:
     return Path(config.runs_dir) / f"{command.run_prefix}{config.run}"
 
 
-def load_command_config(command: CommandConfig, preset: str | None, overrides: Sequence[str]) -> Any:
-    """``command``'s config from ``preset`` and ``overrides``, or, with ``resume=auto`` on a run that has a saved
-    ``config.yaml``, from that file and ``overrides`` (see the module's docstring)."""
-    first = command.load(preset, overrides)
+def load_command_config(
+    command: CommandConfig, preset: str | None, overrides: Sequence[str], user_files: Sequence[Path] = ()
+) -> Any:
+    """``command``'s config from ``preset``, ``user_files`` (``--config``) and ``overrides``, or, with
+    ``resume=auto`` on a run that has a saved ``config.yaml``, from that file and ``overrides`` (see the module's
+    docstring)."""
+    first = command.load(preset, overrides, user_files)
     if getattr(first, "resume", None) != "auto":
         return first
     run_dir = saved_run_folder(command, first)
@@ -127,8 +131,10 @@ def load_command_config(command: CommandConfig, preset: str | None, overrides: S
                 "a continued run can only be made longer"
             )
         log.info("resume=auto: %s changed from %s to %s", key, _shown(before), _shown(after))
-    if preset is not None:
-        log.info("resume=auto: continuing with %s (the preset %r is not read again)", saved_path, preset)
+    if preset is not None or user_files:
+        log.info(
+            "resume=auto: continuing with %s (the preset and --config files are not read again)", saved_path
+        )
     return config
 
 

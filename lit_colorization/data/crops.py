@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
+from lit_colorization.data.data_config import RESIZE_MODES, SHORTER_SIDE, SQUASH
+
 # Keeps the crop stream apart from other streams keyed by the same (seed, index), e.g. synthetic images.
 CROP_STREAM = 0xC0
-SHORTER_SIDE = "shorter_side"
-# Both sides to the size, the aspect ratio lost: what Caffe's convert_imageset --resize_height/--resize_width does
-# when it builds an ImageNet LMDB, the release's training data (docs/reference.md section 5).
-SQUASH = "squash"
-RESIZE_MODES = (SHORTER_SIDE, SQUASH)
 
 
 @dataclass(frozen=True)
@@ -122,3 +120,8 @@ def crop_sample(
 def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     resized = Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR)
     return np.asarray(resized)
+
+
+def resize_rule(cfg: Any) -> Resize | None:
+    """The scaling before cropping that ``data.resize`` and ``data.resize_mode`` describe; None without one."""
+    return None if cfg.resize is None else Resize(cfg.resize, cfg.resize_mode)

@@ -6,7 +6,13 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from lit_colorization.data.crops import RESIZE_MODES, SHORTER_SIDE, Resize
+# No torch here (crops imports it): config schemas load without it, so --help stays fast.
+
+SHORTER_SIDE = "shorter_side"
+# Both sides to the size, the aspect ratio lost: what Caffe's convert_imageset --resize_height/--resize_width does
+# when it builds an ImageNet LMDB, the release's training data (docs/reference.md section 5).
+SQUASH = "squash"
+RESIZE_MODES = (SHORTER_SIDE, SQUASH)
 
 SOURCES = ("embedded", "folder", "synthetic", "shards")
 DECODERS = ("cpu", "gpu")
@@ -14,6 +20,8 @@ DECODERS = ("cpu", "gpu")
 
 @dataclass
 class DataConfig:
+    """The images: their source (embedded, folder, synthetic, shards), crops, batch size and loader workers."""
+
     source: str = "embedded"  # "embedded" | "folder" | "synthetic" | "shards"
     # folder: holds <train_split>/ and <val_split>/ with images; shards: with LitData shards (make shards), a local
     # path or a URL (s3://...)
@@ -44,6 +52,9 @@ class DataConfig:
     # "cpu": workers decode and crop with PIL. "gpu" (folder only): workers only read the files, and the
     # training device decodes (nvJPEG on CUDA, torchvision's CPU decoder elsewhere) and crops them in batches.
     decode: str = "cpu"
+    # decode=gpu, folder source: decode, crop and build the targets of the next training batch in a thread (on
+    # CUDA on a side stream) while the current step runs (data/ahead.py). null: on for CUDA runs, off elsewhere.
+    decode_ahead: bool | None = None
     # folder: where the list of a split's files is kept between starts, so that a large tree is listed once
     # (data/file_index.py). "auto": $LIT_COLORIZATION_CACHE/file-index, else ~/.cache/lit-colorization/file-index;
     # a folder (shared by every process of a run); null: list the split at every start.
@@ -101,11 +112,6 @@ def validate_data_config(cfg: DataConfig | Any) -> None:
             f"data.max_val_images={cfg.max_val_images} picks validation files of a folder; shards stream their "
             "val split whole: set data.max_val_images=null (make shards VAL_IMAGES=N writes a smaller one)"
         )
-
-
-def resize_rule(cfg: DataConfig | Any) -> Resize | None:
-    """The scaling before cropping that ``data.resize`` and ``data.resize_mode`` describe; None without one."""
-    return None if cfg.resize is None else Resize(cfg.resize, cfg.resize_mode)
 
 
 def _is_int(value: Any) -> bool:

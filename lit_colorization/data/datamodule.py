@@ -8,17 +8,20 @@ trained on yet; validation gets Lightning's `DistributedSampler`. Crops come fro
 
 from __future__ import annotations
 
+import functools
 import signal
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from lit_colorization.data.ahead import PreparedAhead
 from lit_colorization.data.collate import SkipUnreadableCollate
-from lit_colorization.data.data_config import DataConfig, resize_rule, validate_data_config
+from lit_colorization.data.crops import resize_rule
+from lit_colorization.data.data_config import DataConfig, validate_data_config
 from lit_colorization.data.embedded import EmbeddedTrainDataset, EmbeddedValDataset, load_embedded_photos
 from lit_colorization.data.encoded import DeviceCropper, EncodedCollate, EncodedImageFolderDataset
 from lit_colorization.data.folder import ImageFolderDataset
@@ -115,6 +118,20 @@ class ColorizationDataModule(LightningDataModule):
         self._train: EpochAwareDataset | None = None
         self._val: Dataset | None = None
         self._classes: list[str] | None = None
+        self._prepare: tuple[Callable[..., Any], torch.device] | None = None
+
+    def prepare_training_batches_ahead(self, prepare: Callable[..., Any], device: torch.device) -> None:
+        """Training batches of JPEG bytes go through ``prepare(batch, device)`` (decode, crop and targets on
+        ``device``) a batch ahead of the loop, in a thread (data/ahead.py), when ``data.decode_ahead`` says so
+        (null: on CUDA)."""
+        cfg = self.config
+        wanted = cfg.decode_ahead if cfg.decode_ahead is not None else torch.device(device).type == "cuda"
+        # Shards are not wrapped: their loader's own state is how Lightning resumes them inside an epoch.
+        self._prepare = (
+            (prepare, torch.device(device))
+            if wanted and cfg.decode == "gpu" and cfg.source != "shards"
+            else None
+        )
 
     def setup(self, stage: str | None = None) -> None:
         if self._classes is not None:
@@ -167,7 +184,11 @@ class ColorizationDataModule(LightningDataModule):
         epoch, batches_done = restored_position(self.trainer.fit_loop)
         sampler.set_epoch(epoch)
         sampler.resume_at(epoch, batches_done * self.batch_size)
-        return self._loader(self._train, sampler=sampler, train=True)
+        loader = self._loader(self._train, sampler=sampler, train=True)
+        if self._prepare is None:
+            return loader
+        prepare, device = self._prepare
+        return PreparedAhead(loader, functools.partial(prepare, device=device), device)
 
     def val_dataloader(self) -> DataLoader:
         self._require_setup()

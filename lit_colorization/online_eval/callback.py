@@ -24,7 +24,9 @@ embedded photos (one class per photo), the synthetic hues.
   sums the ranks' counts. Each rank holds ``1/world_size`` of the bank; the kNN merges the ranks' neighbours
   (``knn.knn_predict``), so the vote is over the whole bank.
 
-Every validation's counts are kept, in checkpoints and, after each validation, in the run folder's
+The heads and their optimizer go into checkpoints only with ``online_eval.save_heads`` (about half of an
+eccv16 checkpoint at 1000 classes); without it a resumed run trains them afresh. Every validation's counts are
+kept, in checkpoints and, after each validation, in the run folder's
 ``online_eval.json`` (rank 0), so a resumed run keeps its earlier points; at the end of fit rank 0 also writes
 ``online_eval.png``: top-1 per layer over steps with 95% Wilson bands.
 """
@@ -279,7 +281,7 @@ class OnlineEvaluation(Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.history and trainer.is_global_zero:
             write_history(self.history, self.run_dir / HISTORY_FILE)
-            plot(self.history, self.run_dir / PLOT_FILE)
+            plot(self.history, self.run_dir / PLOT_FILE, self.num_classes)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         # The validation before training is torn down too; the hooks stay for the fit that follows it.
@@ -290,19 +292,23 @@ class OnlineEvaluation(Callback):
     def state_dict(self) -> dict[str, Any]:
         if self.probes is None:
             return {}
-        return {
-            "layers": self.layers,
-            "heads": self.probes.heads.state_dict(),
-            "optimizer": self.probes.optimizer.state_dict(),
-            "steps": self.probes.steps,
-            "history": [vars(point) for point in self.history],
-        }
+        state = {"layers": self.layers, "history": [vars(point) for point in self.history]}
+        if self.config.save_heads:
+            state["heads"] = self.probes.heads.state_dict()
+            state["optimizer"] = self.probes.optimizer.state_dict()
+            state["steps"] = self.probes.steps
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if self.probes is None or not state_dict:
             return
         self.history = [Point(**row) for row in state_dict["history"]]
         self._resumed = True
+        if "heads" not in state_dict:
+            log.info(
+                "online_eval: the checkpoint holds no heads (online_eval.save_heads=false): they start afresh"
+            )
+            return
         if state_dict["layers"] != self.layers or not _same_shapes(
             state_dict["heads"], self.probes.heads.state_dict()
         ):

@@ -78,33 +78,83 @@ def format_table(points: Sequence[Point]) -> list[str]:
     return lines
 
 
-def plot(points: Sequence[Point], path: Path) -> Path:
-    """Top-1 per layer over steps, one panel per kind (online probe, kNN), each line with its Wilson band."""
+# Every feature layer of the registered networks, in depth order: a layer keeps its colour in every figure.
+LAYER_ORDER = (
+    "conv1", "conv2", "conv3", "conv4", "conv5", "conv6", "conv7", "conv8",
+    "fc6", "fc7", "res2", "res3", "res4", "res5", "pool5", "avgpool",
+)  # fmt: skip
+KIND_STYLES = {"online": "-", "knn": "--"}
+
+
+def layer_colour(layer: str) -> str:
+    """The colour of ``layer`` in every figure (tab10, by its place in ``LAYER_ORDER``; others after it)."""
+    import matplotlib
+
+    index = LAYER_ORDER.index(layer) if layer in LAYER_ORDER else len(LAYER_ORDER) + sum(map(ord, layer))
+    return matplotlib.colors.to_hex(matplotlib.colormaps["tab10"](index % 10))
+
+
+def layers_of(points: Sequence[Point]) -> list[str]:
+    """The layers the points cover, in depth order."""
+    seen = list(dict.fromkeys(point.layer for point in points))
+    return sorted(
+        seen,
+        key=lambda layer: (
+            LAYER_ORDER.index(layer) if layer in LAYER_ORDER else len(LAYER_ORDER),
+            seen.index(layer),
+        ),
+    )
+
+
+def plot(points: Sequence[Point], path: Path, num_classes: int | None = None) -> Path:
+    """Small multiples: one panel per layer, top-1 over steps of the online probe (solid) and kNN (dashed), each with
+    its 95% Wilson band, the chance line (1 / ``num_classes``) when known; every panel on the same axes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     grouped = series(points)
-    kinds = [kind for kind in KINDS if any(metric.startswith(f"{kind}/") for metric in grouped)]
-    figure, axes = plt.subplots(1, max(1, len(kinds)), figsize=(6 * max(1, len(kinds)), 4.2), squeeze=False)
-    for axis, kind in zip(axes[0], kinds, strict=False):
-        for metric, metric_points in grouped.items():
-            if not metric.startswith(f"{kind}/"):
+    layers = layers_of(points) or ["(none)"]
+    columns = min(4, len(layers))
+    rows = -(-len(layers) // columns)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(3.4 * columns, 2.8 * rows + 0.6), squeeze=False, sharex=True, sharey=True
+    )
+    for axis in axes.flat[len(layers) :]:
+        axis.set_visible(False)
+    totals = sorted({point.total for point in points})
+    for axis, layer in zip(axes.flat, layers, strict=False):
+        colour = layer_colour(layer)
+        for kind, style in KIND_STYLES.items():
+            metric_points = grouped.get(f"{kind}/{layer}", [])
+            if not metric_points:
                 continue
             steps = [point.step for point in metric_points]
-            (line,) = axis.plot(
-                steps, [point.top1 for point in metric_points], marker="o", label=metric_points[0].layer
-            )
+            axis.plot(
+                steps, [point.top1 for point in metric_points], style, marker="o", markersize=3,
+                color=colour, label=KINDS[kind],
+            )  # fmt: skip
             lows, highs = zip(*(point.interval for point in metric_points), strict=True)
-            axis.fill_between(steps, lows, highs, color=line.get_color(), alpha=0.12)
-        totals = sorted({point.total for metric_points in grouped.values() for point in metric_points})
-        axis.set_title(f"{KINDS[kind]} top-1 per layer (bands: 95% Wilson, n={totals[-1]})")
-        axis.set_xlabel("pretraining step")
-        axis.set_ylabel("top-1 accuracy (%)")
+            axis.fill_between(steps, lows, highs, color=colour, alpha=0.12)
+        if num_classes:
+            axis.axhline(PERCENT / num_classes, color="0.4", linewidth=1, linestyle=":", label="chance")
+        axis.set_title(layer, color=colour, fontsize=10)
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=7, ncol=2)
-    figure.tight_layout()
+    for axis in axes[-1]:
+        axis.set_xlabel("pretraining step")
+    for axis in axes[:, 0]:
+        axis.set_ylabel("top-1 (%)")
+    from matplotlib.lines import Line2D
+
+    key = [
+        Line2D([], [], color="0.2", linestyle=style, label=KINDS[kind]) for kind, style in KIND_STYLES.items()
+    ]
+    key += [Line2D([], [], color="0.4", linestyle=":", label="chance")] if num_classes else []
+    figure.legend(handles=key, loc="upper right", fontsize=8, ncol=3)
+    n = f", n={totals[-1]}" if totals else ""
+    figure.suptitle(f"Online evaluation per layer (bands: 95% Wilson{n})", x=0.02, ha="left", fontsize=11)
+    figure.tight_layout(rect=(0, 0, 1, 0.95))
     with atomic_open(path, "wb") as stream:
         figure.savefig(stream, format="png", dpi=110)
     plt.close(figure)

@@ -15,7 +15,8 @@ from lit_colorization.color.metrics import auc, colorfulness
 from lit_colorization.color.pictures import colorization_grid, lab_batch_to_rgb
 from lit_colorization.color.targets import ColorTargets
 from lit_colorization.config.loading import to_container
-from lit_colorization.data.data_config import resize_rule
+from lit_colorization.data.crops import resize_rule
+from lit_colorization.data.datamodule import ColorizationDataModule
 from lit_colorization.data.encoded import DeviceCropper
 from lit_colorization.inference.network_output import output_to_ab, upsample_ab
 from lit_colorization.models import create_model
@@ -82,6 +83,20 @@ class ColorizationModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         enable_tf32(self.perf)
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if (
+            stage == "fit"
+            and self.device_cropper is not None
+            and isinstance(datamodule, ColorizationDataModule)
+        ):
+            datamodule.prepare_training_batches_ahead(self.prepare_batch, self.trainer.strategy.root_device)
+
+    def prepare_batch(self, batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+        """A loader batch of JPEG bytes as the training step takes it: crops decoded on ``device``, labels and
+        targets there; what ``on_before_batch_transfer`` and ``on_after_batch_transfer`` do, in one call."""
+        batch = self.device_cropper(batch, device)
+        batch["targets"] = self.targets(batch["rgb"])
+        return batch
 
     # --- data path: decoding (data.decode=gpu) and colour work happen on the device ---
     def on_before_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
@@ -93,7 +108,8 @@ class ColorizationModule(L.LightningModule):
         return batch
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
-        batch["targets"] = self.targets(batch["rgb"])
+        if "targets" not in batch:  # else prepared ahead (data/ahead.py)
+            batch["targets"] = self.targets(batch["rgb"])
         return batch
 
     def _network_input(self, targets: ColorTargets) -> Tensor:

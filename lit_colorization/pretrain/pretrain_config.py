@@ -67,6 +67,12 @@ def validate_pretrain_config(config: PretrainConfig) -> None:
         "an integer >= 0",
         config.trainer.checkpoint_every_n_steps,
     )
+    require(
+        config.trainer.checkpoint_every_minutes >= 0,
+        "trainer.checkpoint_every_minutes",
+        "a number >= 0",
+        config.trainer.checkpoint_every_minutes,
+    )
     validate_trainer_config(config.trainer)
     settings_for(config.trainer, config.optim)  # an unknown precision is an error before any work
     require(config.optim.lr > 0, "optim.lr", "a positive number", config.optim.lr)

@@ -4,7 +4,8 @@ Writes ``runs/<run>/``: ``config.yaml``, ``prior.npy``, ``checkpoints/`` (``last
 validation image grids in ``images/``, metrics (CSV or W&B) and, with ``online_eval`` on (the default),
 ``online_eval.json`` and ``online_eval.png``: per-layer online probe and kNN top-1 over the steps.
 
-``last.ckpt`` is written every ``trainer.checkpoint_every_n_steps`` steps, at ``max_steps`` and at the end of the
+``last.ckpt`` is written every ``trainer.checkpoint_every_n_steps`` steps or ``trainer.checkpoint_every_minutes``
+minutes (in a thread with ``trainer.async_checkpoint``), at ``max_steps`` and at the end of the
 step in which SIGTERM or SIGUSR1 came (then the process exits with status 75: ``runtime/preemption.py``), atomically,
 from inside the epoch: a run killed at any moment continues with ``resume=auto`` exactly as if it had not stopped
 (same weights, optimizer state, lr schedule and order of batches and crops).
@@ -24,7 +25,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.plugins.io import AsyncCheckpointIO, async_plugin
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import OmegaConf
 
@@ -94,6 +97,25 @@ def prepare_prior(config: PretrainConfig, run_dir: Path, datamodule, bins: torch
     return load_prior(path, bins.shape[0])
 
 
+def checkpoint_writer(asynchronous: bool) -> CheckpointIO:
+    """The atomic writer (store/checkpoint.py), in a thread of Lightning's ``AsyncCheckpointIO`` if asked.
+
+    ``AsyncCheckpointIO`` copies every tensor of the checkpoint on the caller's thread before handing it over
+    (lightning/pytorch/plugins/io/async_plugin.py, ``_clone_tensor``, in the Lightning this project installs),
+    so training may go on changing the weights; a Lightning without that copy would write weights of a later
+    step, so there the write stays synchronous.
+    """
+    if not asynchronous:
+        return AtomicCheckpointIO()
+    if not hasattr(async_plugin, "_clone_tensor"):
+        log.warning(
+            "trainer.async_checkpoint: this Lightning's AsyncCheckpointIO does not copy the state before writing "
+            "it; checkpoints are written synchronously (upgrade lightning to write them in a thread)"
+        )
+        return AtomicCheckpointIO()
+    return AsyncCheckpointIO(AtomicCheckpointIO())
+
+
 def build_trainer(
     config: PretrainConfig,
     scale: RunScale,
@@ -104,7 +126,9 @@ def build_trainer(
 ) -> L.Trainer:
     trainer = config.trainer
     checkpoint_dir = run_dir / "checkpoints"
-    last = StepCheckpoint(checkpoint_dir / "last.ckpt", trainer.checkpoint_every_n_steps)
+    last = StepCheckpoint(
+        checkpoint_dir / "last.ckpt", trainer.checkpoint_every_n_steps, trainer.checkpoint_every_minutes
+    )
     # Before StepCheckpoint: the heads' step on a batch is in the checkpoint written at that batch's end.
     online = (
         [OnlineEvaluation(config.online_eval, config.data.crop_size, run_dir)]
@@ -143,7 +167,7 @@ def build_trainer(
         gradient_clip_val=trainer.gradient_clip_val,
         sync_batchnorm=sync_batchnorm,
         logger=logger,
-        plugins=[AtomicCheckpointIO()],
+        plugins=[checkpoint_writer(trainer.async_checkpoint)],
         # no_grad, not inference_mode: metric states first made by the validation before training must stay
         # updatable by the validations inside fit.
         inference_mode=False,
@@ -180,7 +204,15 @@ def train_in(run_dir: Path, config: PretrainConfig, extra_callbacks: Sequence[Ca
     module = ColorizationModule(config, bins, prior, image_dir=run_dir / "images", scale=scale)
     if resume is None:
         initialise(module.net, config.model, datamodule, config.trainer.seed)
-    logger = build_logger(config.logger, run_dir, config.run, job_type=JOB_TYPE, config=resolved)
+    # One W&B group per pretraining run: its probes and VOC runs join it (group = their pretraining run).
+    logger = build_logger(
+        config.logger,
+        run_dir,
+        config.run,
+        job_type=JOB_TYPE,
+        config=resolved,
+        group=config.logger.group or config.run,
+    )
     if logger:
         logger.log_hyperparams(
             resolved

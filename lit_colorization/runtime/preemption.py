@@ -84,7 +84,7 @@ class StopOnSignal(Callback):
         signum = self._agreed_signal()
         if not signum:
             return
-        self.checkpoint.save(trainer)
+        self.checkpoint.save(trainer, wait=True)  # on disk before the process exits
         if trainer.is_global_zero:
             print(
                 f"{signal.Signals(signum).name}: saved {self.checkpoint.path} at step {trainer.global_step}; "

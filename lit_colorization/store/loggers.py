@@ -20,7 +20,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from lit_colorization.store.atomic import write_text
 
-LOGGER_KINDS = ("auto", "wandb", "csv", "none")
+LOGGER_KINDS = ("auto", "wandb", "csv", "tensorboard", "none")
 WANDB_ID_FILE = "wandb_run_id.txt"
 WANDB_INIT_TIMEOUT_S = 60.0  # W&B's own default (90 s) is long to wait for before falling back
 log = logging.getLogger(__name__)
@@ -80,6 +80,8 @@ def build_logger(
         kind = "csv"
     if kind == "csv":
         return csv_logger(run_dir)
+    if kind == "tensorboard":
+        return tensorboard_logger(run_dir)
     offline = not wandb_logged_in() or os.environ.get("WANDB_MODE") in ("offline", "dryrun")
     if offline and rank_zero_only.rank == 0:
         log.warning(
@@ -121,6 +123,19 @@ def build_logger(
 
 def csv_logger(run_dir: Path) -> CSVLogger:
     return CSVLogger(save_dir=str(run_dir), name="csv")
+
+
+def tensorboard_logger(run_dir: Path) -> Logger:
+    """Event files under ``<run_dir>/tensorboard/`` (``tensorboard --logdir runs``); needs the tensorboard extra."""
+    try:
+        import tensorboard  # noqa: F401  (Lightning's TensorBoardLogger writes through it)
+    except ImportError:
+        raise ValueError(
+            "logger.kind=tensorboard needs the optional 'tensorboard' extra: pip install -e '.[tensorboard]'"
+        ) from None
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    return TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", default_hp_metric=False)
 
 
 def _init_timeout_setting() -> dict[str, Any]:

@@ -28,8 +28,15 @@ def format_summary(label: str, summary: store.RateSummary) -> str:
 
 
 def serve(args: argparse.Namespace) -> None:
-    # Imported here so that `report` works without Flask installed.
-    from lit_colorization.study.app import create_app
+    # Imported here so that `report` works without Flask (the optional study extra) installed.
+    try:
+        from lit_colorization.study.app import create_app
+    except ModuleNotFoundError as error:
+        if error.name != "flask":
+            raise
+        raise ValueError(
+            "the study web app needs the optional 'study' extra: pip install -e '.[study]'"
+        ) from None
 
     app = create_app(args.study, args.db, trials=args.trials, show_ms=args.show_ms)
     app.run(host=args.host, port=args.port, threaded=True)

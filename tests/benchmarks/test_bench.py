@@ -52,6 +52,39 @@ def test_tiny_run_prints_every_row_and_ratio(bench, capsys: pytest.CaptureFixtur
     assert re.search(r"^FLOPs per image per train step: \d+\.\d\d GFLOP", output, re.MULTILINE)
     assert "MFU: CPU" in output and "peak device memory of (b): n/a (CPU)" in output
     assert "host waits for the device in (c): n/a (CPU)" in output
+    # The presets users run, each beside its network's model-only step at the same batch (the CPU's sizes).
+    for model, preset in (("eccv16", "eccv16_imagenet"), ("alexnet", "alexnet_imagenet")):
+        for key, label in (
+            (f"a-{model}", f"{model} model step, batch 4, 32x32"),
+            (f"c-{model}", f"{preset} end to end"),
+        ):
+            found = re.search(rf"^\({key}\) {label}.* ([\d,]+\.\d)$", output, re.MULTILINE)
+            assert found and float(found[1].replace(",", "")) > 0, f"row ({key}) missing:\n{output}"
+        found = re.search(rf"^\(c-{model}\)/\(a-{model}\) = (\d+\.\d\d)", output, re.MULTILINE)
+        assert found and float(found[1]) > 0, output
+    assert re.search(
+        r"^  checkpoint: \d+\.\d\d s of the step's time per write, every 10 min", output, re.MULTILINE
+    )
+    found = re.search(
+        r"^\(c-eccv16\) with data.decode_ahead=false ([\d,.]+), =true ([\d,.]+) images/s",
+        output,
+        re.MULTILINE,
+    )
+    assert found and min(float(found[1].replace(",", "")), float(found[2].replace(",", ""))) > 0, output
+    assert "(h) probe end to end" in output and "not measured here" in output
+    for key in ("k", "k0"):
+        found = re.search(rf"^\({key} *\) .* ([\d,]+\.\d)$", output, re.MULTILINE)
+        assert found and float(found[1].replace(",", "")) > 0, f"row ({key}) missing:\n{output}"
+    assert re.search(r"^\(k\)/\(k0\) = \d+\.\d\d$", output, re.MULTILINE), output
+    for key in ("l", "l0", "lk"):
+        found = re.search(
+            rf"^\({key} *\) sRGB -> Lab.* ([\d,]+\.\d)   host waits per call: n/a", output, re.MULTILINE
+        )
+        assert found and float(found[1].replace(",", "")) > 0, f"row ({key}) missing:\n{output}"
+    found = re.search(
+        r"^\(l\)/\(l0\) = \d+\.\d\d; max \|\(l\) - \(l0\)\| = (\S+) Lab units", output, re.MULTILINE
+    )
+    assert found and float(found[1]) < 1e-3, output
 
 
 def test_step_clock_times_whole_steps_after_warm_up_and_before_the_final_checkpoint(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import warnings
 
+import kornia.color
 import numpy as np
 import pytest
 import torch
 from skimage import color, data
 
 from lit_colorization.color import LabToRgb, RgbToLab, lab_to_rgb, rgb_to_lab, uint8_to_lab
+from lit_colorization.color.lab import xyz_over_white
 
 PHOTOS = {"astronaut": data.astronaut, "coffee": data.coffee, "chelsea": data.chelsea}
 
@@ -122,3 +124,14 @@ def test_modules_equal_functions():
 def test_bad_inputs_raise_clear_errors(call, tensor, error, message):
     with pytest.raises(error, match=message):
         call(tensor)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rgb_to_lab_is_kornias_conversion_with_its_constants_kept_per_device_and_dtype(dtype):
+    rgb = torch.rand(2, 3, 9, 11, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    expected = kornia.color.rgb_to_lab(rgb)
+    assert torch.allclose(rgb_to_lab(rgb), expected, atol=1e-4 if dtype == torch.float32 else 1e-10)
+    # Made once per (device, dtype) and reused: no copy from the host at later calls.
+    first = xyz_over_white(rgb.device, dtype)
+    rgb_to_lab(rgb)
+    assert xyz_over_white(rgb.device, dtype) is first and first.dtype == dtype

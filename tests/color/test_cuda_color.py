@@ -91,3 +91,18 @@ def test_auc_colourfulness_and_decoding_on_cuda_match_the_cpu_and_numpy() -> Non
     torch.testing.assert_close(
         annealed_mean(logits.cuda(), BINS.cuda()).cpu(), annealed_mean(logits, BINS), atol=1e-3, rtol=1e-4
     )
+
+
+def test_rgb_to_lab_on_cuda_makes_the_host_wait_for_nothing_after_its_first_call() -> None:
+    # kornia's own rgb_to_lab copies its constants from the host at every call, a wait for the device's queue.
+    rgb_uint8 = np.random.default_rng(1).integers(0, 256, (2, 3, SIDE, SIDE), dtype=np.uint8)
+    rgb = torch.from_numpy(rgb_uint8).cuda().float() / 255.0
+    first = rgb_to_lab(rgb)  # the constants reach the device once
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        again = rgb_to_lab(rgb)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.equal(first, again)
+    assert np.abs(again.double().cpu().numpy() - skimage_lab(rgb_uint8)).max() < 0.01

@@ -23,6 +23,7 @@ from lit_colorization.models import create_model
 from lit_colorization.online_eval.history import (
     Point,
     format_table,
+    layer_colour,
     plot,
     read_history,
     series,
@@ -278,15 +279,30 @@ def _saved_state(run_dir: Path) -> dict:
 
 
 def test_resumed_run_keeps_its_heads_and_earlier_points(tmp_path):
-    first = pretrain(_tiny(tmp_path, "resumed"))
+    first = pretrain(_tiny(tmp_path, "resumed", "online_eval.save_heads=true"))
     saved = _saved_state(first)
     # last.ckpt is written at the end of step 2's batch, after the heads' step, before step 2's validation:
     # that validation's points are only in online_eval.json, and the resumed run takes them from there.
     assert saved["steps"] == 2 and {row["step"] for row in saved["history"]} == {0}
-    pretrain(_tiny(tmp_path, "resumed", "resume=auto", "trainer.max_steps=4"))
+    assert set(saved["heads"]) and set(saved["optimizer"])
+    pretrain(_tiny(tmp_path, "resumed", "resume=auto", "trainer.max_steps=4", "online_eval.save_heads=true"))
     steps = {(p.kind, p.step) for p in read_history(first / "online_eval.json")}
     assert steps == {("knn", 0), ("knn", 2), ("knn", 4), ("online", 2), ("online", 4)}
     assert _saved_state(first)["steps"] == 4
+
+
+def test_heads_stay_out_of_checkpoints_unless_asked_and_a_resumed_run_trains_them_afresh(tmp_path):
+    first = pretrain(_tiny(tmp_path, "headless"))
+    saved = _saved_state(first)
+    assert set(saved) == {"layers", "history"} and {row["step"] for row in saved["history"]} == {0}
+    with_heads = pretrain(_tiny(tmp_path, "heads", "online_eval.save_heads=true"))
+    size = {run.name: (run / "checkpoints" / "last.ckpt").stat().st_size for run in (first, with_heads)}
+    assert size["headless"] < size["heads"]
+    pretrain(_tiny(tmp_path, "headless", "resume=auto", "trainer.max_steps=4"))
+    steps = {(p.kind, p.step) for p in read_history(first / "online_eval.json")}
+    # The points of before the resume are kept; the fresh heads have trained by step 4's validation.
+    assert steps == {("knn", 0), ("knn", 2), ("knn", 4), ("online", 2), ("online", 4)}
+    assert "heads" not in _saved_state(first)
 
 
 def test_history_file_is_plain_json(tmp_path):
@@ -299,3 +315,22 @@ def test_no_bank_worker_outlives_the_fit(tmp_path):
     # Workers ignore SIGTERM (preemption is the main process's), so one left alive would hang the exit.
     pretrain(_tiny(tmp_path, "workers", "data.num_workers=1", "data.persistent_workers=true"))
     assert multiprocessing.active_children() == []
+
+
+def test_the_plot_has_one_panel_per_layer_a_chance_line_and_one_x_axis(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to read it back
+    points = [Point(step, f"{kind}/{layer}", 10, 40) for step in (0, 5) for kind in ("online", "knn")
+              for layer in ("conv3", "conv1", "conv8")]  # fmt: skip
+    plot(points, tmp_path / "curves.png", num_classes=10)
+    shown = [axis for axis in figures[0].axes if axis.get_visible()]
+    assert [axis.get_title() for axis in shown] == ["conv1", "conv3", "conv8"]  # depth order
+    for axis in shown:
+        assert [line.get_ydata()[0] for line in axis.lines if line.get_linestyle() == ":"] == [10.0]  # chance
+        assert axis.get_xlim() == shown[0].get_xlim()
+        assert {line.get_color() for line in axis.lines if line.get_linestyle() != ":"} == {
+            layer_colour(axis.get_title())
+        }
+    assert len({layer_colour(layer) for layer in ("conv1", "conv2", "conv3", "conv8", "fc6")}) == 5

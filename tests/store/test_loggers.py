@@ -1,7 +1,9 @@
 """Logger selection: W&B offline when not logged in, CSV when W&B is not configured, never a crash."""
 
+import sys
 from pathlib import Path
 
+import pytest
 import wandb
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
@@ -52,3 +54,18 @@ def test_two_commands_in_one_process_get_two_wandb_runs_in_one_group(tmp_path, m
         finish_wandb_run()  # without it, Lightning's WandbLogger hands the next command the open run
     assert runs[0].id != runs[1].id and [run.group for run in runs] == ["campaign", "campaign"]
     assert wandb.run is None
+
+
+def test_tensorboard_logger_writes_event_files_under_the_run(tmp_path):
+    pytest.importorskip("tensorboard", reason="the tensorboard extra (make setup installs it)")
+    logger = build_logger(LoggerConfig(kind="tensorboard"), tmp_path, "run", "pretrain", {})
+    logger.log_metrics({"train/loss": 1.5}, step=3)
+    logger.finalize("success")
+    events = list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].stat().st_size > 0
+
+
+def test_tensorboard_without_the_extra_is_one_line_naming_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if not installed: importing it fails
+    with pytest.raises(ValueError, match=r"pip install -e '\.\[tensorboard\]'"):
+        build_logger(LoggerConfig(kind="tensorboard"), tmp_path, "run", "pretrain", {})

@@ -1,6 +1,7 @@
 """Study command line: `report` prints the fooling rate with its Wilson interval and n, and exports CSV."""
 
 import csv
+import sys
 
 from lit_colorization.study import store
 from lit_colorization.study.__main__ import main
@@ -47,3 +48,12 @@ def test_bad_paths_give_a_one_line_error(tmp_path, capsys):
     assert "is not a usable study database" in capsys.readouterr().err
     assert main(["serve", "--study", str(tmp_path / "no_study"), "--db", str(tmp_path / "db.sqlite")]) == 1
     assert "no_study does not exist" in capsys.readouterr().err
+
+
+def test_serve_without_the_study_extra_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "flask", None)  # as if not installed: importing it fails
+    monkeypatch.delitem(sys.modules, "lit_colorization.study.app", raising=False)
+    status = main(["serve", "--study", str(tmp_path), "--db", str(tmp_path / "a.sqlite")])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert status == 1 and len(error) == 1
+    assert "pip install -e '.[study]'" in error[0]

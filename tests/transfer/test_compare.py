@@ -3,6 +3,7 @@ PNG written."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import matplotlib.pyplot as plt
@@ -77,8 +78,10 @@ def test_table_marks_each_runs_best_layer_and_shows_the_paper_beside_alexnet_run
         "Split-Brain", "Tab.", "2", "(zhang16)",
     ]  # fmt: skip
     assert table_line(text, "paper: ImageNet labels")[-7:-4] == ["50.5*", "conv5", "50.5"]
-    assert table_line(table_of(text, "alexnet, protocol goyal19:"), "VISSL: colorization")[2:] == [
-        "ImageNet", "-", "30.4", "VISSL", "(goyal19)",
+    assert "protocol goyal19:" not in text  # no goyal19 run of ours: no goyal19 table
+    goyal19 = render(build_sections(rows_of(probe_row("mine", "conv1", 10.0, protocol="goyal19"))))
+    assert table_line(table_of(goyal19, "alexnet, protocol goyal19:"), "VISSL: colorization")[2:] == [
+        "ImageNet", "-", "-", "30.4", "VISSL", "(goyal19)",
     ]  # fmt: skip
     eccv16_table = table_of(text, "eccv16, protocol zhang16:")
     assert "paper" not in eccv16_table and table_line(eccv16_table, "vgg")[-6:] == [
@@ -129,8 +132,7 @@ def test_other_tasks_get_their_own_section_without_breaking_the_probe_table():
         "ImageNet-style linear probes (frozen features)",
         "other-task (2 rows)",
         "unlisted-task (1 rows)",
-        "Pascal VOC, the paper's numbers",
-    ]
+    ]  # no VOC run of ours: no VOC table of the paper's
     text = render(build_sections(rows))
     assert "mine (alexnet): map=61.2" in text and "epochs" not in text.split("unlisted-task")[1]
     assert "? (?): no numeric fields" in text
@@ -314,3 +316,43 @@ def test_a_small_validation_sets_top1_carries_its_wilson_interval_and_a_large_on
     assert "95% Wilson interval" in text
     [small] = [one for one in probe_series(rows)[0] if one.label == "small"]
     assert small.interval("conv1") == pytest.approx((27.69, 48.45), abs=0.01)
+
+
+def test_only_sections_with_a_run_of_ours_are_shown():
+    voc_only = rows_of(
+        {"task": "voc-cls", "pretrain_run": "mine", "model": "alexnet", "map": 60.0, "train_from": "fc6"}
+    )
+    titles = [section.title for section in build_sections(voc_only)]
+    assert titles == ["Pascal VOC07 classification", "Pascal VOC, the paper's numbers"]
+
+
+def test_compare_writes_markdown_and_csv_with_the_papers_number_and_the_difference(tmp_path):
+    results = tmp_path / "transfer.jsonl"
+    rows = [
+        {
+            "task": "linear-probe",
+            "pretrain_run": "mine",
+            "model": "alexnet",
+            "layer": "conv3",
+            "top1": 28.0,
+            "protocol": "zhang16",
+            "dataset": "/data/imagenet",
+        },
+        {"task": "voc-cls", "pretrain_run": "mine", "model": "alexnet", "map": 6320, "train_from": "conv1"},
+        {"task": "voc-cls", "pretrain_run": "mine", "model": "alexnet", "map": 60.5, "train_from": "fc6"},
+    ]
+    results.write_text("".join(json.dumps({"schema": SCHEMA, **row}) + "\n" for row in rows))
+    text = compare(results, tmp_path / "linear_probe.png")
+    markdown = (tmp_path / "compare.md").read_text()
+    assert "## linear-probe: alexnet, protocol zhang16, imagenet" in markdown
+    assert "| mine | conv3 | 28.0 | 31.0 | -3.0 | Split-Brain Tab. 2 (zhang16) |" in markdown
+    assert "| mine | finetune from fc6 | 60.5 | 61.5 | -1.0 | Split-Brain Tab. 4 |" in markdown
+    assert f"- {results} line 2: voc-cls map=6320 is outside [0, 100] (a percentage), skipped" in markdown
+    assert "6320" not in text
+    lines = (tmp_path / "compare.csv").read_text().splitlines()
+    assert lines[0] == "task,network,protocol,dataset,setting,run,ours,paper,difference,paper_source"
+    assert (
+        "linear-probe,alexnet,zhang16,imagenet,conv3,mine,28.00,31.0,-3.0,Split-Brain Tab. 2 (zhang16)"
+        in lines
+    )
+    assert len(lines) == 3

@@ -13,6 +13,7 @@ import pytest
 
 from lit_colorization.evaluation.report import TABLE_KEY
 from lit_colorization.evaluation.rows import TASK as EVAL_COLOR
+from lit_colorization.pretrain import module
 from lit_colorization.pretrain.pretraining import JOB_TYPE as PRETRAIN
 from lit_colorization.store.results import SCHEMA, append_results
 from tests.helpers import run_module
@@ -20,7 +21,17 @@ from tests.transfer.probe.test_probe_cli import tiny_probe_overrides
 from tests.transfer.test_compare import probe_row
 from transfer.cli.dashboard import main
 from transfer.compare import LINEAR_PROBE
-from transfer.dashboard import BAR, LINE, MARKDOWN, TABLE, dashboard_panels, describe, keys_by_job_type
+from transfer.dashboard import (
+    BAR,
+    EXAMPLES_KEY,
+    LINE,
+    MARKDOWN,
+    MEDIA,
+    TABLE,
+    dashboard_panels,
+    describe,
+    keys_by_job_type,
+)
 
 
 def logged_columns(run_dir: Path) -> set[str]:
@@ -75,7 +86,10 @@ def test_every_key_the_offline_dashboard_reads_was_logged_by_a_real_run(
             keys.setdefault(panel["job_type"], set()).update(panel["keys"])
     assert keys == keys_by_job_type(dashboard_panels(["eccv16"]))
     pretrain_logged = logged_columns(tiny_pretrain_run)
-    assert keys[PRETRAIN] and keys[PRETRAIN] <= pretrain_logged, keys[PRETRAIN] - pretrain_logged
+    # The example images go to W&B only (CSV logs hold no images): the panel reads the module's own key.
+    assert EXAMPLES_KEY in keys[PRETRAIN] and EXAMPLES_KEY in Path(module.__file__).read_text()
+    curves = keys[PRETRAIN] - {EXAMPLES_KEY}
+    assert curves and curves <= pretrain_logged, curves - pretrain_logged
     probe_logged = logged_columns(tiny_probe_run)
     assert keys[LINEAR_PROBE] and keys[LINEAR_PROBE] <= probe_logged, keys[LINEAR_PROBE] - probe_logged
     # The eval-color table is logged to W&B only (never to CSV): the panel reads the writer's own key.
@@ -89,34 +103,57 @@ def test_panels_cover_every_section_and_each_network_gets_its_own_layers():
         "Pretraining",
         "Online evaluation while pretraining: alexnet",
         "Online evaluation while pretraining: eccv16",
-        "Linear probes (final): alexnet",
-        "Linear probes (final): eccv16",
-        "Pascal VOC",
+        "Linear probes (final): alexnet, protocol goyal19",
+        "Linear probes (final): alexnet, protocol zhang16",
+        "Linear probes (final): eccv16, protocol goyal19",
+        "Linear probes (final): eccv16, protocol zhang16",
+        "Pascal VOC: voc-cls, protocol finetune",
+        "Pascal VOC: voc-cls, protocol svm",
+        "Pascal VOC: voc-det",
+        "Pascal VOC: voc-seg",
+        "Pascal VOC: the paper",
         "Colorization",
     ]
     online = [panel for panel in panels if panel.section.endswith("alexnet") and panel.kind == LINE]
     assert [panel.keys for panel in online][-1] == ("online/fc7/top1", "knn/fc7/top1")
-    assert {panel.kind for panel in panels} == {LINE, BAR, TABLE, MARKDOWN}
-    [paper] = [panel for panel in panels if panel.kind == MARKDOWN and panel.section.endswith("alexnet")]
-    # Split-Brain Table 2 on both of its datasets, then VISSL's best layer
-    imagenet, places = paper.text.split("| Split-Brain Tab. 2 (zhang16), ")[1:]
+    assert {panel.kind for panel in panels} == {LINE, BAR, TABLE, MARKDOWN, MEDIA}
+    pretraining = [(panel.kind, panel.keys) for panel in panels if panel.section == "Pretraining"]
+    assert (LINE, ("lr-Adam",)) in pretraining and (MEDIA, (EXAMPLES_KEY,)) in pretraining
+    # Each protocol's bars read only runs of that protocol, beside that protocol's published numbers only.
+    bars = [panel for panel in panels if panel.kind == BAR and panel.job_type == LINEAR_PROBE]
+    assert {(panel.model, panel.protocol) for panel in bars} == {
+        (model, protocol) for model in ("alexnet", "eccv16") for protocol in ("goyal19", "zhang16")
+    }
+    [zhang16] = [
+        panel
+        for panel in panels
+        if panel.kind == MARKDOWN and panel.section.endswith("alexnet, protocol zhang16")
+    ]
+    [goyal19] = [
+        panel
+        for panel in panels
+        if panel.kind == MARKDOWN and panel.section.endswith("alexnet, protocol goyal19")
+    ]
+    imagenet, places = zhang16.text.split("| Split-Brain Tab. 2 (zhang16), ")[1:]
     assert imagenet.startswith("ImageNet |") and places.startswith("Places205 |")
     assert "| colorization | 13.1 | 24.8 | 31.0 | 32.6 | 31.8 |" in imagenet
     assert "| colorization | 16.0 | 25.7 | 29.6 | 30.3 | 29.7 |" in places
     assert "| Places labels | 22.1 |" in places and "Places labels" not in imagenet
-    assert "ImageNet, best layer: 30.39" in paper.text
-    assert not [panel for panel in panels if panel.kind == MARKDOWN and panel.section.endswith("eccv16")]
+    assert "VISSL" not in zhang16.text and "Split-Brain" not in goyal19.text
+    assert goyal19.text.endswith("ImageNet, best layer: 30.39")
+    assert not [panel for panel in panels if panel.kind == MARKDOWN and "eccv16" in panel.section]
     [resnet50] = [
         panel for panel in dashboard_panels(["resnet50"]) if panel.kind == MARKDOWN and "50" in panel.section
     ]
     assert "Split-Brain" not in resnet50.text and resnet50.text.endswith("ImageNet, best layer: 40.11")
     [voc] = [panel for panel in panels if panel.kind == MARKDOWN and "VOC" in panel.section]
     assert "| colorization (rescaled) | 61.5 | 65.9 | 46.9 | 35.6 |" in voc.text
-    voc_bars = [panel for panel in panels if panel.kind == BAR and panel.section == "Pascal VOC"]
-    assert [(panel.job_type, panel.keys) for panel in voc_bars] == [
-        ("voc-cls", ("voc/map",)),
-        ("voc-det", ("voc/map",)),
-        ("voc-seg", ("voc/miou",)),
+    voc_bars = [panel for panel in panels if panel.kind == BAR and panel.section.startswith("Pascal VOC")]
+    assert [(panel.job_type, panel.protocol, panel.keys) for panel in voc_bars] == [
+        ("voc-cls", "finetune", ("voc/map",)),
+        ("voc-cls", "svm", ("voc/map",)),
+        ("voc-det", None, ("voc/map",)),
+        ("voc-seg", None, ("voc/miou",)),
     ]
     assert "           reads: train/loss, val/loss  x: trainer/global_step" in describe(panels)
     with pytest.raises(ValueError, match="unknown network"):
@@ -157,6 +194,12 @@ def test_report_is_built_from_the_same_panels_when_the_extra_is_installed():
     assert len(plotted) == len(panels)
     read = {key for panel in plotted for key in getattr(panel, "y", None) or getattr(panel, "metrics", [])}
     assert read == {key for panel in panels if panel.kind in (LINE, BAR) for key in panel.keys}
-    assert "JobType = 'pretrain' and Config('model.name') = 'eccv16'" in [
-        grid.runsets[0].filters for grid in grids
-    ]
+    filters = [grid.runsets[0].filters for grid in grids]
+    assert "JobType = 'pretrain' and Config('model.name') = 'eccv16'" in filters
+    assert (
+        "JobType = 'linear-probe' and Config('model') = 'eccv16' and Config('protocol') = 'zhang16'"
+        in filters
+    )
+    assert "JobType = 'voc-cls' and Config('protocol') = 'svm'" in filters
+    media = [panel for panel in plotted if isinstance(panel, wr.MediaBrowser)]
+    assert [panel.media_keys for panel in media] == [[EXAMPLES_KEY]]

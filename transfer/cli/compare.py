@@ -1,4 +1,7 @@
-"""``python -m transfer.cli.compare [--results PATH] [--plot PATH]``: the results store beside the paper."""
+"""``python -m transfer.cli.compare [--results PATH] [--plot PATH]``: the results store beside the paper.
+
+Prints the tables and writes the plot, ``compare.md`` and ``compare.csv`` beside it (default: in results/).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ from pathlib import Path
 
 from lit_colorization.cli.common import run_cli
 from lit_colorization.store.results import DEFAULT_RESULTS_PATH
-from transfer.compare import compare
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -18,7 +20,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     plot = args.plot or str(Path(args.results).with_name("linear_probe.png"))
-    run_cli(lambda: print(compare(args.results, plot), end=""))
+
+    def report() -> None:
+        from transfer.compare import compare
+
+        print(compare(args.results, plot), end="")
+
+    run_cli(report)
 
 
 if __name__ == "__main__":

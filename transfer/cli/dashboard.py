@@ -19,10 +19,7 @@ from pathlib import Path
 from lit_colorization.cli.common import run_cli
 from lit_colorization.config.schema import LoggerConfig
 from lit_colorization.store.atomic import write_text
-from lit_colorization.store.loggers import wandb_logged_in
 from lit_colorization.store.results import DEFAULT_RESULTS_PATH
-from transfer.compare import compare
-from transfer.dashboard import as_rows, build_report, dashboard_panels, describe
 
 OFFLINE_MODES = ("offline", "dryrun", "disabled")
 TITLE = "lit-colorization: pretraining and transfer"
@@ -30,12 +27,17 @@ TITLE = "lit-colorization: pretraining and transfer"
 
 def online() -> bool:
     """A W&B login is configured and ``WANDB_MODE`` does not keep W&B offline (no network call)."""
+    from lit_colorization.store.loggers import wandb_logged_in
+
     return wandb_logged_in() and os.environ.get("WANDB_MODE") not in OFFLINE_MODES
 
 
 def dashboard(
     project: str, entity: str | None, models: list[str] | None, results: Path, out: Path, title: str
 ) -> None:
+    from transfer.compare import compare
+    from transfer.dashboard import as_rows, build_report, dashboard_panels, describe
+
     panels = dashboard_panels(models)
     listing = describe(panels)
     write_text(out / "panels.txt", "\n".join(listing) + "\n")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 
 from lit_colorization.cli.common import run_cli
-from transfer.demo import run_demo
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -16,7 +15,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("overrides", nargs="*", help="config overrides key=value for the pretraining")
     args = parser.parse_args(argv)
-    run_cli(lambda: run_demo(args.overrides))
+
+    def demo() -> None:
+        from transfer.demo import run_demo
+
+        run_demo(args.overrides)
+
+    run_cli(demo)
 
 
 if __name__ == "__main__":

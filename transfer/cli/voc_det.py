@@ -1,23 +1,31 @@
-"""Pascal VOC07 detection: ``python -m transfer.cli.voc_det [--preset NAME] key=value ...``.
+# PYTHON_ARGCOMPLETE_OK  (argcomplete: this command completes its flags and presets on tab)
+"""Pascal VOC07 detection (Faster R-CNN) on a colorization trunk: ``python -m transfer.cli.voc_det [--preset NAME] [--config FILE] key=value ...``.
 
-Parses the command line, loads the config and calls ``transfer.voc.det_task.detect``.
+Parses the command line, then imports the library, loads the config and calls ``transfer.voc.det_task.detect``.
 """
 
 from __future__ import annotations
 
-from lit_colorization.cli.common import run_preset_command
-from transfer.voc.det_task import detect
-from transfer.voc.voc_config import VOC_DET
+from lit_colorization.cli.common import CommandLibrary, CommandLine, run_preset_command
+
+COMMAND_LINE = CommandLine(
+    module="transfer.cli.voc_det",
+    description="Pascal VOC07 detection (Faster R-CNN) on a colorization trunk",
+    preset_kind="voc_det",
+    schema="transfer.voc.voc_config:VOCDetConfig",
+)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the command on ``argv`` (default: the process's arguments)."""
-    run_preset_command(
-        VOC_DET,
-        detect,
-        argv,
-        description="Pascal VOC07 detection (Faster R-CNN) on a colorization trunk",
-    )
+
+    def library() -> CommandLibrary:
+        from transfer.voc.det_task import detect
+        from transfer.voc.voc_config import VOC_DET
+
+        return CommandLibrary(VOC_DET, detect)
+
+    run_preset_command(COMMAND_LINE, library, argv)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from omegaconf import OmegaConf
 
 from lit_colorization.config.loading import to_container
 from lit_colorization.data import build_datamodule
-from lit_colorization.data.data_config import resize_rule
+from lit_colorization.data.crops import resize_rule
 from lit_colorization.data.datamodule import ColorizationDataModule
 from lit_colorization.data.encoded import DeviceCropper
 from lit_colorization.runtime.resumption import fit_resumable

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lit_colorization.config.commands import CommandConfig, register_command
 from lit_colorization.config.loading import (
@@ -22,16 +22,10 @@ from lit_colorization.config.loading import (
 )
 from lit_colorization.config.schema import BaseTrainerConfig, LoggerConfig
 from lit_colorization.data.data_config import DataConfig, validate_data_config
-from transfer.probe.protocols import (
-    PROTOCOLS,
-    SCHEDULE_UNITS,
-    ProbeOptimizer,
-    ProbeSchedule,
-    get_protocol,
-    resolve_optimizer,
-    resolve_schedule,
-)
 from transfer.transfer_config import TransferRunConfig, validate_resume
+
+if TYPE_CHECKING:  # protocols import torch: the schema loads without it (the command's --help stays fast)
+    from transfer.probe.protocols import ProbeOptimizer, ProbeSchedule
 
 ALL_LAYERS = "all"
 DEFAULT_PROTOCOL = "zhang16"  # the paper's table (docs/reference.md section 7), which this project reproduces
@@ -92,6 +86,8 @@ class ProbeConfig(TransferRunConfig):
 
 def probe_schedule(config: ProbeConfig) -> ProbeSchedule:
     """The schedule the run follows: the protocol's, with what ``config.schedule`` sets."""
+    from transfer.probe.protocols import get_protocol, resolve_schedule
+
     schedule = config.schedule
     milestones = None if schedule.milestones is None else list(schedule.milestones)
     try:
@@ -104,12 +100,16 @@ def probe_schedule(config: ProbeConfig) -> ProbeSchedule:
 
 def probe_optimizer(config: ProbeConfig, model_name: str) -> ProbeOptimizer:
     """The SGD settings the run follows on ``model_name``: the protocol's, with what ``config.optim`` sets."""
+    from transfer.probe.protocols import get_protocol, resolve_optimizer
+
     return resolve_optimizer(
         get_protocol(config.protocol).optimizer_for(model_name), to_container(config.optim)
     )
 
 
 def validate_probe_config(config: ProbeConfig) -> None:
+    from transfer.probe.protocols import PROTOCOLS, SCHEDULE_UNITS
+
     trainer, schedule = config.trainer, config.schedule
     require(
         bool(config.layer.strip()), "layer", "'all', a layer name or a comma-separated list", config.layer

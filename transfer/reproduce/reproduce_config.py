@@ -8,8 +8,6 @@ from pathlib import Path
 
 from lit_colorization.config.commands import CommandConfig, ExtraLayers, register_command
 from lit_colorization.config.loading import require, require_folder_name
-from lit_colorization.models import list_models
-from lit_colorization.store.loggers import LOGGER_KINDS
 
 SCALES = ("paper", "smoke")
 # The campaign's settings, saved in runs_dir/<run>/ when it starts: `make reproduce RUN=x` alone continues x.
@@ -51,6 +49,10 @@ class ReproduceConfig:
 
 
 def validate_reproduce_config(config: ReproduceConfig) -> None:
+    # Imported here: this module is the schema --help reads, which must not import torch.
+    from lit_colorization.models import list_models
+    from lit_colorization.store.loggers import LOGGER_KINDS
+
     require(config.run is not None, "run", "a campaign name (make reproduce RUN=<name>)", config.run)
     require_folder_name("run", config.run)
     require(config.scale in SCALES, "scale", f"one of {list(SCALES)}", config.scale)

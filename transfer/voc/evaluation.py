@@ -263,7 +263,7 @@ def torchmetrics_detection_map(
     backend = next((name for name in COCO_BACKENDS if importlib.util.find_spec(name) is not None), None)
     if backend is None:
         raise ModuleNotFoundError(
-            "torchmetrics_detection_map needs pycocotools or faster_coco_eval (pip install pycocotools); "
+            "torchmetrics_detection_map needs pycocotools or faster_coco_eval (the optional coco extra: pip install -e '.[coco]'); "
             "neither is installed"
         )
     from torchmetrics.detection import MeanAveragePrecision

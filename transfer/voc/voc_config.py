@@ -20,8 +20,6 @@ from lit_colorization.config.loading import (
 )
 from lit_colorization.config.schema import BaseTrainerConfig, LoggerConfig
 from transfer.transfer_config import TransferRunConfig, validate_resume, validate_sgd
-from transfer.voc.dataset import IMAGE_SETS, VOC_CLASSES, VOC_YEARS
-from transfer.voc.synthetic import DEFAULT_CLASSES
 
 CLS_PROTOCOLS = ("finetune", "svm")
 AP_METRICS = ("voc07", "area")  # the VOC2007 devkit's 11-point AP, or the area under the precision envelope
@@ -30,6 +28,13 @@ SVM_COSTS = [0.01, 0.1, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 50.0, 100.0, 1000.0]
 # Goyal et al. 2019's low-shot protocol: positives per class, and independent draws of each (docs/reference.md 6.2).
 LOW_SHOT_K = [1, 2, 4, 8, 16, 32, 64, 96]
 LOW_SHOT_SAMPLES = 5
+
+
+def default_classes() -> list[str]:
+    """The tiny VOC's classes (imported when a config is built: the dataset modules import torch, --help must not)."""
+    from transfer.voc.synthetic import DEFAULT_CLASSES
+
+    return list(DEFAULT_CLASSES)
 
 
 @dataclass
@@ -41,12 +46,14 @@ class TinyVOCConfig:
     num_val: int = 20
     num_test: int = 30
     image_size: int = 128  # longer side in pixels
-    classes: list[str] = field(default_factory=lambda: list(DEFAULT_CLASSES))
+    classes: list[str] = field(default_factory=lambda: default_classes())
     seed: int = 0
 
 
 @dataclass
 class VOCDataConfig:
+    """Where VOC lives (data.root holds VOCdevkit/; unset: the generated tiny VOC), its years, sets and loader."""
+
     root: str | None = None  # the folder holding VOCdevkit/ (Makefile: DATA); None: the tiny generated VOC
     train_years: list[str] = field(default_factory=lambda: ["2007"])  # ["2007", "2012"]: VOC07+12 training
     train_set: str = "trainval"
@@ -61,6 +68,8 @@ class VOCDataConfig:
 
 @dataclass
 class VOCTrainerConfig(BaseTrainerConfig):
+    """The VOC runs' trainer: the Lightning settings, steps or epochs."""
+
     max_steps: int = 80_000  # -1: limited by max_epochs only
     max_epochs: int | None = None
     val_check_interval: int | None = None  # steps between evaluations on the test set; None: only at the end
@@ -71,6 +80,8 @@ class VOCTrainerConfig(BaseTrainerConfig):
 
 @dataclass
 class SGDConfig:
+    """SGD of the fine-tuned layers and the head: lr, momentum, weight decay, milestones."""
+
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -80,12 +91,16 @@ class SGDConfig:
 
 @dataclass
 class ClsImageConfig:
+    """The classification crops: training and test sizes."""
+
     resize: int = 256  # shorter side before cropping, for training and test
     crop: int = 227  # random crops with flips for training; 10 crops (corners, centre, flipped) for test
 
 
 @dataclass
 class SVMConfig:
+    """The linear SVMs on frozen features (protocol=svm): layer, costs, folds and low-shot draws."""
+
     layer: str | None = None  # None: the last conv layer (alexnet conv5, resnet50 res5, eccv16 conv7)
     costs: list[float] = field(default_factory=lambda: list(SVM_COSTS))
     folds: int = (
@@ -128,6 +143,8 @@ class VOCClsConfig(TransferRunConfig):
 
 @dataclass
 class DetectorConfig:
+    """The Faster R-CNN on the trunk: backbone layer, anchors, image sizes and box head."""
+
     backbone_layer: str | None = None  # None: alexnet conv5, resnet50 res4, eccv16 conv5
     freeze_backbone: bool = False  # BatchNorm statistics and affine parameters stay frozen either way
     min_size: int = 600  # shorter image side fed to the network (Fast R-CNN's single scale)
@@ -160,6 +177,8 @@ class VOCDetConfig(TransferRunConfig):
 
 @dataclass
 class VOCSegDataConfig:
+    """Where VOC2012 lives (data.root holds VOCdevkit/VOC2012; unset: the tiny VOC), its splits and loader."""
+
     root: str | None = None  # the folder holding VOCdevkit/ (Makefile: DATA); None: the tiny generated VOC
     year: str = "2012"
     train_set: str = "train"
@@ -175,6 +194,8 @@ class VOCSegDataConfig:
 
 @dataclass
 class SegImageConfig:
+    """The segmentation crops: the training crop size."""
+
     crop: int = 320  # random training crops (padded with void where an image is smaller), with flips
 
 
@@ -228,6 +249,8 @@ def _validate_run(config: VOCClsConfig | VOCDetConfig | VOCSegConfig) -> None:
 
 def _validate_data_basics(data: VOCDataConfig | VOCSegDataConfig) -> None:
     """Classes, batch size and workers, and the tiny VOC's sizes: what every VOC data section checks."""
+    from transfer.voc.dataset import VOC_CLASSES
+
     if data.classes is not None:
         classes = list(data.classes)
         require(
@@ -244,6 +267,8 @@ def _validate_data_basics(data: VOCDataConfig | VOCSegDataConfig) -> None:
 
 
 def _validate_common(config: VOCClsConfig | VOCDetConfig) -> None:
+    from transfer.voc.dataset import IMAGE_SETS, VOC_YEARS
+
     data, tiny = config.data, config.data.tiny
     _validate_run(config)
     _validate_data_basics(data)
@@ -334,6 +359,8 @@ def validate_voc_det_config(config: VOCDetConfig) -> None:
 
 
 def validate_voc_seg_config(config: VOCSegConfig) -> None:
+    from transfer.voc.dataset import IMAGE_SETS, VOC_YEARS
+
     data = config.data
     _validate_run(config)
     _validate_data_basics(data)

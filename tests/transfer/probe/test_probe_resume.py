@@ -13,7 +13,7 @@ from lit_colorization.runtime.preemption import PREEMPTED_EXIT_CODE
 from tests.helpers import saved_step, sigterm_after_checkpoint
 from transfer.cli.probe import main as probe_main
 
-STEPS = 160
+STEPS = 80
 
 
 def probe_overrides(runs_dir: Path, run: str, *extra: str) -> list[str]:
@@ -23,7 +23,7 @@ def probe_overrides(runs_dir: Path, run: str, *extra: str) -> list[str]:
         f"runs_dir={runs_dir}", f"results={runs_dir}/transfer.jsonl", f"run={run}",
         "data.source=synthetic", "data.crop_size=32", "data.synthetic_size=48", "data.synthetic_train_images=24",
         "data.synthetic_val_images=8", "data.batch_size=8", "data.num_workers=0",
-        "schedule.unit=step", f"schedule.length={STEPS}", "schedule.milestones=[40,100]",
+        "schedule.unit=step", f"schedule.length={STEPS}", "schedule.milestones=[20,50]",
         "trainer.accelerator=cpu", "trainer.progress_bar=false", "logger.kind=none",
         *extra,
     ]  # fmt: skip

@@ -17,7 +17,7 @@ from tests.helpers import saved_step, sigterm_after_checkpoint
 from transfer.cli.voc_cls import main as voc_cls_main
 from transfer.cli.voc_det import main as voc_det_main
 
-STEPS = 40
+STEPS = 60
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def finetune_overrides(tmp_path: Path, ckpt: Path, run: str, *extra: str) -> lis
         f"data.tiny.cache_dir={tmp_path / 'cache'}", "data.tiny.num_train=6", "data.tiny.num_val=6",
         "data.tiny.num_test=6", "data.tiny.image_size=64", "data.tiny.classes=[car,cat,dog]", "data.num_workers=0",
         "image.resize=48", "image.crop=40", "data.batch_size=4", "train_from=conv1",
-        f"trainer.max_steps={STEPS}", "optim.milestones=[10,30]", "trainer.accelerator=cpu",
+        f"trainer.max_steps={STEPS}", "optim.milestones=[15,45]", "trainer.accelerator=cpu",
         "trainer.progress_bar=false", "logger.kind=none",
         *extra,
     ]  # fmt: skip
