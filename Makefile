@@ -46,6 +46,10 @@ PORT ?= 8765
 PROJECT ?=
 ENTITY ?=
 MODELS ?=
+VOC ?=
+PLACES ?=
+SCALE ?=
+PLAN ?=
 
 # An upper-case variable on the command line that this Makefile never sets (GPU=8 for GPUS=8) is refused before
 # anything runs, with the closest known names: otherwise it would be ignored and the run would train something else.
@@ -65,10 +69,10 @@ PRETRAIN_OVERRIDES = $(if $(DATA),data.source=folder data.root=$(DATA)) $(if $(S
 
 VOC_OVERRIDES = $(if $(CKPT),ckpt=$(CKPT)) $(if $(DATA),data.root=$(DATA)) $(if $(RUN),run=$(RUN)) \
 	$(if $(GPUS),trainer.devices=$(GPUS)) $(if $(MAX_EPOCHS),trainer.max_epochs=$(MAX_EPOCHS) trainer.max_steps=-1) \
-	$(if $(MAX_STEPS),trainer.max_steps=$(MAX_STEPS)) $(if $(LOGGER),logger.kind=$(LOGGER))
+	$(if $(MAX_STEPS),trainer.max_steps=$(MAX_STEPS)) $(if $(LOGGER),logger.kind=$(LOGGER)) $(if $(RESUME),resume=$(RESUME))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow lint format demo pretrain shards priors colorize bench bench-color bench-index linear-probe compare dashboard voc-cls voc-det voc-seg eval-color turing-test turing-report clean
+.PHONY: help setup test test-slow lint format demo reproduce pretrain shards priors colorize bench bench-color bench-index linear-probe compare dashboard voc-cls voc-det voc-seg eval-color turing-test turing-report clean
 
 help: ## List the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -116,6 +120,12 @@ colorize: setup ## Colorize photos: CKPT INPUT (files/folders) or INPUTS_FROM (a
 demo: setup ## The main job end to end on the embedded photos, on the CPU (under 10 minutes)
 	$(PY) -m transfer.cli.demo
 
+reproduce: setup ## The paper's table, resumable (exit 75 when stopped: run it again): RUN DATA VOC PLACES MODEL GPUS NODES SCALE (paper, smoke) PLAN=1 LOGGER ARGS
+	$(PY) -m transfer.cli.reproduce $(if $(RUN),run=$(RUN)) $(if $(DATA),data=$(DATA)) $(if $(VOC),voc=$(VOC)) \
+		$(if $(PLACES),places=$(PLACES)) $(if $(MODEL),model=$(MODEL)) $(if $(GPUS),gpus=$(GPUS)) \
+		$(if $(NODES),nodes=$(NODES)) $(if $(SCALE),scale=$(SCALE)) $(if $(PLAN),plan=true) \
+		$(if $(LOGGER),logger=$(LOGGER)) $(ARGS)
+
 bench: setup ## Throughput side by side: model step, full step, JPEG end to end, the original CPU pipeline; ratios, MFU (ARGS: --device --size --batch ...)
 	$(PY) benchmarks/bench.py $(ARGS)
 
@@ -125,11 +135,11 @@ bench-color: setup ## Soft-encoding throughput: fast path vs exact vs scikit-lea
 bench-index: setup ## Start-up cost of a large image folder: first listing vs the file index, extrapolated to ImageNet (ARGS: --files --classes --dir)
 	$(PY) benchmarks/bench_index.py $(ARGS)
 
-linear-probe: setup ## Per-layer linear probes on frozen features: CKPT (default: latest run; random) LAYER DATA PROTOCOL (zhang16, goyal19) PROBE_PRESET (imagenet, places205) GPUS MAX_EPOCHS LOGGER RUN ARGS
+linear-probe: setup ## Per-layer linear probes on frozen features: CKPT (default: latest run; random) LAYER DATA PROTOCOL (zhang16, goyal19) PROBE_PRESET (imagenet, places205) GPUS MAX_EPOCHS LOGGER RUN RESUME (auto: continue RUN) ARGS
 	$(PY) -m transfer.cli.probe --preset $(PROBE_PRESET) $(if $(CKPT),ckpt=$(CKPT)) $(if $(LAYER),layer=$(LAYER)) \
 		$(if $(DATA),data.source=folder data.root=$(DATA)) $(if $(PROTOCOL),protocol=$(PROTOCOL)) \
 		$(if $(GPUS),trainer.devices=$(GPUS)) $(if $(MAX_EPOCHS),schedule.unit=epoch schedule.length=$(MAX_EPOCHS)) \
-		$(if $(LOGGER),logger.kind=$(LOGGER)) $(if $(RUN),run=$(RUN)) $(ARGS)
+		$(if $(LOGGER),logger.kind=$(LOGGER)) $(if $(RUN),run=$(RUN)) $(if $(RESUME),resume=$(RESUME)) $(ARGS)
 
 compare: setup ## Transfer results (results/transfer.jsonl) beside the paper's numbers: tables, results/compare.md and compare.csv (ours, paper, difference), results/linear_probe.png
 	$(PY) -m transfer.cli.compare
@@ -138,14 +148,14 @@ dashboard: setup ## W&B report as code (needs the 'dashboard' extra online); off
 	$(PY) -m transfer.cli.dashboard $(if $(PROJECT),--project $(PROJECT)) $(if $(ENTITY),--entity $(ENTITY)) \
 		$(if $(MODELS),--models $(MODELS))
 
-voc-cls: setup ## VOC07 classification, fine-tune or SVM (ARGS="low_shot=true": low-shot SVMs): CKPT DATA (holds VOCdevkit/) TRAIN_FROM PROTOCOL (finetune, svm) MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN ARGS
+voc-cls: setup ## VOC07 classification, fine-tune or SVM (ARGS="low_shot=true": low-shot SVMs): CKPT DATA (holds VOCdevkit/) TRAIN_FROM PROTOCOL (finetune, svm) MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN RESUME ARGS
 	$(PY) -m transfer.cli.voc_cls $(if $(VOC_PRESET),--preset $(VOC_PRESET)) $(VOC_OVERRIDES) \
 		$(if $(TRAIN_FROM),train_from=$(TRAIN_FROM)) $(if $(PROTOCOL),protocol=$(PROTOCOL)) $(ARGS)
 
-voc-det: setup ## VOC07 detection, Faster R-CNN on the colorization trunk: CKPT DATA MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN ARGS
+voc-det: setup ## VOC07 detection, Faster R-CNN on the colorization trunk: CKPT DATA MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN RESUME ARGS
 	$(PY) -m transfer.cli.voc_det $(if $(VOC_PRESET),--preset $(VOC_PRESET)) $(VOC_OVERRIDES) $(ARGS)
 
-voc-seg: setup ## VOC2012 segmentation, FCN on the colorization trunk, mIoU: CKPT DATA (holds VOCdevkit/VOC2012) TRAIN_FROM MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN ARGS
+voc-seg: setup ## VOC2012 segmentation, FCN on the colorization trunk, mIoU: CKPT DATA (holds VOCdevkit/VOC2012) TRAIN_FROM MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN RESUME ARGS
 	$(PY) -m transfer.cli.voc_seg $(if $(SEG_PRESET),--preset $(SEG_PRESET)) $(VOC_OVERRIDES) \
 		$(if $(TRAIN_FROM),train_from=$(TRAIN_FROM)) $(ARGS)
 

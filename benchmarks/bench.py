@@ -18,6 +18,9 @@ Rows, in images per second:
       soft-encode each crop on the CPU (the authors' data path), then the same step on the device.
   (e) probe trunk: AlexNet forward to conv5, no gradients.
   (f) probe, five layers: the trunk plus linear heads on conv1..conv5 trained in one pass (transfer.probe.module).
+  (h) probe end to end: ``make linear-probe``'s ``probe()`` itself, the zhang16 probe of a random AlexNet (the
+      --width given) on conv1..conv5, trained from JPEG files in class folders through its Lightning loop;
+      decoded as (c) is (--decode), cropped to the probe's size; timed by the same step clock as (c).
   (g) pretraining step with online evaluation: (b), plus what ``OnlineEvaluation`` does after every training step
       (its hooks' features of conv1..conv8, one SGD step of a linear head per layer; 1000-way unless
       --online-classes says otherwise).
@@ -44,8 +47,10 @@ about a minute on 2 cores).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
+import io
 import itertools
 import math
 import os
@@ -98,7 +103,9 @@ from lit_colorization.pretrain.pretraining import pretrain
 from lit_colorization.pretrain.priors import save_prior
 from lit_colorization.runtime.perf import PerfSettings, enable_tf32, resolve
 from lit_colorization.runtime.trainer import CUDA_PROGRESS_BAR_STEPS
+from transfer.probe.linear_probe import probe
 from transfer.probe.module import STANDARD_LAYERS, build_heads
+from transfer.probe.probe_config import PROBE
 from transfer.probe.protocols import ZHANG16
 from transfer.trunk import Trunk
 
@@ -899,6 +906,34 @@ def probe_rows(options: Options) -> tuple[float, float]:
     return images_per_second(forward_only, options), images_per_second(probe_step, options)
 
 
+def write_probe_jpegs(root: Path, images: int) -> Path:
+    """Two class folders of JPEGs for each split of a probe: ``images`` for training, a few for validation."""
+    for split, count in (("train", images), ("val", VAL_IMAGES)):
+        for label in ("class_a", "class_b"):
+            write_jpegs(root / split, max(1, count // 2), label)
+    return root
+
+
+def probe_end_to_end_rate(options: Options, workdir: Path) -> float:
+    """(h): images per second of ``transfer.probe.linear_probe.probe`` on JPEG files, as ``make linear-probe``
+    trains (zhang16, conv1..conv5, one validation batch at the end only)."""
+    warmup, steps = loader_window(options)
+    clock = StepClock(warmup, steps)
+    root = write_probe_jpegs(workdir / "probe-data", options.images)
+    overrides = [
+        "ckpt=random", "model=alexnet", f"model_kwargs.width={options.width}", "layer=all", "protocol=zhang16",
+        "data.source=folder", f"data.root={root}", f"data.decode={options.decode}",
+        f"data.crop_size={options.probe_size}", f"data.resize={round(options.probe_size * 256 / 227)}",
+        f"data.batch_size={options.batch}", f"data.num_workers={options.workers}", "data.index_cache=null",
+        f"runs_dir={workdir / 'runs'}", f"results={workdir / 'probe.jsonl'}", "run=bench", "logger.kind=none",
+        "trainer.devices=1", "trainer.limit_val_batches=1", "trainer.check_val_every_n_epoch=1000",
+        "trainer.checkpoint_every_n_steps=0", "schedule.unit=step", f"schedule.length={warmup + steps + 1}",
+    ]  # fmt: skip
+    with contextlib.redirect_stdout(io.StringIO()):  # the probe's own summary: not part of the table
+        probe(PROBE.load(None, overrides), extra_callbacks=[clock])
+    return clock.rate()
+
+
 # --- the table -----------------------------------------------------------------------------------------------------
 
 
@@ -950,6 +985,7 @@ def core_rows(options: Options) -> list[str]:
         )
         del batches  # stops its workers, which would otherwise go on reading files about to be deleted
         rates["c"], host_waits = lightning_loop_rate(options, folder, Path(workdir))
+        rates["h"] = probe_end_to_end_rate(options, Path(workdir))
         class_weights = rebalance_weights(uniform_prior(), 0.5)
         original = OriginalPipelineDataset(
             ImageFolderDataset(folder, "train", crop_size=options.size), ab_bins(), class_weights, stride=4
@@ -1022,6 +1058,7 @@ def format_table(
         ("e", "probe: AlexNet trunk forward only (to conv5)", False),
         ("f", "probe: trunk + conv1..conv5 heads, train step", False),
         ("g", f"(b) + online eval: {options.online_classes}-way heads on conv1..conv8", True),
+        ("h", f"probe end to end: probe() on JPEGs, conv1..conv5, {decode}", False),
     ]
     width = max(len(label) for _, label, _ in rows)
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import lightning as L
+import torch
 
 from tests.paths import REPO
 
@@ -68,3 +72,40 @@ def run_module(
         text=True,
         timeout=timeout,
     )
+
+
+def saved_step(path: Path) -> int:
+    """The ``global_step`` of the checkpoint at ``path``; -1 while there is none (or it is being replaced)."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
+    except (OSError, RuntimeError, EOFError, KeyError):
+        return -1
+
+
+def sigterm_after_checkpoint(args: list[str], last: Path, module: str, min_step: int = 3) -> tuple[int, str]:
+    """Run ``python -m module args``, SIGTERM it once ``last`` holds step ``min_step`` or later; (status, stderr)."""
+    with tempfile.TemporaryFile("w+") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline"},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 240
+            while saved_step(last) < min_step:
+                if process.poll() is not None:
+                    stderr.seek(0)
+                    raise AssertionError(f"the run ended before its checkpoint: {stderr.read()[-2000:]}")
+                assert time.monotonic() < deadline, "no checkpoint within 240 s"
+                time.sleep(0.05)
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=240)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        stderr.seek(0)
+        return process.returncode, stderr.read()

@@ -23,6 +23,22 @@ class TransferRunConfig:
     run: str | None = None
     runs_dir: str = "runs"
     results: str = "results/transfer.jsonl"
+    # "auto": continue the run folder's checkpoints/last.ckpt if there is one (its config.yaml is read first:
+    # lit_colorization/config/saved_run.py); a path: continue that checkpoint; None: a fresh run (refused where
+    # the folder already has a last.ckpt).
+    resume: str | None = None
+
+
+def validate_resume(config: TransferRunConfig) -> None:
+    """``resume`` is null, "auto" or a checkpoint path; ``trainer.checkpoint_every_n_steps`` an integer >= 0."""
+    require(
+        config.resume is None or bool(config.resume),
+        "resume",
+        "null, 'auto' or a checkpoint path",
+        config.resume,
+    )
+    every = config.trainer.checkpoint_every_n_steps  # type: ignore[attr-defined]
+    require(every >= 0, "trainer.checkpoint_every_n_steps", "an integer >= 0", every)
 
 
 def validate_sgd(optim: Any, milestone_unit: str) -> None:

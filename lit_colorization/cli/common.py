@@ -195,8 +195,12 @@ def enable_completion(parser: argparse.ArgumentParser) -> None:
 
 
 def load_preset_config(command: Any, args: argparse.Namespace) -> Any:
-    """``command``'s config from the parsed ``--preset``, ``--config`` files and overrides."""
-    return command.load(getattr(args, "preset", None), args.overrides, [Path(path) for path in args.config])
+    """``command``'s config from the parsed ``--preset``, ``--config`` files and overrides; with ``resume=auto``,
+    from the run's own saved config (``lit_colorization/config/saved_run.py``)."""
+    from lit_colorization.config.saved_run import load_command_config
+
+    files = [Path(path) for path in args.config]
+    return load_command_config(command, getattr(args, "preset", None), args.overrides, files)
 
 
 def print_config(config: Any, scale_line: str | None = None) -> None:

@@ -33,6 +33,9 @@ class CommandConfig:
     validate: Callable[[Any], None]
     # Given a first merge of base, preset and overrides: the layers that depend on it.
     extra_layers: Callable[[Any], ExtraLayers] | None = None
+    # A run's folder is <runs_dir>/<run_prefix><run>, where resume=auto finds its config.yaml
+    # (lit_colorization/config/saved_run.py); None: the command has no resumable runs.
+    run_prefix: str | None = None
 
     def load(self, preset: str | None, overrides: Sequence[str], user_files: Sequence[Path] = ()) -> Any:
         """Base file, extra layers, the preset, the user's files (``--config``), then ``overrides``; checked."""
@@ -45,6 +48,13 @@ class CommandConfig:
         if self.extra_layers is not None:
             extra = self.extra_layers(load_config(self.schema, [*base, *layers], overrides))
         config = load_config(self.schema, [*base, *extra.files, *layers], [*extra.overrides, *overrides])
+        self.validate(config)
+        return config
+
+    def load_saved(self, saved: tuple[str, Any], overrides: Sequence[str]) -> Any:
+        """The config of a run continued with ``resume=auto``: the base file, the run's saved config (``(origin,
+        DictConfig)``; it holds what the preset and the extra layers gave), then ``overrides``; checked."""
+        config = load_config(self.schema, [CONFIG_DIR / self.base_file, saved], overrides)
         self.validate(config)
         return config
 

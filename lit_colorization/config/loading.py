@@ -65,7 +65,7 @@ def _explain(error: OmegaConfBaseException, schema: DictConfig, origin: str) -> 
     return ConfigError(f"{origin}: {str(error).splitlines()[0]}")
 
 
-def _read_yaml(path: Path) -> DictConfig:
+def read_yaml(path: Path) -> DictConfig:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
@@ -85,13 +85,16 @@ def parse_overrides(overrides: Iterable[str]) -> DictConfig:
     return OmegaConf.from_dotlist(items)
 
 
-def load_config(schema: type[T], files: Sequence[Path] = (), overrides: Iterable[str] = ()) -> T:
-    """Merge ``files`` (in order) then ``overrides`` onto the dataclass ``schema``; return a typed DictConfig.
+def load_config(
+    schema: type[T], files: Sequence[Path | tuple[str, DictConfig]] = (), overrides: Iterable[str] = ()
+) -> T:
+    """Merge ``files`` (in order; a file, or an (origin, config) pair already read) then ``overrides`` onto the
+    dataclass ``schema``; return a typed DictConfig.
 
     Each source is merged on its own so an error names the file or the command line it came from.
     """
     config = OmegaConf.structured(schema)
-    layers = [(str(path), _read_yaml(Path(path))) for path in files]
+    layers = [item if isinstance(item, tuple) else (str(item), read_yaml(Path(item))) for item in files]
     layers.append(("command line", parse_overrides(overrides)))
     for origin, layer in layers:
         try:

@@ -153,5 +153,6 @@ PRETRAIN = register_command(
         preset_kind="pretrain",
         validate=validate_pretrain_config,
         extra_layers=model_recipe,
+        run_prefix="",
     )
 )

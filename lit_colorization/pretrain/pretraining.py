@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,11 +29,10 @@ from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.plugins.io import AsyncCheckpointIO, async_plugin
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from omegaconf import OmegaConf
 
 from lit_colorization.color import ab_bins
-from lit_colorization.config.loading import ConfigError, to_container
+from lit_colorization.config.loading import to_container
 from lit_colorization.config.schema import PretrainConfig
 from lit_colorization.data import build_datamodule
 from lit_colorization.online_eval.callback import OnlineEvaluation
@@ -44,6 +42,7 @@ from lit_colorization.pretrain.priors import load_prior, prior_from_datamodule, 
 from lit_colorization.runtime.guards import NoColourGuard, NonFiniteLossGuard, StepCheckpoint
 from lit_colorization.runtime.perf import device_type, settings_for
 from lit_colorization.runtime.preemption import StopOnSignal, StopSignals
+from lit_colorization.runtime.resumption import checkpoint_to_resume, fit_resumable, remove_stale_temporaries
 from lit_colorization.runtime.scaling import RunScale, WorldSizeCheck, resolve_scale, sync_batchnorm
 from lit_colorization.runtime.trainer import lightning_trainer_args
 from lit_colorization.store.atomic import write_text
@@ -54,31 +53,6 @@ from lit_colorization.store.run_lock import RunLock
 log = logging.getLogger(__name__)
 JOB_TYPE = "pretrain"  # the W&B job type of pretraining runs (transfer/dashboard.py selects runs by it)
 PRIOR_WAIT_SECONDS = 24 * 3600
-# Lightning warns on every mid-epoch resume unless the DataLoader has state_dict(); ours resumes exactly
-# without one (the DataModule starts the sampler after the batches the restored loops had consumed).
-NOT_RESUMABLE_WARNING = "You're resuming from a checkpoint that ended before the epoch ended"
-
-
-def resume_checkpoint(config: PretrainConfig, run_dir: Path) -> str | None:
-    """The checkpoint to resume from; refuses to start over a run that already has checkpoints."""
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if config.resume is None:
-        if last.exists() and rank_zero_only.rank == 0:
-            raise ConfigError(
-                f"{run_dir}: this run already has checkpoints; continue it with RESUME=auto (resume=auto) "
-                "or start a new one with another RUN"
-            )
-        return None
-    if config.resume == "auto":
-        if last.exists():
-            return str(last)
-        log.info("resume=auto: no checkpoint in %s yet, starting from scratch", last.parent)
-        return None
-    if not Path(config.resume).is_file():
-        raise ConfigError(f"config key 'resume': checkpoint not found: {config.resume}")
-    return config.resume
-
-
 # What a resumed run takes from the checkpoint whatever the config says (the optimizer's lr, the schedule's
 # milestones and lrs after them) or needs unchanged to continue the epoch's order of samples (global batch, processes).
 RESUMED_SCALE_KEYS = ("global_batch", "world_size", "lr", "milestones", "milestone_lrs")
@@ -103,13 +77,6 @@ def check_resumable(path: str, config: PretrainConfig, scale: RunScale) -> None:
                 f"{current_scale[key]!r} ({scale.summary()}); resume with the checkpoint's data.batch_size, "
                 "trainer.devices x trainer.num_nodes and optim settings, or start another run (RUN=)"
             )
-
-
-def remove_stale_temporaries(checkpoint_dir: Path) -> None:
-    """Delete the temporary files of checkpoint writes cut short by a kill (each as large as a checkpoint)."""
-    for stale in checkpoint_dir.glob(".*.ckpt.*.tmp"):  # the names atomic_open gives them
-        log.info("removing %s, left by a checkpoint write that was interrupted", stale)
-        stale.unlink(missing_ok=True)
 
 
 def prepare_prior(config: PretrainConfig, run_dir: Path, datamodule, bins: torch.Tensor) -> torch.Tensor:
@@ -225,7 +192,7 @@ def train_in(
     synced = sync_batchnorm(
         config.trainer.sync_batchnorm, device_type(config.trainer.accelerator), scale.world_size
     )
-    resume = resume_checkpoint(config, run_dir)
+    resume = checkpoint_to_resume(config.resume, run_dir)
     if resume is not None:
         check_resumable(resume, config, scale)
     L.seed_everything(config.trainer.seed, workers=True)
@@ -261,10 +228,7 @@ def train_in(
     if resume is None and config.trainer.validate_before_training:
         # The untrained network's scores, logged at step 0, are what training is measured against.
         trainer.validate(module, datamodule=datamodule, verbose=False)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=NOT_RESUMABLE_WARNING, category=PossibleUserWarning)
-        # The resumed file is data: read as plain containers and tensors (store/checkpoint.py writes it so).
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+    fit_resumable(trainer, module, resume, datamodule=datamodule)
     if trainer.is_global_zero:
         print(f"run folder: {run_dir}  (last checkpoint: {run_dir / 'checkpoints' / 'last.ckpt'})")
     return run_dir

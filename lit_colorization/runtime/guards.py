@@ -63,7 +63,8 @@ class StepCheckpoint(Callback):
     ) -> None:
         step = trainer.global_step
         scheduled = self.every_n_steps > 0 and step % self.every_n_steps == 0
-        if scheduled or step >= trainer.max_steps or self._minutes_due(trainer, step):
+        # max_steps is -1 in a run limited by epochs only.
+        if scheduled or 0 <= trainer.max_steps <= step or self._minutes_due(trainer, step):
             self.save(trainer)
 
     def _minutes_due(self, trainer: L.Trainer, step: int) -> bool:

@@ -151,3 +151,39 @@ class StopOnSignal(Callback):
         received = torch.tensor([self.signals.received], dtype=torch.int64)
         dist.all_reduce(received, op=dist.ReduceOp.MAX, group=self._group)
         return int(received.item())
+
+
+class StopBetweenUnits:
+    """SIGTERM/SIGUSR1 for work outside a Trainer (feature extraction, per-class SVMs): ``with`` it, the signal
+    only is recorded; ``check(done)`` between two units of work that are already on disk raises
+    ``RunPreempted`` (exit status 75) if one came. Outside the block the previous handlers are back."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopBetweenUnits:
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._record)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _record(self, signum: int, frame: FrameType | None) -> None:
+        self.received = max(self.received, signum)
+
+    def check(self, done: str, step: int = 0) -> None:
+        """Raise ``RunPreempted`` if a stop signal came; ``done`` says what is saved (printed on stderr)."""
+        if not self.received:
+            return
+        print(
+            f"{signal.Signals(self.received).name}: {done}; exiting with status {PREEMPTED_EXIT_CODE}, "
+            "continue with RESUME=auto",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise RunPreempted(self.received, step, PREEMPTED_EXIT_CODE)

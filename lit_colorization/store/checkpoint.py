@@ -8,6 +8,7 @@ atomically (a crash while saving leaves the previous file as it was) and never w
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import zipfile
 from dataclasses import dataclass
@@ -250,3 +251,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             )
         with atomic_open(path, "wb") as stream:
             torch.save(checkpoint, stream)
+
+
+def weights_checksum(module: nn.Module) -> str:
+    """SHA-256 of ``module``'s state (names, dtypes, shapes and values, in order): what a frozen trunk's probe
+    checkpoint and cached features are keyed by, so that they are never used with other weights."""
+    digest = hashlib.sha256()
+    for name, value in module.state_dict().items():
+        tensor = value.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

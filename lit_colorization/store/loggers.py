@@ -145,3 +145,14 @@ def _init_timeout_setting() -> dict[str, Any]:
     import wandb
 
     return {"settings": wandb.Settings(init_timeout=WANDB_INIT_TIMEOUT_S)}
+
+
+def finish_wandb_run() -> None:
+    """End this process's W&B run, if one is open: Lightning's WandbLogger reuses an open run, so a process that
+    runs several commands one after another (make reproduce) ends each one's before the next starts its own."""
+    if not wandb_installed():
+        return
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish()

@@ -32,7 +32,7 @@ def bench():
 def test_tiny_run_prints_every_row_and_ratio(bench, capsys: pytest.CaptureFixture[str], decode: str) -> None:
     bench.main([*TINY.split(), "--decode", decode])
     output = capsys.readouterr().out
-    for row in ("a", "b", "c", "c0", "d", "e", "f", "g"):
+    for row in ("a", "b", "c", "c0", "d", "e", "f", "g", "h"):
         found = re.search(rf"^\({row}\) +.* ([\d,]+\.\d)", output, re.MULTILINE)
         assert found, f"row ({row}) missing:\n{output}"
         assert float(found[1].replace(",", "")) > 0, f"row ({row}) measured nothing:\n{output}"
@@ -40,6 +40,8 @@ def test_tiny_run_prints_every_row_and_ratio(bench, capsys: pytest.CaptureFixtur
         found = re.search(rf"^{re.escape(ratio)} = (\d+\.\d\d)", output, re.MULTILINE)
         assert found and float(found[1]) > 0, f"{ratio} missing:\n{output}"
     assert re.search(r"^\(c\) +end to end, pretrain\(\)'s Lightning loop", output, re.MULTILINE)
+    assert re.search(r"^\(h\) +probe end to end: probe\(\) on JPEGs, conv1..conv5", output, re.MULTILINE)
+    assert re.search(r"^\(h\) +probe end to end: probe\(\) on JPEGs, conv1..conv5", output, re.MULTILINE)
     assert "(Lightning loop overhead; no target)" in output
     found = re.search(
         r"^step time with online eval / without, \(b\)/\(g\) = (\d+\.\d{3})", output, re.MULTILINE

@@ -4,10 +4,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import wandb
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from lit_colorization.config.schema import LoggerConfig
-from lit_colorization.store.loggers import WANDB_ID_FILE, build_logger
+from lit_colorization.store.loggers import WANDB_ID_FILE, build_logger, finish_wandb_run
 from tests.helpers import run_module, tiny_pretrain_overrides
 
 
@@ -40,6 +41,19 @@ def test_pretrain_with_wandb_offline_through_the_cli(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "wandb sync" in result.stderr
     assert list(Path(tmp_path / "tiny" / "wandb").glob("offline-run-*"))
+
+
+def test_two_commands_in_one_process_get_two_wandb_runs_in_one_group(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    runs = []
+    for name in ("pretrain", "probe"):
+        logger = build_logger(LoggerConfig(kind="wandb"), tmp_path / name, name, name, {}, group="campaign")
+        runs.append(logger.experiment)  # wandb.init
+        finish_wandb_run()  # without it, Lightning's WandbLogger hands the next command the open run
+    assert runs[0].id != runs[1].id and [run.group for run in runs] == ["campaign", "campaign"]
+    assert wandb.run is None
 
 
 def test_tensorboard_logger_writes_event_files_under_the_run(tmp_path):

@@ -4,7 +4,8 @@ Trains one linear head per layer of a pretraining checkpoint's frozen trunk (``l
 layer in one pass over the data) under a named protocol (``protocol=zhang16|goyal19``; an AlexNet is probed in the
 standard geometry both assume), then appends one row per layer to the results store (``results``, default
 ``results/transfer.jsonl``) and writes ``runs/probe-<run>/``: ``config.yaml`` (with the optimiser and schedule
-the run used), metrics (CSV or W&B) and ``results.json`` (this run's rows; a finished run is never overwritten).
+the run used), metrics (CSV or W&B), ``checkpoints/last.ckpt`` (for ``resume=auto``: docs/resuming.md) and
+``results.json`` (this run's rows; a finished run is never overwritten).
 Each row carries its ``protocol`` (``<name>-like`` for a layer the protocol does not define), the layer's
 ``feature_shape`` (C, H, W) before the reduction, the ``pooled_shape`` and ``feature_dim`` after it.
 """
@@ -12,25 +13,31 @@ Each row carries its ``protocol`` (``<name>-like`` for a layer the protocol does
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import OmegaConf
 
 from lit_colorization.config.loading import to_container
 from lit_colorization.data import build_datamodule
+from lit_colorization.data.crops import resize_rule
+from lit_colorization.data.datamodule import ColorizationDataModule
+from lit_colorization.data.encoded import DeviceCropper
+from lit_colorization.runtime.resumption import fit_resumable
 from lit_colorization.store.atomic import write_text
 from lit_colorization.store.loggers import build_logger
 from lit_colorization.store.results import SCHEMA, publish_results
 from transfer.probe.module import LinearProbeModule, resolve_layers
 from transfer.probe.probe_config import ProbeConfig, check_class_count, probe_optimizer, probe_schedule
-from transfer.probe.protocols import EPOCH, ProbeSchedule, get_protocol
-from transfer.runs import build_transfer_trainer, resolve_ckpt, run_directory
+from transfer.probe.protocols import EPOCH, ProbeOptimizer, ProbeSchedule, get_protocol
+from transfer.runs import build_transfer_trainer, hold_run, resolve_ckpt, run_directory, start_resumable
 from transfer.trunk import BackboneSource, Trunk, load_network
 
 TASK = "linear-probe"
@@ -93,7 +100,18 @@ def result_rows(
     return rows
 
 
-def build_trainer(config: ProbeConfig, schedule: ProbeSchedule, run_dir: Path, logger: Any) -> L.Trainer:
+def device_cropper(data: Any) -> DeviceCropper | None:
+    """The device's decoder and cropper for ``data.decode=gpu`` (nvJPEG on CUDA), None for the CPU path."""
+    return DeviceCropper(data.crop_size, resize_rule(data), data.strict) if data.decode == "gpu" else None
+
+
+def build_trainer(
+    config: ProbeConfig,
+    schedule: ProbeSchedule,
+    run_dir: Path,
+    logger: Any,
+    extra_callbacks: Sequence[Callback] = (),
+) -> L.Trainer:
     trainer = config.trainer
     in_epochs = schedule.unit == EPOCH
     return build_transfer_trainer(
@@ -101,6 +119,7 @@ def build_trainer(config: ProbeConfig, schedule: ProbeSchedule, run_dir: Path, l
         run_dir,
         logger,
         lr_logging_interval=schedule.unit,
+        extra_callbacks=extra_callbacks,
         max_epochs=schedule.length if in_epochs else -1,
         max_steps=-1 if in_epochs else schedule.length,
         check_val_every_n_epoch=trainer.check_val_every_n_epoch,
@@ -109,20 +128,43 @@ def build_trainer(config: ProbeConfig, schedule: ProbeSchedule, run_dir: Path, l
     )
 
 
-def probe(config: ProbeConfig) -> list[dict[str, Any]]:
-    """Run the linear probe ``config`` describes; returns the rows appended to the results store."""
+def probe(config: ProbeConfig, extra_callbacks: Sequence[Callback] = ()) -> list[dict[str, Any]]:
+    """Run the linear probe ``config`` describes; returns the rows appended to the results store.
+    ``extra_callbacks`` join the Trainer's own.
+
+    ``checkpoints/last.ckpt`` (the heads, their optimizer and the trunk's checksum) is written every
+    ``trainer.checkpoint_every_n_steps`` steps and on SIGTERM/SIGUSR1 (exit status 75); ``resume=auto`` continues
+    with the same batches, crops and final numbers as a run that was never stopped.
+    """
     ckpt = resolve_ckpt(config.ckpt, config.runs_dir)
     network, source = load_network(
         ckpt, config.model, dict(config.model_kwargs), seed=config.trainer.seed, standard_geometry=True
     )
     layers = resolve_layers(config.layer, source.model_name)
-    optimizer, schedule = probe_optimizer(config, source.model_name), probe_schedule(config)
+    settings = probe_optimizer(config, source.model_name), probe_schedule(config)
     run_dir = probe_run_directory(config, source, layers)
-    L.seed_everything(config.trainer.seed, workers=True)
-    backbone = Trunk(network, layers)
     datamodule = build_datamodule(config.data)
     datamodule.setup("fit")
-    check_class_count(config, datamodule.classes)
+    check_class_count(config, datamodule.classes)  # before the run folder is made
+    with hold_run(run_dir):
+        return probe_in(run_dir, config, network, source, layers, settings, datamodule, extra_callbacks)
+
+
+def probe_in(
+    run_dir: Path,
+    config: ProbeConfig,
+    network: Any,
+    source: BackboneSource,
+    layers: list[str],
+    settings: tuple[ProbeOptimizer, ProbeSchedule],
+    datamodule: ColorizationDataModule,
+    extra_callbacks: Sequence[Callback],
+) -> list[dict[str, Any]]:
+    """The probe in its claimed run folder, with its resolved optimizer and schedule ``settings``."""
+    optimizer, schedule = settings
+    resume = start_resumable(run_dir, config.resume)
+    L.seed_everything(config.trainer.seed, workers=True)
+    backbone = Trunk(network, layers)
     module = LinearProbeModule(
         backbone,
         datamodule.num_classes,
@@ -132,6 +174,7 @@ def probe(config: ProbeConfig) -> list[dict[str, Any]]:
         schedule,
         config.data.batch_size,
         seed=config.trainer.seed,
+        device_cropper=device_cropper(config.data),
     )
     resolved = {
         **to_container(config),
@@ -151,8 +194,8 @@ def probe(config: ProbeConfig) -> list[dict[str, Any]]:
     logger = build_logger(
         config.logger, run_dir, run_dir.name, job_type=TASK, config=logger_config, group=source.pretrain_run
     )
-    trainer = build_trainer(config, schedule, run_dir, logger)
-    trainer.fit(module, datamodule=datamodule)
+    trainer = build_trainer(config, schedule, run_dir, logger, extra_callbacks)
+    fit_resumable(trainer, module, resume, datamodule=datamodule)
     final = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     rows = result_rows(
         config,

@@ -20,6 +20,8 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from lit_colorization.color import uint8_to_lab
+from lit_colorization.data.encoded import DeviceCropper
+from lit_colorization.store.checkpoint import CheckpointError, weights_checksum
 from transfer.probe.probe_config import ALL_LAYERS
 from transfer.probe.protocols import PROBE_LAYERS, LayerProbe, ProbeOptimizer, ProbeProtocol, ProbeSchedule
 from transfer.trunk import Trunk
@@ -34,6 +36,8 @@ STANDARD_LAYERS: dict[str, tuple[str, ...]] = {
 
 MAX_TOP_K = 5
 HEAD_INIT_STD = 0.01
+TRUNK_PREFIX = "backbone."
+TRUNK_CHECKSUM_KEY = "trunk_checksum"
 
 
 def resolve_layers(spec: str, model_name: str) -> list[str]:
@@ -143,6 +147,7 @@ class LinearProbeModule(L.LightningModule):
         schedule: ProbeSchedule,
         batch_size: int,
         seed: int = 0,
+        device_cropper: DeviceCropper | None = None,
     ) -> None:
         super().__init__()
         if num_classes < 2:
@@ -153,6 +158,9 @@ class LinearProbeModule(L.LightningModule):
         self.schedule = schedule
         self.batch_size = batch_size
         self.top_k = top_k_for(num_classes)
+        # data.decode=gpu: batches hold JPEG bytes, decoded and cropped on the device as pretraining's are.
+        self.device_cropper = device_cropper
+        self._trunk_checksum: str | None = None
         self.val_top1 = nn.ModuleDict(
             {layer: MulticlassAccuracy(num_classes, top_k=1, average="micro") for layer in self.heads}
         )
@@ -166,6 +174,36 @@ class LinearProbeModule(L.LightningModule):
     @property
     def feature_dims(self) -> dict[str, int]:
         return {layer: head.feature_dim for layer, head in self.heads.items()}
+
+    @property
+    def trunk_checksum(self) -> str:
+        """The frozen trunk's ``weights_checksum``, computed once (at the first checkpoint written or read)."""
+        if self._trunk_checksum is None:
+            self._trunk_checksum = weights_checksum(self.backbone.network)
+        return self._trunk_checksum
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The frozen trunk is the pretraining checkpoint's: last.ckpt keeps the heads and the trunk's checksum.
+        checkpoint["state_dict"] = {
+            key: value for key, value in checkpoint["state_dict"].items() if not key.startswith(TRUNK_PREFIX)
+        }
+        checkpoint[TRUNK_CHECKSUM_KEY] = self.trunk_checksum
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get(TRUNK_CHECKSUM_KEY)
+        if saved != self.trunk_checksum:
+            raise CheckpointError(
+                f"probe checkpoint: its trunk had weights checksum {str(saved)[:12]}, this run's trunk has "
+                f"{self.trunk_checksum[:12]}; resume with the run's own ckpt or start another run (RUN=)"
+            )
+        trunk = {TRUNK_PREFIX + key: value for key, value in self.backbone.state_dict().items()}
+        checkpoint["state_dict"] = {**checkpoint["state_dict"], **trunk}
+
+    def on_before_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        if self.device_cropper is not None and "jpeg" in batch:
+            # Decoded straight to the device: the JPEG bytes stay on the CPU for the decoder.
+            batch = self.device_cropper(batch, self.device)
+        return batch
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         # Colour conversion on the device, as in pretraining: the network sees L in [0, 100].

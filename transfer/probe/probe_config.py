@@ -22,7 +22,7 @@ from lit_colorization.config.loading import (
 )
 from lit_colorization.config.schema import BaseTrainerConfig, LoggerConfig
 from lit_colorization.data.data_config import DataConfig, validate_data_config
-from transfer.transfer_config import TransferRunConfig
+from transfer.transfer_config import TransferRunConfig, validate_resume
 
 if TYPE_CHECKING:  # protocols import torch: the schema loads without it (the command's --help stays fast)
     from transfer.probe.protocols import ProbeOptimizer, ProbeSchedule
@@ -63,6 +63,9 @@ class ProbeTrainerConfig(BaseTrainerConfig):
     check_val_every_n_epoch: int = 1
     limit_train_batches: Any = 1.0  # fraction of an epoch or a number of batches
     limit_val_batches: Any = 1.0
+    checkpoint_every_n_steps: int = (
+        1000  # steps between writes of last.ckpt (0: only at the end and on a stop)
+    )
 
 
 @dataclass
@@ -115,6 +118,7 @@ def validate_probe_config(config: ProbeConfig) -> None:
     require_folder_name("run", config.run)
     require_results_path(config.results)
     validate_trainer_config(trainer)
+    validate_resume(config)
     require(
         schedule.unit is None or schedule.unit in SCHEDULE_UNITS,
         "schedule.unit",
@@ -193,5 +197,6 @@ PROBE = register_command(
         base_file="linear_probe.yaml",
         preset_kind="probe",
         validate=validate_probe_config,
+        run_prefix="probe-",
     )
 )

@@ -15,6 +15,7 @@ row (task "voc-cls") to the results store and writes ``runs/voc-cls-<run>/``.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,15 @@ import torch
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch import nn
+from torch.utils.data import Dataset
 
 from lit_colorization.color import uint8_to_lab
+from lit_colorization.config.loading import ConfigError
 from lit_colorization.models import ColorizationNet
 from lit_colorization.models.data_init import between_layer_rescale_
+from lit_colorization.runtime.preemption import StopBetweenUnits
+from lit_colorization.runtime.resumption import fit_resumable
+from lit_colorization.store.checkpoint import weights_checksum
 from transfer.trunk import BackboneSource, Trunk
 from transfer.voc.classification import VOCClassificationModule, VOCClassifier, default_head_layer
 from transfer.voc.common import (
@@ -39,7 +45,8 @@ from transfer.voc.common import (
     percent,
     publish_and_print,
     rescale_trunk_,
-    start_run,
+    started_run,
+    train_data,
 )
 from transfer.voc.dataset import VOCClassification
 from transfer.voc.low_shot import low_shot_svms, plot_low_shot
@@ -63,6 +70,7 @@ from transfer.voc.svm import (
     extract_features,
     svm_features,
 )
+from transfer.voc.svm_cache import FEATURES_DIR, SVMS_DIR, FeatureCache, SVMStore, keyed_folder
 from transfer.voc.voc_config import VOCClsConfig, cls_ap_metric
 
 TASK = "voc-cls"
@@ -77,8 +85,10 @@ def finetune(
     head_layer: str,
     logger: Logger | bool,
     run_dir: Path,
+    resume: str | None = None,
 ) -> tuple[dict[str, Any], float, list[float]]:
-    """Fine-tune and evaluate; returns (row fields, mAP, per-class AP)."""
+    """Fine-tune (continuing from the checkpoint ``resume`` if given) and evaluate; returns (row fields, mAP,
+    per-class AP)."""
     data, image = config.data, config.image
     train = training_set(
         voc, data, VOCClassification, transform=classification_train_transform(image.resize, image.crop)
@@ -92,7 +102,6 @@ def finetune(
             transform=TenCropTransform(image.resize, image.crop),
         )
     )
-    train_loader = data_loader(train, data.batch_size, data.num_workers, shuffle=True)
     test_loader = data_loader(test, data.batch_size, data.num_workers, shuffle=False)
     if config.rescale:
         rescale_trunk_(network, train, config.trainer.seed)
@@ -100,7 +109,8 @@ def finetune(
     module = VOCClassificationModule(classifier, config.optim, cls_ap_metric(config))
     trainer = build_trainer(config.trainer, run_dir, logger)
     periodic = test_loader if config.trainer.val_check_interval is not None else None
-    trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=periodic)
+    training = train_data(train, config, data.batch_size, periodic=periodic)
+    fit_resumable(trainer, module, resume, datamodule=training)
     trainer.validate(module, dataloaders=test_loader, verbose=False)
     result = module.last_result
     fields = {
@@ -169,6 +179,7 @@ def kraehenbuehl16(
     head_layer: str,
     logger: Logger | bool,
     run_dir: Path,
+    resume: str | None = None,
 ) -> tuple[dict[str, Any], float, list[float]]:
     """philkr/voc-classification as the release ran it (docs/reference.md section 11.4) on the folded standard
     network: scale-jittered mirrored crops, dropout after fc6 and fc7, a new linear layer, the per-image summed
@@ -186,7 +197,6 @@ def kraehenbuehl16(
             transform=RepeatedViews(views, image.test_views),
         )
     )
-    train_loader = data_loader(train, data.batch_size, data.num_workers, shuffle=True)
     test_loader = data_loader(test, data.batch_size, data.num_workers, shuffle=False)
     rescaled = release_rescale_(network, train, config.trainer.seed) if config.rescale else {}
     classifier = VOCClassifier(
@@ -203,7 +213,9 @@ def kraehenbuehl16(
     module = VOCClassificationModule(classifier, config.optim, cls_ap_metric(config), loss_per_image=True)
     trainer = build_trainer(config.trainer, run_dir, logger)
     periodic = test_loader if config.trainer.val_check_interval is not None else None
-    trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=periodic)
+    fit_resumable(
+        trainer, module, resume, datamodule=train_data(train, config, data.batch_size, periodic=periodic)
+    )
     trainer.validate(module, dataloaders=test_loader, verbose=False)
     result = module.last_result
     fields = {
@@ -230,24 +242,82 @@ def svm_trunk(config: VOCClsConfig, network: ColorizationNet, layer: str) -> tup
 
 
 def svm_feature_sets(
-    config: VOCClsConfig, backbone: Trunk, pooling: SVMFeatures, voc: VOCSource, layer: str
+    config: VOCClsConfig,
+    backbone: Trunk,
+    pooling: SVMFeatures,
+    voc: VOCSource,
+    layer: str,
+    cache: SVMCache,
 ) -> tuple[FeatureSet, FeatureSet]:
     """Frozen, pooled ``layer`` features of the training and test images, each resized whole to
     ``image.crop`` squared as fair_self_supervision_benchmark does (docs/reference.md section 11.5): what every
-    SVM protocol fits."""
+    SVM protocol fits; read from ``cache`` where an earlier start extracted them, the rest extracted into it."""
     data, image = config.data, config.image
     device = next(backbone.parameters()).device
     pool = pooling.probe.reduction.module()
     transform = whole_image_transform(image.resize, image.crop)
     train = training_set(voc, data, VOCClassification, transform=transform)
     test = VOCClassification(voc.root, TEST_YEAR, data.test_set, classes=voc.classes, transform=transform)
-    train_features = extract_features(
-        backbone, layer, data_loader(train, data.batch_size, data.num_workers, shuffle=False), device, pool
-    )
-    test_features = extract_features(
-        backbone, layer, data_loader(test, data.batch_size, data.num_workers, shuffle=False), device, pool
-    )
+
+    def extract(images: Dataset) -> FeatureSet:
+        loader = data_loader(images, data.batch_size, data.num_workers, shuffle=False)
+        return extract_features(backbone, layer, loader, device, pool)
+
+    splits = {
+        "train": {"years": list(data.train_years), "set": data.train_set, "images": len(train)},
+        "test": {"years": [TEST_YEAR], "set": data.test_set, "images": len(test)},
+    }
+    train_features = cache.features(splits["train"]).features(train, extract)
+    test_features = cache.features(splits["test"]).features(test, extract)
     return train_features, test_features
+
+
+@dataclass(frozen=True)
+class SVMCache:
+    """Where an SVM job of this run keeps its features and SVMs (transfer/voc/svm_cache.py), keyed by ``key``:
+    the trunk's checksum, the layer, its pooling and the images' size and source."""
+
+    run_dir: Path
+    key: dict[str, Any]
+    chunk_images: int
+    stop: StopBetweenUnits
+
+    def features(self, split: dict[str, Any]) -> FeatureCache:
+        folder = keyed_folder(self.run_dir / FEATURES_DIR, {**self.key, "split": split})
+        return FeatureCache(folder, self.chunk_images, self.stop)
+
+    def svms(self, settings: dict[str, Any]) -> SVMStore:
+        return SVMStore(keyed_folder(self.run_dir / SVMS_DIR, {**self.key, "svm": settings}), self.stop)
+
+
+def svm_cache(
+    config: VOCClsConfig,
+    run_dir: Path,
+    backbone: Trunk,
+    pooling: SVMFeatures,
+    voc: VOCSource,
+    layer: str,
+    stop: StopBetweenUnits,
+) -> SVMCache:
+    """The run's SVM cache; one an earlier start left is used only with ``resume=auto`` (as a checkpoint is)."""
+    if config.resume is None and ((run_dir / FEATURES_DIR).exists() or (run_dir / SVMS_DIR).exists()):
+        raise ConfigError(
+            f"{run_dir}: this SVM run already has cached features; continue it with RESUME=auto (resume=auto) "
+            "or start a new one with another RUN"
+        )
+    key = {
+        "trunk_checksum": weights_checksum(backbone.network),
+        "model": backbone.network.model_name,
+        "layer": layer,
+        "features": pooling.probe.label,
+        "reduction": pooling.probe.reduction.describe(),
+        "resize": config.image.resize,
+        "crop": config.image.crop,
+        "image": "whole image resized",  # not the centre crops of caches made before docs/reference.md 11.5
+        "data_root": str(voc.root),
+        "classes": list(voc.classes),
+    }
+    return SVMCache(run_dir, key, config.svm.chunk_images, stop)
 
 
 def svm_protocol(
@@ -257,10 +327,12 @@ def svm_protocol(
     voc: VOCSource,
     layer: str,
     logger: Logger | bool,
+    cache: SVMCache,
 ) -> tuple[dict[str, Any], float, list[float]]:
-    """Frozen features, per-class SVMs; returns (row fields, mAP, per-class AP)."""
+    """Frozen features, per-class SVMs (both kept in ``cache`` as they are made); returns (row fields, mAP,
+    per-class AP)."""
     image, svm = config.image, config.svm
-    train_features, test_features = svm_feature_sets(config, backbone, pooling, voc, layer)
+    train_features, test_features = svm_feature_sets(config, backbone, pooling, voc, layer, cache)
     log.info(
         "training %d per-class SVMs on %d x %d features", len(voc.classes), *train_features.features.shape
     )
@@ -274,6 +346,15 @@ def svm_protocol(
         ap_metric=cls_ap_metric(config),
         seed=config.trainer.seed,
         class_names=voc.classes,
+        store=cache.svms(
+            {
+                "costs": list(svm.costs),
+                "folds": svm.folds,
+                "positive_weight": svm.positive_weight,
+                "max_iter": svm.max_iter,
+                "seed": config.trainer.seed,
+            }
+        ),
     )
     if logger:
         logger.log_metrics({"voc/map": result.map}, step=0)
@@ -305,11 +386,13 @@ def low_shot_protocol(
     layer: str,
     logger: Logger | bool,
     run_dir: Path,
+    cache: SVMCache,
 ) -> list[dict[str, Any]]:
     """Low-shot SVMs (``transfer.voc.low_shot``) for every k of ``svm.low_shot_k``; returns one row's own
-    fields per k and writes the mAP-against-k plot to the run folder."""
+    fields per k and writes the mAP-against-k plot to the run folder. The features are cached; the draws'
+    SVMs are refitted on a resume."""
     svm = config.svm
-    train_features, test_features = svm_feature_sets(config, backbone, pooling, voc, layer)
+    train_features, test_features = svm_feature_sets(config, backbone, pooling, voc, layer, cache)
     log.info(
         "low-shot SVMs: k in %s, %d draws each, %d costs, on %d x %d features",
         list(svm.low_shot_k),
@@ -398,40 +481,49 @@ def classify(config: VOCClsConfig) -> dict[str, Any] | list[dict[str, Any]]:
     else:
         layer = config.head_layer or default_head_layer(network)
         label = f"{config.protocol}-{config.train_from}"
-    run_dir, logger = start_run(config, TASK, f"{source.pretrain_run}-{label}", source, voc)
-    log.info(
-        "VOC classification (%s) of %s %s from %s on %s",
-        label,
-        source.model_name,
-        source.pretrain_run,
-        source.ckpt,
-        voc.label,
-    )
-    if config.low_shot:
-        return classify_low_shot(config, backbone, pooling, voc, layer, logger, run_dir, source)
-    if config.protocol == "svm":
-        fields, mean_ap, per_class = svm_protocol(config, backbone, pooling, voc, layer, logger)
-    elif config.protocol == "kraehenbuehl16":
-        fields, mean_ap, per_class = kraehenbuehl16(config, network, voc, layer, logger, run_dir)
-    else:
-        fields, mean_ap, per_class = finetune(config, network, voc, layer, logger, run_dir)
-    ap = per_class_ap(voc.classes, per_class)
-    row = {
-        **base_row(config, TASK, run_dir, source, voc),
-        **fields,
-        "ap_metric": cls_ap_metric(config),
-        "map": percent(mean_ap),
-        "ap": ap,
-    }
-    log_per_class(logger, voc.classes, per_class, step=int(fields.get("steps", 0)))
-    publish_and_print(
-        [row],
-        run_dir,
-        config.results,
-        f"VOC07 classification ({label}) of {source.pretrain_run} ({source.model_name}) on {voc.label}:",
-        [f"mAP {100 * mean_ap:.2f} ({cls_ap_metric(config)} AP)"],
-    )
-    return row
+    with started_run(config, TASK, f"{source.pretrain_run}-{label}", source, voc) as run:
+        run_dir, logger = run.run_dir, run.logger
+        log.info(
+            "VOC classification (%s) of %s %s from %s on %s",
+            label,
+            source.model_name,
+            source.pretrain_run,
+            source.ckpt,
+            voc.label,
+        )
+        if config.protocol == "svm":
+            with StopBetweenUnits() as stop:
+                cache = svm_cache(config, run_dir, backbone, pooling, voc, layer, stop)
+                if config.low_shot:
+                    return classify_low_shot(
+                        config, backbone, pooling, voc, layer, logger, run_dir, source, cache
+                    )
+                fields, mean_ap, per_class = svm_protocol(
+                    config, backbone, pooling, voc, layer, logger, cache
+                )
+        elif config.protocol == "kraehenbuehl16":
+            fields, mean_ap, per_class = kraehenbuehl16(
+                config, network, voc, layer, logger, run_dir, run.resume
+            )
+        else:
+            fields, mean_ap, per_class = finetune(config, network, voc, layer, logger, run_dir, run.resume)
+        ap = per_class_ap(voc.classes, per_class)
+        row = {
+            **base_row(config, TASK, run_dir, source, voc),
+            **fields,
+            "ap_metric": cls_ap_metric(config),
+            "map": percent(mean_ap),
+            "ap": ap,
+        }
+        log_per_class(logger, voc.classes, per_class, step=int(fields.get("steps", 0)))
+        publish_and_print(
+            [row],
+            run_dir,
+            config.results,
+            f"VOC07 classification ({label}) of {source.pretrain_run} ({source.model_name}) on {voc.label}:",
+            [f"mAP {100 * mean_ap:.2f} ({cls_ap_metric(config)} AP)"],
+        )
+        return row
 
 
 def classify_low_shot(
@@ -443,6 +535,7 @@ def classify_low_shot(
     logger: Logger | bool,
     run_dir: Path,
     source: BackboneSource,
+    cache: SVMCache,
 ) -> list[dict[str, Any]]:
     """The low-shot SVM protocol end to end: its rows (task "voc-svm-low-shot", one per k) published."""
     rows = [
@@ -451,7 +544,7 @@ def classify_low_shot(
             **fields,
             "ap_metric": cls_ap_metric(config),
         }
-        for fields in low_shot_protocol(config, backbone, pooling, voc, layer, logger, run_dir)
+        for fields in low_shot_protocol(config, backbone, pooling, voc, layer, logger, run_dir, cache)
     ]
     lines = []
     for row in rows:

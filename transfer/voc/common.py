@@ -1,14 +1,17 @@
 """What the VOC command lines share: the start of a run, data loaders, the Lightning trainer and result rows.
 
-A run writes ``<runs_dir>/<task>-<run>/``: ``config.yaml`` (resolved), metrics (CSV or W&B) and
-``results.json`` (this run's rows, also appended to the results store); a finished run is never overwritten.
+A run writes ``<runs_dir>/<task>-<run>/``: ``config.yaml`` (resolved), metrics (CSV or W&B), ``checkpoints/last.ckpt``
+(a fine-tuning's, for ``resume=auto``: docs/resuming.md) and ``results.json`` (this run's rows, also appended to the
+results store); a finished run is never overwritten.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,12 +27,13 @@ from torchvision.transforms.v2.functional import center_crop, resize
 from lit_colorization.color import uint8_to_lab
 from lit_colorization.config.loading import to_container
 from lit_colorization.data.datamodule import evenly_spaced_indices
+from lit_colorization.data.resumable import ResumableTrainData, resumable_train_data
 from lit_colorization.models import ColorizationNet
 from lit_colorization.models.data_init import InitReport, between_layer_rescale_
 from lit_colorization.store.atomic import write_text
 from lit_colorization.store.loggers import build_logger
 from lit_colorization.store.results import PERCENT, SCHEMA, publish_results
-from transfer.runs import build_transfer_trainer, resolve_ckpt, run_directory
+from transfer.runs import build_transfer_trainer, hold_run, resolve_ckpt, run_directory, start_resumable
 from transfer.trunk import BackboneSource, load_network
 from transfer.voc.sources import VOCSource, resolve_voc_source
 from transfer.voc.voc_config import VOCClsConfig, VOCDetConfig, VOCSegConfig
@@ -83,17 +87,43 @@ def load_trunk(
     return network, source, resolve(config.data)
 
 
-def start_run(
+@dataclass(frozen=True)
+class StartedRun:
+    """A VOC run's claimed folder, its logger and the checkpoint it continues from (None: a fresh start)."""
+
+    run_dir: Path
+    logger: Logger | bool
+    resume: str | None
+
+
+@contextlib.contextmanager
+def started_run(
     config: VOCRunConfig,
     task: str,
     default_name: str,
     source: BackboneSource,
     voc: VOCSource,
     **resolved_sections: Any,
-) -> tuple[Path, Logger | bool]:
-    """Claim ``<runs_dir>/<task>-<run or default_name>``, write its resolved ``config.yaml`` (``resolved_sections``
-    replace the config's own) and open its logger."""
+) -> Iterator[StartedRun]:
+    """Hold ``<runs_dir>/<task>-<run or default_name>`` (its lock, for the block), find the checkpoint a
+    ``resume`` continues, write its resolved ``config.yaml`` (``resolved_sections`` replace the config's own) and
+    open its logger."""
     run_dir = run_directory(config.runs_dir, task, config.run or default_name)
+    with hold_run(run_dir):
+        resume = start_resumable(run_dir, config.resume)
+        logger = open_run(config, task, run_dir, source, voc, resolved_sections)
+        yield StartedRun(run_dir, logger, resume)
+
+
+def open_run(
+    config: VOCRunConfig,
+    task: str,
+    run_dir: Path,
+    source: BackboneSource,
+    voc: VOCSource,
+    resolved_sections: dict[str, Any],
+) -> Logger | bool:
+    """Write ``run_dir``'s resolved ``config.yaml`` and open its logger."""
     resolved = {
         **to_container(config),
         "ckpt": source.ckpt,
@@ -103,10 +133,28 @@ def start_run(
     }
     if rank_zero_only.rank == 0:
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
-    logger = build_logger(
+    return build_logger(
         config.logger, run_dir, run_dir.name, job_type=task, config=resolved, group=source.pretrain_run
     )
-    return run_dir, logger
+
+
+def train_data(
+    train: Dataset,
+    config: VOCRunConfig,
+    batch_size: int,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
+    periodic: DataLoader | None = None,
+) -> ResumableTrainData:
+    """The training data of a VOC fine-tuning, resumable exactly (``lit_colorization/data/resumable.py``), with
+    ``periodic`` for the evaluations inside the fit (``trainer.val_check_interval``) if given."""
+    return resumable_train_data(
+        train,
+        config.trainer.seed,
+        batch_size,
+        config.data.num_workers,
+        collate_fn=collate_fn,
+        val_loader=periodic,
+    )
 
 
 def data_loader(

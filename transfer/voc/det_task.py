@@ -15,6 +15,7 @@ from typing import Any
 from torchvision.transforms import v2
 
 from lit_colorization.config.loading import to_container
+from lit_colorization.runtime.resumption import fit_resumable
 from transfer.voc.common import (
     base_row,
     build_trainer,
@@ -25,7 +26,8 @@ from transfer.voc.common import (
     percent,
     publish_and_print,
     rescale_trunk_,
-    start_run,
+    started_run,
+    train_data,
 )
 from transfer.voc.dataset import VOCDetectionDataset, collate_detection
 from transfer.voc.detection import (
@@ -47,70 +49,69 @@ def detect(config: VOCDetConfig) -> dict[str, Any]:
     network, source, voc = load_trunk(config)
     layer = detector_config.backbone_layer or default_backbone_layer(network)
     frozen = "-frozen" if detector_config.freeze_backbone else ""
-    run_dir, logger = start_run(
+    with started_run(
         config,
         TASK,
         f"{source.pretrain_run}-{layer}{frozen}",
         source,
         voc,
         detector={**to_container(detector_config), "backbone_layer": layer},
-    )
-    log.info(
-        "VOC detection on %s %s (%s) from %s on %s",
-        source.model_name,
-        layer,
-        source.pretrain_run,
-        source.ckpt,
-        voc.label,
-    )
+    ) as run:
+        run_dir, logger = run.run_dir, run.logger
+        log.info(
+            "VOC detection on %s %s (%s) from %s on %s",
+            source.model_name,
+            layer,
+            source.pretrain_run,
+            source.ckpt,
+            voc.label,
+        )
 
-    # Horizontal flips are the only augmentation, as in Fast R-CNN; torchvision's transform rescales images.
-    train = training_set(voc, data, VOCDetectionDataset, transforms=v2.RandomHorizontalFlip())
-    test = Indexed(VOCDetectionDataset(voc.root, TEST_YEAR, data.test_set, classes=voc.classes))
-    if config.rescale:
-        rescale_trunk_(network, train, config.trainer.seed)
-    train_loader = data_loader(
-        train, data.batch_size, data.num_workers, shuffle=True, collate_fn=collate_detection
-    )
-    test_loader = data_loader(
-        test, data.batch_size, data.num_workers, shuffle=False, collate_fn=collate_indexed_detection
-    )
-    detector = build_detector(network, len(voc.classes), detector_config)
-    module = VOCDetectionModule(detector, config.optim)
-    trainer = build_trainer(config.trainer, run_dir, logger)
-    periodic = test_loader if config.trainer.val_check_interval is not None else None
-    trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=periodic)
-    trainer.validate(module, dataloaders=test_loader, verbose=False)
-    result = module.last_result
+        # Horizontal flips are the only augmentation, as in Fast R-CNN; torchvision's transform rescales images.
+        train = training_set(voc, data, VOCDetectionDataset, transforms=v2.RandomHorizontalFlip())
+        test = Indexed(VOCDetectionDataset(voc.root, TEST_YEAR, data.test_set, classes=voc.classes))
+        if config.rescale:
+            rescale_trunk_(network, train, config.trainer.seed)
+        test_loader = data_loader(
+            test, data.batch_size, data.num_workers, shuffle=False, collate_fn=collate_indexed_detection
+        )
+        detector = build_detector(network, len(voc.classes), detector_config)
+        module = VOCDetectionModule(detector, config.optim)
+        trainer = build_trainer(config.trainer, run_dir, logger)
+        periodic = test_loader if config.trainer.val_check_interval is not None else None
+        training = train_data(train, config, data.batch_size, collate_fn=collate_detection, periodic=periodic)
+        fit_resumable(trainer, module, run.resume, datamodule=training)
+        trainer.validate(module, dataloaders=test_loader, verbose=False)
+        result = module.last_result
 
-    per_class = [result.per_class.get(label, float("nan")) for label in range(1, len(voc.classes) + 1)]
-    ap = per_class_ap(voc.classes, per_class)
-    row = {
-        **base_row(config, TASK, run_dir, source, voc),
-        "layer": layer,
-        "freeze_backbone": detector_config.freeze_backbone,
-        # Not the paper's Fast R-CNN, whose box head is the pretrained fc6/fc7 (docs/reference.md section 11.7):
-        # here a new 2-layer MLP on RoI-aligned features of the backbone layer, so fc6/fc7 do not transfer.
-        "protocol": "faster-rcnn-mlp",
-        "geometry": "training",
-        "detector": "faster-rcnn",
-        "head": f"new 2 x {detector_config.representation_size} MLP on {layer} (not the pretrained fc6/fc7)",
-        "min_size": detector_config.min_size,
-        "steps": trainer.global_step,
-        "num_test_images": result.num_images,
-        "ap_metric": "11pt",
-        "map": percent(result.map),
-        "map_torchmetrics": percent(result.map_torchmetrics),
-        "ap": ap,
-    }
-    log_per_class(logger, voc.classes, per_class, step=trainer.global_step)
-    publish_and_print(
-        [row],
-        run_dir,
-        config.results,
-        f"VOC07 detection (Faster R-CNN on {layer}) of {source.pretrain_run} ({source.model_name}) on {voc.label}:",
-        [
-            f"mAP@0.5 {100 * result.map:.2f} (VOC07 11-point), {100 * result.map_torchmetrics:.2f} (torchmetrics)"
-        ],
-    )
-    return row
+        per_class = [result.per_class.get(label, float("nan")) for label in range(1, len(voc.classes) + 1)]
+        ap = per_class_ap(voc.classes, per_class)
+        row = {
+            **base_row(config, TASK, run_dir, source, voc),
+            "layer": layer,
+            "freeze_backbone": detector_config.freeze_backbone,
+            # Not the paper's Fast R-CNN, whose box head is the pretrained fc6/fc7 (docs/reference.md section 11.7):
+            # here a new 2-layer MLP on RoI-aligned features of the backbone layer, so fc6/fc7 do not transfer.
+            "protocol": "faster-rcnn-mlp",
+            "geometry": "training",
+            "detector": "faster-rcnn",
+            "head": f"new 2 x {detector_config.representation_size} MLP on {layer} (not the pretrained fc6/fc7)",
+            "min_size": detector_config.min_size,
+            "steps": trainer.global_step,
+            "num_test_images": result.num_images,
+            "ap_metric": "11pt",
+            "map": percent(result.map),
+            "map_torchmetrics": percent(result.map_torchmetrics),
+            "ap": ap,
+        }
+        log_per_class(logger, voc.classes, per_class, step=trainer.global_step)
+        publish_and_print(
+            [row],
+            run_dir,
+            config.results,
+            f"VOC07 detection (Faster R-CNN on {layer}) of {source.pretrain_run} ({source.model_name}) on {voc.label}:",
+            [
+                f"mAP@0.5 {100 * result.map:.2f} (VOC07 11-point), {100 * result.map_torchmetrics:.2f} (torchmetrics)"
+            ],
+        )
+        return row

@@ -14,6 +14,7 @@ import logging
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -170,6 +171,14 @@ def select_cost(
     return best, cv_ap, used_folds
 
 
+class FittedSVMs(Protocol):
+    """Where per-class SVMs are kept between starts of a job (transfer/voc/svm_cache.py)."""
+
+    def load(self, column: int) -> ClassSVM | None: ...
+
+    def save(self, column: int, svm: ClassSVM) -> None: ...
+
+
 def train_class_svms(
     train: FeatureSet,
     costs: Sequence[float],
@@ -178,13 +187,19 @@ def train_class_svms(
     max_iter: int,
     seed: int = 0,
     class_names: Sequence[str] | None = None,
+    store: FittedSVMs | None = None,
 ) -> list[ClassSVM]:
     """One SVM per class (column), its cost chosen by ``select_cost``, refitted on all of that class's images;
-    ``class_names`` name the columns in errors."""
+    ``class_names`` name the columns in errors; with ``store``, the classes it already holds are read back, each
+    new one saved as soon as it is fitted."""
     svms = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         for column in range(train.targets.shape[1]):
+            stored = store.load(column) if store is not None else None
+            if stored is not None:
+                svms.append(stored)
+                continue
             kept = ~train.ignore[:, column]
             features, labels = train.features[kept], train.targets[kept, column].astype(int)
             try:
@@ -195,6 +210,8 @@ def train_class_svms(
                 raise ValueError(f"{class_label(column, class_names)}: {error}") from None
             model = fit_svm(features, labels, cost, positive_weight, max_iter, seed)
             svms.append(ClassSVM(model, cost, cv_ap, used_folds))
+            if store is not None:
+                store.save(column, svms[-1])
     unconverged = sum(issubclass(warning.category, ConvergenceWarning) for warning in caught)
     for warning in caught:  # only the convergence warnings are summarised; the rest pass on unchanged
         if not issubclass(warning.category, ConvergenceWarning):
@@ -226,9 +243,11 @@ def evaluate_svms(
     ap_metric: str,
     seed: int = 0,
     class_names: Sequence[str] | None = None,
+    store: FittedSVMs | None = None,
 ) -> SVMResult:
-    """Train the per-class SVMs on ``train`` and score ``test``: mAP with difficult-only entries ignored."""
-    svms = train_class_svms(train, costs, folds, positive_weight, max_iter, seed, class_names)
+    """Train the per-class SVMs on ``train`` (those ``store`` holds read back) and score ``test``: mAP with
+    difficult-only entries ignored."""
+    svms = train_class_svms(train, costs, folds, positive_weight, max_iter, seed, class_names, store)
     scores = svm_scores(svms, test.features)
     mean_ap, per_class = classification_map(
         torch.from_numpy(scores), torch.from_numpy(test.targets), torch.from_numpy(test.ignore), ap_metric

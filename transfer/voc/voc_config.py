@@ -19,7 +19,7 @@ from lit_colorization.config.loading import (
     validate_trainer_config,
 )
 from lit_colorization.config.schema import BaseTrainerConfig, LoggerConfig
-from transfer.transfer_config import TransferRunConfig, validate_sgd
+from transfer.transfer_config import TransferRunConfig, validate_resume, validate_sgd
 
 # kraehenbuehl16: the paper's fine-tuning, philkr/voc-classification as the release ran it (docs/reference.md 11.4);
 # finetune: this project's earlier recipe (training geometry, global average pool, no dropout); svm: goyal19's
@@ -81,6 +81,9 @@ class VOCTrainerConfig(BaseTrainerConfig):
     max_steps: int = 80_000  # -1: limited by max_epochs only
     max_epochs: int | None = None
     val_check_interval: int | None = None  # steps between evaluations on the test set; None: only at the end
+    checkpoint_every_n_steps: int = (
+        1000  # steps between writes of last.ckpt (0: only at the end and on a stop)
+    )
 
 
 @dataclass
@@ -131,6 +134,9 @@ class SVMConfig:
     )
     positive_weight: float = 2.0  # class weight of the positives, as in Goyal et al.'s benchmark (recalled)
     max_iter: int = 2000
+    # Images per cached chunk of extracted features (runs/voc-cls-<run>/features/): a killed job re-extracts at
+    # most one chunk per split.
+    chunk_images: int = 1000
     # low_shot=true: positives per class (each class also gets (classes - 1) x k negatives) and draws per k.
     low_shot_k: list[int] = field(default_factory=lambda: list(LOW_SHOT_K))
     low_shot_samples: int = LOW_SHOT_SAMPLES
@@ -246,6 +252,7 @@ def _validate_run(config: VOCClsConfig | VOCDetConfig | VOCSegConfig) -> None:
     require_results_path(config.results)
     validate_trainer_config(trainer)
     validate_sgd(config.optim, milestone_unit="step")
+    validate_resume(config)
     require(
         trainer.max_steps > 0 or (trainer.max_steps == -1 and (trainer.max_epochs or 0) > 0),
         "trainer.max_steps",
@@ -347,6 +354,7 @@ def validate_voc_cls_config(config: VOCClsConfig) -> None:
     require(svm.folds >= 2, "svm.folds", "an integer >= 2", svm.folds)
     require(svm.positive_weight > 0, "svm.positive_weight", "a positive number", svm.positive_weight)
     require(svm.max_iter > 0, "svm.max_iter", "a positive integer", svm.max_iter)
+    require(svm.chunk_images > 0, "svm.chunk_images", "a positive integer", svm.chunk_images)
     require(
         not config.low_shot or config.protocol == "svm",
         "low_shot",
@@ -437,6 +445,7 @@ VOC_CLS = register_command(
         base_file="voc_cls.yaml",
         preset_kind="voc_cls",
         validate=validate_voc_cls_config,
+        run_prefix="voc-cls-",
     )
 )
 VOC_DET = register_command(
@@ -446,6 +455,7 @@ VOC_DET = register_command(
         base_file="voc_det.yaml",
         preset_kind="voc_det",
         validate=validate_voc_det_config,
+        run_prefix="voc-det-",
     )
 )
 VOC_SEG = register_command(
@@ -455,6 +465,7 @@ VOC_SEG = register_command(
         base_file="voc_seg.yaml",
         preset_kind="voc_seg",
         validate=validate_voc_seg_config,
+        run_prefix="voc-seg-",
     )
 )
 

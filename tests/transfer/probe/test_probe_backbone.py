@@ -123,9 +123,10 @@ def test_standard_geometry_folds_the_trained_alexnet_and_names_inputs_too_small_
     assert network.geometry == "probe" and not network.training
     assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in network.modules())
     lightness = torch.rand(2, 1, 227, 227, generator=torch.Generator().manual_seed(0)) * 100
-    # The folded network is the trained one in the standard geometry: conv1 without padding, same weights.
+    # The folded network is the trained one in the standard geometry: conv1 without padding, same weights, on the
+    # release's input L - 50 (docs/reference.md section 11.2).
     trained_conv1 = torch.nn.functional.conv2d(
-        (lightness - 50) / 100, original.conv1[0].weight, original.conv1[0].bias, stride=4
+        lightness - 50, original.conv1[0].weight, original.conv1[0].bias, stride=4
     )
     norm = original.conv1[1]
     expected = torch.relu(
@@ -133,7 +134,10 @@ def test_standard_geometry_folds_the_trained_alexnet_and_names_inputs_too_small_
         / (norm.running_var + norm.eps).sqrt()[:, None, None]
     )
     torch.testing.assert_close(
-        network.features(lightness, ["conv1"])["conv1"], expected, rtol=1e-4, atol=1e-5
+        network.features(lightness, ["conv1"])["conv1"],
+        expected,
+        rtol=1e-4,
+        atol=1e-5 * expected.abs().max().item(),
     )
     backbone = Trunk(network, ["conv5", "fc6"])
     assert backbone.feature_shapes(227, 227) == {"conv5": (32, 13, 13), "fc6": (512, 1, 1)}
