@@ -4,7 +4,8 @@ Trains one linear head per layer of a pretraining checkpoint's frozen trunk (``l
 layer in one pass over the data) under a named protocol (``protocol=zhang16|goyal19``; an AlexNet is probed in the
 standard geometry both assume), then appends one row per layer to the results store (``results``, default
 ``results/transfer.jsonl``) and writes ``runs/probe-<run>/``: ``config.yaml`` (with the optimiser and schedule
-the run used), metrics (CSV or W&B) and ``results.json`` (this run's rows; a finished run is never overwritten).
+the run used), metrics (CSV or W&B), ``results.json`` (this run's rows; a finished run is never overwritten) and
+``val_predictions.npz`` (the final validation's labels and each layer's top-5 classes, to recount the accuracies).
 Each row carries its ``protocol`` (``<name>-like`` for a layer the protocol does not define), the layer's
 ``feature_shape`` (C, H, W) before the reduction, the ``pooled_shape`` and ``feature_dim`` after it.
 """
@@ -18,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import OmegaConf
 
 from lit_colorization.config.loading import to_container
 from lit_colorization.data import build_datamodule
-from lit_colorization.store.atomic import write_text
+from lit_colorization.store.atomic import atomic_open, write_text
 from lit_colorization.store.loggers import build_logger
 from lit_colorization.store.results import SCHEMA, publish_results
 from transfer.probe.module import LinearProbeModule, resolve_layers
@@ -35,6 +37,7 @@ from transfer.trunk import BackboneSource, Trunk, load_network
 
 TASK = "linear-probe"
 RESULT_COLUMNS = ("layer", "protocol", "feature_dim", "top1", "top5")
+PREDICTIONS_FILE = "val_predictions.npz"
 log = logging.getLogger(__name__)
 
 
@@ -154,6 +157,7 @@ def probe(config: ProbeConfig) -> list[dict[str, Any]]:
     trainer = build_trainer(config, schedule, run_dir, logger)
     trainer.fit(module, datamodule=datamodule)
     final = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    save_predictions(module, run_dir, trainer.global_rank, trainer.world_size)
     rows = result_rows(
         config,
         source,
@@ -174,6 +178,20 @@ def probe(config: ProbeConfig) -> list[dict[str, Any]]:
             )
         print_summary(rows, config.results if stored else None, run_dir)
     return rows
+
+
+def save_predictions(module: LinearProbeModule, run_dir: Path, rank: int, world_size: int) -> Path | None:
+    """The final validation's labels and each head's ranked classes as ``<run_dir>/val_predictions.npz`` (one
+    file per process under DDP: ``val_predictions.rank<r>.npz``, each its own validation shard), so the reported
+    top-1 and top-5 can be recounted from the run folder alone; None when the validation saw no image."""
+    predictions = module.validation_predictions()
+    if not predictions:
+        return None
+    name = PREDICTIONS_FILE if world_size == 1 else f"val_predictions.rank{rank}.npz"
+    path = run_dir / name
+    with atomic_open(path, "wb") as stream:
+        np.savez(stream, **predictions)
+    return path
 
 
 def print_summary(rows: list[dict[str, Any]], results_path: str | None, run_dir: Path) -> None:
