@@ -65,10 +65,10 @@ unwritable() {
     if [[ $(id -u) == 0 ]] && chattr +i "$1" 2>/dev/null; then IMMUTABLE+=("$1"); fi
 }
 
-# The inputs of the hostile-input sections (tests/test_fault_inputs.py), each written once, on first use.
+# The inputs of the hostile-input sections (tests/faults/test_fault_inputs.py), each written once, on first use.
 need() {  # need weights|voc|colorize|gray|links|study
     [[ -e "$WORK/.made_$1" ]] && return
-    local code="from pathlib import Path; import tests.test_fault_inputs as f; w = Path('$WORK')"
+    local code="from pathlib import Path; import tests.faults.test_fault_inputs as f; w = Path('$WORK')"
     case $1 in
         weights) code+="; f.write_bad_weights(w / 'weights')" ;;
         voc) code+="; f.write_hostile_voc(f.tiny_voc(w / 'voc_cache'), w / 'voc_bad')" ;;
@@ -79,7 +79,7 @@ need() {  # need weights|voc|colorize|gray|links|study
     esac
     "$PY" -c "$code" && touch "$WORK/.made_$1"
 }
-# The smallest VOC runs (as tests/test_voc_cls.py and tests/test_voc_det.py), on a data.root ROOT.
+# The smallest VOC runs (as tests/transfer/voc/test_voc_cls.py and test_voc_det.py), on a data.root ROOT.
 voc_cls() { "$PY" -m transfer.cli.voc_cls "${voc_common[@]}" protocol=svm "svm.costs=[1]" image.resize=48 image.crop=40 "$@"; }
 voc_det() {
     "$PY" -m transfer.cli.voc_det "${voc_common[@]}" detector.min_size=64 detector.max_size=96 \
@@ -108,7 +108,7 @@ fi
 
 # ------------------------------------------------------------------ checkpoints [checkpoints]
 if want checkpoints; then
-"$PY" -c "from pathlib import Path; from tests.test_fault_configs import write_bad_checkpoints as w; w(Path('$WORK'))" \
+"$PY" -c "from pathlib import Path; from tests.config.test_fault_configs import write_bad_checkpoints as w; w(Path('$WORK'))" \
     >/dev/null 2>&1 || report bad-checkpoints 1 "could not write the bad checkpoints"
 "$PY" -c "from PIL import Image; Image.new('RGB', (16, 16), (200, 30, 30)).save('$WORK/photo.png')"
 for kind in foreign truncated missing; do
@@ -140,7 +140,7 @@ fi
 
 # ------------------------------------------------------------------ hostile images [images]
 if want images; then
-"$PY" -c "from pathlib import Path; from tests.test_fault_images import write_training_set as w; w(Path('$WORK/hostile'))"
+"$PY" -c "from pathlib import Path; from tests.data.test_fault_images import write_training_set as w; w(Path('$WORK/hostile'))"
 bad_files=(d_truncated.jpg e_empty.JPG g_text.jpeg i_bomb.png)
 for workers in 0 2; do
     run pretrain $(tiny "$WORK" "hostile$workers") data.source=folder data.root="$WORK/hostile" \
@@ -350,7 +350,7 @@ expect_one_line_error colorize-out-is-a-file "--out" "$WORK/a_file"
 run "$PY" -m lit_colorization.cli.colorize --ckpt "$WORK/weights/good.ckpt" --out "$WORK/out_bad" --size -8 "$WORK/red.png"
 expect_one_line_error colorize-negative-size "--size" "-8"
 study="$("$PY" -c "
-from pathlib import Path; from tests.test_study_app import make_study; from lit_colorization.study.app import create_app
+from pathlib import Path; from tests.study.test_study_app import make_study; from lit_colorization.study.app import create_app
 client = create_app(make_study(Path('$WORK/study')), Path('$WORK/study.sqlite'), trials=2).test_client()
 client.post('/start')
 print(client.get('/image/0/left').status_code, client.get('/image/99999999999999999999999/left').status_code,
