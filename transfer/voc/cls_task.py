@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
@@ -32,6 +33,7 @@ from transfer.voc.common import (
     percent,
     publish_and_print,
     rescale_trunk_,
+    save_test_predictions,
     start_run,
 )
 from transfer.voc.dataset import VOCClassification
@@ -92,7 +94,9 @@ def finetune(
     trainer = build_trainer(config.trainer, run_dir, logger)
     periodic = test_loader if config.trainer.val_check_interval is not None else None
     trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=periodic)
+    module.recorded = []
     trainer.validate(module, dataloaders=test_loader, verbose=False)
+    save_test_predictions(run_dir, module.recorded_arrays(), trainer.global_rank, trainer.world_size)
     result = module.last_result
     fields = {
         "protocol": "finetune",
@@ -141,6 +145,7 @@ def svm_protocol(
     voc: VOCSource,
     layer: str,
     logger: Logger | bool,
+    run_dir: Path,
 ) -> tuple[dict[str, Any], float, list[float]]:
     """Frozen features, per-class SVMs; returns (row fields, mAP, per-class AP)."""
     image, svm = config.image, config.svm
@@ -160,6 +165,16 @@ def svm_protocol(
     )
     if logger:
         logger.log_metrics({"voc/map": result.map}, step=0)
+    if rank_zero_only.rank == 0:
+        save_test_predictions(
+            run_dir,
+            {
+                "index": np.arange(len(result.scores)),
+                "scores": result.scores,
+                "targets": test_features.targets,
+                "ignore": test_features.ignore,
+            },
+        )
     fields = {
         "protocol": "svm",
         "train_from": None,
@@ -284,7 +299,7 @@ def classify(config: VOCClsConfig) -> dict[str, Any] | list[dict[str, Any]]:
     if config.low_shot:
         return classify_low_shot(config, backbone, pooling, voc, layer, logger, run_dir, source)
     if config.protocol == "svm":
-        fields, mean_ap, per_class = svm_protocol(config, backbone, pooling, voc, layer, logger)
+        fields, mean_ap, per_class = svm_protocol(config, backbone, pooling, voc, layer, logger, run_dir)
     else:
         fields, mean_ap, per_class = finetune(config, network, voc, layer, logger, run_dir)
     ap = per_class_ap(voc.classes, per_class)

@@ -25,6 +25,7 @@ from transfer.voc.common import (
     percent,
     publish_and_print,
     rescale_trunk_,
+    save_test_predictions,
     start_run,
 )
 from transfer.voc.dataset import VOCDetectionDataset, collate_detection
@@ -80,7 +81,9 @@ def detect(config: VOCDetConfig) -> dict[str, Any]:
     trainer = build_trainer(config.trainer, run_dir, logger)
     periodic = test_loader if config.trainer.val_check_interval is not None else None
     trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=periodic)
+    module.recorded = []
     trainer.validate(module, dataloaders=test_loader, verbose=False)
+    save_test_predictions(run_dir, module.recorded_arrays(), trainer.global_rank, trainer.world_size)
     result = module.last_result
 
     per_class = [result.per_class.get(label, float("nan")) for label in range(1, len(voc.classes) + 1)]

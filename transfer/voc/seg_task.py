@@ -22,6 +22,7 @@ from transfer.voc.common import (
     percent,
     publish_and_print,
     rescale_trunk_,
+    save_test_predictions,
     start_run,
 )
 from transfer.voc.dataset import VOCSegmentationDataset
@@ -71,7 +72,9 @@ def segment(config: VOCSegConfig) -> dict[str, Any]:
     trainer = build_trainer(config.trainer, run_dir, logger)
     periodic = test_loader if config.trainer.val_check_interval is not None else None
     trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=periodic)
+    module.recorded = {}
     trainer.validate(module, dataloaders=test_loader, verbose=False)
+    save_test_predictions(run_dir, module.recorded, trainer.global_rank, trainer.world_size)
     result = module.last_result
 
     names = [BACKGROUND, *voc.classes]
