@@ -18,6 +18,7 @@ from lit_colorization.models import create_model
 from lit_colorization.store.checkpoint import read_checkpoint, write_checkpoint
 from lit_colorization.store.results import SCHEMA
 from lit_colorization.study.pairs import find_pairs
+from tests.helpers import read_plot
 
 # The synthetic validation set of tests/conftest.py's tiny run: 8 crops of 32 x 32, the last one gray.
 TINY_DATA = {
@@ -132,7 +133,9 @@ def test_eval_color_end_to_end_on_a_tiny_pretraining_run(
     # Grids: 4 images (rows) x (gray | last | l2 | ground truth) of 32 x 32 with 2-pixel gaps.
     for kind in ("best", "median", "worst"):
         assert np.asarray(Image.open(report / f"examples_{kind}.png")).shape == (4 * 34 - 2, 4 * 34 - 2, 3)
-    assert Image.open(report / "temperature_sweep.png").format == "PNG"
+    read_plot(
+        report / "temperature_sweep.png", width=1300, height=400
+    )  # three panels, 13 x 4 inches at 100 dpi
     with (report / "per_image.csv").open() as stream:
         per_image = list(csv.DictReader(stream))
     assert [row["name"] for row in per_image] == [f"synthetic_{i:05d}" for i in range(8)]

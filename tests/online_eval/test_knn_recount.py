@@ -24,7 +24,9 @@ from transfer.trunk import Trunk
 KNN_K, KNN_T, BANK = 3, 0.07, 12  # a bank smaller than the 16 training images, and k smaller than the bank
 
 
-def stage_outputs(network: torch.nn.Module, layers: list[str], lightness: torch.Tensor) -> dict[str, np.ndarray]:
+def stage_outputs(
+    network: torch.nn.Module, layers: list[str], lightness: torch.Tensor
+) -> dict[str, np.ndarray]:
     """Each named stage's output in one plain forward of the whole network, caught by this test's own hooks."""
     caught: dict[str, np.ndarray] = {}
     handles = [

@@ -13,7 +13,7 @@ from lit_colorization.config.loading import ConfigError
 from lit_colorization.models import create_model
 from lit_colorization.store.checkpoint import write_checkpoint
 from lit_colorization.store.results import SCHEMA, ResultRow
-from tests.helpers import run_module
+from tests.helpers import read_plot, run_module
 from transfer.compare import build_sections, latest_of_each_run
 from transfer.voc.low_shot import LowShotResult, draw_low_shot, low_shot_svms
 from transfer.voc.svm import FeatureSet
@@ -158,7 +158,7 @@ def test_cli_writes_a_row_per_k_a_plot_and_a_compare_section(tmp_path: Path) -> 
     assert "fewer than 128 negative training images" in run.stderr
     run_dir = tmp_path / "runs" / "voc-cls-tiny-pretrain-svm-low-shot-conv5"
     assert json.loads((run_dir / "results.json").read_text()) == rows
-    assert (run_dir / "low_shot_conv5.png").read_bytes()[:4] == b"\x89PNG"
+    read_plot(run_dir / "low_shot_conv5.png", width=660, height=462)
 
     stored = [ResultRow(line, row) for line, row in enumerate(rows, start=1)]
     assert latest_of_each_run(stored) == stored  # one row per k of one run: none replaces another
