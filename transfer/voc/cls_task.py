@@ -37,7 +37,7 @@ from transfer.voc.common import (
     start_run,
 )
 from transfer.voc.dataset import VOCClassification
-from transfer.voc.low_shot import low_shot_svms, plot_low_shot
+from transfer.voc.low_shot import low_shot_svms, plot_low_shot, save_low_shot
 from transfer.voc.sources import (
     NUM_TEST_VIEWS,
     TEST_YEAR,
@@ -267,6 +267,7 @@ def low_shot_protocol(
                 {"voc/low_shot_map": result.map, "voc/low_shot_map_std": result.map_std}, step=result.k
             )
     if rank_zero_only.rank == 0:
+        save_low_shot(results, train_features, test_features, run_dir, svm.save_features)
         title = (
             f"{backbone.network.model_name} {layer}: low-shot VOC07 SVMs, {svm.low_shot_samples} draws per k "
             f"({voc.label})"

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from lit_colorization.color import ab_bins
 from lit_colorization.config.loading import ConfigError
@@ -14,6 +15,7 @@ from lit_colorization.models import create_model
 from lit_colorization.store.checkpoint import write_checkpoint
 from lit_colorization.store.results import SCHEMA, ResultRow
 from tests.helpers import read_plot, run_module
+from tests.transfer.voc.devkit_reference import classification_ap_percent
 from transfer.compare import build_sections, latest_of_each_run
 from transfer.voc.low_shot import LowShotResult, draw_low_shot, low_shot_svms
 from transfer.voc.svm import FeatureSet
@@ -137,6 +139,7 @@ def test_cli_writes_a_row_per_k_a_plot_and_a_compare_section(tmp_path: Path) -> 
         "svm.low_shot_k=[1,2,64]",
         "svm.low_shot_samples=3",
         "svm.costs=[0.1,10]",
+        "svm.save_features=true",
         "trainer.accelerator=cpu",
         "logger.kind=csv",
     )
@@ -159,6 +162,7 @@ def test_cli_writes_a_row_per_k_a_plot_and_a_compare_section(tmp_path: Path) -> 
     run_dir = tmp_path / "runs" / "voc-cls-tiny-pretrain-svm-low-shot-conv5"
     assert json.loads((run_dir / "results.json").read_text()) == rows
     read_plot(run_dir / "low_shot_conv5.png", width=660, height=462)
+    assert_each_draws_map_refits_from_the_saved_draws(rows, run_dir)
 
     stored = [ResultRow(line, row) for line, row in enumerate(rows, start=1)]
     assert latest_of_each_run(stored) == stored  # one row per k of one run: none replaces another
@@ -167,3 +171,44 @@ def test_cli_writes_a_row_per_k_a_plot_and_a_compare_section(tmp_path: Path) -> 
     )
     assert f"{rows[0]['map']:.1f}+-{rows[0]['map_std']:.1f}" in text and "k=64" in text
     assert f"{rows[2]['map']:.1f}+-{rows[2]['map_std']:.1f}!" in text
+
+
+def assert_each_draws_map_refits_from_the_saved_draws(rows: list[dict], run_dir: Path) -> None:
+    """Each draw's mAP again: scikit-learn's LinearSVC fitted on the training images the run saved for that draw
+    (at the row's cost, with the run's SVM settings), scored on the saved test features by the devkit's rules."""
+    from sklearn.svm import LinearSVC
+
+    config = OmegaConf.load(run_dir / "config.yaml")
+    saved, draws = np.load(run_dir / "low_shot_features.npz"), np.load(run_dir / "low_shot_draws.npz")
+    train, targets, ignore = saved["train_features"], saved["train_targets"], saved["train_ignore"]
+    classes = targets.shape[1]
+    for row in rows:
+        for draw in range(row["samples"]):
+            scores = []
+            for column in range(classes):
+                positives = draws[f"k{row['k']}_draw{draw}_class{column}_positives"]
+                negatives = draws[f"k{row['k']}_draw{draw}_class{column}_negatives"]
+                clear = ~ignore[:, column].astype(bool)
+                assert (targets[positives, column] == 1).all() and clear[positives].all()
+                assert (targets[negatives, column] == 0).all() and clear[negatives].all()
+                name = list(row["positives_used"])[column]
+                assert (len(positives), len(negatives)) == (
+                    row["positives_used"][name], row["negatives_used"][name],
+                )  # fmt: skip
+                svm = LinearSVC(
+                    C=row["svm_cost"],
+                    class_weight={1: config.svm.positive_weight, 0: 1.0},
+                    loss="squared_hinge",
+                    dual=True,
+                    max_iter=config.svm.max_iter,
+                    random_state=config.trainer.seed,
+                ).fit(
+                    train[np.concatenate([positives, negatives])],
+                    np.r_[np.ones(len(positives), dtype=int), np.zeros(len(negatives), dtype=int)],
+                )
+                scores.append(svm.decision_function(saved["test_features"]))
+            aps = classification_ap_percent(
+                np.stack(scores, axis=1), saved["test_targets"], saved["test_ignore"]
+            )
+            refit = np.mean([ap for ap in aps if ap is not None])
+            assert row["map_per_sample"][draw] == pytest.approx(refit, abs=1e-3), (row["k"], draw)
