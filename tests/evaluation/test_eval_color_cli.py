@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 from PIL import Image
 from skimage.color import rgb2lab
@@ -81,7 +82,7 @@ def independent_auc_percent(checkpoint_path, temperature: float) -> list[float]:
             logits = network(torch.from_numpy(lab[..., 0]).float()[None, None]).double()
         annealed = torch.softmax(torch.log_softmax(logits, dim=1) / temperature, dim=1)
         ab = torch.einsum("bqhw,qc->bchw", annealed, bins)
-        ab = torch.nn.functional.interpolate(ab, size=(32, 32), mode="bilinear", align_corners=False)[0].numpy()
+        ab = F.interpolate(ab, size=(32, 32), mode="bilinear", align_corners=False)[0].numpy()
         error = np.hypot(ab[0] - lab[..., 1], ab[1] - lab[..., 2])
         scores.append(100.0 * np.mean([(error <= threshold).mean() for threshold in range(151)]))
     return scores
