@@ -1,6 +1,7 @@
 """VOC detection: the L-channel transform, the colorization backbone's freezing, Faster R-CNN training and
 inference, the test-set metric, and `python -m transfer.cli.voc_det` end to end."""
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -277,7 +278,11 @@ def assert_map_recomputes_from_the_saved_detections(row: dict, run_dir: Path) ->
         has_positive = any(((t["labels"] == position) & ~t["difficult"]).any() for t in truths)
         expected = 100.0 * devkit_reference_ap(predictions, truths, position)[0] if has_positive else None
         assert row["ap"][name] == (None if expected is None else pytest.approx(expected, abs=1e-3)), name
-    metric = MeanAveragePrecision(box_format="xyxy", iou_thresholds=[0.5], class_metrics=True)
+    # The COCO backend installed (the command needs one too): pycocotools or faster_coco_eval.
+    backend = next(name for name in ("pycocotools", "faster_coco_eval") if importlib.util.find_spec(name))
+    metric = MeanAveragePrecision(
+        box_format="xyxy", iou_thresholds=[0.5], class_metrics=True, backend=backend
+    )
     metric.update(
         [{**p, "labels": p["labels"].long()} for p in predictions],
         [
