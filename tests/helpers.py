@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
+from PIL import Image
 
 from tests.paths import REPO
 
@@ -109,3 +111,30 @@ def sigterm_after_checkpoint(args: list[str], last: Path, module: str, min_step:
                 process.wait()
         stderr.seek(0)
         return process.returncode, stderr.read()
+
+
+# matplotlib's default colour cycle ("tab10"): each series of a plot takes the next one.
+SERIES_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+def read_plot(path: Path, width: int, height: int) -> np.ndarray:
+    """A plot the code saved, read back: a PNG of ``width`` x ``height`` pixels (figure size x dpi, so the width
+    also counts side-by-side panels) with ink on it; its RGB pixels."""
+    with Image.open(path) as image:
+        assert image.format == "PNG", path
+        pixels = np.asarray(image.convert("RGB"))
+    assert pixels.shape[:2] == (height, width), (path, pixels.shape)
+    assert (pixels < 200).any(axis=2).mean() > 0.005, f"{path}: blank"
+    return pixels
+
+
+def series_drawn(pixels: np.ndarray, minimum_pixels: int = 20) -> int:
+    """How many of the default colour cycle's first colours appear (each on ``minimum_pixels`` pixels or more),
+    in cycle order: the number of series drawn, for plots with one colour per series."""
+    count = 0
+    for colour in SERIES_COLOURS:
+        rgb = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)], dtype=np.uint8)
+        if (pixels == rgb).all(axis=2).sum() < minimum_pixels:
+            break
+        count += 1
+    return count

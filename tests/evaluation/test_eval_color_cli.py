@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 from PIL import Image
 from skimage.color import rgb2lab
@@ -15,9 +16,10 @@ from lit_colorization.color import ab_bins
 from lit_colorization.color.metrics import auc
 from lit_colorization.data import SyntheticColorDataset
 from lit_colorization.models import create_model
-from lit_colorization.store.checkpoint import read_checkpoint, write_checkpoint
+from lit_colorization.store.checkpoint import build_network, read_checkpoint, write_checkpoint
 from lit_colorization.store.results import SCHEMA
 from lit_colorization.study.pairs import find_pairs
+from tests.helpers import read_plot
 
 # The synthetic validation set of tests/conftest.py's tiny run: 8 crops of 32 x 32, the last one gray.
 TINY_DATA = {
@@ -65,6 +67,25 @@ def expected_gray_auc_percent():
     ).permute(0, 3, 1, 2)
     coloured = (ab.abs() > 5).flatten(1).any(1)
     return 100 * auc(torch.zeros_like(ab[coloured]), ab[coloured]).item(), int(coloured.sum())
+
+
+def independent_auc_percent(checkpoint_path, temperature: float) -> list[float]:
+    """Per-image AuC (%) of a checkpoint on the tiny validation set, computed without the evaluation pipeline."""
+    colorizer = read_checkpoint(checkpoint_path)
+    network = build_network(colorizer).eval()
+    bins = colorizer.bins.double()
+    dataset = SyntheticColorDataset(8, image_size=48, crop_size=32, split="val")
+    scores = []
+    for index in range(8):
+        lab = rgb2lab(dataset[index][0].permute(1, 2, 0).numpy() / 255.0)
+        with torch.no_grad():
+            logits = network(torch.from_numpy(lab[..., 0]).float()[None, None]).double()
+        annealed = torch.softmax(torch.log_softmax(logits, dim=1) / temperature, dim=1)
+        ab = torch.einsum("bqhw,qc->bchw", annealed, bins)
+        ab = F.interpolate(ab, size=(32, 32), mode="bilinear", align_corners=False)[0].numpy()
+        error = np.hypot(ab[0] - lab[..., 1], ab[1] - lab[..., 2])
+        scores.append(100.0 * np.mean([(error <= threshold).mean() for threshold in range(151)]))
+    return scores
 
 
 def test_eval_color_end_to_end_on_a_tiny_pretraining_run(
@@ -132,7 +153,9 @@ def test_eval_color_end_to_end_on_a_tiny_pretraining_run(
     # Grids: 4 images (rows) x (gray | last | l2 | ground truth) of 32 x 32 with 2-pixel gaps.
     for kind in ("best", "median", "worst"):
         assert np.asarray(Image.open(report / f"examples_{kind}.png")).shape == (4 * 34 - 2, 4 * 34 - 2, 3)
-    assert Image.open(report / "temperature_sweep.png").format == "PNG"
+    read_plot(
+        report / "temperature_sweep.png", width=1300, height=400
+    )  # three panels, 13 x 4 inches at 100 dpi
     with (report / "per_image.csv").open() as stream:
         per_image = list(csv.DictReader(stream))
     assert [row["name"] for row in per_image] == [f"synthetic_{i:05d}" for i in range(8)]
@@ -140,6 +163,10 @@ def test_eval_color_end_to_end_on_a_tiny_pretraining_run(
         last["auc"], abs=1e-3
     )
     assert per_image[7]["colour"] == "False" and per_image[7]["last:auc"] == ""
+    # Each image's AuC again from the checkpoint: scikit-image's Lab, the network, the annealed mean at T=0.38
+    # and a bilinear upsampling written out here, the fraction of pixels within 0..150 by numpy.
+    recomputed = independent_auc_percent(trained, temperature=0.38)
+    assert [float(row["last:auc"]) * 100 for row in per_image[:7]] == pytest.approx(recomputed[:7], abs=0.02)
 
     pairs = find_pairs(report / "study")
     assert sorted(pairs) == [f"synthetic_{i:05d}" for i in range(7)]  # the gray photo is left out

@@ -35,7 +35,7 @@ from lit_colorization.pretrain.pretrain_config import PRETRAIN
 from lit_colorization.pretrain.pretraining import pretrain
 from lit_colorization.stats import accuracy_interval
 from lit_colorization.store.checkpoint import load_raw, read_checkpoint
-from tests.helpers import tiny_pretrain_overrides, tiny_synthetic_data
+from tests.helpers import read_plot, tiny_pretrain_overrides, tiny_synthetic_data
 from tests.paths import TESTS
 from transfer.probe.protocols import ZHANG16
 
@@ -225,7 +225,8 @@ def test_report_keeps_the_latest_point_of_a_step_and_writes_json_png_and_text(tm
     assert read_history(write_history(points, tmp_path / "h.json")) == points
     text = "\n".join(format_table(points))
     assert "knn/conv1" in text and "30.0%" in text and "12/40" in text
-    assert plot(points, tmp_path / "curves.png").stat().st_size > 1000
+    # Small multiples: one panel per layer (here conv1 alone), read back with ink on it.
+    read_plot(plot(points, tmp_path / "curves.png"), width=374, height=374)
 
 
 # --- the callback in real tiny runs ------------------------------------------------------------------------------
@@ -270,7 +271,9 @@ def test_colorizer_trains_exactly_as_without_the_callback_which_logs_and_plots_e
     assert {p.step for p in history if p.kind == "knn"} == {0, 2}
     assert {p.step for p in history if p.kind == "online"} == {2}
     assert {p.total for p in history} == {8}  # every synthetic validation image, each scored once
-    assert (with_online / "online_eval.png").is_file() and not (without / "online_eval.png").exists()
+    # One panel per layer: the 8 layers of the tiny run laid out 4 to a row (two rows).
+    read_plot(with_online / "online_eval.png", width=1496, height=682)
+    assert not (without / "online_eval.png").exists()
 
 
 def _saved_state(run_dir: Path) -> dict:

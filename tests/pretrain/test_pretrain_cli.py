@@ -51,8 +51,12 @@ def test_checkpoint_is_self_describing_and_loads_with_weights_only(tiny_pretrain
     assert logits.shape == (1, 313, 8, 8)
 
 
-def test_existing_run_is_not_overwritten_and_resume_continues(tiny_pretrain_run):
-    runs_dir = tiny_pretrain_run.parent
+def test_existing_run_is_not_overwritten_and_resume_continues(tmp_path):
+    # Its own run: resuming the session's shared run would change what the tests reading it see.
+    runs_dir = tmp_path
+    first = run_module("lit_colorization.cli.pretrain", *tiny_pretrain_overrides(runs_dir))
+    assert first.returncode == 0, first.stderr[-3000:]
+    tiny_pretrain_run = runs_dir / "tiny"
     before = (tiny_pretrain_run / "checkpoints" / "last.ckpt").read_bytes()
     refused = run_module("lit_colorization.cli.pretrain", *tiny_pretrain_overrides(runs_dir))
     assert refused.returncode == 2

@@ -105,12 +105,19 @@ def wait_for(condition, process: subprocess.Popen, what: str, seconds: float = 3
         time.sleep(0.2)
 
 
-@pytest.mark.slow  # a CLI run signalled mid-training, over a minute; timing-sensitive on a loaded 2-core machine
-def test_sigterm_to_a_run_and_its_workers_saves_exits_75_and_resumes_exactly(tmp_path) -> None:
+@pytest.mark.parametrize(
+    "workers",
+    [
+        0,  # the default suite: the stop, exit 75 and the exact resume, in well under 30 s
+        # SIGTERM reaching the DataLoader workers too: over a minute, timing-sensitive on a loaded 2-core machine
+        pytest.param(1, marks=pytest.mark.slow),
+    ],
+)
+def test_sigterm_to_a_run_and_its_workers_saves_exits_75_and_resumes_exactly(tmp_path, workers) -> None:
     """SIGTERM to the whole process group of a CLI run, as SLURM signals every process of a job step, DataLoader
-    workers included."""
+    workers included (``workers``: their number)."""
     run_overrides = overrides(
-        tmp_path, "signalled", 100_000, "data.num_workers=1", "trainer.checkpoint_every_n_steps=2"
+        tmp_path, "signalled", 100_000, f"data.num_workers={workers}", "trainer.checkpoint_every_n_steps=2"
     )
     log_path = tmp_path / "signalled.err"
     with log_path.open("w") as log:
@@ -140,7 +147,7 @@ def test_sigterm_to_a_run_and_its_workers_saves_exits_75_and_resumes_exactly(tmp
     assert f"SIGTERM: saved {last} at step {stopped_at}; exiting with status 75" in stderr
     assert "DataLoader worker" not in stderr and not (tmp_path / "signalled" / "run.lock").exists()
 
-    resume = overrides(tmp_path, "signalled", stopped_at + 1, "data.num_workers=1", "resume=auto")
+    resume = overrides(tmp_path, "signalled", stopped_at + 1, f"data.num_workers={workers}", "resume=auto")
     pretrain(PRETRAIN.load("sample", resume))
     pretrain(PRETRAIN.load("sample", overrides(tmp_path, "whole", stopped_at + 1)))
     assert_same_state(checkpoint(tmp_path, "signalled"), checkpoint(tmp_path, "whole"))

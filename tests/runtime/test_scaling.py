@@ -167,3 +167,36 @@ def test_cli_refuses_sync_batchnorm_on_a_cpu_in_one_line_before_writing(tmp_path
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "'trainer.sync_batchnorm'" in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "tiny").exists()
+
+
+class TrainerBuilt(Exception):
+    """Raised once the pretraining Trainer exists, before any process starts."""
+
+
+@pytest.mark.parametrize(("devices", "expected"), [(2, True), (1, False)])
+def test_sync_batchnorm_reaches_lightnings_trainer_on_a_cuda_run_of_several_processes(
+    tmp_path, monkeypatch, devices, expected
+) -> None:
+    """The resolved trainer.sync_batchnorm (null) is what pretrain() hands Lightning: the device type is patched to
+    CUDA, the world size is trainer.devices CPU processes; the Trainer is caught as built, before its fit."""
+    from lightning.pytorch.plugins.layer_sync import TorchSyncBatchNorm
+
+    from lit_colorization.pretrain import pretraining
+
+    built = []
+    build_trainer = pretraining.build_trainer
+
+    def build_and_stop(*args, **kwargs):
+        built.append(build_trainer(*args, **kwargs))
+        raise TrainerBuilt
+
+    monkeypatch.setattr(pretraining, "device_type", lambda accelerator: "cuda")
+    monkeypatch.setattr(pretraining, "build_trainer", build_and_stop)
+    config = PRETRAIN.load("sample", [*tiny_pretrain_overrides(tmp_path), f"trainer.devices={devices}"])
+    assert config.trainer.sync_batchnorm is None
+    with pytest.raises(TrainerBuilt):
+        pretraining.pretrain(config)
+    [trainer] = built
+    assert trainer.world_size == devices
+    # The strategy converts the network's BatchNorms at set-up with its layer sync (one process has none).
+    assert isinstance(getattr(trainer.strategy, "_layer_sync", None), TorchSyncBatchNorm) is expected

@@ -49,9 +49,22 @@ class PreReleaseAlexNet(nn.Module):
         self.logits = nn.Conv2d(fc, 313, 1)
 
 
-def test_the_old_layout_has_the_old_parameter_count():
+def test_the_old_layout_is_not_the_products_alexnet():
+    """The fixture below must be a checkpoint the product's AlexNet cannot hold: its count and tensors differ."""
     with torch.device("meta"):
-        assert sum(parameter.numel() for parameter in PreReleaseAlexNet().parameters()) == 59_550_041
+        old, current = PreReleaseAlexNet(), create_model("alexnet")
+    assert sum(parameter.numel() for parameter in old.parameters()) == 59_550_041
+    assert (
+        sum(parameter.numel() for parameter in current.parameters()) == 58_127_353
+    )  # tests/models/test_models.py
+    old_shapes = {key: tuple(value.shape) for key, value in old.state_dict().items()}
+    shapes = {key: tuple(value.shape) for key, value in current.state_dict().items()}
+    # Then: ungrouped convs (conv2, conv4, conv5 weights twice as deep), no conv biases, affine BatchNorm.
+    assert sorted(key for key in old_shapes.keys() & shapes.keys() if old_shapes[key] != shapes[key]) == [
+        "conv2.1.weight", "conv4.0.weight", "conv5.0.weight",
+    ]  # fmt: skip
+    assert {"conv1.1.weight", "conv1.1.bias"} <= old_shapes.keys() - shapes.keys()
+    assert "conv1.0.bias" in shapes.keys() - old_shapes.keys()
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """make dashboard: the panels read keys real runs log, offline it lists them and writes compare's output, and
-without the optional extra the online path is one line naming it. (VOC keys: tests/test_voc_cls.py,
-tests/test_voc_det.py and tests/test_voc_seg.py check them against their CLI runs.)"""
+without the optional extra the online path is one line naming it; for eccv16, alexnet and resnet50. (VOC keys:
+tests/transfer/voc/test_voc_cls.py, test_voc_det.py and test_voc_seg.py check them against their CLI runs.)"""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from lit_colorization.evaluation.rows import TASK as EVAL_COLOR
 from lit_colorization.pretrain import module
 from lit_colorization.pretrain.pretraining import JOB_TYPE as PRETRAIN
 from lit_colorization.store.results import SCHEMA, append_results
-from tests.helpers import run_module
+from tests.helpers import read_plot, run_module, tiny_pretrain_overrides
 from tests.transfer.probe.test_probe_cli import tiny_probe_overrides
 from tests.transfer.test_compare import probe_row
 from transfer.cli.dashboard import main
@@ -168,7 +168,8 @@ def test_offline_it_lists_the_panels_and_writes_compares_output_without_the_extr
     )
     comparison = (out / "comparison.txt").read_text()
     assert "mine" in comparison and "paper: colorization" in comparison
-    assert (out / "linear_probe.png").stat().st_size > 0
+    # A panel per network: alexnet (the store's row, and the papers'), resnet50 (the papers')
+    read_plot(out / "linear_probe.png", width=605, height=462)  # one panel: the one (network, protocol) run
 
 
 def test_online_without_the_extra_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
@@ -203,3 +204,47 @@ def test_report_is_built_from_the_same_panels_when_the_extra_is_installed():
     assert "JobType = 'voc-cls' and Config('protocol') = 'svm'" in filters
     media = [panel for panel in plotted if isinstance(panel, wr.MediaBrowser)]
     assert [panel.media_keys for panel in media] == [[EXAMPLES_KEY]]
+
+
+@pytest.mark.parametrize(
+    "model",
+    # ResNet-50 has no narrow variant: its pretraining and 227 x 227 probe take minutes on a busy 2-core CPU.
+    ["alexnet", pytest.param("resnet50", marks=pytest.mark.slow)],
+)
+def test_the_panels_of_alexnet_and_resnet50_read_keys_their_real_runs_logged(model, tmp_path):
+    """As for eccv16 above, with each network's own runs: a tiny pretraining (online probes and kNN on every
+    feature layer) and a probe of its checkpoint on every standard layer at the protocols' 227 x 227."""
+    from lit_colorization.pretrain.pretrain_config import PRETRAIN as PRETRAIN_CONFIG
+    from lit_colorization.pretrain.pretraining import pretrain
+    from transfer.cli.probe import main as probe_main
+
+    overrides = [o for o in tiny_pretrain_overrides(tmp_path, model) if not o.startswith("model.kwargs")]
+    narrow = ["model.kwargs.width=0.125"] if model == "alexnet" else []  # resnet50 has one width
+    run_dir = pretrain(
+        PRETRAIN_CONFIG.load(
+            None,
+            [*overrides, f"model.name={model}", *narrow, "data.crop_size=64", "data.synthetic_size=72",
+             "trainer.max_steps=2"],
+        )
+    )  # fmt: skip
+    probe_main(
+        [
+            "--preset", "sample", f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}", "layer=all",
+            f"runs_dir={tmp_path}", f"results={tmp_path / 'transfer.jsonl'}", "run=dash", "data.crop_size=227",
+            "data.crops_per_epoch=1", "data.val_crops=1", "data.batch_size=10", "data.num_workers=0",
+            "schedule.length=1", "trainer.accelerator=cpu", "trainer.progress_bar=false", "logger.kind=csv",
+        ]
+    )  # fmt: skip
+    keys = keys_by_job_type(dashboard_panels([model]))
+    pretrain_logged = logged_columns(run_dir)
+    assert {f"knn/{layer}/top1" for layer in create_model_layers(model)} <= keys[PRETRAIN]
+    curves = keys[PRETRAIN] - {EXAMPLES_KEY}  # the example images go to W&B only, as above
+    assert curves <= pretrain_logged, curves - pretrain_logged
+    probe_logged = logged_columns(tmp_path / "probe-dash")
+    assert keys[LINEAR_PROBE] and keys[LINEAR_PROBE] <= probe_logged, keys[LINEAR_PROBE] - probe_logged
+
+
+def create_model_layers(model: str) -> tuple[str, ...]:
+    from lit_colorization.models import create_model
+
+    return create_model(model, **({"width": 0.125} if model == "alexnet" else {})).feature_layers

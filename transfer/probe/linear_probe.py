@@ -4,8 +4,9 @@ Trains one linear head per layer of a pretraining checkpoint's frozen trunk (``l
 layer in one pass over the data) under a named protocol (``protocol=zhang16|goyal19``; an AlexNet is probed in the
 standard geometry both assume), then appends one row per layer to the results store (``results``, default
 ``results/transfer.jsonl``) and writes ``runs/probe-<run>/``: ``config.yaml`` (with the optimiser and schedule
-the run used), metrics (CSV or W&B), ``checkpoints/last.ckpt`` (for ``resume=auto``: docs/resuming.md) and
-``results.json`` (this run's rows; a finished run is never overwritten).
+the run used), metrics (CSV or W&B), ``checkpoints/last.ckpt`` (for ``resume=auto``: docs/resuming.md),
+``results.json`` (this run's rows; a finished run is never overwritten) and ``val_predictions.npz`` (the final
+validation's labels and each layer's top-5 classes, to recount the accuracies).
 Each row carries its ``protocol`` (``<name>-like`` for a layer the protocol does not define), the layer's
 ``feature_shape`` (C, H, W) before the reduction, the ``pooled_shape`` and ``feature_dim`` after it.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
@@ -31,7 +33,7 @@ from lit_colorization.data.crops import resize_rule
 from lit_colorization.data.datamodule import ColorizationDataModule
 from lit_colorization.data.encoded import DeviceCropper
 from lit_colorization.runtime.resumption import fit_resumable
-from lit_colorization.store.atomic import write_text
+from lit_colorization.store.atomic import atomic_open, write_text
 from lit_colorization.store.loggers import build_logger
 from lit_colorization.store.results import SCHEMA, publish_results
 from transfer.probe.module import LinearProbeModule, resolve_layers
@@ -42,6 +44,7 @@ from transfer.trunk import BackboneSource, Trunk, load_network
 
 TASK = "linear-probe"
 RESULT_COLUMNS = ("layer", "protocol", "feature_dim", "top1", "top5")
+PREDICTIONS_FILE = "val_predictions.npz"
 log = logging.getLogger(__name__)
 
 
@@ -197,6 +200,7 @@ def probe_in(
     trainer = build_trainer(config, schedule, run_dir, logger, extra_callbacks)
     fit_resumable(trainer, module, resume, datamodule=datamodule)
     final = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    save_predictions(module, run_dir, trainer.global_rank, trainer.world_size)
     rows = result_rows(
         config,
         source,
@@ -217,6 +221,20 @@ def probe_in(
             )
         print_summary(rows, config.results if stored else None, run_dir)
     return rows
+
+
+def save_predictions(module: LinearProbeModule, run_dir: Path, rank: int, world_size: int) -> Path | None:
+    """The final validation's labels and each head's ranked classes as ``<run_dir>/val_predictions.npz`` (one
+    file per process under DDP: ``val_predictions.rank<r>.npz``, each its own validation shard), so the reported
+    top-1 and top-5 can be recounted from the run folder alone; None when the validation saw no image."""
+    predictions = module.validation_predictions()
+    if not predictions:
+        return None
+    name = PREDICTIONS_FILE if world_size == 1 else f"val_predictions.rank{rank}.npz"
+    path = run_dir / name
+    with atomic_open(path, "wb") as stream:
+        np.savez(stream, **predictions)
+    return path
 
 
 def print_summary(rows: list[dict[str, Any]], results_path: str | None, run_dir: Path) -> None:

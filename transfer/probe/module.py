@@ -14,6 +14,7 @@ import zlib
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -170,6 +171,8 @@ class LinearProbeModule(L.LightningModule):
                 for layer in self.heads
             }
         )
+        self._val_labels: list[Tensor] = []
+        self._val_ranked: dict[str, list[Tensor]] = {layer: [] for layer in self.heads}
 
     @property
     def feature_dims(self) -> dict[str, int]:
@@ -222,15 +225,31 @@ class LinearProbeModule(L.LightningModule):
             total = total + loss
         return total
 
+    def on_validation_epoch_start(self) -> None:
+        self._val_labels = []
+        self._val_ranked = {layer: [] for layer in self.heads}
+
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         labels = batch["label"]
         if labels.numel() == 0:
             return
         features = self.backbone(batch["lightness"])
+        self._val_labels.append(labels.cpu())
         for layer, head in self.heads.items():
             logits = head(features[layer])
             self.val_top1[layer].update(logits, labels)
             self.val_top5[layer].update(logits, labels)
+            self._val_ranked[layer].append(logits.topk(self.top_k, dim=1).indices.cpu())
+
+    def validation_predictions(self) -> dict[str, np.ndarray]:
+        """This process's last validation: ``labels`` (N,) and, per layer, the ``top_k`` classes its head ranked
+        first (N, top_k), best first; what ``probe/<layer>/top1`` and ``top5`` count, so they can be recounted."""
+        if not self._val_labels:
+            return {}
+        predictions = {"labels": torch.cat(self._val_labels).numpy()}
+        for layer, ranked in self._val_ranked.items():
+            predictions[layer] = torch.cat(ranked).numpy()
+        return predictions
 
     def on_validation_epoch_end(self) -> None:
         for layer in self.heads:

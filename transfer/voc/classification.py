@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -144,6 +145,7 @@ class VOCClassificationModule(L.LightningModule):
         self.loss_per_image = loss_per_image
         self.test_map = VOCClassificationMAP(ap_metric)
         self.last_result: ClassificationResult | None = None
+        self.recorded: list[tuple[Tensor, ...]] | None = None  # a list: validation keeps what it scores
 
     @staticmethod
     def lightness(images: Tensor) -> Tensor:
@@ -159,7 +161,19 @@ class VOCClassificationModule(L.LightningModule):
     def validation_step(self, batch: tuple[Tensor, tuple[Tensor, Tensor, Tensor]], batch_idx: int) -> None:
         index, (views, targets, ignore) = batch  # an ``Indexed`` dataset of 10-view images
         logits = self.classifier(self.lightness(views.flatten(0, 1)))
-        self.test_map.update(index, average_views(logits, views.shape[1]), targets, ignore)
+        scores = average_views(logits, views.shape[1])
+        self.test_map.update(index, scores, targets, ignore)
+        if self.recorded is not None:
+            self.recorded.append(tuple(t.detach().cpu() for t in (index, scores, targets, ignore)))
+
+    def recorded_arrays(self) -> dict[str, np.ndarray]:
+        """This process's recorded test images in dataset order, once each: ``index``, ``scores`` (the 10-view
+        averages), ``targets`` and ``ignore`` (N x classes), what ``voc/map`` is computed from."""
+        index, scores, targets, ignore = (torch.cat(column) for column in zip(*self.recorded, strict=True))
+        keep = first_occurrences(index)
+        order = torch.argsort(index[keep])
+        picked = {"index": index, "scores": scores, "targets": targets, "ignore": ignore}
+        return {name: value[keep][order].numpy() for name, value in picked.items()}
 
     def on_validation_epoch_end(self) -> None:
         self.last_result = self.test_map.compute()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
@@ -45,11 +46,12 @@ from transfer.voc.common import (
     percent,
     publish_and_print,
     rescale_trunk_,
+    save_test_predictions,
     started_run,
     train_data,
 )
 from transfer.voc.dataset import VOCClassification
-from transfer.voc.low_shot import low_shot_svms, plot_low_shot
+from transfer.voc.low_shot import low_shot_svms, plot_low_shot, save_low_shot
 from transfer.voc.sources import (
     NUM_TEST_VIEWS,
     TEST_YEAR,
@@ -111,7 +113,9 @@ def finetune(
     periodic = test_loader if config.trainer.val_check_interval is not None else None
     training = train_data(train, config, data.batch_size, periodic=periodic)
     fit_resumable(trainer, module, resume, datamodule=training)
+    module.recorded = []
     trainer.validate(module, dataloaders=test_loader, verbose=False)
+    save_test_predictions(run_dir, module.recorded_arrays(), trainer.global_rank, trainer.world_size)
     result = module.last_result
     fields = {
         "protocol": "finetune",
@@ -328,6 +332,7 @@ def svm_protocol(
     layer: str,
     logger: Logger | bool,
     cache: SVMCache,
+    run_dir: Path,
 ) -> tuple[dict[str, Any], float, list[float]]:
     """Frozen features, per-class SVMs (both kept in ``cache`` as they are made); returns (row fields, mAP,
     per-class AP)."""
@@ -358,6 +363,16 @@ def svm_protocol(
     )
     if logger:
         logger.log_metrics({"voc/map": result.map}, step=0)
+    if rank_zero_only.rank == 0:
+        save_test_predictions(
+            run_dir,
+            {
+                "index": np.arange(len(result.scores)),
+                "scores": result.scores,
+                "targets": test_features.targets,
+                "ignore": test_features.ignore,
+            },
+        )
     fields = {
         "protocol": "svm",
         "svm_protocol": "goyal19",
@@ -461,6 +476,7 @@ def low_shot_protocol(
                 {"voc/low_shot_map": result.map, "voc/low_shot_map_std": result.map_std}, step=result.k
             )
     if rank_zero_only.rank == 0:
+        save_low_shot(results, train_features, test_features, run_dir, svm.save_features)
         title = (
             f"{backbone.network.model_name} {layer}: low-shot VOC07 SVMs, {svm.low_shot_samples} draws per k "
             f"({voc.label})"
@@ -499,7 +515,7 @@ def classify(config: VOCClsConfig) -> dict[str, Any] | list[dict[str, Any]]:
                         config, backbone, pooling, voc, layer, logger, run_dir, source, cache
                     )
                 fields, mean_ap, per_class = svm_protocol(
-                    config, backbone, pooling, voc, layer, logger, cache
+                    config, backbone, pooling, voc, layer, logger, cache, run_dir
                 )
         elif config.protocol == "kraehenbuehl16":
             fields, mean_ap, per_class = kraehenbuehl16(

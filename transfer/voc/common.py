@@ -1,8 +1,9 @@
 """What the VOC command lines share: the start of a run, data loaders, the Lightning trainer and result rows.
 
 A run writes ``<runs_dir>/<task>-<run>/``: ``config.yaml`` (resolved), metrics (CSV or W&B), ``checkpoints/last.ckpt``
-(a fine-tuning's, for ``resume=auto``: docs/resuming.md) and ``results.json`` (this run's rows, also appended to the
-results store); a finished run is never overwritten.
+(a fine-tuning's, for ``resume=auto``: docs/resuming.md), ``results.json`` (this run's rows, also appended to the
+results store; a finished run is never overwritten) and ``test_predictions.npz`` (what the final evaluation scored:
+``save_test_predictions``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
@@ -30,7 +32,7 @@ from lit_colorization.data.datamodule import evenly_spaced_indices
 from lit_colorization.data.resumable import ResumableTrainData, resumable_train_data
 from lit_colorization.models import ColorizationNet
 from lit_colorization.models.data_init import InitReport, between_layer_rescale_
-from lit_colorization.store.atomic import write_text
+from lit_colorization.store.atomic import atomic_open, write_text
 from lit_colorization.store.loggers import build_logger
 from lit_colorization.store.results import PERCENT, SCHEMA, publish_results
 from transfer.runs import build_transfer_trainer, hold_run, resolve_ckpt, run_directory, start_resumable
@@ -46,6 +48,7 @@ PERCENT_DECIMALS = 4
 
 log = logging.getLogger(__name__)
 RESCALE_IMAGES = 32
+TEST_PREDICTIONS = "test_predictions.npz"
 RESCALE_SIDE = 224
 
 
@@ -256,6 +259,16 @@ def log_per_class(
             step=step,
         )
         logger.save()
+
+
+def save_test_predictions(run_dir: Path, arrays: dict[str, Any], rank: int = 0, world_size: int = 1) -> Path:
+    """What the final evaluation scored (``arrays``: numpy arrays by name), compressed, as
+    ``<run_dir>/test_predictions.npz`` (one file per process under DDP: ``test_predictions.rank<r>.npz``, each
+    its own shard), so the reported number can be recomputed from the run folder alone."""
+    name = TEST_PREDICTIONS if world_size == 1 else f"test_predictions.rank{rank}.npz"
+    with atomic_open(run_dir / name, "wb") as stream:
+        np.savez_compressed(stream, **arrays)
+    return run_dir / name
 
 
 def publish_and_print(

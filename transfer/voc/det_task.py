@@ -26,6 +26,7 @@ from transfer.voc.common import (
     percent,
     publish_and_print,
     rescale_trunk_,
+    save_test_predictions,
     started_run,
     train_data,
 )
@@ -81,7 +82,9 @@ def detect(config: VOCDetConfig) -> dict[str, Any]:
         periodic = test_loader if config.trainer.val_check_interval is not None else None
         training = train_data(train, config, data.batch_size, collate_fn=collate_detection, periodic=periodic)
         fit_resumable(trainer, module, run.resume, datamodule=training)
+        module.recorded = []
         trainer.validate(module, dataloaders=test_loader, verbose=False)
+        save_test_predictions(run_dir, module.recorded_arrays(), trainer.global_rank, trainer.world_size)
         result = module.last_result
 
         per_class = [result.per_class.get(label, float("nan")) for label in range(1, len(voc.classes) + 1)]

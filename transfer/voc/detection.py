@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
@@ -227,6 +228,7 @@ class VOCDetectionModule(L.LightningModule):
         self.optim = optim
         self.test_map = VOCDetectionMAP()
         self.last_result: DetectionResult | None = None
+        self.recorded: list[tuple[int, dict[str, Tensor], dict[str, Tensor]]] | None = None  # a list: kept
 
     def training_step(self, batch: tuple[list[Tensor], list[dict[str, Tensor]]], batch_idx: int) -> Tensor:
         images, targets = batch
@@ -241,7 +243,35 @@ class VOCDetectionModule(L.LightningModule):
         self, batch: tuple[Tensor, list[Tensor], list[dict[str, Tensor]]], batch_idx: int
     ) -> None:
         index, images, targets = batch
-        self.test_map.update(index, self.detector(as_float_images(images)), targets, self.global_rank)
+        detections = self.detector(as_float_images(images))
+        self.test_map.update(index, detections, targets, self.global_rank)
+        if self.recorded is not None:
+            for image, prediction, target in zip(index.tolist(), detections, targets, strict=True):
+                self.recorded.append((image, prediction, target))
+
+    def recorded_arrays(self) -> dict[str, np.ndarray]:
+        """This process's recorded test images, once each, as flat arrays: ``pred_boxes`` (M x 4, x1 y1 x2 y2 in
+        image pixels), ``pred_scores``, ``pred_labels`` and ``pred_image`` (the dataset index of each box); the
+        same ``true_*`` for the ground truth with ``true_difficult``; ``index``: the images."""
+        first = {}
+        for image, prediction, target in self.recorded:
+            first.setdefault(image, (prediction, target))
+        columns: dict[str, list[np.ndarray]] = {}
+        for image, (prediction, target) in sorted(first.items()):
+            entries = {
+                "pred_boxes": prediction["boxes"].reshape(-1, 4),
+                "pred_scores": prediction["scores"],
+                "pred_labels": prediction["labels"],
+                "true_boxes": target["boxes"].as_subclass(Tensor).reshape(-1, 4),
+                "true_labels": target["labels"],
+                "true_difficult": target["difficult"],
+            }
+            for name, value in entries.items():
+                columns.setdefault(name, []).append(value.detach().cpu().numpy())
+            columns.setdefault("pred_image", []).append(np.full(len(prediction["boxes"]), image))
+            columns.setdefault("true_image", []).append(np.full(len(target["boxes"]), image))
+        arrays = {name: np.concatenate(values) for name, values in columns.items()}
+        return {"index": np.array(sorted(first)), **arrays}
 
     def on_validation_epoch_end(self) -> None:
         self.last_result = self.test_map.compute()

@@ -50,6 +50,7 @@ class LowShotResult:
     cost: float  # the cost with the best mAP averaged over the draws
     map_per_draw: list[float]  # in [0, 1], at ``cost``
     map_by_cost: dict[float, float]  # mean over the draws, per cost of the grid
+    draws: tuple[LowShotDraw, ...] = ()  # the training images of each draw, in draw order
 
     @property
     def k_effective(self) -> int:
@@ -172,6 +173,7 @@ def low_shot_svms(
                     cost=float(costs[best]),
                     map_per_draw=[float(value) for value in maps[:, best]],
                     map_by_cost={float(cost): float(value) for cost, value in zip(costs, means, strict=True)},
+                    draws=tuple(draws),
                 )
             )
             log.info(
@@ -188,6 +190,34 @@ def low_shot_svms(
     if unconverged:
         log.warning("%d LinearSVC fits stopped at svm.max_iter=%d before converging", unconverged, max_iter)
     return results
+
+
+def save_low_shot(
+    results: Sequence[LowShotResult], train: FeatureSet, test: FeatureSet, folder: Path, with_features: bool
+) -> list[Path]:
+    """Every draw's training images as ``folder/low_shot_draws.npz`` (``k<k>_draw<s>_class<c>_positives`` and
+    ``_negatives``: indices into the training features), and with ``with_features`` the features, targets and
+    ignore masks of both sets as ``low_shot_features.npz``: what refitting the draws needs."""
+    draws = {
+        f"k{result.k}_draw{index}_class{column}_{kind}": chosen
+        for result in results
+        for index, draw in enumerate(result.draws)
+        for kind, per_class in (("positives", draw.positives), ("negatives", draw.negatives))
+        for column, chosen in enumerate(per_class)
+    }
+    written = [folder / "low_shot_draws.npz"]
+    with atomic_open(written[0], "wb") as stream:
+        np.savez_compressed(stream, **draws)
+    if with_features:
+        written.append(folder / "low_shot_features.npz")
+        arrays = {
+            f"{name}_{field}": getattr(features, field)
+            for name, features in (("train", train), ("test", test))
+            for field in ("features", "targets", "ignore")
+        }
+        with atomic_open(written[1], "wb") as stream:
+            np.savez(stream, **arrays)
+    return written
 
 
 def plot_low_shot(results: Sequence[LowShotResult], title: str, path: str | Path) -> Path:

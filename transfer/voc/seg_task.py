@@ -23,6 +23,7 @@ from transfer.voc.common import (
     percent,
     publish_and_print,
     rescale_trunk_,
+    save_test_predictions,
     started_run,
     train_data,
 )
@@ -74,7 +75,9 @@ def segment(config: VOCSegConfig) -> dict[str, Any]:
         periodic = test_loader if config.trainer.val_check_interval is not None else None
         training = train_data(train, config, data.batch_size, periodic=periodic)
         fit_resumable(trainer, module, run.resume, datamodule=training)
+        module.recorded = {}
         trainer.validate(module, dataloaders=test_loader, verbose=False)
+        save_test_predictions(run_dir, module.recorded, trainer.global_rank, trainer.world_size)
         result = module.last_result
 
         names = [BACKGROUND, *voc.classes]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -149,6 +150,7 @@ class VOCSegmentationModule(L.LightningModule):
         self.optim = optim
         self.test_iou = VOCSegmentationIoU(num_classes)
         self.last_result: SegmentationResult | None = None
+        self.recorded: dict[str, np.ndarray] | None = None  # a dict: validation keeps each image's masks
 
     @staticmethod
     def lightness(images: Tensor) -> Tensor:
@@ -164,6 +166,12 @@ class VOCSegmentationModule(L.LightningModule):
         index, (images, masks) = batch  # an ``Indexed`` dataset of whole images
         predictions = self.segmenter(self.lightness(images)).argmax(dim=1)
         self.test_iou.update(index, predictions, masks.as_subclass(Tensor))
+        if self.recorded is not None:  # per image (sizes differ), once each: predicted and true class maps
+            for image, predicted, truth in zip(
+                index.tolist(), predictions, masks.as_subclass(Tensor), strict=True
+            ):
+                self.recorded.setdefault(f"predicted_{image}", predicted.to(torch.uint8).cpu().numpy())
+                self.recorded.setdefault(f"truth_{image}", truth.to(torch.uint8).cpu().numpy())
 
     def on_validation_epoch_end(self) -> None:
         self.last_result = self.test_iou.compute()

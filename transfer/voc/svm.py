@@ -56,6 +56,7 @@ class SVMResult:
     per_class: list[float]
     svms: list[ClassSVM]
     feature_dim: int
+    scores: np.ndarray  # (test images, classes): each class's SVM decision value
 
 
 def default_svm_layer(model_name: str) -> str:
@@ -252,4 +253,4 @@ def evaluate_svms(
     mean_ap, per_class = classification_map(
         torch.from_numpy(scores), torch.from_numpy(test.targets), torch.from_numpy(test.ignore), ap_metric
     )
-    return SVMResult(mean_ap, per_class, svms, int(train.features.shape[1]))
+    return SVMResult(mean_ap, per_class, svms, int(train.features.shape[1]), scores)

@@ -140,6 +140,9 @@ class SVMConfig:
     # low_shot=true: positives per class (each class also gets (classes - 1) x k negatives) and draws per k.
     low_shot_k: list[int] = field(default_factory=lambda: list(LOW_SHOT_K))
     low_shot_samples: int = LOW_SHOT_SAMPLES
+    # low_shot: also save the frozen features (train and test, N x D float32) in the run folder's
+    # low_shot_features.npz, to refit the draws elsewhere (VOC07 conv5: about 370 MB); the draws are always saved.
+    save_features: bool = False
 
 
 @dataclass

@@ -7,6 +7,7 @@ import csv
 import json
 import os
 
+import numpy as np
 import pytest
 
 from lit_colorization.config.loading import ConfigError
@@ -134,9 +135,10 @@ def test_probe_after_pretraining_appends_rows_that_compare_prints(tiny_pretrain_
     # No protocol defines eccv16: this project's grid with zhang16's optimiser, labelled as such.
     assert [row["protocol"] for row in rows] == ["zhang16-like"] * 2
     assert first["feature_shape"] == [8, 16, 16] and first["pooled_shape"] == [8, 12, 12]  # conv1 at 32
-    assert first["top5"] == 100.0  # 4 synthetic classes: top-4 always holds
+    assert first["top5_k"] == 4  # 4 synthetic classes: the "top-5" is a top-4 (it always holds)
     assert all(row["schema"] == SCHEMA for row in rows)  # accuracies in percent
     run_dir = runs_dir / "probe-e2e"
+    assert_accuracies_recount_from_saved_predictions(rows, run_dir)
     assert json.loads((run_dir / "results.json").read_text()) == rows
     assert "layer: conv1,conv3" in (run_dir / "config.yaml").read_text()
     [metrics_file] = run_dir.glob("csv/version_*/metrics.csv")
@@ -166,6 +168,19 @@ def test_probe_after_pretraining_appends_rows_that_compare_prints(tiny_pretrain_
     assert len(read_results(results).rows) == 2
 
 
+def assert_accuracies_recount_from_saved_predictions(rows, run_dir) -> None:
+    """Each row's top-1 and top-k, counted again by numpy from the labels and ranked classes the run saved."""
+    saved = np.load(run_dir / "val_predictions.npz")
+    labels = saved["labels"]
+    assert len(labels) == rows[0]["val_images"]
+    for row in rows:
+        ranked = saved[row["layer"]]
+        assert ranked.shape == (len(labels), row["top5_k"])
+        top1 = 100.0 * np.mean(ranked[:, 0] == labels)
+        top_k = 100.0 * np.mean((ranked == labels[:, None]).any(axis=1))
+        assert (row["top1"], row["top5"]) == (pytest.approx(top1, abs=1e-3), pytest.approx(top_k, abs=1e-3))
+
+
 # At width 0.125 the standard AlexNet's maps at 227 (docs/reference.md section 4.3 at an eighth of the channels).
 NARROW_MAPS = {"conv1": [12, 55, 55], "conv2": [32, 27, 27], "conv3": [48, 13, 13], "conv5": [32, 13, 13]}
 POOLED_SIDES = {"conv1": 10, "conv2": 6, "conv3": 5, "conv5": 6}
@@ -191,8 +206,10 @@ def test_each_protocol_probes_the_standard_alexnet_on_the_embedded_photos(protoc
         assert row["pooled_shape"] == [row["feature_shape"][0], side, side]
         assert row["feature_dim"] == row["feature_shape"][0] * side * side
         assert (row["num_classes"], row["steps"], row["epochs"]) == (10, 2, 1)  # 10 photos x 2 crops / 10
-        assert 0 <= row["top1"] <= 100
-    config = (tmp_path / "probe-random-alexnet-conv1+conv2+conv3+conv5" / "config.yaml").read_text()
+    run_dir = tmp_path / "probe-random-alexnet-conv1+conv2+conv3+conv5"
+    assert rows[0]["top5_k"] == 5  # 10 classes: a top-5 that can miss
+    assert_accuracies_recount_from_saved_predictions(rows, run_dir)
+    config = (run_dir / "config.yaml").read_text()
     assert f"nesterov: {str(protocol == 'goyal19').lower()}" in config
     assert f"alexnet, protocol {protocol}:" in compare(results, tmp_path / "probe.png")
     printed = capsys.readouterr().out

@@ -17,6 +17,7 @@ from lit_colorization.models import create_model
 from lit_colorization.store.checkpoint import write_checkpoint
 from lit_colorization.store.results import SCHEMA, ResultRow
 from tests.helpers import bare_trainer, run_module
+from tests.transfer.voc.devkit_reference import classification_ap_percent
 from transfer.cli.voc_cls import main as voc_cls_main
 from transfer.compare import build_sections
 from transfer.dashboard import dashboard_panels, keys_by_job_type
@@ -325,7 +326,19 @@ def test_cli_finetunes_and_runs_the_svm_protocol_on_the_tiny_voc(
     )  # fmt: skip
     assert set(rows[1]["svm_cost"].values()) <= {0.1, 1.0, 10.0}
 
-    run_dir = tmp_path / "runs" / "voc-cls-tiny-pretrain-finetune-fc6"
+    # Each AP again from the test scores the run saved, by the rule the row names (the devkit's, or scikit-learn's).
+    run_dirs = [tmp_path / "runs" / f"voc-cls-tiny-pretrain-{name}" for name in ("finetune-fc6", "svm-conv5")]
+    for row, folder in zip(rows, run_dirs, strict=True):
+        saved = np.load(folder / "test_predictions.npz")
+        assert saved["scores"].shape == (6, len(TINY_CLASSES)) and list(saved["index"]) == list(range(6))
+        recomputed = classification_ap_percent(
+            saved["scores"], saved["targets"], saved["ignore"], ap_metric=row["ap_metric"]
+        )
+        assert list(row["ap"].values()) == [
+            None if ap is None else pytest.approx(ap, abs=1e-3) for ap in recomputed
+        ]
+        assert row["map"] == pytest.approx(np.mean([ap for ap in recomputed if ap is not None]), abs=1e-3)
+    run_dir = run_dirs[0]
     assert json.loads((run_dir / "results.json").read_text()) == [rows[0]]
     assert (run_dir.parent / "voc-cls-tiny-pretrain-kraehenbuehl16-fc6" / "results.json").is_file()
     # make dashboard's classification panels read keys both protocols' runs logged

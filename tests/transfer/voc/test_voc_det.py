@@ -1,6 +1,7 @@
 """VOC detection: the L-channel transform, the colorization backbone's freezing, Faster R-CNN training and
 inference, the test-set metric, and `python -m transfer.cli.voc_det` end to end."""
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -16,6 +17,7 @@ from lit_colorization.models import create_model
 from lit_colorization.store.checkpoint import write_checkpoint
 from lit_colorization.store.results import SCHEMA
 from tests.helpers import bare_trainer, run_module
+from tests.transfer.voc.devkit_reference import devkit_reference_ap
 from tests.transfer.voc.test_voc_cls import TINY_CLASSES, tiny_data_overrides
 from transfer.dashboard import dashboard_panels, keys_by_job_type
 from transfer.voc.detection import (
@@ -248,7 +250,46 @@ def test_cli_trains_a_detector_on_the_tiny_voc_and_appends_a_row(tmp_path: Path)
     assert list(row["ap"]) == TINY_CLASSES and row["schema"] == SCHEMA  # mAP and AP in percent
     run_dir = tmp_path / "runs" / "voc-det-tiny-pretrain-conv5-frozen"
     assert json.loads((run_dir / "results.json").read_text()) == rows
+    assert_map_recomputes_from_the_saved_detections(row, run_dir)
     metrics = (next((run_dir / "csv").glob("version_*")) / "metrics.csv").read_text()
     assert "voc/map" in metrics and "voc/loss_objectness" in metrics  # evaluated at step 2 and at the end
     # make dashboard's detection panels read keys this run logged
     assert keys_by_job_type(dashboard_panels())["voc-det"] <= set(metrics.splitlines()[0].split(","))
+
+
+def assert_map_recomputes_from_the_saved_detections(row: dict, run_dir: Path) -> None:
+    """The row's VOC07 APs by the devkit's transcription, and its torchmetrics mAP by torchmetrics' own
+    MeanAveragePrecision (difficult boxes as COCO crowds), both from the boxes the run saved."""
+    from torchmetrics.detection import MeanAveragePrecision
+
+    saved = np.load(run_dir / "test_predictions.npz")
+    predictions, truths = [], []
+    for image in saved["index"]:
+        mine, theirs = saved["pred_image"] == image, saved["true_image"] == image
+        predictions.append(
+            {name: torch.from_numpy(saved[f"pred_{name}"][mine]) for name in ("boxes", "scores", "labels")}
+        )
+        truths.append(
+            {
+                name: torch.from_numpy(saved[f"true_{name}"][theirs])
+                for name in ("boxes", "labels", "difficult")
+            }
+        )
+    assert len(truths) == row["num_test_images"]
+    for position, name in enumerate(TINY_CLASSES, start=1):
+        has_positive = any(((t["labels"] == position) & ~t["difficult"]).any() for t in truths)
+        expected = 100.0 * devkit_reference_ap(predictions, truths, position)[0] if has_positive else None
+        assert row["ap"][name] == (None if expected is None else pytest.approx(expected, abs=1e-3)), name
+    # The COCO backend installed (the command needs one too): pycocotools or faster_coco_eval.
+    backend = next(name for name in ("pycocotools", "faster_coco_eval") if importlib.util.find_spec(name))
+    metric = MeanAveragePrecision(
+        box_format="xyxy", iou_thresholds=[0.5], class_metrics=True, backend=backend
+    )
+    metric.update(
+        [{**p, "labels": p["labels"].long()} for p in predictions],
+        [
+            {"boxes": t["boxes"], "labels": t["labels"].long(), "iscrowd": t["difficult"].long()}
+            for t in truths
+        ],
+    )
+    assert row["map_torchmetrics"] == pytest.approx(100.0 * float(metric.compute()["map"]), abs=1e-3)

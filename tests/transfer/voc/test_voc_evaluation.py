@@ -3,7 +3,6 @@
 import importlib.util
 import math
 import sys
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import torch
 from sklearn.metrics import average_precision_score
 from torchmetrics.classification import MultilabelAveragePrecision
 
+from tests.transfer.voc.devkit_reference import devkit_reference_ap
 from transfer.voc.dataset import VOCDetectionDataset
 from transfer.voc.evaluation import (
     classification_map,
@@ -297,68 +297,6 @@ def test_torchmetrics_wrapper_agrees_on_easy_cases() -> None:
     )
 
 
-def _eleven_point_ap(counts: list[tuple[int, int]], positives: int) -> float:
-    """VOC2007 AP from the (true, false) positive counts after each ranked detection, in exact integers.
-
-    For each level t = k / 10, the best precision tp / (tp + fp) among the ranks whose recall tp / positives is
-    at least t (10 tp >= k positives: no float can miss a recall of exactly 3/10), or 0 if no rank reaches t.
-    """
-    total = Fraction(0)
-    for level in range(11):
-        reached = [Fraction(tp, tp + fp) for tp, fp in counts if tp + fp > 0 and 10 * tp >= level * positives]
-        total += max(reached, default=Fraction(0))
-    return float(total / 11)
-
-
-def _area_ap(counts: list[tuple[int, int]], positives: int) -> float:
-    """VOC2010+ AP: each true positive adds 1 / positives of recall at the best precision of any rank from it on."""
-    total = Fraction(0)
-    for rank, (tp, _) in enumerate(counts):
-        if tp > (counts[rank - 1][0] if rank else 0):
-            total += max(Fraction(t, t + f) for t, f in counts[rank:]) / positives
-    return float(total)
-
-
-def _devkit_reference_ap(predictions: list, ground_truths: list, label: int) -> tuple[float, float]:
-    """A direct transcription of VOCevaldet.m's single pass over all detections, sorted globally (stable):
-    the 11-point and the area AP of one class."""
-    entries = [
-        (float(score), image, box.tolist())
-        for image, p in enumerate(predictions)
-        for box, score, lab in zip(p["boxes"], p["scores"], p["labels"], strict=True)
-        if int(lab) == label
-    ]
-    entries.sort(key=lambda entry: -entry[0])
-    claimed = [[False] * len(t["labels"]) for t in ground_truths]
-    positives = sum(int(((t["labels"] == label) & ~t["difficult"]).sum()) for t in ground_truths)
-    true_positives, false_positives, counts = 0, 0, []
-    for _, image, box in entries:
-        truth = ground_truths[image]
-        best_iou, best = -1.0, -1
-        for index, (truth_box, truth_label) in enumerate(
-            zip(truth["boxes"].tolist(), truth["labels"], strict=True)
-        ):
-            if int(truth_label) != label:
-                continue
-            width = min(box[2], truth_box[2]) - max(box[0], truth_box[0])
-            height = min(box[3], truth_box[3]) - max(box[1], truth_box[1])
-            inter = max(width, 0) * max(height, 0)
-            area = (box[2] - box[0]) * (box[3] - box[1]) + (truth_box[2] - truth_box[0]) * (
-                truth_box[3] - truth_box[1]
-            )
-            if inter / (area - inter) > best_iou:
-                best_iou, best = inter / (area - inter), index
-        if best_iou >= 0.5 and bool(truth["difficult"][best]):
-            pass
-        elif best_iou >= 0.5 and not claimed[image][best]:
-            claimed[image][best] = True
-            true_positives += 1
-        else:
-            false_positives += 1
-        counts.append((true_positives, false_positives))
-    return _eleven_point_ap(counts, positives), _area_ap(counts, positives)
-
-
 def test_per_image_matching_equals_the_devkit_global_pass() -> None:
     # Random jittered detections with tied scores, duplicates, difficult boxes and misses over several images.
     generator = torch.Generator().manual_seed(0)
@@ -384,6 +322,6 @@ def test_per_image_matching_equals_the_devkit_global_pass() -> None:
     _, per_class_area = detection_map(predictions, ground_truths, use_07_metric=False)
     assert len(per_class) == 3 and 0 < min(per_class.values()) < max(per_class.values()) < 1
     for label, value in per_class.items():
-        eleven_point, area = _devkit_reference_ap(predictions, ground_truths, label)
+        eleven_point, area = devkit_reference_ap(predictions, ground_truths, label)
         assert value == pytest.approx(eleven_point, abs=1e-12)
         assert per_class_area[label] == pytest.approx(area, abs=1e-12)

@@ -7,13 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from lit_colorization.color import ab_bins
 from lit_colorization.config.loading import ConfigError
 from lit_colorization.models import create_model
 from lit_colorization.store.checkpoint import write_checkpoint
 from lit_colorization.store.results import SCHEMA, ResultRow
-from tests.helpers import run_module
+from tests.helpers import read_plot, run_module
+from tests.transfer.voc.devkit_reference import classification_ap_percent
 from transfer.compare import build_sections, latest_of_each_run
 from transfer.voc.low_shot import LowShotResult, draw_low_shot, low_shot_svms
 from transfer.voc.svm import FeatureSet
@@ -137,6 +139,7 @@ def test_cli_writes_a_row_per_k_a_plot_and_a_compare_section(tmp_path: Path) -> 
         "svm.low_shot_k=[1,2,64]",
         "svm.low_shot_samples=3",
         "svm.costs=[0.1,10]",
+        "svm.save_features=true",
         "trainer.accelerator=cpu",
         "logger.kind=csv",
     )
@@ -158,7 +161,8 @@ def test_cli_writes_a_row_per_k_a_plot_and_a_compare_section(tmp_path: Path) -> 
     assert "fewer than 128 negative training images" in run.stderr
     run_dir = tmp_path / "runs" / "voc-cls-tiny-pretrain-svm-low-shot-conv5"
     assert json.loads((run_dir / "results.json").read_text()) == rows
-    assert (run_dir / "low_shot_conv5.png").read_bytes()[:4] == b"\x89PNG"
+    read_plot(run_dir / "low_shot_conv5.png", width=660, height=462)
+    assert_each_draws_map_refits_from_the_saved_draws(rows, run_dir)
 
     stored = [ResultRow(line, row) for line, row in enumerate(rows, start=1)]
     assert latest_of_each_run(stored) == stored  # one row per k of one run: none replaces another
@@ -176,6 +180,50 @@ def test_a_class_without_clear_positives_is_named_by_low_shot_and_the_full_proto
     train.targets[:, 1] = 0  # "cat" has no positive training image
     names = ["car", "cat", "dog"]
     with pytest.raises(ValueError, match=r"^class 'cat' \(column 1\): a low-shot draw has 0 positive"):
-        low_shot_svms(train, test, [1], 1, [1.0], 2.0, 200, False, class_names=names)
+        low_shot_svms(train, test, [1], 1, [1.0], 2.0, 200, "area-envelope", class_names=names)
     with pytest.raises(ValueError, match=r"^class 'cat' \(column 1\): cross-validating an SVM cost needs"):
-        evaluate_svms(train, test, [1.0], 3, 2.0, 200, False, class_names=names)
+        evaluate_svms(train, test, [1.0], 3, 2.0, 200, "area-envelope", class_names=names)
+
+
+def assert_each_draws_map_refits_from_the_saved_draws(rows: list[dict], run_dir: Path) -> None:
+    """Each draw's mAP again: scikit-learn's LinearSVC fitted on the training images the run saved for that draw
+    (at the row's cost, with the run's SVM settings), scored on the saved test features by the devkit's rules."""
+    from sklearn.svm import LinearSVC
+
+    config = OmegaConf.load(run_dir / "config.yaml")
+    saved, draws = np.load(run_dir / "low_shot_features.npz"), np.load(run_dir / "low_shot_draws.npz")
+    train, targets, ignore = saved["train_features"], saved["train_targets"], saved["train_ignore"]
+    classes = targets.shape[1]
+    for row in rows:
+        for draw in range(row["samples"]):
+            scores = []
+            for column in range(classes):
+                positives = draws[f"k{row['k']}_draw{draw}_class{column}_positives"]
+                negatives = draws[f"k{row['k']}_draw{draw}_class{column}_negatives"]
+                clear = ~ignore[:, column].astype(bool)
+                assert (targets[positives, column] == 1).all() and clear[positives].all()
+                assert (targets[negatives, column] == 0).all() and clear[negatives].all()
+                name = list(row["positives_used"])[column]
+                assert (len(positives), len(negatives)) == (
+                    row["positives_used"][name], row["negatives_used"][name],
+                )  # fmt: skip
+                svm = LinearSVC(
+                    C=row["svm_cost"],
+                    class_weight={1: config.svm.positive_weight, 0: 1.0},
+                    loss="squared_hinge",
+                    dual=True,
+                    max_iter=config.svm.max_iter,
+                    random_state=config.trainer.seed,
+                ).fit(
+                    train[np.concatenate([positives, negatives])],
+                    np.r_[np.ones(len(positives), dtype=int), np.zeros(len(negatives), dtype=int)],
+                )
+                scores.append(svm.decision_function(saved["test_features"]))
+            aps = classification_ap_percent(
+                np.stack(scores, axis=1),
+                saved["test_targets"],
+                saved["test_ignore"],
+                ap_metric=row["ap_metric"],
+            )
+            refit = np.mean([ap for ap in aps if ap is not None])
+            assert row["map_per_sample"][draw] == pytest.approx(refit, abs=1e-3), (row["k"], draw)

@@ -270,6 +270,25 @@ def test_cli_trains_and_scores_on_the_tiny_voc2012(tmp_path: Path) -> None:
     assert row["miou"] == pytest.approx(np.mean(scored), abs=1e-3) and 0 <= row["miou"] <= 100
     run_dir = tmp_path / "runs" / "voc-seg-tiny-pretrain-fcn-fc7-fc6"
     assert json.loads((run_dir / "results.json").read_text()) == [row]
+    # The IoUs again from the class maps the run saved: one confusion matrix by numpy, void (255) left out.
+    saved = np.load(run_dir / "test_predictions.npz")
+    images = sorted(int(name.split("_")[1]) for name in saved.files if name.startswith("truth_"))
+    assert len(images) == 3
+    classes = len(row["iou"])
+    confusion = np.zeros((classes, classes), dtype=np.int64)
+    for image in images:
+        truth, predicted = (
+            saved[f"truth_{image}"].astype(np.int64),
+            saved[f"predicted_{image}"].astype(np.int64),
+        )
+        scored = truth < classes
+        confusion += np.bincount(truth[scored] * classes + predicted[scored], minlength=classes**2).reshape(
+            classes, classes
+        )
+    union = confusion.sum(0) + confusion.sum(1) - np.diag(confusion)
+    iou = [100.0 * np.diag(confusion)[c] / union[c] if union[c] else None for c in range(classes)]
+    assert list(row["iou"].values()) == [None if v is None else pytest.approx(v, abs=1e-3) for v in iou]
+    assert row["miou"] == pytest.approx(np.mean([v for v in iou if v is not None]), abs=1e-3)
     assert "mIoU" in run.stdout
     # make dashboard's segmentation panel reads keys this run logged
     header = (next((run_dir / "csv").glob("version_*")) / "metrics.csv").read_text().splitlines()[0]
