@@ -116,14 +116,24 @@ def test_tab_completion_offers_flags_and_presets(tmp_path):
 
 def test_the_makefile_refuses_an_unknown_variable_with_the_known_ones():
     result = subprocess.run(
-        ["make", "-n", "pretrain", "GPU=8", "LAYERS=conv3"], cwd=ROOT, capture_output=True, text=True
+        ["make", "-n", "--no-print-directory", "pretrain", "GPU=8", "LAYERS=conv3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 2 and result.stdout == ""
     assert "unknown variable GPU (did you mean GPUS" in result.stderr
     assert "unknown variable LAYERS (did you mean LAYER" in result.stderr
     assert "Known: ARGS BATCH" in result.stderr
     known = subprocess.run(
-        ["make", "-n", "pretrain", "GPUS=8", f"VENV={Path(sys.executable).parent.parent}"],
+        [
+            "make",
+            "-n",
+            "--no-print-directory",
+            "pretrain",
+            "GPUS=8",
+            f"VENV={Path(sys.executable).parent.parent}",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -130,7 +130,7 @@ def makefile_variables() -> set[str]:
 def documented() -> dict[str, list[str]]:
     """Target -> the Makefile variables its ``make help`` line names."""
     help_text = subprocess.run(
-        ["make", "-s", "help"], cwd=REPO, capture_output=True, text=True, check=True
+        ["make", "-s", "--no-print-directory", "help"], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout
     variables = makefile_variables()
     found = {}
@@ -147,7 +147,13 @@ def documented() -> dict[str, list[str]]:
 def printed_command(target: str, assignments: dict[str, str]) -> list[str]:
     """The shell words of ``target``'s command line as ``make -n`` prints it (nothing runs)."""
     result = subprocess.run(
-        ["make", "-n", target, *(f"{name}={value}" for name, value in assignments.items())],
+        [
+            "make",
+            "-n",
+            "--no-print-directory",
+            target,
+            *(f"{name}={value}" for name, value in assignments.items()),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -57,8 +57,12 @@ def module_argv(command: str, data_root: Path) -> list[str]:
             capture_output=True,
             text=True,
             check=True,
-        ).stdout
-        command = next((line for line in expanded.splitlines() if " -m " in line), "python -m none")
+        ).stdout.replace("\\\n", " ")  # a recipe's continued lines, joined
+        # The command's own line: not the set-up recipe's (pip) that make -n shows when the venv is out of date.
+        command = next(
+            (line for line in expanded.splitlines() if re.search(r" -m (lit_colorization|transfer)\.", line)),
+            "python -m none",
+        )
     words = shlex.split(command)
     return words[words.index("-m") + 1 :]
 
@@ -67,6 +71,7 @@ def module_argv(command: str, data_root: Path) -> list[str]:
 def test_documented_command_parses_and_resolves(doc, command, tmp_path, monkeypatch, capsys):
     for split in ("train", "val"):
         (tmp_path / "data" / "imagenet" / split).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "data" / "places205" / split).mkdir(parents=True, exist_ok=True)
         (tmp_path / "data" / "shards" / split).mkdir(parents=True, exist_ok=True)
     (tmp_path / "my.yaml").write_text("trainer:\n  max_steps: 1234\n")  # the README's --config example
     monkeypatch.chdir(tmp_path)

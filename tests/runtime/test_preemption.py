@@ -148,6 +148,16 @@ def test_sigterm_to_a_run_and_its_workers_saves_exits_75_and_resumes_exactly(tmp
     assert "DataLoader worker" not in stderr and not (tmp_path / "signalled" / "run.lock").exists()
 
     resume = overrides(tmp_path, "signalled", stopped_at + 1, f"data.num_workers={workers}", "resume=auto")
-    pretrain(PRETRAIN.load("sample", resume))
-    pretrain(PRETRAIN.load("sample", overrides(tmp_path, "whole", stopped_at + 1)))
+    # Both in fresh processes, as the stopped run was: no process-wide torch setting an earlier test left behind
+    # can tell the two apart. Through the library, as pretrain() takes them: the command line would refuse a resume
+    # shorter than the stopped run's 100,000 steps.
+    script = (
+        "import sys; from lit_colorization.pretrain.pretrain_config import PRETRAIN; "
+        "from lit_colorization.pretrain.pretraining import pretrain; pretrain(PRETRAIN.load('sample', sys.argv[1:]))"
+    )
+    for arguments in (resume, overrides(tmp_path, "whole", stopped_at + 1)):
+        finished = subprocess.run(
+            [sys.executable, "-c", script, *arguments], cwd=REPO, capture_output=True, text=True, timeout=600
+        )
+        assert finished.returncode == 0, finished.stderr[-3000:]
     assert_same_state(checkpoint(tmp_path, "signalled"), checkpoint(tmp_path, "whole"))

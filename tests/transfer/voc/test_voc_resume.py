@@ -13,8 +13,7 @@ from lit_colorization.color import ab_bins
 from lit_colorization.models import create_model
 from lit_colorization.runtime.preemption import PREEMPTED_EXIT_CODE
 from lit_colorization.store.checkpoint import write_checkpoint
-from tests.helpers import saved_step, sigterm_after_checkpoint
-from transfer.cli.voc_cls import main as voc_cls_main
+from tests.helpers import run_module, saved_step, sigterm_after_checkpoint
 from transfer.cli.voc_det import main as voc_det_main
 
 STEPS = 60
@@ -55,8 +54,14 @@ def test_finetune_sigterm_saves_exits_75_and_resume_auto_ends_as_an_unstopped_ru
     step = saved_step(last)
     assert 3 <= step < STEPS and f"SIGTERM: saved {last} at step {step}; exiting with status 75" in stderr
 
-    voc_cls_main(finetune_overrides(tmp_path, alexnet_checkpoint, "stopped", "resume=auto"))
-    voc_cls_main(finetune_overrides(tmp_path, alexnet_checkpoint, "whole"))
+    # Both in fresh processes, as the stopped run was: no process-wide torch setting an earlier test left behind
+    # can tell the two apart.
+    for arguments in (
+        finetune_overrides(tmp_path, alexnet_checkpoint, "stopped", "resume=auto"),
+        finetune_overrides(tmp_path, alexnet_checkpoint, "whole"),
+    ):
+        finished = run_module("transfer.cli.voc_cls", *arguments)
+        assert finished.returncode == 0, finished.stderr[-3000:]
 
     resumed, whole = (
         torch.load(
