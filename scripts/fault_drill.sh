@@ -184,8 +184,9 @@ fi
 # ------------------------------------------------------------------ SIGKILL and resume [sigkill]
 if want sigkill; then
 last="$WORK/killed/checkpoints/last.ckpt"
-"$PY" -m lit_colorization.cli.pretrain $(tiny "$WORK" killed) trainer.max_steps=100000 trainer.val_check_interval=1000 \
-    trainer.checkpoint_every_n_steps=1 logger.kind=none >"$WORK/killed.log" 2>&1 &
+# A resume repeats the run's own settings (resume=auto refuses to change them, or to shorten the run): 400 steps.
+killed_run=(trainer.max_steps=400 trainer.val_check_interval=1000 trainer.checkpoint_every_n_steps=1 logger.kind=none)
+"$PY" -m lit_colorization.cli.pretrain $(tiny "$WORK" killed) "${killed_run[@]}" >"$WORK/killed.log" 2>&1 &
 pid=$!
 for _ in $(seq 600); do
     [[ -f "$last" && "$(step_of "$last")" -ge 3 ]] 2>/dev/null && break
@@ -199,10 +200,10 @@ if [[ -z "$killed_at" ]]; then
     report sigkill-checkpoint-intact 1 "no readable last.ckpt after SIGKILL: $(tail -c 300 "$WORK/killed.log")"
 else
     report sigkill-checkpoint-intact 0 "killed with SIGKILL; last.ckpt is readable, at step $killed_at"
-    run pretrain $(tiny "$WORK" killed) resume=auto trainer.max_steps=$((killed_at + 2)) logger.kind=none
+    run pretrain $(tiny "$WORK" killed) "${killed_run[@]}" resume=auto
     resumed="$(step_of "$last")"
     stale="$(find "$WORK/killed/checkpoints" -name '.*.tmp' | wc -l)"
-    [[ $RC == 0 && "$resumed" == $((killed_at + 2)) && $stale == 0 ]] \
+    [[ $RC == 0 && "$resumed" == 400 && $stale == 0 ]] \
         && report sigkill-resume 0 "resume=auto continued from step $killed_at to $resumed" \
         || report sigkill-resume 1 "exit $RC, step '$resumed', $stale stale temporary files: $(tail -c 300 <<<"$OUT")"
 fi
@@ -211,8 +212,9 @@ fi
 # ------------------------------------------------------------------ preemption (SIGTERM) and a second start [preemption]
 if want preemption; then
 last="$WORK/preempted/checkpoints/last.ckpt"
-setsid "$PY" -m lit_colorization.cli.pretrain $(tiny "$WORK" preempted) trainer.max_steps=100000 \
-    trainer.val_check_interval=1000 trainer.checkpoint_every_n_steps=2 data.num_workers=1 logger.kind=none \
+preempted_run=(trainer.max_steps=400 trainer.val_check_interval=1000 trainer.checkpoint_every_n_steps=2
+    data.num_workers=1 logger.kind=none)
+setsid "$PY" -m lit_colorization.cli.pretrain $(tiny "$WORK" preempted) "${preempted_run[@]}" \
     >"$WORK/preempted.log" 2>&1 &
 pid=$!  # setsid runs the command in this process, the leader of a new process group
 for _ in $(seq 600); do
@@ -220,7 +222,7 @@ for _ in $(seq 600); do
     kill -0 $pid 2>/dev/null || break
     sleep 0.5
 done
-run pretrain $(tiny "$WORK" preempted) resume=auto
+run pretrain $(tiny "$WORK" preempted) "${preempted_run[@]}" resume=auto
 expect_one_line_error run-in-use "this run is in use by process $pid on host $(hostname)"
 kill -TERM -- -$pid 2>/dev/null  # the whole group, DataLoader worker included, as SLURM signals a job step
 wait $pid
@@ -229,8 +231,8 @@ stopped_at="$(step_of "$last")"
 [[ $rc == 75 && -n "$stopped_at" ]] && grep -q "SIGTERM: saved .* at step $stopped_at" "$WORK/preempted.log" \
     && report sigterm-saves 0 "SIGTERM: last.ckpt written at step $stopped_at, exit status 75" \
     || report sigterm-saves 1 "exit $rc, step '$stopped_at': $(tail -c 300 "$WORK/preempted.log")"
-run pretrain $(tiny "$WORK" preempted) resume=auto trainer.max_steps=$((stopped_at + 1)) logger.kind=none
-[[ $RC == 0 && "$(step_of "$last")" == $((stopped_at + 1)) ]] \
+run pretrain $(tiny "$WORK" preempted) "${preempted_run[@]}" resume=auto
+[[ $RC == 0 && "$(step_of "$last")" == 400 ]] \
     && report sigterm-resume 0 "resume=auto continued from step $stopped_at" \
     || report sigterm-resume 1 "exit $RC: $(tail -c 300 <<<"$OUT")"
 fi
