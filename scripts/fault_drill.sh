@@ -500,9 +500,11 @@ for signal in TERM USR1; do
     wait $pid
     rc=$?
     if [[ $rc == 75 && ! -e "$WORK/prior_$signal/run.lock" ]] && grep -q "SIG$signal before training started" "$log"; then
-        run pretrain $(tiny "$WORK" "prior_$signal") resume=auto trainer.max_steps=1 logger.kind=none
+        # The resume repeats the run's own settings: resume=auto refuses to change them.
+        run pretrain $(tiny "$WORK" "prior_$signal") data.synthetic_train_images=4000 data.num_workers=1 \
+            logger.kind=none resume=auto
         [[ $RC == 0 && -f "$WORK/prior_$signal/checkpoints/last.ckpt" ]] \
-            && report "sig${signal,,}-during-prior-pass" 0 "exit 75, no run.lock left; resume=auto then trained to step 1" \
+            && report "sig${signal,,}-during-prior-pass" 0 "exit 75, no run.lock left; resume=auto then trained the run" \
             || report "sig${signal,,}-during-prior-pass" 1 "resume=auto: exit $RC: $(tail -c 300 <<<"$OUT")"
     else
         report "sig${signal,,}-during-prior-pass" 1 "exit $rc, run.lock: $(ls "$WORK/prior_$signal" 2>&1 | tr '\n' ' '): $(tail -c 200 "$log")"
