@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.loggers import Logger
@@ -80,6 +81,23 @@ LOW_SHOT_TASK = "voc-svm-low-shot"
 log = logging.getLogger(__name__)
 
 
+def fit_and_score(
+    trainer: L.Trainer,
+    module: VOCClassificationModule,
+    resume: str | None,
+    training: Any,
+    test_loader: Any,
+    run_dir: Path,
+) -> Any:
+    """Fine-tune (continuing from ``resume`` if given), score the test set and keep what it scored
+    (``test_predictions.npz``); the module's result."""
+    fit_resumable(trainer, module, resume, datamodule=training)
+    module.recorded = []
+    trainer.validate(module, dataloaders=test_loader, verbose=False)
+    save_test_predictions(run_dir, module.recorded_arrays(), trainer.global_rank, trainer.world_size)
+    return module.last_result
+
+
 def finetune(
     config: VOCClsConfig,
     network: ColorizationNet,
@@ -111,12 +129,14 @@ def finetune(
     module = VOCClassificationModule(classifier, config.optim, cls_ap_metric(config))
     trainer = build_trainer(config.trainer, run_dir, logger)
     periodic = test_loader if config.trainer.val_check_interval is not None else None
-    training = train_data(train, config, data.batch_size, periodic=periodic)
-    fit_resumable(trainer, module, resume, datamodule=training)
-    module.recorded = []
-    trainer.validate(module, dataloaders=test_loader, verbose=False)
-    save_test_predictions(run_dir, module.recorded_arrays(), trainer.global_rank, trainer.world_size)
-    result = module.last_result
+    result = fit_and_score(
+        trainer,
+        module,
+        resume,
+        train_data(train, config, data.batch_size, periodic=periodic),
+        test_loader,
+        run_dir,
+    )
     fields = {
         "protocol": "finetune",
         "geometry": "training",  # the network as pretrained (AlexNet: BatchNorm, padded pools, dilated fc6)
@@ -217,11 +237,14 @@ def kraehenbuehl16(
     module = VOCClassificationModule(classifier, config.optim, cls_ap_metric(config), loss_per_image=True)
     trainer = build_trainer(config.trainer, run_dir, logger)
     periodic = test_loader if config.trainer.val_check_interval is not None else None
-    fit_resumable(
-        trainer, module, resume, datamodule=train_data(train, config, data.batch_size, periodic=periodic)
+    result = fit_and_score(
+        trainer,
+        module,
+        resume,
+        train_data(train, config, data.batch_size, periodic=periodic),
+        test_loader,
+        run_dir,
     )
-    trainer.validate(module, dataloaders=test_loader, verbose=False)
-    result = module.last_result
     fields = {
         "protocol": "kraehenbuehl16",
         "geometry": "standard",

@@ -340,7 +340,9 @@ def test_cli_finetunes_and_runs_the_svm_protocol_on_the_tiny_voc(
         assert row["map"] == pytest.approx(np.mean([ap for ap in recomputed if ap is not None]), abs=1e-3)
     run_dir = run_dirs[0]
     assert json.loads((run_dir / "results.json").read_text()) == [rows[0]]
-    assert (run_dir.parent / "voc-cls-tiny-pretrain-kraehenbuehl16-fc6" / "results.json").is_file()
+    kraehenbuehl16 = run_dir.parent / "voc-cls-tiny-pretrain-kraehenbuehl16-fc6"
+    assert (kraehenbuehl16 / "results.json").is_file()
+    assert np.load(kraehenbuehl16 / "test_predictions.npz")["scores"].shape == (6, len(TINY_CLASSES))
     # make dashboard's classification panels read keys both protocols' runs logged
     for run in run_dir.parent.iterdir():
         header = (next((run / "csv").glob("version_*")) / "metrics.csv").read_text().splitlines()[0]
