@@ -35,8 +35,9 @@ trunk stages and the logits head goes through the steps, in the order a forward 
 **The release's run** (docs/reference.md section 11.1) is ``layers`` conv1..conv5, ``kmeans``, ``beta`` 0.1,
 ``between_layer=False``, ``max_patches=None`` (magic_init's 500 MB budget) and ``batch_statistics=True``: magic_init
 ran the net in Caffe's TRAIN phase, where each BatchNorm normalises by its batch (over 10 batches of 80; here one
-batch of the 800 crops). Its k-means was scikit-learn's ``MiniBatchKMeans``; here Lloyd's on the same unit-length
-whitened patches.
+batch of the 800 crops). Its k-means is the release's: scikit-learn's ``MiniBatchKMeans`` with batches of ten times
+the clusters on the unit-length whitened patches (``magic_init_mod.py:101-103``), its other settings scikit-learn's
+defaults of the release's time (``n_init`` 3, pinned here because scikit-learn 1.4 changed the default to 1).
 
 **BatchNorm.** magic_init does not support BatchNorm layers: the method is defined on the BN-free network,
 and the release likewise folds BatchNorm into the convs before it rescales pretrained weights. So everything
@@ -74,7 +75,9 @@ from lit_colorization.models.base import ColorizationNet
 METHODS = ("kmeans", "pca", "gaussian")
 CONV_TYPES = (nn.Conv2d, nn.ConvTranspose2d)
 BATCHNORM_TYPES = (nn.BatchNorm2d, nn.SyncBatchNorm)
-KMEANS_ITERATIONS = 25
+# magic_init_mod.py:103: MiniBatchKMeans(n_clusters=n_out, batch_size=10 * n_out); n_init was 3 by default then.
+KMEANS_BATCH_PER_CLUSTER = 10
+KMEANS_RUNS = 3
 # Principal directions whose variance is below this fraction of the largest carry no data, only rounding.
 EIGENVALUE_FLOOR = 1e-6
 # magic_init's data buffer: --mem-limit 500 (MB) of float32 (magic_init_mod.py lines 452 and 499).
@@ -445,7 +448,7 @@ def _data_filters(
     whitened = centred @ whitening.T
     # As in magic_init, patches are clustered by direction: each whitened patch is scaled to unit length.
     whitened = whitened / whitened.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    centres = _kmeans(whitened.float(), count, generator).double()
+    centres = kmeans_centres(whitened, count, generator).double()
     return centres @ whitening, "kmeans"
 
 
@@ -473,38 +476,20 @@ def _principal_directions(name: str, centred: Tensor) -> tuple[Tensor, Tensor]:
     return energies[kept] / samples, directions
 
 
-def _kmeans(points: Tensor, clusters: int, generator: torch.Generator) -> Tensor:
-    """Lloyd's k-means from a k-means++ seeding; an emptied cluster moves to the worst-fitted point."""
-    squared = points.pow(2).sum(dim=1)
+def kmeans_centres(points: Tensor, clusters: int, generator: torch.Generator) -> Tensor:
+    """The centres of scikit-learn's mini-batch k-means on ``points`` as magic_init ran it, seeded from
+    ``generator``."""
+    from sklearn.cluster import MiniBatchKMeans
 
-    def nearest(centres: Tensor) -> tuple[Tensor, Tensor]:
-        distances = squared[:, None] - 2 * points @ centres.T + centres.pow(2).sum(dim=1)
-        closest, assignment = distances.min(dim=1)
-        return closest.clamp_min(0), assignment
-
-    first = int(torch.randint(len(points), (1,), generator=generator))
-    centres = points[first : first + 1]
-    closest = (points - centres).pow(2).sum(dim=1)
-    for _ in range(1, clusters):
-        cumulative = closest.double().cumsum(0)
-        draw = float(torch.rand((), generator=generator, dtype=torch.float64)) * float(cumulative[-1])
-        target = torch.full((1,), draw, dtype=torch.float64, device=points.device)
-        index = min(int(torch.searchsorted(cumulative, target)), len(points) - 1)
-        centres = torch.cat([centres, points[index : index + 1]])
-        closest = torch.minimum(closest, (points - points[index]).pow(2).sum(dim=1))
-    assignment = None
-    for _ in range(KMEANS_ITERATIONS):
-        closest, new_assignment = nearest(centres)
-        if assignment is not None and torch.equal(new_assignment, assignment):
-            break
-        assignment = new_assignment
-        counts = torch.bincount(assignment, minlength=clusters)
-        sums = torch.zeros_like(centres).index_add_(0, assignment, points)
-        centres = sums / counts.clamp_min(1)[:, None].to(points.dtype)
-        empty = (counts == 0).nonzero().flatten()
-        if len(empty):
-            centres[empty] = points[closest.topk(len(empty)).indices]
-    return centres
+    seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+    kmeans = MiniBatchKMeans(
+        n_clusters=clusters,
+        batch_size=KMEANS_BATCH_PER_CLUSTER * clusters,
+        n_init=KMEANS_RUNS,
+        random_state=seed,
+    )
+    centres = kmeans.fit(points.detach().cpu().double().numpy()).cluster_centers_
+    return torch.from_numpy(centres).to(points.device)
 
 
 # --- the three steps ---------------------------------------------------------------------------------------

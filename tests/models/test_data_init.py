@@ -18,7 +18,12 @@ from torch import Tensor, nn
 from lit_colorization.color import uint8_to_lab
 from lit_colorization.data.embedded import load_embedded_photos
 from lit_colorization.models import ColorizationNet, create_model
-from lit_colorization.models.data_init import InitReport, between_layer_rescale_, data_dependent_init_
+from lit_colorization.models.data_init import (
+    InitReport,
+    between_layer_rescale_,
+    data_dependent_init_,
+    kmeans_centres,
+)
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "motorcycle")
 INIT_CORNERS = ((0.3, 0.3), (0.7, 0.7))
@@ -375,3 +380,23 @@ def test_a_network_without_convolutions_is_a_one_line_value_error(batch):
 def test_an_unknown_method_is_a_value_error(batch):
     with pytest.raises(ValueError, match="method must be one of"):
         data_dependent_init_(ReleaseLikeNet(), batch, "zca")
+
+
+def test_kmeans_finds_the_clusters_of_unit_length_patches_as_magic_init_did() -> None:
+    """The release's k-means (mini-batch, batches of ten times the clusters) recovers well-separated directions."""
+    generator = torch.Generator().manual_seed(0)
+    directions = torch.eye(8, dtype=torch.float64)[:4]
+    members = directions.repeat_interleave(300, dim=0)
+    points = members + 0.05 * torch.randn(members.shape, generator=generator, dtype=torch.float64)
+    points = points / points.norm(dim=1, keepdim=True)
+
+    centres = kmeans_centres(points, 4, torch.Generator().manual_seed(1))
+
+    assert centres.shape == (4, 8) and centres.dtype == torch.float64
+    distances = torch.cdist(directions, centres)
+    assert sorted(distances.argmin(dim=1).tolist()) == [0, 1, 2, 3]  # one centre per cluster
+    for cluster in range(4):
+        mean = points[cluster * 300 : (cluster + 1) * 300].mean(dim=0)
+        assert torch.cdist(mean[None], centres).min() < 0.02  # at its members' mean
+    again = kmeans_centres(points, 4, torch.Generator().manual_seed(1))
+    assert torch.equal(centres, again)  # seeded from the generator
