@@ -501,7 +501,7 @@ def test_checkpoint_hparams_rebuild_an_identical_network():
     torch.manual_seed(1)
     original = create_model("resnet50", num_bins=10, output_stride=8).eval()
     hparams = original.hparams_for_checkpoint()
-    assert hparams == {"num_bins": 10, "output_stride": 8}
+    assert hparams == {"num_bins": 10, "output_stride": 8, "dilated_res5": True}
     rebuilt = create_model(original.model_name, **hparams).eval()
     rebuilt.load_state_dict(original.state_dict(), strict=True)
     lightness = random_lightness(32)
@@ -574,3 +574,33 @@ def test_conversion_names_shape_mismatches(official_state_dict):
         match=r"shape mismatches: \['model8.6.weight: got \(256, 256, 1, 1\), expected \(313, 256, 1, 1\)'\]",
     ):
         convert_official_eccv16_state_dict(broken)
+
+
+def test_resnet50_res5_undilated_as_goyal_et_al_keeps_the_grid_and_changes_res5_alone():
+    torch.manual_seed(0)
+    timm_res5 = create_model("resnet50").eval()
+    for norm in timm_res5.res5.modules():
+        if isinstance(norm, nn.BatchNorm2d):
+            nn.init.ones_(norm.weight)  # timm zeroes each block's last one, which would hide its 3x3 conv
+    theirs = create_model("resnet50", dilated_res5=False).eval()
+    theirs.load_state_dict(timm_res5.state_dict())  # the same weights, only the geometry differs
+    dilations = {
+        name: conv.dilation for name, conv in theirs.res5.named_modules() if isinstance(conv, nn.Conv2d)
+    }
+    assert set(dilations.values()) == {(1, 1)}
+    assert {conv.dilation for conv in timm_res5.res5.modules() if isinstance(conv, nn.Conv2d)} == {
+        (1, 1),
+        (2, 2),
+    }
+    lightness = torch.rand(1, 1, 96, 96) * 100
+    with torch.no_grad():
+        ours, goyal = (net.features(lightness, ["res4", "res5"]) for net in (timm_res5, theirs))
+    torch.testing.assert_close(ours["res4"], goyal["res4"])
+    assert ours["res5"].shape == goyal["res5"].shape == (1, 2048, 6, 6)
+    assert not torch.allclose(ours["res5"], goyal["res5"])
+    assert theirs.hparams_for_checkpoint()["dilated_res5"] is False
+    assert (
+        timm_res5.hparams_for_checkpoint()["dilated_res5"] is True
+    )  # the default: what old checkpoints hold
+    with pytest.raises(ValueError, match="dilated_res5=false needs output_stride 16, got 8"):
+        create_model("resnet50", output_stride=8, dilated_res5=False)

@@ -112,11 +112,12 @@ def build_heads(
     than the map), or when the network is not built as the protocol assumes.
     """
     network = backbone.network
-    protocol.check_network(network.model_name, network.hparams_for_checkpoint())
+    hparams = network.hparams_for_checkpoint()
+    protocol.check_network(network.model_name, hparams)
     shapes = backbone.feature_shapes(input_size, input_size)
     probes, heads = {}, nn.ModuleDict()
     for layer in backbone.outputs:
-        probe = protocol.layer_probe(network.model_name, layer)
+        probe = protocol.layer_probe(network.model_name, layer, hparams)
         try:
             heads[layer] = ProbeHead(shapes[layer], probe, num_classes, head_generator(seed, layer))
         except ValueError as error:

@@ -20,9 +20,10 @@ is average-pooled to this project's grid (``FALLBACK_SIDE``, about 9,000 feature
 protocol's BatchNorm rule (no affine parameters), optimiser and schedule; its rows are labelled
 ``<protocol>-like``, because no published table was measured that way.
 
-What the ResNet-50 here gives goyal19: at its default output stride 16, res5 runs at stride 1 after res4
-(timm dilates it by 2 to keep the grid; whether Goyal et al.'s stride-1 res5 was dilated, docs/reference.md does
-not say), so at 224 res5 is 2048x14x14 and pools to 2x2 as the table has it. At output stride 8 res4 and res5
+What the ResNet-50 here gives goyal19: at its default output stride 16, res5 runs at stride 1 after res4, so at
+224 res5 is 2048x14x14 and pools to 2x2 as the table has it. Goyal et al.'s res5 convs are not dilated
+(docs/reference.md section 11.5); timm's are, unless the network was built with ``dilated_res5=false`` (the
+``resnet50_imagenet`` preset): a dilated res5 is probed the same way and its rows say ``goyal19-like``. At output stride 8 res4 and res5
 are twice as large and the pooled sizes are not the protocol's, so goyal19 refuses it. goyal19 crops ResNet-50 at
 224 where this project's configs crop every network at 227: the pooled grids are the same at both sizes.
 """
@@ -193,6 +194,9 @@ class NetworkRecipe:
     affine_norm: bool
     requires: Mapping[str, Any] = field(default_factory=dict)  # construction settings it assumes
     weight_decay: float | None = None  # None: the protocol's
+    # Construction settings that change only some layers: a layer built otherwise keeps the protocol's reduction
+    # but its rows say "<protocol>-like".
+    layer_requires: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -222,10 +226,19 @@ class ProbeProtocol:
                     f"this network has {key}={hparams.get(key)!r}"
                 )
 
-    def layer_probe(self, model_name: str, layer: str) -> LayerProbe:
+    def layer_probe(
+        self, model_name: str, layer: str, hparams: Mapping[str, Any] | None = None
+    ) -> LayerProbe:
+        """How ``layer`` of ``model_name`` (built with ``hparams``) is probed, and the label its rows carry."""
         recipe = self.networks.get(model_name)
         if recipe is not None and layer in recipe.reductions:
-            return LayerProbe(layer, self.name, recipe.reductions[layer], recipe.affine_norm)
+            settings = hparams or {}
+            built_as_assumed = all(
+                settings.get(key) == expected
+                for key, expected in recipe.layer_requires.get(layer, {}).items()
+            )
+            label = self.name if built_as_assumed else self.name + LIKE_SUFFIX
+            return LayerProbe(layer, label, recipe.reductions[layer], recipe.affine_norm)
         side = FALLBACK_SIDE.get(model_name, {}).get(layer)
         if side is None:
             raise ValueError(f"no linear-probe reduction for {model_name} layer {layer!r}")
@@ -305,6 +318,7 @@ GOYAL19 = ProbeProtocol(
             },  # fmt: skip
             affine_norm=True,
             requires={"output_stride": 16},  # res5 at stride 1 after res4
+            layer_requires={"res5": {"dilated_res5": False}},  # fair_ssb's res5 is not dilated
             weight_decay=1e-4,
         ),
     },

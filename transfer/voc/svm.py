@@ -78,8 +78,9 @@ def svm_features(backbone: Trunk, layer: str, crop: int) -> SVMFeatures:
     """goyal19's reduction of ``layer`` for ``crop`` x ``crop`` images; a ValueError (naming the layer and its
     map) if the network is not built as goyal19 assumes or the map is too small for the pooling."""
     network = backbone.network
-    SVM_FEATURES.check_network(network.model_name, network.hparams_for_checkpoint())
-    probe = SVM_FEATURES.layer_probe(network.model_name, layer)
+    hparams = network.hparams_for_checkpoint()
+    SVM_FEATURES.check_network(network.model_name, hparams)
+    probe = SVM_FEATURES.layer_probe(network.model_name, layer, hparams)
     shape = backbone.feature_shapes(crop, crop)[layer]
     try:
         pooled = (shape[0], *probe.reduction.output_size(shape[1], shape[2]))

@@ -351,3 +351,17 @@ def test_layer_all_trains_each_head_as_a_separate_run_would():
     initial = probe_module(random_network(), ["conv1"], input_size=64, num_classes=4)
     weight = initial.heads["conv1"].classifier.weight
     assert not torch.allclose(together.heads["conv1"].classifier.weight, weight, atol=1e-4)  # it did train
+
+
+def test_goyal19_labels_a_dilated_res5_like_and_goyal_et_al_s_res5_as_the_protocol():
+    """fair_ssb's res5 is undilated; timm's default dilates it, which changes res5 alone."""
+    layers = resolve_layers("all", "resnet50")
+    dilated = probe_module(meta_network("resnet50"), layers, GOYAL19, input_size=224)
+    theirs = probe_module(meta_network("resnet50", dilated_res5=False), layers, GOYAL19, input_size=224)
+    assert {layer: probe.label for layer, probe in dilated.layer_probes.items()} == {
+        "conv1": "goyal19", "res2": "goyal19", "res3": "goyal19", "res4": "goyal19", "res5": "goyal19-like",
+    }  # fmt: skip
+    assert {probe.label for probe in theirs.layer_probes.values()} == {"goyal19"}
+    assert (
+        dilated.layer_probes["res5"].reduction == theirs.layer_probes["res5"].reduction == AveragePool(12, 2)
+    )
