@@ -37,7 +37,13 @@ from lit_colorization.store.atomic import atomic_open, write_text
 from lit_colorization.store.loggers import build_logger
 from lit_colorization.store.results import SCHEMA, publish_results
 from transfer.probe.module import LinearProbeModule, resolve_layers
-from transfer.probe.probe_config import ProbeConfig, check_class_count, probe_optimizer, probe_schedule
+from transfer.probe.probe_config import (
+    ProbeConfig,
+    check_class_count,
+    probe_data,
+    probe_optimizer,
+    probe_schedule,
+)
 from transfer.probe.protocols import EPOCH, ProbeOptimizer, ProbeSchedule, get_protocol
 from transfer.runs import build_transfer_trainer, hold_run, resolve_ckpt, run_directory, start_resumable
 from transfer.trunk import BackboneSource, Trunk, load_network
@@ -70,6 +76,7 @@ def result_rows(
 ) -> list[dict[str, Any]]:
     """One results-store row per probed layer; accuracies in percent (results store schema ``SCHEMA``)."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    data = probe_data(config)
     rows = []
     for layer, head in module.heads.items():
         probe = module.layer_probes[layer]
@@ -89,7 +96,8 @@ def result_rows(
             "pooled_shape": list(head.pooled_shape),
             "feature_dim": head.feature_dim,
             "crop_size": config.data.crop_size,
-            "dataset": dataset_name(config.data),
+            "resize": {"side": data.resize, "mode": data.resize_mode} if data.resize else None,
+            "dataset": dataset_name(data),
             "num_classes": num_classes,
             "val_images": val_images,  # what a top-1's confidence interval needs (make compare shows it)
             "epochs": trainer.current_epoch,
@@ -146,7 +154,7 @@ def probe(config: ProbeConfig, extra_callbacks: Sequence[Callback] = ()) -> list
     layers = resolve_layers(config.layer, source.model_name)
     settings = probe_optimizer(config, source.model_name), probe_schedule(config)
     run_dir = probe_run_directory(config, source, layers)
-    datamodule = build_datamodule(config.data)
+    datamodule = build_datamodule(probe_data(config))
     datamodule.setup("fit")
     check_class_count(config, datamodule.classes)  # before the run folder is made
     with hold_run(run_dir):
@@ -177,10 +185,11 @@ def probe_in(
         schedule,
         config.data.batch_size,
         seed=config.trainer.seed,
-        device_cropper=device_cropper(config.data),
+        device_cropper=device_cropper(probe_data(config)),
     )
     resolved = {
         **to_container(config),
+        "data": asdict(probe_data(config)),
         "ckpt": source.ckpt,
         "model": source.model_name,
         "layer": ",".join(layers),

@@ -8,7 +8,7 @@ overrides the protocol's value. The run's ``config.yaml`` records the values it 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from lit_colorization.config.commands import CommandConfig, register_command
@@ -69,6 +69,13 @@ class ProbeTrainerConfig(BaseTrainerConfig):
 
 
 @dataclass
+class ProbeDataConfig(DataConfig):
+    """The probe's images; ``resize_mode`` null takes the protocol's (zhang16: squash, goyal19: shorter_side)."""
+
+    resize_mode: str | None = None  # type: ignore[assignment]
+
+
+@dataclass
 class ProbeConfig(TransferRunConfig):
     # run=None names the run folder <pretraining run>-<layer>
     layer: str = (
@@ -77,7 +84,7 @@ class ProbeConfig(TransferRunConfig):
     protocol: str = DEFAULT_PROTOCOL  # zhang16 | goyal19
     # The number of class folders data.root must hold (e.g. 205 for Places205); None: whatever it holds.
     expected_classes: int | None = None
-    data: DataConfig = field(default_factory=DataConfig)
+    data: ProbeDataConfig = field(default_factory=ProbeDataConfig)
     optim: ProbeOptimConfig = field(default_factory=ProbeOptimConfig)
     schedule: ProbeScheduleConfig = field(default_factory=ProbeScheduleConfig)
     trainer: ProbeTrainerConfig = field(default_factory=ProbeTrainerConfig)
@@ -96,6 +103,16 @@ def probe_schedule(config: ProbeConfig) -> ProbeSchedule:
         )
     except ValueError as error:
         raise ConfigError(str(error)) from None
+
+
+def probe_data(config: ProbeConfig) -> DataConfig:
+    """The images the run reads: ``config.data`` with a null ``resize_mode`` set to the protocol's."""
+    from transfer.probe.protocols import get_protocol
+
+    data = {item.name: getattr(config.data, item.name) for item in fields(DataConfig)}
+    if data["resize_mode"] is None:
+        data["resize_mode"] = get_protocol(config.protocol).resize_mode
+    return DataConfig(**data)
 
 
 def probe_optimizer(config: ProbeConfig, model_name: str) -> ProbeOptimizer:
@@ -175,7 +192,7 @@ def validate_probe_config(config: ProbeConfig) -> None:
         "folder, embedded or synthetic (a probe needs class names, which shards do not keep)",
         config.data.source,
     )
-    validate_data_config(config.data)
+    validate_data_config(probe_data(config))
 
 
 def check_class_count(config: ProbeConfig, classes: Sequence[str]) -> None:

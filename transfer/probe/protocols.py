@@ -39,6 +39,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lit_colorization.data.data_config import SHORTER_SIDE, SQUASH
 from lit_colorization.registry import Registry
 
 STEP = "step"
@@ -215,6 +216,7 @@ class ProbeProtocol:
     optimizer: ProbeOptimizer
     schedule: ProbeSchedule
     networks: Mapping[str, NetworkRecipe]
+    resize_mode: str  # how its images reach the resize side before the crop (data.resize_mode's values)
 
     def check_network(self, model_name: str, hparams: Mapping[str, Any]) -> None:
         """A ValueError if ``model_name`` is built other than this protocol assumes (e.g. a training geometry)."""
@@ -256,6 +258,7 @@ ALEXNET_STANDARD = {"geometry": "probe"}  # lit_colorization/models/alexnet.py: 
 
 ZHANG16 = ProbeProtocol(
     name="zhang16",
+    resize_mode=SQUASH,  # the release's ImageNet LMDB, 256 x 256 (docs/reference.md section 6.1)
     optimizer=ProbeOptimizer(
         lr=0.01,
         reference_batch_size=256,
@@ -286,6 +289,7 @@ ZHANG16 = ProbeProtocol(
 
 GOYAL19 = ProbeProtocol(
     name="goyal19",
+    resize_mode=SHORTER_SIDE,  # fair_ssb's "scale" transform to 256 (docs/reference.md section 6.1)
     optimizer=ProbeOptimizer(
         lr=0.01,
         reference_batch_size=256,
