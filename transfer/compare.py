@@ -366,7 +366,8 @@ def voc_setting(data: dict[str, Any]) -> str:
     """What a VOC row measured: the protocol and layer (classification) or the detector's trunk (detection)."""
     if data.get("task") == VOC_DETECTION:
         frozen = ", frozen" if data.get("freeze_backbone") else ""
-        return f"{data.get('detector', '?')} on {data.get('layer', '?')}{frozen}"
+        # The protocol names the box head (faster-rcnn-fc67 or -mlp); rows written before it existed name the detector.
+        return f"{data.get('protocol') or data.get('detector', '?')} on {data.get('layer', '?')}{frozen}"
     if data.get("protocol") == "svm":
         return f"svm on {data.get('layer', '?')}"
     # Rows written before the kraehenbuehl16 protocol existed have protocol "finetune" (or none).

@@ -263,6 +263,14 @@ def test_voc_sections_show_the_papers_table_4_with_its_source():
     rows = rows_of(
         {**voc, "protocol": "kraehenbuehl16", "train_from": "fc6", "map": 0.55},
         {**voc, "task": "voc-det", "detector": "fast-rcnn", "layer": "conv5", "map": 0.40},
+        {
+            **voc,
+            "task": "voc-det",
+            "pretrain_run": "fc67",
+            "protocol": "faster-rcnn-fc67",
+            "layer": "conv5",
+            "map": 0.4,
+        },
     )
     sections = {section.title: "\n".join(section.lines) for section in build_sections(rows)}
     classification = paper_cells(sections["Pascal VOC07 classification"])
@@ -278,6 +286,9 @@ def test_voc_sections_show_the_papers_table_4_with_its_source():
         "kraehenbuehl16", "from", "fc6", "?", "area",
     ]  # fmt: skip
     detection = paper_cells(sections["Pascal VOC07 detection (IoU 0.5)"])
+    detection_runs = sections["Pascal VOC07 detection (IoU 0.5)"]
+    assert table_line(detection_runs, "fc67")[2:5] == ["faster-rcnn-fc67", "on", "conv5"]
+    assert table_line(detection_runs, "mine")[2:5] == ["fast-rcnn", "on", "conv5"]  # a row without a protocol
     assert [(row[0], row[5]) for row in detection] == [
         ("paper: ImageNet labels", "56.8"),
         ("paper: Gaussian random", "43.4"),

@@ -32,6 +32,8 @@ def paper_value(stage: str, row: dict[str, Any]) -> float | None:
         table = PAPER_PROBES[PLACES if stage == "places-probe" else IMAGENET][PAPER_METHOD]
         layers = ("conv1", "conv2", "conv3", "conv4", "conv5")
         return table[layers.index(row["layer"])] if row.get("layer") in layers else None
+    if stage == "voc-det" and row.get("protocol") != "faster-rcnn-fc67":
+        return None  # the paper's detection row is Fast R-CNN's fc6/fc7 head; the MLP head measures another thing
     if stage in VOC_COLUMN:
         return PAPER_VOC[PAPER_VOC_METHOD][VOC_COLUMNS.index(VOC_COLUMN[stage])]
     return None
@@ -46,7 +48,9 @@ def measured(stage: str, row: dict[str, Any]) -> tuple[str, float] | None:
     if stage == "voc-svm-low-shot":
         return f"mAP k={row['k']} (+- {row['map_std']:.2f})", float(row["map"])
     if stage == "voc-det":
-        return f"mAP@0.5, {row.get('detector', '?')} on {row.get('layer', '?')}", float(row["map"])
+        return f"mAP@0.5, {row.get('protocol', row.get('detector', '?'))} on {row.get('layer', '?')}", float(
+            row["map"]
+        )
     if row.get("protocol") == "svm":
         return f"mAP, SVMs on {row.get('layer', '?')}", float(row["map"])
     return f"mAP, fine-tuned from {row.get('train_from', '?')}", float(row["map"])

@@ -102,7 +102,17 @@ SMOKE: dict[str, list[str]] = {
     "voc-cls-fc6": [*SMOKE_VOC_DATA, *SMOKE_VOC_TRAIN, "image.test_views=2"],
     "voc-svm": [*SMOKE_VOC_DATA, *SMOKE_SVM],
     "voc-svm-low-shot": [*SMOKE_VOC_DATA, *SMOKE_SVM, "svm.low_shot_k=[1,2]", "svm.low_shot_samples=2"],
-    "voc-det": [*SMOKE_VOC_DATA, *SMOKE_VOC_TRAIN, "data.batch_size=2"],
+    # An AlexNet runs faster-rcnn-fc67 (multi-scale training, a single test scale), at the tiny VOC's scale.
+    "voc-det": [
+        *SMOKE_VOC_DATA,
+        *SMOKE_VOC_TRAIN,
+        "data.batch_size=2",
+        "detector.min_size=64",
+        "detector.max_size=96",
+        "detector.train_sizes=[48,64,80]",
+        "detector.train_max_size=128",
+        "detector.anchor_sizes=[16,32]",
+    ],
     "voc-seg": [*SMOKE_VOC2012_DATA, *SMOKE_VOC_TRAIN, "image.crop=48"],
 }
 

@@ -170,18 +170,35 @@ class VOCClsConfig(TransferRunConfig):
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
+# faster-rcnn-fc67: Fast R-CNN's CaffeNet head on an RPN, the pretrained fc6/fc7 on 6 x 6 RoI max pooling of conv5
+# of the folded standard AlexNet (docs/reference.md section 11.7); faster-rcnn-mlp: a new 2-layer MLP on RoIAlign
+# features of the training-geometry trunk, fc6/fc7 unused. null: fc67 for an AlexNet, mlp for the other networks.
+DET_PROTOCOLS = ("faster-rcnn-fc67", "faster-rcnn-mlp")
+# Fast R-CNN's multi-scale training: each image's shorter side drawn from these, the longer at most 2000
+# (experiments/cfgs/multiscale.yml lines 3-4).
+FAST_RCNN_TRAIN_SIZES = [480, 576, 688, 864, 1200]
+FAST_RCNN_TRAIN_MAX_SIZE = 2000
+
+
 @dataclass
 class DetectorConfig:
     """The Faster R-CNN on the trunk: backbone layer, anchors, image sizes and box head."""
 
-    backbone_layer: str | None = None  # None: alexnet conv5, resnet50 res4, eccv16 conv5
+    backbone_layer: str | None = (
+        None  # None: alexnet conv5, resnet50 res4, eccv16 conv5 (faster-rcnn-fc67: conv5)
+    )
     freeze_backbone: bool = False  # BatchNorm statistics and affine parameters stay frozen either way
-    min_size: int = 600  # shorter image side fed to the network (Fast R-CNN's single scale)
-    max_size: int = 1000
+    min_size: int = 600  # shorter image side at test (Fast R-CNN's single test scale)
+    max_size: int = 1000  # longer side at most, at test
+    # Training: each image's shorter side drawn from train_sizes, the longer at most train_max_size.
+    train_sizes: list[int] = field(default_factory=lambda: list(FAST_RCNN_TRAIN_SIZES))
+    train_max_size: int = FAST_RCNN_TRAIN_MAX_SIZE
     anchor_sizes: list[int] = field(default_factory=lambda: [64, 128, 256, 512])
     aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
-    roi_output_size: int = 7
-    representation_size: int = 1024  # width of the two fully connected layers of the box head
+    roi_output_size: int = 7  # faster-rcnn-mlp (faster-rcnn-fc67 pools 6 x 6, fc6's kernel)
+    representation_size: int = (
+        1024  # faster-rcnn-mlp: width of the two fully connected layers of the box head
+    )
     score_threshold: float = (
         0.0  # keep every scored detection up to detections_per_image, as VOC evaluation wants
     )
@@ -189,16 +206,28 @@ class DetectorConfig:
 
 
 @dataclass
+class DetOptimConfig(SGDConfig):
+    """SGD of the detector; null bias keys take the protocol's: faster-rcnn-fc67 biases at lr x2 without weight
+    decay (Fast R-CNN's CaffeNet train.prototxt, every layer's lr_mult 2 / decay_mult 0 on the bias),
+    faster-rcnn-mlp biases as the weights."""
+
+    bias_lr_mult: float | None = None
+    bias_weight_decay: float | None = None
+
+
+@dataclass
 class VOCDetConfig(TransferRunConfig):
     # Kraehenbuehl's between-layer rescaling of the pretrained trunk on training images before fine-tuning: the
     # paper's VOC rows (docs/reference.md section 7, "rescaled before fine-tuning") were measured so.
+    # faster-rcnn-fc67 rescales the folded standard network as voc-cls kraehenbuehl16 does.
     rescale: bool = False
-    # run=None names the run folder <pretrain run>-<layer>[-frozen]
+    protocol: str | None = None  # faster-rcnn-fc67 | faster-rcnn-mlp (DET_PROTOCOLS); null: by network
+    # run=None names the run folder <pretrain run>[-fc67]-<layer>[-frozen]
     data: VOCDataConfig = field(default_factory=lambda: VOCDataConfig(batch_size=2))
     detector: DetectorConfig = field(default_factory=DetectorConfig)
-    # Fast R-CNN's schedule (docs/reference.md section 6): 150k iterations, lr x0.1 every 50k.
-    optim: SGDConfig = field(
-        default_factory=lambda: SGDConfig(lr=1e-3, weight_decay=5e-4, milestones=[50_000, 100_000])
+    # Fast R-CNN's schedule (docs/reference.md section 11.7): 150k iterations, lr x0.1 every 50k.
+    optim: DetOptimConfig = field(
+        default_factory=lambda: DetOptimConfig(lr=1e-3, weight_decay=5e-4, milestones=[50_000, 100_000])
     )
     trainer: VOCTrainerConfig = field(default_factory=lambda: VOCTrainerConfig(max_steps=150_000))
     logger: LoggerConfig = field(default_factory=LoggerConfig)
@@ -394,6 +423,34 @@ def validate_voc_det_config(config: VOCDetConfig) -> None:
         "positive numbers",
         ratios,
     )
+    require(
+        config.protocol is None or config.protocol in DET_PROTOCOLS,
+        "protocol",
+        f"null or one of {list(DET_PROTOCOLS)}",
+        config.protocol,
+    )
+    train_sizes = list(detector.train_sizes)
+    require(
+        bool(train_sizes) and all(size > 0 for size in train_sizes),
+        "detector.train_sizes",
+        "positive integers (shorter sides drawn per training image)",
+        train_sizes,
+    )
+    require(
+        detector.train_max_size >= max(train_sizes),
+        "detector.train_max_size",
+        f"an integer >= the largest of detector.train_sizes ({max(train_sizes)})",
+        detector.train_max_size,
+    )
+    optim = config.optim
+    require(
+        optim.bias_lr_mult is None or optim.bias_lr_mult > 0,
+        "optim.bias_lr_mult",
+        "null or a positive number",
+        optim.bias_lr_mult,
+    )
+    bias_decay = optim.bias_weight_decay
+    require(bias_decay is None or bias_decay >= 0, "optim.bias_weight_decay", "null or >= 0", bias_decay)
     for key in ("roi_output_size", "representation_size", "detections_per_image"):
         require(getattr(detector, key) > 0, f"detector.{key}", "a positive integer", getattr(detector, key))
     require(

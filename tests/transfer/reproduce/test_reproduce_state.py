@@ -14,7 +14,9 @@ import pytest
 from lit_colorization.config.loading import ConfigError
 from lit_colorization.store.results import SCHEMA, publish_results
 from transfer.cli.reproduce import main as reproduce_main
+from transfer.compare import PAPER_VOC, VOC_COLUMNS
 from transfer.reproduce.pipeline import PipelineStopped, decide, finished_rows, stop_on_signals, supersede
+from transfer.reproduce.report import PAPER_VOC_METHOD, measured, paper_value
 from transfer.reproduce.reproduce_config import REPRODUCE
 from transfer.reproduce.stages import prepare_stage, stage_specs
 from transfer.reproduce.state import (
@@ -117,6 +119,9 @@ def test_smoke_stages_load_as_their_commands_and_user_overrides_reach_them(tmp_p
     assert stages["pretrain"].folder == tmp_path / "x" / "pretrain" / "x"
     assert stages["voc-cls-fc6"].config.train_from == "fc6"
     assert stages["voc-svm-low-shot"].config.low_shot is True
+    det = stages["voc-det"].config  # protocol null: faster-rcnn-fc67 for the campaign's AlexNet
+    assert det.protocol is None and list(det.detector.train_sizes) == [48, 64, 80]
+    assert (det.detector.min_size, det.detector.train_max_size) == (64, 128)
     # Where a stage writes is not part of what it computes: the hash leaves it out.
     assert "run" not in stages["probe"].hashed_config() and "ckpt" not in stages["probe"].hashed_config()
 
@@ -207,3 +212,11 @@ def test_a_stage_that_fails_is_recorded_failed_with_its_error_and_retried_by_the
     # The campaign's settings were saved when it started: RUN alone continues it, a key given again wins.
     again = REPRODUCE.load(None, ["run=f", f"runs_dir={tmp_path / 'runs'}", "model=eccv16"])
     assert (again.data, again.scale, again.accelerator, again.model) == (str(data), "smoke", "cpu", "eccv16")
+
+
+def test_the_report_sets_the_papers_detection_number_beside_fc67_rows_only() -> None:
+    fc67 = {"protocol": "faster-rcnn-fc67", "layer": "conv5", "map": 12.5}
+    mlp = {"protocol": "faster-rcnn-mlp", "layer": "conv5", "map": 12.5}
+    assert paper_value("voc-det", fc67) == PAPER_VOC[PAPER_VOC_METHOD][VOC_COLUMNS.index("det")]
+    assert paper_value("voc-det", mlp) is None
+    assert measured("voc-det", fc67) == ("mAP@0.5, faster-rcnn-fc67 on conv5", 12.5)

@@ -31,7 +31,14 @@ from transfer.voc.detection import (
 from transfer.voc.evaluation import detection_map
 from transfer.voc.voc_config import VOC_DET, DetectorConfig, SGDConfig
 
-SMALL = DetectorConfig(min_size=64, max_size=96, anchor_sizes=[16, 32], representation_size=32)
+SMALL = DetectorConfig(
+    min_size=64,
+    max_size=96,
+    train_sizes=[64],
+    train_max_size=96,
+    anchor_sizes=[16, 32],
+    representation_size=32,
+)
 
 
 def _network(seed: int = 0):
@@ -205,9 +212,23 @@ def test_metric_scores_perfect_detections_one_and_counts_repeated_images_once() 
 def test_config_presets_and_bad_values() -> None:
     default = VOC_DET.load(None, [])
     assert default.detector.min_size == 128 and default.data.batch_size == 2
+    assert default.protocol is None and list(default.detector.train_sizes) == [128]  # null: fc67 for alexnet
     paper = VOC_DET.load("voc07", [])
     assert (paper.detector.min_size, paper.detector.max_size, paper.trainer.max_steps) == (600, 1000, 150_000)
-    assert list(paper.optim.milestones) == [50_000, 100_000]
+    assert (
+        list(paper.detector.train_sizes) == [480, 576, 688, 864, 1200]
+        and paper.detector.train_max_size == 2000
+    )
+    assert list(paper.optim.milestones) == [50_000, 100_000] and paper.rescale is True
+    mlp = VOC_DET.load("voc07_mlp", [])
+    assert mlp.protocol == "faster-rcnn-mlp" and mlp.detector.representation_size == 1024
+    assert (list(mlp.detector.train_sizes), mlp.detector.train_max_size) == ([600], 1000)  # as before fc67
+    with pytest.raises(ConfigError, match="'protocol'"):
+        VOC_DET.load(None, ["protocol=fast-rcnn"])
+    with pytest.raises(ConfigError, match="'detector.train_max_size'"):
+        VOC_DET.load(None, ["detector.train_sizes=[128,256]"])
+    with pytest.raises(ConfigError, match="'optim.bias_lr_mult'"):
+        VOC_DET.load(None, ["optim.bias_lr_mult=0"])
     with pytest.raises(ConfigError, match="'detector.max_size'"):
         VOC_DET.load(None, ["detector.max_size=64"])
     with pytest.raises(ConfigError, match="'data.train_years'"):
@@ -225,8 +246,11 @@ def test_cli_trains_a_detector_on_the_tiny_voc_and_appends_a_row(tmp_path: Path)
         f"runs_dir={tmp_path / 'runs'}",
         f"results={results}",
         *tiny_data_overrides(tmp_path / "cache"),
+        "protocol=faster-rcnn-mlp",
         "detector.min_size=64",
         "detector.max_size=96",
+        "detector.train_sizes=[64]",
+        "detector.train_max_size=96",
         "detector.anchor_sizes=[16,32]",
         "detector.representation_size=32",
         "detector.freeze_backbone=true",

@@ -84,12 +84,14 @@ DETECTION_STEPS = 16
 
 
 def detection_overrides(tmp_path: Path, ckpt: Path, run: str, *extra: str) -> list[str]:
-    """A tiny Faster R-CNN: its proposal and box sampling draw from torch's generator at every step."""
+    """A tiny Faster R-CNN (faster-rcnn-fc67, the AlexNet's default): its proposal and box sampling, multi-scale
+    draws and dropout use torch's generator at every step."""
     return [
         f"ckpt={ckpt}", f"runs_dir={tmp_path / 'runs'}", f"results={tmp_path / 'results.jsonl'}", f"run={run}",
         f"data.tiny.cache_dir={tmp_path / 'cache'}", "data.tiny.num_train=6", "data.tiny.num_val=6",
         "data.tiny.num_test=6", "data.tiny.image_size=64", "data.tiny.classes=[car,cat,dog]", "data.num_workers=0",
-        "data.batch_size=2", "detector.min_size=64", "detector.max_size=96", "detector.anchor_sizes=[16,32]",
+        "data.batch_size=2", "detector.min_size=64", "detector.max_size=96", "detector.train_sizes=[48,64,80]",
+        "detector.train_max_size=128", "detector.anchor_sizes=[16,32]",
         "detector.representation_size=32", f"trainer.max_steps={DETECTION_STEPS}", "optim.milestones=[8]",
         "trainer.accelerator=cpu", "trainer.progress_bar=false", "logger.kind=none",
         *extra,
