@@ -84,7 +84,7 @@ def read_sbd_mask(path: str | Path) -> np.ndarray:
     """The class map (uint8 H x W) of one SBD ``cls/<id>.mat``: ``GTcls.Segmentation``."""
     try:
         contents = scipy.io.loadmat(str(path))
-    except (OSError, ValueError, NotImplementedError, TypeError) as error:
+    except Exception as error:  # scipy raises many kinds (MatReadError, IndexError, ...) on a damaged file
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ValueError(f"{path}: not a readable SBD .mat file ({reason})") from None
     gt = contents.get("GTcls")
