@@ -4,7 +4,7 @@ docs/reference.md section 11.6 ([R] ``feature_learning_tests/segmentation/train_
 CaffeNet layers with conv1 **padded by 100**, fc6 a 6x6 convolution and fc7 1x1, each followed by dropout 0.5;
 ``score-fr`` 21@1x1 (no filler in the prototxt: Caffe's default constant 0, so weights and bias start at zero);
 a **fixed** ``Deconvolution`` 21@63x63 stride 32, group 21 (both its blobs at ``lr_mult: 0``) holding the bilinear
-kernel ``surgery.interp`` writes; and a ``Crop`` of that map to the input at ``CROP_OFFSET`` (18, derived below).
+kernel ``surgery.interp`` writes; and a ``Crop`` of that map to the input size at ``crop_offset``.
 
 The colour branch (``colour_branch``, the release's choice): the prototxt's ``data_ab`` layer is a fixed 1x1
 convolution from the two ``ab`` channels to **one** channel with both weights 0.69308239, i.e.
@@ -15,9 +15,12 @@ the branch starts at zero and the network first sees only ``L``.
 Crop offset: an output pixel ``j`` of ``score-fr`` is centred on input pixel ``32 j + 13`` (fc6's 6x6 window on
 pool5, three 3x3 stride-2 pools, conv1 11x11 stride 4 padded by 100: ``4 (8 j + 27) - 95``), while the
 deconvolution puts that pixel's kernel centre at ``32 j + 31``; so input pixel ``y`` is deconvolution pixel
-``y + 18``. Caffe's ``coord_map.crop`` computes the same 18 for FCN's own ``voc-fcn-alexnet`` (its
-``train.prototxt``: ``crop_param { axis: 2 offset: 18 }``). The release's prototxt gives no ``crop_param``;
-``crop_offset`` computes it from the layer geometry, and tests check it against the receptive fields.
+``y + 18``: ``ALIGNED_CROP_OFFSET`` (``aligned_crop_offset`` computes it as Caffe's ``coord_map.crop`` does; FCN's
+own ``voc-fcn-alexnet/train.prototxt`` has ``crop_param { axis: 2 offset: 18 }``). The release's prototxt gives
+its ``Crop`` no ``crop_param``, and the release's Caffe then crops at offset 0 (``RELEASE_CROP_OFFSET``: its
+``crop_layer.cpp`` starts every offset at 0 and ``CropParameter.offset`` has no default): its score at pixel ``y``
+describes input pixel ``y - 18``, a map 18 pixels down and right of the image it labels. ``crop_offset`` (the
+config key) picks either; 0 is the release's.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ FCN_ALEXNET_LAYERS = (
 )
 
 
-def crop_offset(layers: tuple[tuple[int, int, int], ...] = FCN_ALEXNET_LAYERS) -> int:
+def aligned_crop_offset(layers: tuple[tuple[int, int, int], ...] = FCN_ALEXNET_LAYERS) -> int:
     """The Crop offset that aligns the stride-32 deconvolution's output with the input, from Caffe's coordinate
     maps (``python/caffe/coord_map.py``): each layer maps ``x -> x / stride + (pad - (kernel - 1) / 2) / stride``,
     the deconvolution ``x -> 32 x + (63 - 1) / 2``."""
@@ -65,7 +68,8 @@ def crop_offset(layers: tuple[tuple[int, int, int], ...] = FCN_ALEXNET_LAYERS) -
     return int(up_shift)
 
 
-CROP_OFFSET = crop_offset()
+ALIGNED_CROP_OFFSET = aligned_crop_offset()
+RELEASE_CROP_OFFSET = 0
 
 
 def bilinear_kernel(size: int) -> Tensor:
@@ -83,7 +87,13 @@ class FCNAlexNet(nn.Module):
 
     wants_lab = True  # VOCSegmentationModule feeds Lab, not L alone
 
-    def __init__(self, network: AlexNetColorizer, num_classes: int, colour_branch: bool = True) -> None:
+    def __init__(
+        self,
+        network: AlexNetColorizer,
+        num_classes: int,
+        colour_branch: bool = True,
+        crop_offset: int = RELEASE_CROP_OFFSET,
+    ) -> None:
         super().__init__()
         if not isinstance(network, AlexNetColorizer) or network.geometry != PROBE_GEOMETRY:
             raise ValueError(
@@ -109,6 +119,9 @@ class FCNAlexNet(nn.Module):
         kernel = bilinear_kernel(UPSAMPLE_KERNEL).expand(num_classes, 1, UPSAMPLE_KERNEL, UPSAMPLE_KERNEL)
         self.register_buffer("upsample", kernel.clone())
         self.num_classes = num_classes
+        if crop_offset < 0:
+            raise ValueError(f"crop_offset must be >= 0, got {crop_offset}")
+        self.crop_offset = crop_offset
         self.trainable_layers = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
         self.train(
             True
@@ -129,9 +142,10 @@ class FCNAlexNet(nn.Module):
         scores = F.conv_transpose2d(
             self.score(x), self.upsample, stride=UPSAMPLE_STRIDE, groups=self.num_classes
         )
-        if scores.shape[-2] < CROP_OFFSET + height or scores.shape[-1] < CROP_OFFSET + width:
+        offset = self.crop_offset
+        if scores.shape[-2] < offset + height or scores.shape[-1] < offset + width:
             raise ValueError(
                 f"FCN-AlexNet: a {height} x {width} input upsamples to {tuple(scores.shape[-2:])}, too small to "
-                f"crop at offset {CROP_OFFSET}"
+                f"crop at offset {offset}"
             )
-        return scores[..., CROP_OFFSET : CROP_OFFSET + height, CROP_OFFSET : CROP_OFFSET + width]
+        return scores[..., offset : offset + height, offset : offset + width]

@@ -177,6 +177,22 @@ def _sbd_entry(sbd_root: Path, image_id: str) -> AnnotatedImage:
     )
 
 
+def _listed(path: Path) -> list[str]:
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: not found; protocol=release reads VOCdevkit/VOC2011 and SBD's lists"
+        )
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def release_list_sizes(voc_root: str | Path, sbd_root: str | Path) -> tuple[int, int]:
+    """(training images, seg11valid images) from the lists alone (no image is opened): for planning."""
+    lists = voc_year_dir(voc_root, RELEASE_VOC_YEAR) / "ImageSets" / "Segmentation"
+    voc_train, voc_val = _listed(lists / "train.txt"), _listed(lists / "val.txt")
+    sbd_train = _listed(sbd_dataset_dir(sbd_root) / "train.txt")
+    return len(set(voc_train) | set(sbd_train)), len(seg11valid_ids(voc_val, sbd_train))
+
+
 def seg11valid_ids(voc_val: Sequence[str], sbd_train: Sequence[str]) -> list[str]:
     """FCN's ``seg11valid``: the VOC2011 segmentation val ids not in SBD train, in val's order."""
     in_sbd_train = set(sbd_train)

@@ -41,7 +41,7 @@ from transfer.voc.common import (
     train_data,
 )
 from transfer.voc.dataset import VOCSegmentationDataset
-from transfer.voc.fcn_alexnet import AB_SCALE, CROP_OFFSET, FCNAlexNet
+from transfer.voc.fcn_alexnet import AB_SCALE, ALIGNED_CROP_OFFSET, FCNAlexNet
 from transfer.voc.sbd import SegmentationList, release_lists
 from transfer.voc.segmentation import (
     FCNSegmenter,
@@ -127,7 +127,7 @@ def release(
     test = Indexed(SegmentationList(lists.seg11valid, voc.classes))
     rescaled = release_rescale_(network, train, config.trainer.seed) if config.rescale else {}
     num_classes = len(voc.classes) + 1
-    segmenter = FCNAlexNet(network, num_classes, colour_branch=config.colour_branch)
+    segmenter = FCNAlexNet(network, num_classes, config.colour_branch, config.crop_offset)
     result, steps = fit_and_score(config, run, segmenter, train, test, num_classes)
     fields = {
         "layer": "fc7",
@@ -137,8 +137,11 @@ def release(
         "trainable_layers": list(segmenter.trainable_layers),
         "head": (
             "FCN-AlexNet: conv1 pad 100, dropout 0.5 after fc6 and fc7, score-fr 1x1 from zero, fixed bilinear "
-            f"63x63 stride-32 deconvolution, crop at offset {CROP_OFFSET}"
+            f"63x63 stride-32 deconvolution, crop at offset {config.crop_offset}"
         ),
+        # 0: as the release's Caffe cropped, 18 pixels off the input; 18: aligned (docs/reference.md 11.6)
+        "crop_offset": config.crop_offset,
+        "scores_aligned": config.crop_offset == ALIGNED_CROP_OFFSET,
         "colour_branch": config.colour_branch,
         "input": f"L - 50, and conv1_ab on {AB_SCALE} (a + b)" if config.colour_branch else "L - 50",
         **rescaled,

@@ -291,6 +291,9 @@ class VOCSegConfig(TransferRunConfig):
     # protocol=release: the learned ab branch (conv1_ab on 0.69308239 (a + b), summed into conv1) as the
     # release's prototxt has it; false: the segmenter sees L only
     colour_branch: bool = True
+    # protocol=release: where the x32 upsampled scores are cropped to the input: 0 as the release's Caffe crops
+    # (its prototxt gives the Crop no offset), 18 aligns them with the input (Caffe's coord_map; FCN's own net)
+    crop_offset: int = 0
     # run=None names the run folder <pretrain run>-fcn-<layer>-<train_from> (release: <pretrain run>-release)
     train_from: str = "conv1"  # first trainable layer; the layers before it stay frozen (release: conv1 only)
     head_layer: str | None = (
@@ -519,6 +522,12 @@ def validate_voc_seg_config(config: VOCSegConfig) -> None:
             data.tiny.num_test,
         )
     require(config.image.crop > 0, "image.crop", "a positive integer", config.image.crop)
+    require(
+        0 <= config.crop_offset <= 31,
+        "crop_offset",
+        "an integer in [0, 31] (0: the release's Caffe, 18: aligned with the input)",
+        config.crop_offset,
+    )
     require(
         optim.iter_size is None or optim.iter_size > 0,
         "optim.iter_size",

@@ -22,12 +22,13 @@ from transfer.trunk import in_standard_geometry
 from transfer.voc.common import build_trainer
 from transfer.voc.dataset import SEGMENTATION_VOID, voc_year_dir
 from transfer.voc.fcn_alexnet import (
-    CROP_OFFSET,
+    ALIGNED_CROP_OFFSET,
     FCN_ALEXNET_LAYERS,
+    RELEASE_CROP_OFFSET,
     UPSAMPLE_KERNEL,
     FCNAlexNet,
+    aligned_crop_offset,
     bilinear_kernel,
-    crop_offset,
 )
 from transfer.voc.fine_tuning import fine_tuning_optimizer
 from transfer.voc.sbd import (
@@ -46,9 +47,10 @@ from transfer.voc.voc_config import VOC_SEG, resolve_seg_protocol
 CLASSES = ("cat", "dog", "person")
 
 
-def _fcn(colour_branch: bool = True, seed: int = 0) -> FCNAlexNet:
+def _fcn(colour_branch: bool = True, seed: int = 0, crop_offset: int = RELEASE_CROP_OFFSET) -> FCNAlexNet:
     torch.manual_seed(seed)
-    return FCNAlexNet(in_standard_geometry(create_model("alexnet", width=0.125)), 4, colour_branch)
+    network = in_standard_geometry(create_model("alexnet", width=0.125))
+    return FCNAlexNet(network, 4, colour_branch, crop_offset)
 
 
 def _lab(height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -74,14 +76,15 @@ def voc2011_sbd(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_scores_cover_the_input_exactly_for_any_size() -> None:
-    fcn = _fcn().eval()
-    for height, width in [(1, 1), (31, 64), (100, 37), (227, 227), (333, 500)]:
-        assert fcn(_lab(height, width)).shape == (1, 4, height, width)
+    for offset in (RELEASE_CROP_OFFSET, ALIGNED_CROP_OFFSET):
+        fcn = _fcn(crop_offset=offset).eval()
+        for height, width in [(1, 1), (31, 64), (100, 37), (227, 227), (333, 500)]:
+            assert fcn(_lab(height, width)).shape == (1, 4, height, width)
 
 
 def test_crop_offset_is_18_by_the_coordinate_maps_and_by_the_receptive_field_centres() -> None:
     # FCN's voc-fcn-alexnet/train.prototxt, written by caffe.coord_map.crop for this geometry: offset 18.
-    assert CROP_OFFSET == crop_offset() == 18
+    assert ALIGNED_CROP_OFFSET == aligned_crop_offset() == 18
     # Independently: the centroid of score-fr pixel j's receptive field, from autograd through a chain of uniform
     # convolutions and average pools of the same kernels, strides and pads, is input pixel 32 j + 13; the
     # deconvolution centres pixel j's kernel at 32 j + (63 - 1) / 2 = 32 j + 31; 31 - 13 = 18.
@@ -98,22 +101,28 @@ def test_crop_offset_is_18_by_the_coordinate_maps_and_by_the_receptive_field_cen
         weights = gradient[0, 0]
         centre = float((weights * torch.arange(640)).sum() / weights.sum())
         assert centre == pytest.approx(32 * j + 13)
-        assert (32 * j + (UPSAMPLE_KERNEL - 1) / 2) - centre == pytest.approx(CROP_OFFSET)
+        assert (32 * j + (UPSAMPLE_KERNEL - 1) / 2) - centre == pytest.approx(ALIGNED_CROP_OFFSET)
 
 
-def test_each_score_fr_value_lands_on_its_own_input_pixel() -> None:
-    fcn = _fcn().eval()
+@pytest.mark.parametrize(("offset", "lands_at"), [(ALIGNED_CROP_OFFSET, 13), (RELEASE_CROP_OFFSET, 31)])
+def test_each_score_fr_value_lands_on_its_input_pixel_or_18_pixels_off(offset: int, lands_at: int) -> None:
+    fcn = _fcn(crop_offset=offset).eval()
     nn.init.normal_(fcn.score.weight)
     captured = {}
     fcn.score.register_forward_hook(lambda _m, _i, out: captured.setdefault("score_fr", out))
     scores = fcn(_lab(300, 260))
     score_fr = captured["score_fr"]
     rows, cols = score_fr.shape[-2:]
-    # The bilinear kernel is 1 at its centre and 0 one stride away: output pixel 32 j + 13 is score-fr j exactly.
+    # The bilinear kernel is 1 at its centre and 0 one stride away: score-fr j, centred on input pixel 32 j + 13,
+    # is exactly output pixel 32 j + 13 when aligned, 32 j + 31 as the release's Caffe cropped.
+    checked = 0
     for j in range(rows):
         for i in range(cols):
-            if 32 * j + 13 < 300 and 32 * i + 13 < 260:
-                assert torch.allclose(scores[0, :, 32 * j + 13, 32 * i + 13], score_fr[0, :, j, i], atol=1e-5)
+            y, x = 32 * j + lands_at, 32 * i + lands_at
+            if y < 300 and x < 260:
+                assert torch.allclose(scores[0, :, y, x], score_fr[0, :, j, i], atol=1e-5)
+                checked += 1
+    assert checked >= 60
 
 
 def test_the_upsampling_is_fixed_bilinear_and_never_trained() -> None:
@@ -301,6 +310,7 @@ def test_release_config_rules() -> None:
         ("data.batch_size=4", "'data.batch_size'"),
         ("train_from=fc6", "'train_from'"),
         ("head_layer=conv5", "'head_layer'"),
+        ("crop_offset=-1", "'crop_offset'"),
     ]:
         with pytest.raises(ConfigError, match=key):
             VOC_SEG.load("seg11", [override])
@@ -335,7 +345,8 @@ def test_cli_release_protocol_on_the_tiny_voc2011_and_sbd(tmp_path: Path) -> Non
     assert row["colour_branch"] and row["input"] == "L - 50, and conv1_ab on 0.69308239 (a + b)"
     # VOC2011 train 4, plus SBD train's VOC2011 val image and its 4 SBD-only images; seg11valid: val less that one
     assert row["train_images"] == 4 + 1 + 4 and row["seg11valid_images"] == row["num_test_images"] == 3
-    assert "crop at offset 18" in row["head"] and row["trainable_layers"][0] == "conv1"
+    assert "crop at offset 0" in row["head"] and row["trainable_layers"][0] == "conv1"
+    assert row["crop_offset"] == 0 and row["scores_aligned"] is False
     run_dir = tmp_path / "runs" / "voc-seg-random-alexnet-release"
     assert json.loads((run_dir / "results.json").read_text()) == [row]
     iou = iou_from_saved_predictions(run_dir, len(row["iou"]))
