@@ -138,11 +138,19 @@ def write_empty_tree(root: Path) -> tuple[Path, Path]:
         folder.mkdir(parents=True)
         for name, count in sets.items():
             first = 100 if name == "val" else 0
-            (folder / f"{name}.txt").write_text("".join(f"{year}_{i:06d}\n" for i in range(first, first + count)))
+            (folder / f"{name}.txt").write_text(
+                "".join(f"{year}_{i:06d}\n" for i in range(first, first + count))
+            )
     # SBD train: 2 of VOC2011's train images, 2 of its val images (so seg11valid is 3) and 4 of its own.
     sbd = root / "voc" / "benchmark_RELEASE" / "dataset"
     sbd.mkdir(parents=True)
-    listed = ["2011_000000", "2011_000001", "2011_000100", "2011_000101", *(f"2011_9{i:05d}" for i in range(4))]
+    listed = [
+        "2011_000000",
+        "2011_000001",
+        "2011_000100",
+        "2011_000101",
+        *(f"2011_9{i:05d}" for i in range(4)),
+    ]
     (sbd / "train.txt").write_text("".join(f"{image_id}\n" for image_id in listed))
     return root / "imagenet", root / "voc"
 

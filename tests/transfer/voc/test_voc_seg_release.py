@@ -17,7 +17,9 @@ from torch.utils.data import DataLoader
 
 from lit_colorization.config.loading import ConfigError
 from lit_colorization.models import create_model
+from lit_colorization.store.results import ResultRow
 from tests.helpers import bare_trainer, iou_from_saved_predictions, run_module
+from transfer.compare import build_sections
 from transfer.trunk import in_standard_geometry
 from transfer.voc.common import build_trainer
 from transfer.voc.dataset import SEGMENTATION_VOID, voc_year_dir
@@ -353,6 +355,9 @@ def test_cli_release_protocol_on_the_tiny_voc2011_and_sbd(tmp_path: Path) -> Non
     assert list(row["iou"].values()) == [None if v is None else pytest.approx(v, abs=1e-3) for v in iou]
     assert row["miou"] == pytest.approx(np.mean([v for v in iou if v is not None]), abs=1e-3)
     assert "VOC11 segmentation (release: FCN-AlexNet, VOC2011 train + SBD train)" in run.stdout
+    sections = {section.title: section for section in build_sections([ResultRow(1, row)])}
+    text = "\n".join(sections["Pascal VOC segmentation"].lines)
+    assert "release FCN-AlexNet, crop 0" in text and f"{row['miou']:.1f}" in text and "35.6" in text
 
 
 def test_a_disk_without_sbd_is_a_one_line_error_naming_the_key(voc2011_sbd: Path, tmp_path: Path) -> None:
