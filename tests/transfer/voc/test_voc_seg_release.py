@@ -305,7 +305,7 @@ def test_release_config_rules() -> None:
         resolve_seg_protocol(VOC_SEG.load(None, ["protocol=release"]), "resnet50")
     release = resolve_seg_protocol(default, "alexnet")
     assert (release.data.year, release.data.batch_size, release.optim.bias_lr_mult) == ("2011", 1, 2.0)
-    assert release.optim.bias_weight_decay == 0.0 and release.optim.iter_size == 2  # the tiny file's
+    assert release.optim.bias_weight_decay == 0.0 and release.optim.iter_size == 20
     for override, key in [
         ("data.year=2012", "'data.year'"),
         ("data.train_set=train", "'data.train_set'"),
@@ -338,7 +338,9 @@ def test_cli_release_protocol_on_the_tiny_voc2011_and_sbd(tmp_path: Path) -> Non
         "trainer.progress_bar=false",
         "logger.kind=csv",
     ]
-    run = run_module("transfer.cli.voc_seg", *common, "rescale=false", "trainer.max_steps=2")
+    run = run_module(
+        "transfer.cli.voc_seg", *common, "rescale=false", "optim.iter_size=2", "trainer.max_steps=2"
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     [row] = [json.loads(line) for line in results.read_text().splitlines()]
     assert (row["protocol"], row["geometry"], row["ap_metric"]) == ("release", "standard", None)
