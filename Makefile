@@ -30,7 +30,10 @@ CLASSIFIER ?=
 TRAIN_FROM ?=
 PROTOCOL ?=
 VOC_PRESET ?= $(if $(DATA),voc07)
-SEG_PRESET ?= $(if $(DATA),voc12)
+# voc-seg on real data: seg11 (protocol release: VOC2011 + SBD -> seg11valid), voc12 with PROTOCOL=project-fcn.
+SEG_PRESET ?= $(if $(DATA),$(if $(filter project-fcn,$(PROTOCOL)),voc12,seg11))
+# voc-seg protocol release: SBD's benchmark_RELEASE folder (unset: $(DATA)/benchmark_RELEASE).
+SBD ?=
 # Places205 probes: PROBE_PRESET=places205 with DATA holding train/<category>/ and val/<category>/.
 PROBE_PRESET ?= $(if $(DATA),imagenet,sample)
 OUT ?=
@@ -155,9 +158,9 @@ voc-cls: setup ## VOC07 classification, fine-tune or SVM (ARGS="low_shot=true": 
 voc-det: setup ## VOC07 detection, Faster R-CNN on the colorization trunk: CKPT DATA MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN RESUME ARGS
 	$(PY) -m transfer.cli.voc_det $(if $(VOC_PRESET),--preset $(VOC_PRESET)) $(VOC_OVERRIDES) $(ARGS)
 
-voc-seg: setup ## VOC2012 segmentation, FCN on the colorization trunk, mIoU: CKPT DATA (holds VOCdevkit/VOC2012) TRAIN_FROM MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN RESUME ARGS
+voc-seg: setup ## VOC segmentation, mIoU: PROTOCOL (release: the paper's FCN-AlexNet, VOC2011+SBD -> seg11valid; project-fcn: VOC2012) CKPT DATA (holds VOCdevkit/) SBD TRAIN_FROM MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN RESUME ARGS
 	$(PY) -m transfer.cli.voc_seg $(if $(SEG_PRESET),--preset $(SEG_PRESET)) $(VOC_OVERRIDES) \
-		$(if $(TRAIN_FROM),train_from=$(TRAIN_FROM)) $(ARGS)
+		$(if $(PROTOCOL),protocol=$(PROTOCOL)) $(if $(SBD),data.sbd_root=$(SBD)) $(if $(TRAIN_FROM),train_from=$(TRAIN_FROM)) $(ARGS)
 
 eval-color: setup ## Colorization quality (paper Table 1) + T sweep: CKPT (one or more) DATA TEMPERATURES CLASSIFIER (weights file) LOGGER ARGS
 	$(PY) -m lit_colorization.cli.eval_color $(ARGS) $(if $(LOGGER),logger.kind=$(LOGGER)) $(if $(CKPT),--ckpt $(CKPT)) \

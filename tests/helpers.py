@@ -138,3 +138,19 @@ def series_drawn(pixels: np.ndarray, minimum_pixels: int = 20) -> int:
             break
         count += 1
     return count
+
+
+def iou_from_saved_predictions(run_dir: Path, num_classes: int) -> list[float | None]:
+    """Per-class IoU in percent (None: a class neither present nor predicted) recomputed with numpy from the
+    class maps a voc-seg run saved (``test_predictions.npz``): one confusion matrix, void (255) left out."""
+    saved = np.load(run_dir / "test_predictions.npz")
+    images = sorted(int(name.split("_")[1]) for name in saved.files if name.startswith("truth_"))
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    for image in images:
+        truth = saved[f"truth_{image}"].astype(np.int64)
+        predicted = saved[f"predicted_{image}"].astype(np.int64)
+        scored = truth < num_classes
+        pairs = truth[scored] * num_classes + predicted[scored]
+        confusion += np.bincount(pairs, minlength=num_classes**2).reshape(num_classes, num_classes)
+    union = confusion.sum(0) + confusion.sum(1) - np.diag(confusion)
+    return [100.0 * np.diag(confusion)[c] / union[c] if union[c] else None for c in range(num_classes)]

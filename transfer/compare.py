@@ -433,7 +433,10 @@ def voc_segmentation_section(rows: Sequence[ResultRow]) -> Section:
         if not _is_number(data.get("miou")):
             problems.append(f"line {row.line}: {VOC_SEGMENTATION} row without a numeric 'miou', skipped")
             continue
-        setting = f"fcn on {data.get('layer', '?')}, from {data.get('train_from', '?')}"
+        if data.get("protocol") == "release":  # the paper's protocol (docs/reference.md section 11.6)
+            setting = f"release FCN-AlexNet, crop {data.get('crop_offset', '?')}"
+        else:
+            setting = f"fcn on {data.get('layer', '?')}, from {data.get('train_from', '?')}"
         body.append(
             [
                 str(data.get("pretrain_run", "?")),

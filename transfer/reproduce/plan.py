@@ -26,6 +26,9 @@ from transfer.probe.probe_config import probe_schedule
 from transfer.reproduce.reproduce_config import ReproduceConfig
 from transfer.reproduce.stages import PreparedStage, StageSpec, prepare_stage
 from transfer.voc.dataset import voc_year_dir
+from transfer.voc.sbd import release_list_sizes
+from transfer.voc.synthetic import SBD_FOLDER
+from transfer.voc.voc_config import resolve_seg_protocol
 
 RATES_HARDWARE = "NVIDIA H200 (docs/benchmarks.md, make bench run 2, 2026-11-27)"
 # docs/benchmarks.md, "Measured on NVIDIA H200", run 2: images/s.
@@ -165,7 +168,15 @@ def _voc_root(stage: PreparedStage) -> str | None:
 def plan_voc(stage: PreparedStage, devices: int) -> StagePlan:
     config, name = stage.config, stage.spec.name
     root = _voc_root(stage)
-    if name == "voc-seg":
+    if (
+        name == "voc-seg"
+    ):  # the keys its protocol fills in (the stages name the protocol; null would be alexnet's)
+        config = resolve_seg_protocol(config, "alexnet" if config.protocol != "project-fcn" else "any")
+    release = name == "voc-seg" and config.protocol == "release"
+    if release:
+        sbd = config.data.sbd_root or (str(Path(root) / SBD_FOLDER) if root else None)
+        train, test = release_list_sizes(root, sbd) if root else (None, None)
+    elif name == "voc-seg":
         train = (
             image_set_size(root, config.data.year, "Segmentation", config.data.train_set) if root else None
         )
@@ -198,14 +209,19 @@ def plan_voc(stage: PreparedStage, devices: int) -> StagePlan:
     if name == "voc-det":
         height, width = config.detector.min_size, config.detector.max_size
         note = "the trunk only (RPN and box heads not counted)"
+    elif release:
+        # Whole VOC images (about 500 x 375) padded by 100 on each side, one per forward.
+        height, width = 375 + 200, 500 + 200
+        note = "the trunk on a whole 500 x 375 image padded by 100"
     else:
         height = width = config.image.crop
         note = "the whole network"
     flops = TRAIN_STEP_OVER_FORWARD * forward_flops(model, kwargs, height, width)
     rate = flop_scaled(MODEL_STEP, flops)
     steps = config.trainer.max_steps
-    per_step = config.data.batch_size * devices  # a VOC task's batch is per process
-    batch_note = f"; batch {config.data.batch_size} per process, {per_step} global" if devices > 1 else ""
+    per_process = config.optim.iter_size if release else config.data.batch_size
+    per_step = per_process * devices  # a VOC task's batch is per process
+    batch_note = f"; batch {per_process} per process, {per_step} global" if devices > 1 else ""
     return StagePlan(
         name,
         stage.spec.summary,

@@ -181,8 +181,11 @@ def data_loader(
     )
 
 
-def build_trainer(trainer: Any, run_dir: Path, logger: Logger | bool) -> L.Trainer:
-    """The Lightning trainer of a ``VOCTrainerConfig``; no checkpoints (the results are the product)."""
+def build_trainer(
+    trainer: Any, run_dir: Path, logger: Logger | bool, accumulate_grad_batches: int = 1
+) -> L.Trainer:
+    """The Lightning trainer of a ``VOCTrainerConfig``; no checkpoints (the results are the product).
+    ``accumulate_grad_batches`` batches make one optimizer step (Caffe's ``iter_size``)."""
     periodic_validation = trainer.val_check_interval is not None
     return build_transfer_trainer(
         trainer,
@@ -195,6 +198,7 @@ def build_trainer(trainer: Any, run_dir: Path, logger: Logger | bool) -> L.Train
         val_check_interval=trainer.val_check_interval if periodic_validation else None,
         check_val_every_n_epoch=None if periodic_validation else 1,
         num_sanity_val_steps=0,
+        accumulate_grad_batches=accumulate_grad_batches,
     )
 
 

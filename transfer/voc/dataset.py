@@ -48,7 +48,7 @@ VOC_CLASSES = (
     "train",
     "tvmonitor",
 )
-VOC_YEARS = ("2007", "2012")
+VOC_YEARS = ("2007", "2011", "2012")  # 2011: the VOC2011 segmentation sets of voc-seg protocol=release
 log = logging.getLogger(__name__)
 _reported_outside: set[str] = (
     set()

@@ -141,10 +141,11 @@ def void_masked_cross_entropy(scores: Tensor, targets: Tensor) -> Tensor:
 
 
 class VOCSegmentationModule(L.LightningModule):
-    """Fine-tunes an ``FCNSegmenter`` with SGD (``optim``: lr, momentum, weight_decay, milestones in steps,
-    gamma); logs ``voc/train_loss`` and, after each evaluation, ``voc/miou`` (in [0, 1])."""
+    """Fine-tunes a segmenter (an ``FCNSegmenter``, or an ``FCNAlexNet``, whose ``wants_lab`` asks for the whole
+    ``Lab`` image) with SGD (``optim``: lr, momentum, weight_decay, milestones in steps, gamma, and the biases' lr
+    multiplier and weight decay); logs ``voc/train_loss`` and, after each evaluation, ``voc/miou`` (in [0, 1])."""
 
-    def __init__(self, segmenter: FCNSegmenter, num_classes: int, optim: Any) -> None:
+    def __init__(self, segmenter: nn.Module, num_classes: int, optim: Any) -> None:
         super().__init__()
         self.segmenter = segmenter
         self.optim = optim
@@ -152,19 +153,20 @@ class VOCSegmentationModule(L.LightningModule):
         self.last_result: SegmentationResult | None = None
         self.recorded: dict[str, np.ndarray] | None = None  # a dict: validation keeps each image's masks
 
-    @staticmethod
-    def lightness(images: Tensor) -> Tensor:
-        return uint8_to_lab(images.as_subclass(Tensor))[:, :1]
+    def inputs(self, images: Tensor) -> Tensor:
+        """uint8 RGB -> what the segmenter reads: ``L`` in [0, 100], or all of ``Lab``."""
+        lab = uint8_to_lab(images.as_subclass(Tensor))
+        return lab if getattr(self.segmenter, "wants_lab", False) else lab[:, :1]
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, masks = batch
-        loss = void_masked_cross_entropy(self.segmenter(self.lightness(images)), masks.as_subclass(Tensor))
+        loss = void_masked_cross_entropy(self.segmenter(self.inputs(images)), masks.as_subclass(Tensor))
         self.log("voc/train_loss", loss, batch_size=images.shape[0])
         return loss
 
     def validation_step(self, batch: tuple[Tensor, tuple[Tensor, Tensor]], batch_idx: int) -> None:
         index, (images, masks) = batch  # an ``Indexed`` dataset of whole images
-        predictions = self.segmenter(self.lightness(images)).argmax(dim=1)
+        predictions = self.segmenter(self.inputs(images)).argmax(dim=1)
         self.test_iou.update(index, predictions, masks.as_subclass(Tensor))
         if self.recorded is not None:  # per image (sizes differ), once each: predicted and true class maps
             for image, predicted, truth in zip(

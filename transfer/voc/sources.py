@@ -22,10 +22,11 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from transfer.voc.dataset import VOC_CLASSES
-from transfer.voc.synthetic import make_tiny_voc
+from transfer.voc.synthetic import SBD_FOLDER, make_tiny_sbd, make_tiny_voc
 
 TEST_YEAR = "2007"
 NUM_TEST_VIEWS = 10
+TINY_SBD_EXTRA = 4  # SBD-only images of the tiny SBD (its other images are the tiny VOC2011's)
 
 
 @dataclass(frozen=True)
@@ -35,19 +36,21 @@ class VOCSource:
     label: str  # the dataset as recorded in results rows
 
 
-def tiny_voc_folder(tiny: Any, year: str = TEST_YEAR) -> Path:
+def tiny_voc_folder(tiny: Any, year: str = TEST_YEAR, with_sbd: bool = False) -> Path:
     """``<cache_dir>/<year and settings>``: one cached dataset per generator setting, so a changed setting (or a
     generator that writes more, as segmentation masks once were added) never reuses."""
+    sbd = f"+sbd{TINY_SBD_EXTRA}" if with_sbd else ""
     settings = (
-        f"voc{year}-train{tiny.num_train}-val{tiny.num_val}-test{tiny.num_test}-size{tiny.image_size}-"
+        f"voc{year}{sbd}-train{tiny.num_train}-val{tiny.num_val}-test{tiny.num_test}-size{tiny.image_size}-"
         f"seed{tiny.seed}-{'+'.join(tiny.classes)}"
     )
     return Path(tiny.cache_dir) / settings
 
 
-def ensure_tiny_voc(tiny: Any, year: str = TEST_YEAR) -> Path:
-    """The tiny VOC<year> root for ``tiny`` (a ``TinyVOCConfig``), generated on first use."""
-    root = tiny_voc_folder(tiny, year)
+def ensure_tiny_voc(tiny: Any, year: str = TEST_YEAR, with_sbd: bool = False) -> Path:
+    """The tiny VOC<year> root for ``tiny`` (a ``TinyVOCConfig``), generated on first use; ``with_sbd`` adds a
+    tiny SBD in ``<root>/benchmark_RELEASE`` (``make_tiny_sbd``)."""
+    root = tiny_voc_folder(tiny, year, with_sbd)
     if (root / "VOCdevkit").is_dir():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
@@ -66,6 +69,8 @@ def ensure_tiny_voc(tiny: Any, year: str = TEST_YEAR) -> Path:
                 seed=tiny.seed,
                 year=year,
             )
+            if with_sbd:
+                make_tiny_sbd(staging, TINY_SBD_EXTRA, tuple(tiny.classes), tiny.image_size, tiny.seed)
             staging.rename(root)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -106,6 +111,38 @@ def resolve_voc_seg_source(data: Any) -> VOCSource:
         )
     classes = tuple(data.classes) if data.classes is not None else VOC_CLASSES
     return VOCSource(root.resolve(), classes, f"{short} segmentation {splits}")
+
+
+@dataclass(frozen=True)
+class ReleaseSegSource(VOCSource):
+    sbd_root: Path  # the SBD folder holding dataset/
+
+
+def resolve_release_seg_source(data: Any) -> ReleaseSegSource:
+    """Where voc-seg ``protocol=release`` reads VOC2011 and SBD (the tiny pair without ``data.root``); a one-line
+    error naming the key when SBD is not there."""
+    if data.root is None:
+        root = ensure_tiny_voc(data.tiny, "2011", with_sbd=True)
+        classes = tuple(data.classes) if data.classes is not None else tuple(data.tiny.classes)
+        return ReleaseSegSource(
+            root, classes, "tiny-voc11+sbd segmentation train -> seg11valid", root / SBD_FOLDER
+        )
+    root = Path(data.root)
+    if not (root / "VOCdevkit").is_dir():
+        raise FileNotFoundError(
+            f"config key 'data.root' (DATA): {root} has no VOCdevkit/ folder; pass the folder that holds "
+            "VOCdevkit/VOC2011"
+        )
+    sbd_root = Path(data.sbd_root) if data.sbd_root is not None else root / SBD_FOLDER
+    if not (sbd_root / "dataset").is_dir():
+        raise FileNotFoundError(
+            f"config key 'data.sbd_root' (SBD): {sbd_root} has no dataset/ folder; protocol=release trains on "
+            "VOC2011 + SBD: pass SBD's benchmark_RELEASE folder, or use protocol=project-fcn"
+        )
+    classes = tuple(data.classes) if data.classes is not None else VOC_CLASSES
+    return ReleaseSegSource(
+        root.resolve(), classes, "VOC11+SBD segmentation train -> seg11valid", sbd_root.resolve()
+    )
 
 
 def training_set(source: VOCSource, data: Any, reader: type[Dataset], **kwargs: Any) -> Dataset:

@@ -1,4 +1,4 @@
-"""A tiny synthetic Pascal VOC (2007, or 2012 for segmentation) in the exact VOCdevkit layout, for tests and
+"""A tiny synthetic Pascal VOC (2007, or 2011 / 2012 for segmentation) in the exact VOCdevkit layout, for tests and
 smoke runs.
 
 Each image is a textured, low-saturation background with 1-3 non-overlapping objects; each chosen class has
@@ -9,8 +9,11 @@ also segmented as VOC does it: ``SegmentationClass/<id>.png`` is a palette PNG w
 indices are 0 (background), 1-20 (the class in the standard VOC order) and 255 (a void band along every object's
 outline), listed in ``ImageSets/Segmentation/<split>.txt``.
 
-Years: 2007 has train, val, trainval and test; 2012 has no test split (VOC2012 publishes no test annotations), so
-``num_test`` must be 0 there. The readers take the same ``root`` either way.
+Years: 2007 has train, val, trainval and test; 2011 and 2012 have no test split (their test annotations are not
+public), so ``num_test`` must be 0 there. The readers take the same ``root`` either way.
+
+``make_tiny_sbd`` adds a tiny SBD beside a tiny VOC2011, in SBD's layout (``benchmark_RELEASE/dataset/``: ``img/``,
+``cls/<id>.mat`` with ``GTcls.Segmentation``, ``train.txt``, ``val.txt``), for voc-seg ``protocol=release``.
 
 CLI: ``python -m transfer.voc.synthetic --out DIR [--year 2012 --num-train N --num-val N --num-test N
 --classes a,b,c]``.
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.io
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 from transfer.voc.dataset import SEGMENTATION_VOID, VOC_CLASSES, VOC_YEARS, voc_year_dir
@@ -312,6 +316,69 @@ def make_tiny_voc(
             lines = (f"{image_id} {_class_flag(name, objects_by_id[image_id]):2d}\n" for image_id in ids)
             (sets_dir / f"{name}_{split}.txt").write_text("".join(lines))
     return root
+
+
+SBD_FOLDER = "benchmark_RELEASE"  # as SBD unpacks; what data.sbd_root points at
+
+
+def _sbd_class_map(mask: Image.Image) -> np.ndarray:
+    # SBD marks no void band: its pixels go to background, so SBD's and VOC's maps of one image differ, as they do.
+    labels = np.array(mask, dtype=np.uint8)
+    labels[labels == SEGMENTATION_VOID] = 0
+    return labels
+
+
+def _write_sbd_mat(path: Path, labels: np.ndarray) -> None:
+    present = np.array(sorted(set(np.unique(labels).tolist()) - {0}), dtype=np.uint8).reshape(-1, 1)
+    scipy.io.savemat(path, {"GTcls": {"Segmentation": labels, "CategoriesPresent": present}})
+
+
+def make_tiny_sbd(
+    root: str | Path,
+    num_extra: int = 4,
+    classes: Sequence[str] = DEFAULT_CLASSES,
+    image_size: int = 128,
+    seed: int = 0,
+) -> Path:
+    """Write a tiny SBD under ``root/benchmark_RELEASE`` over the tiny VOC2011 already in ``root``; return the
+    SBD root (what ``data.sbd_root`` takes).
+
+    Like the real one it annotates VOC2011 images and some more: VOC2011 segmentation train images at even
+    positions go to SBD train, the others to SBD val; the first third of VOC2011 val (at least one) to SBD train
+    (so seg11valid is the rest), and ``num_extra`` new images (ids ``2011_9xxxxx``) to SBD train.
+    """
+    root = Path(root)
+    voc_dir = voc_year_dir(root, "2011")
+    lists = voc_dir / "ImageSets" / "Segmentation"
+    if not (lists / "train.txt").is_file():
+        raise FileNotFoundError(
+            f"{lists / 'train.txt'} is missing: write the tiny VOC2011 first (make_tiny_voc)"
+        )
+    sbd_root = root / SBD_FOLDER
+    dataset = sbd_root / "dataset"
+    if dataset.exists():
+        raise FileExistsError(f"{dataset} already exists; make_tiny_sbd writes a fresh SBD")
+    (dataset / "img").mkdir(parents=True)
+    (dataset / "cls").mkdir()
+    voc_train, voc_val = ((lists / f"{split}.txt").read_text().split() for split in ("train", "val"))
+    sbd_train = voc_train[::2] + voc_val[: max(1, len(voc_val) // 3)]
+    sbd_val = voc_train[1::2] + voc_val[max(1, len(voc_val) // 3) :]
+    for image_id in voc_train + voc_val:
+        (dataset / "img" / f"{image_id}.jpg").write_bytes(
+            (voc_dir / "JPEGImages" / f"{image_id}.jpg").read_bytes()
+        )
+        with Image.open(voc_dir / "SegmentationClass" / f"{image_id}.png") as mask:
+            _write_sbd_mat(dataset / "cls" / f"{image_id}.mat", _sbd_class_map(mask))
+    rng = np.random.default_rng(seed + 9000)
+    for index in range(num_extra):
+        image_id = f"2011_9{index + 1:05d}"
+        image, _, mask = _render(rng, classes[index % len(classes)], classes, image_size)
+        image.save(dataset / "img" / f"{image_id}.jpg", quality=92)
+        _write_sbd_mat(dataset / "cls" / f"{image_id}.mat", _sbd_class_map(mask))
+        sbd_train.append(image_id)
+    for split, ids in (("train", sbd_train), ("val", sbd_val)):
+        (dataset / f"{split}.txt").write_text("".join(f"{image_id}\n" for image_id in ids))
+    return sbd_root
 
 
 def main(argv: Sequence[str] | None = None) -> None:

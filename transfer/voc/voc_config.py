@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from lit_colorization.config.commands import CommandConfig, register_command
 from lit_colorization.config.loading import (
+    ConfigError,
     require,
     require_folder_name,
     require_results_path,
@@ -233,47 +234,104 @@ class VOCDetConfig(TransferRunConfig):
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
+# voc-seg protocols (docs/voc_protocols.md, docs/reference.md section 11.6): release, the release's FCN-AlexNet on
+# VOC2011 train + SBD scored on seg11valid (the default for alexnet, which alone has the standard geometry it needs);
+# project-fcn, this project's FCN-32s-style head on VOC2012 train -> val (the default for every other network).
+SEG_PROTOCOLS = ("release", "project-fcn")
+RELEASE_SEG_MODELS = ("alexnet",)
+# What each protocol reads where the config leaves a key null (resolve_seg_protocol_).
+SEG_PROTOCOL_DEFAULTS: dict[str, dict[str, object]] = {
+    # The release: VOC2011 (+ SBD), its own lists, whole images one at a time with iter_size 20, biases lr x2 and
+    # no weight decay (train_val.prototxt, solver0.prototxt).
+    "release": {
+        "data.year": "2011",
+        "data.batch_size": 1,
+        "optim.iter_size": 20,
+        "optim.bias_lr_mult": 2.0,
+        "optim.bias_weight_decay": 0.0,
+    },
+    "project-fcn": {
+        "data.year": "2012",
+        "data.train_set": "train",
+        "data.test_set": "val",
+        "data.batch_size": 20,
+        "optim.iter_size": 1,
+        "optim.bias_lr_mult": 1.0,
+        "optim.bias_weight_decay": None,  # as the weights
+    },
+}
+# Keys the release protocol fixes: set to anything but null (or the release's own value) they are refused.
+RELEASE_FIXED_KEYS = ("data.year", "data.train_set", "data.test_set", "data.batch_size")
+
+
 @dataclass
 class VOCSegDataConfig:
-    """Where VOC2012 lives (data.root holds VOCdevkit/VOC2012; unset: the tiny VOC), its splits and loader."""
+    """Where VOC lives (data.root holds VOCdevkit/; unset: the tiny VOC), SBD, the splits and the loader."""
 
     root: str | None = None  # the folder holding VOCdevkit/ (Makefile: DATA); None: the tiny generated VOC
-    year: str = "2012"
-    train_set: str = "train"
-    test_set: str = "val"  # scored split: VOC2012 val (its test annotations are not public)
+    # protocol=release: the SBD folder holding dataset/{img,cls,train.txt,val.txt} (benchmark_RELEASE as it
+    # unpacks; Makefile: SBD); null: <root>/benchmark_RELEASE
+    sbd_root: str | None = None
+    year: str | None = None  # null: the protocol's (release: 2011; project-fcn: 2012)
+    train_set: str | None = (
+        None  # project-fcn (null: train); release: its own list (VOC2011 train + SBD train)
+    )
+    test_set: str | None = None  # project-fcn (null: val of VOC2012); release: seg11valid
     classes: list[str] | None = (
         None  # None: the 20 VOC classes (the tiny VOC's own classes when root is unset); background is added
     )
-    batch_size: int = 20
+    batch_size: int | None = None  # null: the protocol's (release: 1 whole image; project-fcn: 20 crops)
     num_workers: int = 4
-    # VOC2012 has no test split, so its tiny stand-in has no test images.
+    # VOC2011 and VOC2012 have no test split, so their tiny stand-in has no test images.
     tiny: TinyVOCConfig = field(default_factory=lambda: TinyVOCConfig(num_test=0))
 
 
 @dataclass
 class SegImageConfig:
-    """The segmentation crops: the training crop size."""
+    """The segmentation crops (project-fcn; the release trains on whole images): the training crop size."""
 
     crop: int = 320  # random training crops (padded with void where an image is smaller), with flips
 
 
 @dataclass
+class SegOptimConfig(SGDConfig):
+    """Defaults: the release's solvers (docs/reference.md section 11.6): SGD momentum 0.9, weight decay 5e-4, lr
+    1e-4, 1e-5, 1e-6 for 50k iterations each (150k), each iteration accumulating ``iter_size`` images."""
+
+    lr: float = 1e-4
+    weight_decay: float = 5e-4
+    milestones: list[int] = field(default_factory=lambda: [50_000, 100_000])
+    gamma: float = 0.1
+    # null: the protocol's (SEG_PROTOCOL_DEFAULTS): release 20 images per step (Caffe's iter_size), project-fcn 1
+    iter_size: int | None = None
+    bias_lr_mult: float | None = None  # null: the protocol's (release 2, as lr_mult: 2; project-fcn 1)
+    bias_weight_decay: float | None = (
+        None  # null: the protocol's (release 0, decay_mult: 0; project-fcn as weights)
+    )
+
+
+@dataclass
 class VOCSegConfig(TransferRunConfig):
+    # null: release for alexnet, project-fcn for the other networks (SEG_PROTOCOLS); release needs an alexnet
+    protocol: str | None = None
     # Kraehenbuehl's between-layer rescaling of the pretrained trunk on training images before fine-tuning: the
-    # paper's VOC rows (docs/reference.md section 7, "rescaled before fine-tuning") were measured so.
-    rescale: bool = False
-    # run=None names the run folder <pretrain run>-fcn-<layer>-<train_from>
-    train_from: str = "conv1"  # first trainable layer; the layers before it stay frozen
+    # release fine-tuned the rescaled network (solve.py: alexnet_release_450000_nobn_rs.caffemodel).
+    rescale: bool = True
+    # protocol=release: the learned ab branch (conv1_ab on 0.69308239 (a + b), summed into conv1) as the
+    # release's prototxt has it; false: the segmenter sees L only
+    colour_branch: bool = True
+    # protocol=release: where the x32 upsampled scores are cropped to the input: 0 as the release's Caffe crops
+    # (its prototxt gives the Crop no offset), 18 aligns them with the input (Caffe's coord_map; FCN's own net)
+    crop_offset: int = 0
+    # run=None names the run folder <pretrain run>-fcn-<layer>-<train_from> (release: <pretrain run>-release)
+    train_from: str = "conv1"  # first trainable layer; the layers before it stay frozen (release: conv1 only)
     head_layer: str | None = (
-        None  # the layer under the FCN head (None: alexnet fc7, resnet50 res5, eccv16 conv7)
+        None  # the layer under the FCN head (None: alexnet fc7, resnet50 res5, eccv16 conv7; release: fc7)
     )
     data: VOCSegDataConfig = field(default_factory=VOCSegDataConfig)
     image: SegImageConfig = field(default_factory=SegImageConfig)
-    # This project's choice (the paper gives none): SGD on the per-pixel mean loss, 30k steps, lr x0.1 at 20k.
-    optim: SGDConfig = field(
-        default_factory=lambda: SGDConfig(lr=1e-3, weight_decay=5e-4, milestones=[20_000])
-    )
-    trainer: VOCTrainerConfig = field(default_factory=lambda: VOCTrainerConfig(max_steps=30_000))
+    optim: SegOptimConfig = field(default_factory=SegOptimConfig)
+    trainer: VOCTrainerConfig = field(default_factory=lambda: VOCTrainerConfig(max_steps=150_000))
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
@@ -305,8 +363,15 @@ def _validate_run(config: VOCClsConfig | VOCDetConfig | VOCSegConfig) -> None:
     )
 
 
-def _validate_data_basics(data: VOCDataConfig | VOCSegDataConfig) -> None:
+def _validate_data_basics(data: VOCDataConfig) -> None:
     """Classes, batch size and workers, and the tiny VOC's sizes: what every VOC data section checks."""
+    _validate_classes_and_tiny(data)
+    require(data.batch_size > 0, "data.batch_size", "a positive integer", data.batch_size)
+    require(data.num_workers >= 0, "data.num_workers", "an integer >= 0", data.num_workers)
+
+
+def _validate_classes_and_tiny(data: VOCDataConfig | VOCSegDataConfig) -> None:
+    """The class list and the tiny VOC's sizes."""
     from transfer.voc.dataset import VOC_CLASSES
 
     if data.classes is not None:
@@ -317,8 +382,6 @@ def _validate_data_basics(data: VOCDataConfig | VOCSegDataConfig) -> None:
             "distinct Pascal VOC class names, or null for all 20",
             classes,
         )
-    require(data.batch_size > 0, "data.batch_size", "a positive integer", data.batch_size)
-    require(data.num_workers >= 0, "data.num_workers", "an integer >= 0", data.num_workers)
     for key in ("num_train", "num_val", "image_size"):
         value = getattr(data.tiny, key)
         require(value > 0, f"data.tiny.{key}", "a positive integer", value)
@@ -464,27 +527,47 @@ def validate_voc_det_config(config: VOCDetConfig) -> None:
 def validate_voc_seg_config(config: VOCSegConfig) -> None:
     from transfer.voc.dataset import IMAGE_SETS, VOC_YEARS
 
-    data = config.data
+    data, optim = config.data, config.optim
     _validate_run(config)
-    _validate_data_basics(data)
-    require(data.year in VOC_YEARS, "data.year", f"one of {list(VOC_YEARS)}", data.year)
-    splits = [name for name in IMAGE_SETS if name != "test" or data.year == "2007"]
     require(
-        data.train_set in splits and data.train_set != "test",
+        config.protocol is None or config.protocol in SEG_PROTOCOLS,
+        "protocol",
+        f"null or one of {list(SEG_PROTOCOLS)}",
+        config.protocol,
+    )
+    require(
+        data.batch_size is None or data.batch_size > 0,
+        "data.batch_size",
+        "a positive integer or null",
+        data.batch_size,
+    )
+    require(data.num_workers >= 0, "data.num_workers", "an integer >= 0", data.num_workers)
+    _validate_classes_and_tiny(data)
+    require(
+        data.year is None or data.year in VOC_YEARS,
+        "data.year",
+        f"null or one of {list(VOC_YEARS)}",
+        data.year,
+    )
+    year = data.year or "2012"
+    splits = [name for name in IMAGE_SETS if name != "test" or year == "2007"]
+    train_set, test_set = data.train_set or "train", data.test_set or "val"
+    require(
+        train_set in splits and train_set != "test",
         "data.train_set",
-        "train, val or trainval",
+        "null, train, val or trainval",
         data.train_set,
     )
-    require(data.test_set in splits, "data.test_set", f"one of {splits} (of VOC{data.year})", data.test_set)
-    pair = {data.train_set, data.test_set}
+    require(test_set in splits, "data.test_set", f"null or one of {splits} (of VOC{year})", data.test_set)
+    pair = {train_set, test_set}
     overlapping = len(pair) == 1 or pair in ({"trainval", "train"}, {"trainval", "val"})
     require(
         not overlapping,
         "data.test_set",
-        f"a split sharing no image with data.train_set ({data.train_set!r}), e.g. val for train",
+        f"a split sharing no image with data.train_set ({train_set!r}), e.g. val for train",
         data.test_set,
     )
-    if data.year == "2007":
+    if year == "2007":
         require(
             data.tiny.num_test > 0, "data.tiny.num_test", "a positive integer for VOC2007", data.tiny.num_test
         )
@@ -492,10 +575,83 @@ def validate_voc_seg_config(config: VOCSegConfig) -> None:
         require(
             data.tiny.num_test == 0,
             "data.tiny.num_test",
-            f"0 for VOC{data.year}, which has no test split",
+            f"0 for VOC{year}, which has no test split",
             data.tiny.num_test,
         )
     require(config.image.crop > 0, "image.crop", "a positive integer", config.image.crop)
+    require(
+        0 <= config.crop_offset <= 31,
+        "crop_offset",
+        "an integer in [0, 31] (0: the release's Caffe, 18: aligned with the input)",
+        config.crop_offset,
+    )
+    require(
+        optim.iter_size is None or optim.iter_size > 0,
+        "optim.iter_size",
+        "a positive integer or null",
+        optim.iter_size,
+    )
+    require(
+        optim.bias_lr_mult is None or optim.bias_lr_mult > 0,
+        "optim.bias_lr_mult",
+        "a positive number or null",
+        optim.bias_lr_mult,
+    )
+    bias_decay = optim.bias_weight_decay
+    require(bias_decay is None or bias_decay >= 0, "optim.bias_weight_decay", "null or >= 0", bias_decay)
+    if config.protocol == "release":
+        validate_release_seg_keys(config)
+
+
+def validate_release_seg_keys(config: VOCSegConfig) -> None:
+    """What protocol=release refuses: keys it fixes set to other values, a partial fine-tuning, another head."""
+    own = SEG_PROTOCOL_DEFAULTS["release"]
+    for key in RELEASE_FIXED_KEYS:
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        require(
+            value is None or value == own.get(key),
+            key,
+            f"null under protocol=release (it reads VOC2011 train + SBD train and scores seg11valid, one whole image "
+            f"at a time; {own.get(key, 'its own list')!s}), or protocol=project-fcn",
+            value,
+        )
+    require(
+        config.train_from == "conv1",
+        "train_from",
+        "conv1 under protocol=release (the release fine-tunes every layer)",
+        config.train_from,
+    )
+    require(
+        config.head_layer in (None, "fc7"),
+        "head_layer",
+        "null or fc7 under protocol=release (score-fr sits on fc7)",
+        config.head_layer,
+    )
+
+
+def resolve_seg_protocol(config: VOCSegConfig, model_name: str) -> VOCSegConfig:
+    """``config`` for a ``model_name`` network: ``protocol`` set (null: release for alexnet, project-fcn for the
+    others) and every key it left null set to that protocol's value (SEG_PROTOCOL_DEFAULTS); a new, read-only
+    config."""
+    from omegaconf import OmegaConf
+
+    protocol = config.protocol or ("release" if model_name in RELEASE_SEG_MODELS else "project-fcn")
+    if protocol == "release" and model_name not in RELEASE_SEG_MODELS:
+        raise ConfigError(
+            f"config key 'protocol': release builds the release's FCN-AlexNet and needs an alexnet, got "
+            f"{model_name!r}; use protocol=project-fcn"
+        )
+    if protocol == "release":
+        validate_release_seg_keys(config)
+    settings: dict[str, dict[str, object]] = {"data": {}, "optim": {}}
+    for key, value in SEG_PROTOCOL_DEFAULTS[protocol].items():
+        section, name = key.split(".")
+        if getattr(getattr(config, section), name) is None:
+            settings[section][name] = value
+    resolved = OmegaConf.merge(config, {"protocol": protocol, **settings})
+    OmegaConf.set_readonly(resolved, True)
+    return resolved  # type: ignore[return-value]
 
 
 VOC_CLS = register_command(

@@ -136,12 +136,27 @@ def write_empty_tree(root: Path) -> tuple[Path, Path]:
                 (folder / f"n{index:08d}_{number}.JPEG").touch()
     for year, kind, sets in (
         ("2007", "Main", {"trainval": 7, "test": 4}),
+        ("2011", "Segmentation", {"train": 3, "val": 5}),
         ("2012", "Segmentation", {"train": 3, "val": 2}),
     ):
         folder = root / "voc" / "VOCdevkit" / f"VOC{year}" / "ImageSets" / kind
         folder.mkdir(parents=True)
         for name, count in sets.items():
-            (folder / f"{name}.txt").write_text("".join(f"{year}_{i:06d}\n" for i in range(count)))
+            first = 100 if name == "val" else 0
+            (folder / f"{name}.txt").write_text(
+                "".join(f"{year}_{i:06d}\n" for i in range(first, first + count))
+            )
+    # SBD train: 2 of VOC2011's train images, 2 of its val images (so seg11valid is 3) and 4 of its own.
+    sbd = root / "voc" / "benchmark_RELEASE" / "dataset"
+    sbd.mkdir(parents=True)
+    listed = [
+        "2011_000000",
+        "2011_000001",
+        "2011_000100",
+        "2011_000101",
+        *(f"2011_9{i:05d}" for i in range(4)),
+    ]
+    (sbd / "train.txt").write_text("".join(f"{image_id}\n" for image_id in listed))
     return root / "imagenet", root / "voc"
 
 
@@ -161,7 +176,9 @@ def test_plan_prints_a_line_per_stage_and_the_total_and_writes_nothing(
     assert "images 15 " in lines["pretrain"] and "steps        450,000" in lines["pretrain"]
     assert "steps        140,000" in lines["probe"] and "batch 256 per device, 2048 global" in lines["probe"]
     assert "images 7 train, 4 test" in lines["voc-det"] and "steps        150,000" in lines["voc-det"]
-    assert "images 3 train, 2 test" in lines["voc-seg"]
+    # The release's lists: VOC2011 train (3) + SBD train (8, 2 of them VOC2011 train) = 9; seg11valid 5 - 2 = 3.
+    assert "images 9 train, 3 test" in lines["voc-seg"] and "steps        150,000" in lines["voc-seg"]
+    assert "batch 20 per process, 160 global" in lines["voc-seg"]
     assert "8 device(s)" in out and "NVIDIA H200" in out
     hours = {key: float(re.search(r"([\d.]+) h ", line).group(1)) for key, line in lines.items()}
     total = hours.pop("total")

@@ -18,7 +18,7 @@ from lit_colorization.config.loading import ConfigError
 from lit_colorization.models import create_model
 from lit_colorization.store.checkpoint import write_checkpoint
 from lit_colorization.store.results import SCHEMA, ResultRow
-from tests.helpers import run_module
+from tests.helpers import iou_from_saved_predictions, run_module
 from transfer.compare import build_sections
 from transfer.dashboard import dashboard_panels, keys_by_job_type
 from transfer.voc.dataset import SEGMENTATION_VOID, VOC_CLASSES, VOCSegmentationDataset, voc_year_dir
@@ -32,7 +32,7 @@ from transfer.voc.segmentation import (
     void_masked_cross_entropy,
 )
 from transfer.voc.synthetic import make_tiny_voc
-from transfer.voc.voc_config import VOC_SEG
+from transfer.voc.voc_config import VOC_SEG, resolve_seg_protocol
 
 CLASSES = ("cat", "dog", "person")
 VOID = SEGMENTATION_VOID
@@ -207,16 +207,27 @@ def test_training_crops_pad_the_image_black_and_the_mask_void() -> None:
 
 def test_configs_load_and_reject_bad_values() -> None:
     default = VOC_SEG.load(None, [])
-    assert (default.data.year, default.data.train_set, default.data.test_set) == ("2012", "train", "val")
-    assert default.data.tiny.num_test == 0 and default.image.crop == 96
+    assert default.protocol is None and default.data.year is None and default.data.batch_size is None
+    project = resolve_seg_protocol(default, "resnet50")
+    assert project.protocol == "project-fcn"
+    assert (project.data.year, project.data.train_set, project.data.test_set) == ("2012", "train", "val")
+    assert (project.data.batch_size, project.optim.bias_lr_mult, project.optim.bias_weight_decay) == (
+        20,
+        1.0,
+        None,
+    )
+    assert project.data.tiny.num_test == 0 and project.image.crop == 96
     paper = VOC_SEG.load("voc12", [])
-    assert paper.rescale and paper.image.crop == 320 and paper.trainer.max_steps == 30_000
+    assert paper.protocol == "project-fcn" and paper.rescale and paper.image.crop == 320
+    assert paper.trainer.max_steps == 30_000 and paper.optim.iter_size == 1 and paper.data.batch_size == 16
     for override, key in [
         ("data.test_set=train", "'data.test_set'"),
         ("data.test_set=trainval", "'data.test_set'"),
         ("data.test_set=test", "'data.test_set'"),
         ("data.tiny.num_test=5", "'data.tiny.num_test'"),
         ("data.year=2010", "'data.year'"),
+        ("protocol=fcn8s", "'protocol'"),
+        ("optim.iter_size=0", "'optim.iter_size'"),
         ("image.crop=0", "'image.crop'"),
         ("data.classes=[cat,unicorn]", "'data.classes'"),
     ]:
@@ -250,6 +261,8 @@ def test_cli_trains_and_scores_on_the_tiny_voc2012(tmp_path: Path) -> None:
         f"data.tiny.classes=[{','.join(CLASSES)}]",
         "data.num_workers=0",
         "data.batch_size=2",
+        "protocol=project-fcn",
+        "optim.iter_size=1",
         "image.crop=40",
         "train_from=fc6",
         "rescale=true",
@@ -272,21 +285,8 @@ def test_cli_trains_and_scores_on_the_tiny_voc2012(tmp_path: Path) -> None:
     assert json.loads((run_dir / "results.json").read_text()) == [row]
     # The IoUs again from the class maps the run saved: one confusion matrix by numpy, void (255) left out.
     saved = np.load(run_dir / "test_predictions.npz")
-    images = sorted(int(name.split("_")[1]) for name in saved.files if name.startswith("truth_"))
-    assert len(images) == 3
-    classes = len(row["iou"])
-    confusion = np.zeros((classes, classes), dtype=np.int64)
-    for image in images:
-        truth, predicted = (
-            saved[f"truth_{image}"].astype(np.int64),
-            saved[f"predicted_{image}"].astype(np.int64),
-        )
-        scored = truth < classes
-        confusion += np.bincount(truth[scored] * classes + predicted[scored], minlength=classes**2).reshape(
-            classes, classes
-        )
-    union = confusion.sum(0) + confusion.sum(1) - np.diag(confusion)
-    iou = [100.0 * np.diag(confusion)[c] / union[c] if union[c] else None for c in range(classes)]
+    assert len([name for name in saved.files if name.startswith("truth_")]) == 3
+    iou = iou_from_saved_predictions(run_dir, len(row["iou"]))
     assert list(row["iou"].values()) == [None if v is None else pytest.approx(v, abs=1e-3) for v in iou]
     assert row["miou"] == pytest.approx(np.mean([v for v in iou if v is not None]), abs=1e-3)
     assert "mIoU" in run.stdout
