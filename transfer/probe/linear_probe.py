@@ -37,7 +37,13 @@ from lit_colorization.store.atomic import atomic_open, write_text
 from lit_colorization.store.loggers import build_logger
 from lit_colorization.store.results import SCHEMA, publish_results
 from transfer.probe.module import LinearProbeModule, resolve_layers
-from transfer.probe.probe_config import ProbeConfig, check_class_count, probe_optimizer, probe_schedule
+from transfer.probe.probe_config import (
+    ProbeConfig,
+    check_class_count,
+    dataset_name,
+    probe_optimizer,
+    probe_schedule,
+)
 from transfer.probe.protocols import EPOCH, ProbeOptimizer, ProbeSchedule, get_protocol
 from transfer.runs import build_transfer_trainer, hold_run, resolve_ckpt, run_directory, start_resumable
 from transfer.trunk import BackboneSource, Trunk, load_network
@@ -46,10 +52,6 @@ TASK = "linear-probe"
 RESULT_COLUMNS = ("layer", "protocol", "feature_dim", "top1", "top5")
 PREDICTIONS_FILE = "val_predictions.npz"
 log = logging.getLogger(__name__)
-
-
-def dataset_name(data: Any) -> str:
-    return str(Path(data.root).resolve()) if data.source == "folder" else data.source
 
 
 def probe_run_directory(config: ProbeConfig, source: BackboneSource, layers: list[str]) -> Path:
@@ -89,7 +91,8 @@ def result_rows(
             "pooled_shape": list(head.pooled_shape),
             "feature_dim": head.feature_dim,
             "crop_size": config.data.crop_size,
-            "dataset": dataset_name(config.data),
+            "dataset": dataset_name(config),
+            "data_root": str(Path(config.data.root).resolve()) if config.data.source == "folder" else None,
             "num_classes": num_classes,
             "val_images": val_images,  # what a top-1's confidence interval needs (make compare shows it)
             "epochs": trainer.current_epoch,
@@ -183,6 +186,7 @@ def probe_in(
         **to_container(config),
         "ckpt": source.ckpt,
         "model": source.model_name,
+        "dataset": dataset_name(config),  # W&B filters probe runs on it (transfer/dashboard.py)
         "layer": ",".join(layers),
         "optim": asdict(optimizer),
         "schedule": {**asdict(schedule), "milestones": list(schedule.milestones)},
