@@ -60,12 +60,24 @@ def main(argv: list[str]) -> None:
     if not argv or len(argv) > 2:
         raise SystemExit(f"usage: python scripts/lock.py EXTRAS [OUT] (OUT default: {DEFAULT_OUT})")
     extras = [name for name in argv[0].split(",") if name]
-    out = argv[1] if len(argv) == 2 else DEFAULT_OUT
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    command = compile_command(extras, out, pip_settings())
+    out = Path(argv[1] if len(argv) == 2 else DEFAULT_OUT)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Compiled into a copy (uv keeps the pins it finds there where they still resolve), and moved over the lock
+    # only when it changed: an unchanged lock keeps its time, so make setup does not reinstall for nothing.
+    draft = out.with_name(f".{out.name}.draft")
+    draft.write_text(out.read_text() if out.is_file() else "")
+    command = compile_command(extras, str(draft), pip_settings())
     print(shlex.join(command), flush=True)
-    subprocess.run(command, check=True)
-    pins = [line for line in Path(out).read_text().splitlines() if "==" in line and not line.startswith("#")]
+    try:
+        subprocess.run(command, check=True)
+        text = draft.read_text()
+    finally:
+        draft.unlink(missing_ok=True)
+    pins = [line for line in text.splitlines() if "==" in line and not line.startswith("#")]
+    if out.is_file() and out.read_text() == text:
+        print(f"{out}: unchanged, {len(pins)} packages pinned")
+        return
+    out.write_text(text)
     print(f"{out}: {len(pins)} packages pinned")
 
 
