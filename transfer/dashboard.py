@@ -124,22 +124,25 @@ def paper_probe_markdown(model: str, protocol: str, dataset: str) -> str:
     "" where that protocol has none for ``model`` on ``dataset``."""
     table = paper_dataset(dataset)
     lines = [f"**Published linear probes of {model}, protocol {protocol}, {table}, top-1 (%)**", ""]
-    if protocol == ZHANG16.name and model == PAPER_PROBE_MODEL and table is not None:
-        lines += [
-            f"| {SPLIT_BRAIN_TABLE_2}, {table} | " + " | ".join(PAPER_LAYERS) + " |",
-            "|---" * (len(PAPER_LAYERS) + 1) + "|",
-            *(
-                f"| {name} | " + " | ".join(f"{value:.1f}" for value in values) + " |"
-                for name, values in PAPER_PROBES[table].items()
-            ),
-            "",
-        ]
-    elif not (protocol == GOYAL19.name and model in PAPER_BEST_LAYER and table == IMAGENET):
-        return ""
     if protocol == GOYAL19.name:
-        lines.append(f"{VISSL}, colorization, ImageNet, best layer: {PAPER_BEST_LAYER[model]:.2f}")
-    elif table == IMAGENET:
+        if model not in PAPER_BEST_LAYER or table != IMAGENET:
+            return ""
+        return "\n".join(
+            [*lines, f"{VISSL}, colorization, ImageNet, best layer: {PAPER_BEST_LAYER[model]:.2f}"]
+        )
+    if protocol != ZHANG16.name or model != PAPER_PROBE_MODEL or table is None:
+        return ""
+    lines += [
+        f"| {SPLIT_BRAIN_TABLE_2}, {table} | " + " | ".join(PAPER_LAYERS) + " |",
+        "|---" * (len(PAPER_LAYERS) + 1) + "|",
+        *(
+            f"| {name} | " + " | ".join(f"{value:.1f}" for value in values) + " |"
+            for name, values in PAPER_PROBES[table].items()
+        ),
+    ]
+    if table == IMAGENET:
         lines += [
+            "",
             f"| {ECCV16_TABLE}, ImageNet | " + " | ".join(PAPER_LAYERS) + " |",
             "|---" * (len(PAPER_LAYERS) + 1) + "|",
             *(
@@ -150,7 +153,7 @@ def paper_probe_markdown(model: str, protocol: str, dataset: str) -> str:
             "zhang16 (the release's bilinear-resize probe, these runs' protocol) produced Split-Brain's rows; "
             "the ECCV16 paper's own table used average pooling (docs/reference.md section 11.8).",
         ]
-    return "\n".join(lines).rstrip()
+    return "\n".join(lines)
 
 
 def paper_voc_markdown() -> str:
@@ -278,16 +281,34 @@ def dashboard_panels(
     return panels
 
 
+# Characters a value keeps as they are in a W&B filter; any other goes in as a Python escape (see filter_literal).
+PLAIN_FILTER_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _.,+-/()")
+
+
+def filter_literal(value: str) -> str:
+    """``value`` as a quoted literal of a wandb-workspaces filter string. Its parser rewrites every ``<``, ``>``
+    and ``=`` of the string, inside quoted values too (wandb_workspaces/expr.py, ``expr_to_filters``: the VOC label
+    ``VOC07 trainval -> VOC07 test`` would become ``... ->= ...``), then reads it with Python's ``ast``: so each
+    character outside ``PLAIN_FILTER_CHARACTERS`` goes in as its ``\\u``/``\\U`` escape, which ``ast`` decodes."""
+    escaped = "".join(
+        character
+        if character in PLAIN_FILTER_CHARACTERS
+        else (f"\\u{ord(character):04x}" if ord(character) <= 0xFFFF else f"\\U{ord(character):08x}")
+        for character in value
+    )
+    return f"'{escaped}'"
+
+
 def run_filters(job_type: str, model: str | None, protocol: str | None, dataset: str | None) -> str:
     """The W&B runset filter of a panel grid: the runs of ``job_type``, and of the network, protocol and dataset
     where given (each run's W&B config names them)."""
-    filters = f"JobType = '{job_type}'"
+    filters = f"JobType = {filter_literal(job_type)}"
     if model:
-        filters += f" and Config('{MODEL_CONFIG_KEY[job_type]}') = '{model}'"
+        filters += f" and Config('{MODEL_CONFIG_KEY[job_type]}') = {filter_literal(model)}"
     if protocol:
-        filters += f" and Config('protocol') = '{protocol}'"
+        filters += f" and Config('protocol') = {filter_literal(protocol)}"
     if dataset:
-        filters += f" and Config('dataset') = '{dataset}'"
+        filters += f" and Config('dataset') = {filter_literal(dataset)}"
     return filters
 
 
@@ -307,8 +328,11 @@ def describe(panels: Sequence[Panel]) -> list[str]:
         if panel.section != section:
             section = panel.section
             lines += ["", f"== {section} =="]
-        which = [panel.model, *(f"{name} {value}" for name, value in
-                 (("protocol", panel.protocol), ("dataset", panel.dataset)) if value)]  # fmt: skip
+        which = (
+            panel.model,
+            panel.protocol and f"protocol {panel.protocol}",
+            panel.dataset and f"dataset {panel.dataset}",
+        )
         shown = "".join(f", {part}" for part in which if part)
         runs = "" if panel.job_type is None else f"  [{panel.job_type} runs{shown}]"
         lines.append(f"  {panel.kind:<8} {panel.title}{runs}")
