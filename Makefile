@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The extras make setup installs, every one; requirements/ci.lock pins them (make lock regenerates it).
+SETUP_EXTRAS := dev,shards,dashboard,completion,tensorboard,study,coco
+LOCK := requirements/ci.lock
 
 PRESET ?= sample
 DATA ?=
@@ -75,18 +78,24 @@ VOC_OVERRIDES = $(if $(CKPT),ckpt=$(CKPT)) $(if $(DATA),data.root=$(DATA)) $(if 
 	$(if $(MAX_STEPS),trainer.max_steps=$(MAX_STEPS)) $(if $(LOGGER),logger.kind=$(LOGGER)) $(if $(RESUME),resume=$(RESUME))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow lint format demo reproduce pretrain shards priors colorize bench bench-color bench-index linear-probe compare dashboard voc-cls voc-det voc-seg eval-color turing-test turing-report clean
+.PHONY: help setup lock test test-slow lint format demo reproduce pretrain shards priors colorize bench bench-color bench-index linear-probe compare dashboard voc-cls voc-det voc-seg eval-color turing-test turing-report clean
 
 help: ## List the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,shards,dashboard,completion,tensorboard,study,coco]'
+	$(PY) -m pip install --quiet -c $(LOCK) -e '.[$(SETUP_EXTRAS)]'
 	touch $(STAMP)
 
-setup: $(STAMP) ## Create .venv and install the project with its dev tools and every optional extra (idempotent)
+setup: $(STAMP) ## Create .venv and install the project with its dev tools and every optional extra, at the versions of requirements/ci.lock (idempotent)
+
+# Not after setup: a pyproject.toml whose bounds the old lock no longer meets must still get its new lock.
+lock: ## Regenerate requirements/ci.lock: make setup's packages pinned by uv pip compile, from the indexes pip is configured with
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet 'uv>=0.5'
+	$(PY) scripts/lock.py $(SETUP_EXTRAS) $(LOCK)
 
 test: setup ## Run the default (fast) test suite
 	$(PY) -m pytest

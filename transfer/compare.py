@@ -26,6 +26,7 @@ from numbers import Real
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from lit_colorization.layer_colours import layer_colour
 from lit_colorization.stats import accuracy_interval
 from lit_colorization.store.atomic import atomic_open, write_text
 from lit_colorization.store.results import ResultRow, in_current_units, read_results
@@ -549,13 +550,24 @@ def render(sections: Sequence[Section]) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
+# Runs are told apart by line and marker shape; colour marks the layer (lit_colorization/layer_colours.py).
+RUN_LINE_COLOURS = ("black", "0.35", "0.55")
+RUN_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+PAPER_LINE_COLOUR = "0.6"
+PAPER_DASHES = ("--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))
+PAPER_MARKERS = ("s", "^", "v", "D", "P")
+
+
 def plot_linear_probe(series: Sequence[ProbeSeries], path: str | Path) -> Path:
     """A PNG with one panel per (network, protocol) that has a run of ours: top-1 per layer, one line per run,
-    that protocol's published rows dashed (a published best-layer number dotted across)."""
+    that protocol's published rows dashed (a published best-layer number dotted across). Each point, its best-layer
+    star and the layer's tick are in the layer's colour of every figure (``layer_colour``); runs differ by line
+    shade and marker, published rows by dash and hollow marker."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     panels = sorted({(one.model, one.protocol) for one in series if not one.paper})
     if not panels:  # nothing of ours to draw: the published rows alone
@@ -568,28 +580,61 @@ def plot_linear_probe(series: Sequence[ProbeSeries], path: str | Path) -> Path:
     for axis, (model, protocol) in zip(axes.flat, panels, strict=False):
         panel = [one for one in series if (one.model, one.protocol) == (model, protocol)]
         layers = ordered_layers(model, panel)
+        colours = [layer_colour(layer) for layer in layers]
+        key = []
+        own_index = paper_index = 0
         for one in panel:
             label = f"{one.label} [{_short_dataset(one.dataset)}]"
             if one.best_layer is None:  # a published best-layer number: a level line across the layers
-                axis.axhline(one.published_best, linestyle=":", alpha=0.7, label=f"{label}, best layer")
+                axis.axhline(one.published_best, color=PAPER_LINE_COLOUR, linestyle=":")
+                key.append(
+                    Line2D([], [], color=PAPER_LINE_COLOUR, linestyle=":", label=f"{label}, best layer")
+                )
                 continue
             xs = [index for index, layer in enumerate(layers) if layer in one.top1]
             ys = [one.top1[layers[index]] for index in xs]
-            style = {"linestyle": "--", "alpha": 0.7} if one.paper else {"linewidth": 2}
-            (line,) = axis.plot(xs, ys, marker="o", label=label, **style)
+            if one.paper:
+                line = {
+                    "color": PAPER_LINE_COLOUR,
+                    "linestyle": PAPER_DASHES[paper_index % len(PAPER_DASHES)],
+                }
+                marker = {"marker": PAPER_MARKERS[paper_index % len(PAPER_MARKERS)], "facecolor": "white"}
+                paper_index += 1
+            else:
+                line = {"color": RUN_LINE_COLOURS[own_index % len(RUN_LINE_COLOURS)], "linewidth": 2}
+                marker = {"marker": RUN_MARKERS[own_index % len(RUN_MARKERS)], "edgecolor": line["color"]}
+                own_index += 1
+            axis.plot(xs, ys, zorder=2, **line)
+            point_colours = [colours[index] for index in xs]
+            if one.paper:  # hollow: the layer's colour on the edge
+                axis.scatter(xs, ys, s=36, zorder=3, edgecolors=point_colours, linewidths=1.5, **marker)
+            else:
+                axis.scatter(xs, ys, s=64, zorder=4, c=point_colours, linewidths=1.2, **marker)
+            key.append(
+                Line2D(
+                    [], [], **line, marker=marker["marker"], markerfacecolor="white",
+                    markeredgecolor=line["color"], label=label,
+                )
+            )  # fmt: skip
             shown = [(index, one.interval(layers[index])) for index in xs]
             shown = [(index, interval) for index, interval in shown if interval is not None]
             if shown:  # small validation sets: the 95% Wilson band
                 band_xs, band = zip(*shown, strict=True)
                 lows, highs = zip(*band, strict=True)
-                axis.fill_between(band_xs, lows, highs, color=line.get_color(), alpha=0.12)
+                axis.fill_between(band_xs, lows, highs, color=line["color"], alpha=0.12)
             best = layers.index(one.best_layer)
-            axis.plot([best], [one.top1[one.best_layer]], marker="*", markersize=14, color=line.get_color())
+            axis.scatter(
+                [best], [one.top1[one.best_layer]], marker="*", s=260, zorder=5,
+                c=[colours[best]], edgecolors="black", linewidths=0.8,
+            )  # fmt: skip
         axis.set_xticks(range(len(layers)), layers)
+        for tick, colour in zip(axis.get_xticklabels(), colours, strict=True):
+            tick.set_color(colour)
+            tick.set_fontweight("bold")
         axis.set_title(f"{model}, protocol {protocol}: top-1 per layer")
         axis.set_ylabel("top-1 accuracy (%)")
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
+        axis.legend(handles=key, fontsize=7)
     figure.tight_layout()
     path = Path(path)
     with atomic_open(path, "wb") as stream:

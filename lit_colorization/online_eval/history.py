@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lit_colorization.layer_colours import depth_key, layer_colour
 from lit_colorization.stats import PERCENT, wilson_interval
 from lit_colorization.store.atomic import atomic_open, write_text
 
@@ -78,32 +79,13 @@ def format_table(points: Sequence[Point]) -> list[str]:
     return lines
 
 
-# Every feature layer of the registered networks, in depth order: a layer keeps its colour in every figure.
-LAYER_ORDER = (
-    "conv1", "conv2", "conv3", "conv4", "conv5", "conv6", "conv7", "conv8",
-    "fc6", "fc7", "res2", "res3", "res4", "res5", "pool5", "avgpool",
-)  # fmt: skip
 KIND_STYLES = {"online": "-", "knn": "--"}
-
-
-def layer_colour(layer: str) -> str:
-    """The colour of ``layer`` in every figure (tab10, by its place in ``LAYER_ORDER``; others after it)."""
-    import matplotlib
-
-    index = LAYER_ORDER.index(layer) if layer in LAYER_ORDER else len(LAYER_ORDER) + sum(map(ord, layer))
-    return matplotlib.colors.to_hex(matplotlib.colormaps["tab10"](index % 10))
 
 
 def layers_of(points: Sequence[Point]) -> list[str]:
     """The layers the points cover, in depth order."""
     seen = list(dict.fromkeys(point.layer for point in points))
-    return sorted(
-        seen,
-        key=lambda layer: (
-            LAYER_ORDER.index(layer) if layer in LAYER_ORDER else len(LAYER_ORDER),
-            seen.index(layer),
-        ),
-    )
+    return sorted(seen, key=lambda layer: (depth_key(layer), seen.index(layer)))
 
 
 def plot(points: Sequence[Point], path: Path, num_classes: int | None = None) -> Path:

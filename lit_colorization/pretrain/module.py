@@ -33,6 +33,11 @@ REGRESSION_CHANNELS = 2
 log = logging.getLogger(__name__)
 
 
+def batch_images(batch: dict[str, Any]) -> int:
+    """The number of images in a training batch (its shape: nothing is read from the device)."""
+    return batch["targets"].lightness.shape[0]
+
+
 class ColorizationModule(L.LightningModule):
     """``scale``: the run's lrs and milestones for its global batch (lit_colorization/runtime/scaling.py); None: the
     recipe's on one device. Checkpoints record it beside the config (``config["scale"]``)."""

@@ -37,13 +37,14 @@ from lit_colorization.config.schema import PretrainConfig
 from lit_colorization.data import build_datamodule
 from lit_colorization.online_eval.callback import OnlineEvaluation
 from lit_colorization.pretrain.initialisation import initialise
-from lit_colorization.pretrain.module import ColorizationModule
+from lit_colorization.pretrain.module import ColorizationModule, batch_images
 from lit_colorization.pretrain.priors import load_prior, prior_from_datamodule, save_prior
 from lit_colorization.runtime.guards import NoColourGuard, NonFiniteLossGuard, StepCheckpoint
 from lit_colorization.runtime.perf import device_type, settings_for
 from lit_colorization.runtime.preemption import StopOnSignal, StopSignals
 from lit_colorization.runtime.resumption import checkpoint_to_resume, fit_resumable, remove_stale_temporaries
 from lit_colorization.runtime.scaling import RunScale, WorldSizeCheck, resolve_scale, sync_batchnorm
+from lit_colorization.runtime.throughput import ImagesPerSecond
 from lit_colorization.runtime.trainer import lightning_trainer_args
 from lit_colorization.store.atomic import write_text
 from lit_colorization.store.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
@@ -153,7 +154,8 @@ def build_trainer(
         ),
     ]
     if logger:
-        callbacks.append(LearningRateMonitor(logging_interval="step"))
+        # Global training images per second at the logging cadence (runtime/throughput.py).
+        callbacks += [LearningRateMonitor(logging_interval="step"), ImagesPerSecond(batch_images)]
     callbacks.append(StopOnSignal(last, signals))  # last: the other callbacks finish the step it stops after
     return L.Trainer(
         default_root_dir=run_dir,

@@ -19,11 +19,11 @@ import torch.nn.functional as F
 
 from lit_colorization.config.loading import ConfigError
 from lit_colorization.data.datamodule import ColorizationDataModule
+from lit_colorization.layer_colours import layer_colour
 from lit_colorization.models import create_model
 from lit_colorization.online_eval.history import (
     Point,
     format_table,
-    layer_colour,
     plot,
     read_history,
     series,

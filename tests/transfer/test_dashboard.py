@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -15,23 +16,29 @@ from lit_colorization.evaluation.report import TABLE_KEY
 from lit_colorization.evaluation.rows import TASK as EVAL_COLOR
 from lit_colorization.pretrain import module
 from lit_colorization.pretrain.pretraining import JOB_TYPE as PRETRAIN
+from lit_colorization.runtime.throughput import IMAGES_PER_SECOND_KEY
 from lit_colorization.store.results import SCHEMA, append_results
 from tests.helpers import read_plot, run_module, tiny_pretrain_overrides
 from tests.transfer.probe.test_probe_cli import tiny_probe_overrides
-from tests.transfer.test_compare import probe_row
+from tests.transfer.test_compare import probe_row, rows_of
 from transfer.cli.dashboard import main
 from transfer.compare import LINEAR_PROBE
 from transfer.dashboard import (
     BAR,
+    DEFAULT_DATASETS,
     EXAMPLES_KEY,
     LINE,
     MARKDOWN,
     MEDIA,
     TABLE,
+    VOC07,
     dashboard_panels,
+    datasets_in_results,
     describe,
     keys_by_job_type,
 )
+
+VOC12_SEG = "VOC12 segmentation train -> val"
 
 
 def logged_columns(run_dir: Path) -> set[str]:
@@ -103,14 +110,16 @@ def test_panels_cover_every_section_and_each_network_gets_its_own_layers():
         "Pretraining",
         "Online evaluation while pretraining: alexnet",
         "Online evaluation while pretraining: eccv16",
-        "Linear probes (final): alexnet, protocol goyal19",
-        "Linear probes (final): alexnet, protocol zhang16",
-        "Linear probes (final): eccv16, protocol goyal19",
-        "Linear probes (final): eccv16, protocol zhang16",
-        "Pascal VOC: voc-cls, protocol finetune",
-        "Pascal VOC: voc-cls, protocol svm",
-        "Pascal VOC: voc-det",
-        "Pascal VOC: voc-seg",
+        *(
+            f"Linear probes (final): {model}, protocol {protocol}, dataset {dataset}"
+            for model in ("alexnet", "eccv16")
+            for protocol in ("goyal19", "zhang16")
+            for dataset in ("imagenet", "places205")
+        ),
+        f"Pascal VOC: voc-cls, protocol finetune, dataset {VOC07}",
+        f"Pascal VOC: voc-cls, protocol svm, dataset {VOC07}",
+        f"Pascal VOC: voc-det, dataset {VOC07}",
+        f"Pascal VOC: voc-seg, dataset {VOC12_SEG}",
         "Pascal VOC: the paper",
         "Colorization",
     ]
@@ -119,28 +128,38 @@ def test_panels_cover_every_section_and_each_network_gets_its_own_layers():
     assert {panel.kind for panel in panels} == {LINE, BAR, TABLE, MARKDOWN, MEDIA}
     pretraining = [(panel.kind, panel.keys) for panel in panels if panel.section == "Pretraining"]
     assert (LINE, ("lr-Adam/weights",)) in pretraining and (MEDIA, (EXAMPLES_KEY,)) in pretraining
-    # Each protocol's bars read only runs of that protocol, beside that protocol's published numbers only.
+    assert (LINE, (IMAGES_PER_SECOND_KEY,)) in pretraining
+    # Each (protocol, dataset)'s bars read only runs of that protocol on that dataset, beside that protocol's
+    # published numbers on that dataset only.
     bars = [panel for panel in panels if panel.kind == BAR and panel.job_type == LINEAR_PROBE]
-    assert {(panel.model, panel.protocol) for panel in bars} == {
-        (model, protocol) for model in ("alexnet", "eccv16") for protocol in ("goyal19", "zhang16")
+    assert [(panel.model, panel.protocol, panel.dataset) for panel in bars] == [
+        (model, protocol, dataset)
+        for model in ("alexnet", "eccv16")
+        for protocol in ("goyal19", "zhang16")
+        for dataset in ("imagenet", "places205")
+    ]
+    published = {
+        panel.section.removeprefix("Linear probes (final): alexnet, "): panel.text
+        for panel in panels
+        if panel.kind == MARKDOWN and "alexnet" in panel.section
     }
-    [zhang16] = [
-        panel
-        for panel in panels
-        if panel.kind == MARKDOWN and panel.section.endswith("alexnet, protocol zhang16")
-    ]
-    [goyal19] = [
-        panel
-        for panel in panels
-        if panel.kind == MARKDOWN and panel.section.endswith("alexnet, protocol goyal19")
-    ]
-    imagenet, places = zhang16.text.split("| Split-Brain Tab. 2 (zhang16), ")[1:]
-    assert imagenet.startswith("ImageNet |") and places.startswith("Places205 |")
+    assert set(published) == {
+        "protocol zhang16, dataset imagenet",
+        "protocol zhang16, dataset places205",
+        "protocol goyal19, dataset imagenet",
+    }  # VISSL publishes no Places205 number
+    imagenet, places = (
+        published["protocol zhang16, dataset imagenet"],
+        published["protocol zhang16, dataset places205"],
+    )
+    goyal19 = published["protocol goyal19, dataset imagenet"]
+    assert "| Split-Brain Tab. 2 (zhang16), ImageNet |" in imagenet and "Places205" not in imagenet
+    assert "| Split-Brain Tab. 2 (zhang16), Places205 |" in places and "ImageNet |" not in places
     assert "| colorization | 13.1 | 24.8 | 31.0 | 32.6 | 31.8 |" in imagenet
     assert "| colorization | 16.0 | 25.7 | 29.6 | 30.3 | 29.7 |" in places
-    assert "| Places labels | 22.1 |" in places and "Places labels" not in imagenet
-    assert "VISSL" not in zhang16.text and "Split-Brain" not in goyal19.text
-    assert goyal19.text.endswith("ImageNet, best layer: 30.39")
+    assert "| Places labels | 22.1 |" in places and "ECCV16" not in places and "ECCV16" in imagenet
+    assert "VISSL" not in imagenet + places and "Split-Brain" not in goyal19
+    assert goyal19.endswith("ImageNet, best layer: 30.39")
     assert not [panel for panel in panels if panel.kind == MARKDOWN and "eccv16" in panel.section]
     [resnet50] = [
         panel for panel in dashboard_panels(["resnet50"]) if panel.kind == MARKDOWN and "50" in panel.section
@@ -149,13 +168,18 @@ def test_panels_cover_every_section_and_each_network_gets_its_own_layers():
     [voc] = [panel for panel in panels if panel.kind == MARKDOWN and "VOC" in panel.section]
     assert "| colorization (rescaled) | 61.5 | 65.9 | 46.9 | 35.6 |" in voc.text
     voc_bars = [panel for panel in panels if panel.kind == BAR and panel.section.startswith("Pascal VOC")]
-    assert [(panel.job_type, panel.protocol, panel.keys) for panel in voc_bars] == [
-        ("voc-cls", "finetune", ("voc/map",)),
-        ("voc-cls", "svm", ("voc/map",)),
-        ("voc-det", None, ("voc/map",)),
-        ("voc-seg", None, ("voc/miou",)),
+    assert [(panel.job_type, panel.protocol, panel.dataset, panel.keys) for panel in voc_bars] == [
+        ("voc-cls", "finetune", VOC07, ("voc/map",)),
+        ("voc-cls", "svm", VOC07, ("voc/map",)),
+        ("voc-det", None, VOC07, ("voc/map",)),
+        ("voc-seg", None, VOC12_SEG, ("voc/miou",)),
     ]
-    assert "           reads: train/loss, val/loss  x: trainer/global_step" in describe(panels)
+    listing = describe(panels)
+    assert "           reads: train/loss, val/loss  x: trainer/global_step" in listing
+    assert (
+        "  bar      top-1 (%) per layer, by pretraining run  [linear-probe runs, alexnet, protocol zhang16, dataset places205]"
+        in listing
+    )
     with pytest.raises(ValueError, match="unknown network"):
         dashboard_panels(["vgg"])
 
@@ -163,9 +187,11 @@ def test_panels_cover_every_section_and_each_network_gets_its_own_layers():
 def test_offline_it_lists_the_panels_and_writes_compares_output_without_the_extra(offline_dashboard):
     out, printed = offline_dashboard
     assert "W&B offline" in printed and "reads: online/conv8/top1, knn/conv8/top1" in printed
-    assert (out / "panels.txt").read_text().count("reads:") == len(
-        [panel for panel in dashboard_panels(["eccv16"]) if panel.keys]
-    )
+    listing = (out / "panels.txt").read_text()
+    # The store's probe row is on the embedded photos: that dataset gets its sections beside the paper's.
+    with_store = dashboard_panels(["eccv16"], {LINEAR_PROBE: ["embedded"]})
+    assert listing.count("reads:") == len([panel for panel in with_store if panel.keys])
+    assert "== Linear probes (final): eccv16, protocol zhang16, dataset embedded ==" in listing
     comparison = (out / "comparison.txt").read_text()
     assert "mine" in comparison and "paper: colorization" in comparison
     # A panel per network: alexnet (the store's row, and the papers'), resnet50 (the papers')
@@ -184,26 +210,134 @@ def test_online_without_the_extra_is_one_line_naming_it(tmp_path, monkeypatch, c
     assert (tmp_path / "out" / "panels.txt").is_file()  # what it could do offline is still written
 
 
+def run_filter(filters: str) -> tuple[tuple[str, str], ...]:
+    """A grid's run filter as W&B receives it: wandb-workspaces' own parse of the string, (key, value) per term."""
+    from wandb_workspaces.expr import expr_to_filters
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a '<', '>' or '=' it rewrote inside a value warns
+        tree = expr_to_filters(filters)
+    terms = tree.filters if tree.op == "AND" else [tree]
+    return tuple((term.key.name, term.value) for term in terms)
+
+
+def report_outline(wr, report) -> list[tuple[str, tuple[tuple[str, str], ...], list[str]]]:
+    """The built report as (section, its grid's run filter as W&B reads it, the titles or keys of its panels)."""
+    outline, section = [], None
+    for block in report.blocks:
+        if isinstance(block, wr.H2):
+            section = block.text
+        elif isinstance(block, wr.PanelGrid):
+            names = [
+                getattr(panel, "title", None) or ",".join(getattr(panel, "media_keys", None) or ["markdown"])
+                for panel in block.panels
+            ]
+            outline.append((section, run_filter(block.runsets[0].filters), names))
+    return outline
+
+
 def test_report_is_built_from_the_same_panels_when_the_extra_is_installed():
     wr = pytest.importorskip("wandb_workspaces.reports.v2")
     from transfer.dashboard import build_report
 
-    panels = dashboard_panels(["eccv16"])
+    tiny_voc = "tiny-voc trainval -> test"
+    panels = dashboard_panels(["eccv16"], {LINEAR_PROBE: ["embedded"], "voc-det": [tiny_voc]})
     report = build_report(panels, "lit-colorization", "someone", "title")
     grids = [block for block in report.blocks if isinstance(block, wr.PanelGrid)]
     plotted = [panel for grid in grids for panel in grid.panels]
     assert len(plotted) == len(panels)
     read = {key for panel in plotted for key in getattr(panel, "y", None) or getattr(panel, "metrics", [])}
     assert read == {key for panel in panels if panel.kind in (LINE, BAR) for key in panel.keys}
-    filters = [grid.runsets[0].filters for grid in grids]
-    assert "JobType = 'pretrain' and Config('model.name') = 'eccv16'" in filters
-    assert (
-        "JobType = 'linear-probe' and Config('model') = 'eccv16' and Config('protocol') = 'zhang16'"
-        in filters
-    )
-    assert "JobType = 'voc-cls' and Config('protocol') = 'svm'" in filters
+    outline = report_outline(wr, report)
+    [(section, runs, pretraining)] = outline[:1]
+    assert (section, runs) == ("Pretraining", (("jobType", "pretrain"),))
+    assert pretraining == [
+        "loss",
+        "AuC (validation; gray: the all-gray baseline)",
+        "rebalanced AuC (validation)",
+        "colourfulness (validation; true: the photos')",
+        "learning rate",
+        "throughput: training images per second, all devices",
+        "validation examples: gray | prediction | ground truth",
+    ]
+    [throughput] = [panel for panel in grids[0].panels if panel.title.startswith("throughput")]
+    assert throughput.y == [IMAGES_PER_SECOND_KEY] and throughput.x == "trainer/global_step"
+    # One grid per (network, protocol, dataset): its runs filtered on all three, the paper's numbers beside it.
+    probes = [(section, runs, names) for section, runs, names in outline if runs[0][1] == LINEAR_PROBE]
+    assert [(section, runs) for section, runs, _ in probes] == [
+        (
+            f"Linear probes (final): eccv16, protocol {protocol}, dataset {dataset}",
+            (("jobType", LINEAR_PROBE), ("model", "eccv16"), ("protocol", protocol), ("dataset", dataset)),
+        )
+        for protocol in ("goyal19", "zhang16")
+        for dataset in ("imagenet", "places205", "embedded")
+    ]
+    assert all(
+        names == ["top-1 (%) per layer, by pretraining run"] for _, _, names in probes
+    )  # none published
+    # VOC labels hold '>', which the filter parser would rewrite to '>=' if it saw it: W&B gets them intact.
+    assert [runs for _, runs, _ in outline if runs[0][1].startswith("voc-")] == [
+        (("jobType", "voc-cls"), ("protocol", "finetune"), ("dataset", VOC07)),
+        (("jobType", "voc-cls"), ("protocol", "svm"), ("dataset", VOC07)),
+        (("jobType", "voc-det"), ("dataset", VOC07)),
+        (("jobType", "voc-det"), ("dataset", tiny_voc)),
+        (("jobType", "voc-seg"), ("dataset", VOC12_SEG)),
+    ]
+    alexnet = report_outline(wr, build_report(dashboard_panels(["alexnet"]), "p", "someone", "t"))
+    published = {section: names for section, runs, names in alexnet if runs[0][1] == LINEAR_PROBE}
+    assert published["Linear probes (final): alexnet, protocol zhang16, dataset places205"] == [
+        "top-1 (%) per layer, by pretraining run",
+        "markdown",
+    ]
+    assert published["Linear probes (final): alexnet, protocol goyal19, dataset places205"] == [
+        "top-1 (%) per layer, by pretraining run"
+    ]
     media = [panel for panel in plotted if isinstance(panel, wr.MediaBrowser)]
     assert [panel.media_keys for panel in media] == [[EXAMPLES_KEY]]
+
+
+def test_a_filter_value_reaches_wandb_as_written_whatever_its_characters():
+    pytest.importorskip("wandb_workspaces")
+    from transfer.dashboard import run_filters
+
+    for dataset in ("VOC07 trainval -> VOC07 test", "a<b=c's \\ é 🙂", "places205"):
+        assert run_filter(run_filters("linear-probe", None, "zhang16", dataset)) == (
+            ("jobType", "linear-probe"),
+            ("protocol", "zhang16"),
+            ("dataset", dataset),
+        )
+
+
+def test_the_default_datasets_are_the_names_runs_of_the_papers_presets_record(tmp_path):
+    from transfer.probe.probe_config import PROBE, dataset_name
+    from transfer.voc.sources import resolve_voc_seg_source, resolve_voc_source
+    from transfer.voc.voc_config import VOC_CLS, VOC_DET, VOC_SEG
+
+    folder = tmp_path / "data"
+    for path in ("train/cat", "val/cat", "VOCdevkit/VOC2007", "VOCdevkit/VOC2012"):
+        (folder / path).mkdir(parents=True)
+    probe = [
+        dataset_name(PROBE.load(preset, [f"data.root={folder}"])) for preset in ("imagenet", "places205")
+    ]
+    assert tuple(probe) == DEFAULT_DATASETS[LINEAR_PROBE]
+    root = [f"data.root={folder}"]
+    assert (resolve_voc_source(VOC_CLS.load("voc07", root).data).label,) == DEFAULT_DATASETS["voc-cls"]
+    assert (resolve_voc_source(VOC_DET.load("voc07", root).data).label,) == DEFAULT_DATASETS["voc-det"]
+    assert (resolve_voc_seg_source(VOC_SEG.load("voc12", root).data).label,) == DEFAULT_DATASETS["voc-seg"]
+
+
+def test_the_results_stores_named_datasets_get_sections_of_their_own(tmp_path):
+    rows = rows_of(
+        probe_row("a", "conv1", 20.0),  # dataset "embedded"
+        probe_row("b", "conv1", 20.0, dataset="/data/old/imagenet"),  # before probes named it: not filterable
+        {"task": "voc-cls", "dataset": "tiny-voc trainval -> test", "map": 10.0},
+        {"task": "eval-color", "dataset": "val"},
+    )
+    datasets = datasets_in_results(rows)
+    assert datasets == {LINEAR_PROBE: ("embedded",), "voc-cls": ("tiny-voc trainval -> test",)}
+    sections = {panel.section for panel in dashboard_panels(["alexnet"], datasets)}
+    assert "Linear probes (final): alexnet, protocol zhang16, dataset embedded" in sections
+    assert "Pascal VOC: voc-cls, protocol svm, dataset tiny-voc trainval -> test" in sections
 
 
 @pytest.mark.parametrize(

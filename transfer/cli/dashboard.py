@@ -2,9 +2,10 @@
 
     python -m transfer.cli.dashboard [--project P] [--entity E] [--models alexnet,eccv16] [--results PATH] [--out DIR]
 
-Online (a W&B login, ``WANDB_MODE`` not offline) it saves the report to the project and prints its URL; that
-needs the optional ``dashboard`` extra (``pip install -e '.[dashboard]'``). Offline it needs nothing more: it
-lists the panels it would create with the keys each reads. Either way it writes into ``--out``
+Its probe and VOC sections are one protocol and one dataset each: the paper's datasets and those the results
+store's rows name. Online (a W&B login, ``WANDB_MODE`` not offline) it saves the report to the project and prints
+its URL; that needs the optional ``dashboard`` extra (``pip install -e '.[dashboard]'``). Offline it needs nothing
+more: it lists the panels it would create with the keys each reads. Either way it writes into ``--out``
 (default ``results/dashboard/``) ``panels.txt`` and ``panels.json`` (that list) and, when the results store
 exists, ``make compare``'s ``comparison.txt`` and ``linear_probe.png``: the transfer numbers beside the paper's.
 """
@@ -35,10 +36,13 @@ def online() -> bool:
 def dashboard(
     project: str, entity: str | None, models: list[str] | None, results: Path, out: Path, title: str
 ) -> None:
+    from lit_colorization.store.results import read_results
     from transfer.compare import compare
-    from transfer.dashboard import as_rows, build_report, dashboard_panels, describe
+    from transfer.dashboard import as_rows, build_report, dashboard_panels, datasets_in_results, describe
 
-    panels = dashboard_panels(models)
+    # Sections for the paper's datasets and for every dataset the results store names.
+    datasets = datasets_in_results(read_results(results).rows) if results.is_file() else None
+    panels = dashboard_panels(models, datasets)
     listing = describe(panels)
     write_text(out / "panels.txt", "\n".join(listing) + "\n")
     write_text(out / "panels.json", json.dumps(as_rows(panels), indent=1) + "\n")

@@ -40,6 +40,7 @@ from transfer.probe.module import LinearProbeModule, resolve_layers
 from transfer.probe.probe_config import (
     ProbeConfig,
     check_class_count,
+    dataset_name,
     probe_data,
     probe_optimizer,
     probe_schedule,
@@ -52,10 +53,6 @@ TASK = "linear-probe"
 RESULT_COLUMNS = ("layer", "protocol", "feature_dim", "top1", "top5")
 PREDICTIONS_FILE = "val_predictions.npz"
 log = logging.getLogger(__name__)
-
-
-def dataset_name(data: Any) -> str:
-    return str(Path(data.root).resolve()) if data.source == "folder" else data.source
 
 
 def probe_run_directory(config: ProbeConfig, source: BackboneSource, layers: list[str]) -> Path:
@@ -97,7 +94,8 @@ def result_rows(
             "feature_dim": head.feature_dim,
             "crop_size": config.data.crop_size,
             "resize": {"side": data.resize, "mode": data.resize_mode} if data.resize else None,
-            "dataset": dataset_name(data),
+            "dataset": dataset_name(config),
+            "data_root": str(Path(config.data.root).resolve()) if config.data.source == "folder" else None,
             "num_classes": num_classes,
             "val_images": val_images,  # what a top-1's confidence interval needs (make compare shows it)
             "epochs": trainer.current_epoch,
@@ -192,6 +190,7 @@ def probe_in(
         "data": asdict(probe_data(config)),
         "ckpt": source.ckpt,
         "model": source.model_name,
+        "dataset": dataset_name(config),  # W&B filters probe runs on it (transfer/dashboard.py)
         "layer": ",".join(layers),
         "optim": asdict(optimizer),
         "schedule": {**asdict(schedule), "milestones": list(schedule.milestones)},

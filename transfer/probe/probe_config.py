@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lit_colorization.config.commands import CommandConfig, register_command
@@ -84,11 +85,23 @@ class ProbeConfig(TransferRunConfig):
     protocol: str = DEFAULT_PROTOCOL  # zhang16 | goyal19
     # The number of class folders data.root must hold (e.g. 205 for Places205); None: whatever it holds.
     expected_classes: int | None = None
+    # The dataset's name in results rows, the W&B config (Config('dataset')) and make compare's sections;
+    # None: data.root's folder name (data.source=folder), else the source (embedded, synthetic).
+    dataset: str | None = None
     data: ProbeDataConfig = field(default_factory=ProbeDataConfig)
     optim: ProbeOptimConfig = field(default_factory=ProbeOptimConfig)
     schedule: ProbeScheduleConfig = field(default_factory=ProbeScheduleConfig)
     trainer: ProbeTrainerConfig = field(default_factory=ProbeTrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+def dataset_name(config: ProbeConfig) -> str:
+    """The probe's dataset as its rows, W&B and ``make compare`` name it: ``dataset``, else data.root's folder
+    name (data.source=folder), else the data's source."""
+    if config.dataset is not None:
+        return config.dataset
+    data = config.data
+    return Path(data.root).resolve().name if data.source == "folder" else data.source
 
 
 def probe_schedule(config: ProbeConfig) -> ProbeSchedule:
@@ -179,6 +192,12 @@ def validate_probe_config(config: ProbeConfig) -> None:
         "trainer.check_val_every_n_epoch",
         "a positive integer",
         trainer.check_val_every_n_epoch,
+    )
+    require(
+        config.dataset is None or (bool(config.dataset.strip()) and "/" not in config.dataset),
+        "dataset",
+        "null or a name without '/' (e.g. imagenet, places205)",
+        config.dataset,
     )
     require(
         config.expected_classes is None or config.expected_classes > 0,

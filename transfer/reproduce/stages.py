@@ -323,8 +323,11 @@ def stage_overrides(spec: StageSpec, config: ReproduceConfig, inputs_written: bo
         *spec.overrides,
     ]
     if spec.command is PROBE:
-        root_dir = config.places if spec.name == "places-probe" else config.data
-        data = ["data.source=folder", f"data.root={root_dir}"] if root_dir else []
+        places = spec.name == "places-probe"
+        root_dir = config.places if places else config.data
+        # Named as the paper's presets name them at every scale: rows and W&B key the probe by its dataset.
+        dataset = f"dataset={'places205' if places else 'imagenet'}"
+        data = ["data.source=folder", f"data.root={root_dir}", dataset] if root_dir else []
         return [*common, *data, *smoke, *user]
     data = [f"data.root={config.voc}"] if config.voc else [f"data.tiny.cache_dir={root / 'tiny_voc'}"]
     return [*common, *data, *smoke, *user]

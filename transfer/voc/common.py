@@ -131,6 +131,7 @@ def open_run(
         **to_container(config),
         "ckpt": source.ckpt,
         "model": source.model_name,
+        "dataset": voc.label,  # as the rows name it; W&B filters VOC runs on it (transfer/dashboard.py)
         "data_root": str(voc.root),
         **resolved_sections,
     }

@@ -16,7 +16,7 @@ from tests.helpers import run_module, tiny_synthetic_data
 from transfer.cli.compare import main as compare_main
 from transfer.cli.probe import main as probe_main
 from transfer.compare import compare
-from transfer.probe.probe_config import PROBE, probe_optimizer, probe_schedule
+from transfer.probe.probe_config import PROBE, dataset_name, probe_optimizer, probe_schedule
 from transfer.probe.protocols import GOYAL19, ZHANG16, ProbeSchedule
 from transfer.runs import latest_pretrain_checkpoint
 
@@ -51,6 +51,18 @@ def test_defaults_are_the_papers_imagenet_probe(tmp_path):
     assert probe_schedule(sample) == ProbeSchedule("epoch", 4, (2, 3))
 
 
+def test_the_dataset_is_named_by_the_preset_else_by_the_data(tmp_path):
+    """What rows, W&B (Config('dataset')) and make compare key a probe by."""
+    folder = tmp_path / "ILSVRC2012"
+    for split in ("train", "val"):
+        (folder / split / "cat").mkdir(parents=True)
+    assert dataset_name(PROBE.load("imagenet", [f"data.root={folder}"])) == "imagenet"
+    assert dataset_name(PROBE.load("places205", [f"data.root={folder}"])) == "places205"
+    assert dataset_name(PROBE.load(None, ["data.source=folder", f"data.root={folder}/"])) == "ILSVRC2012"
+    assert dataset_name(PROBE.load("sample", [])) == "embedded"
+    assert dataset_name(PROBE.load("sample", ["dataset=photos"])) == "photos"
+
+
 def test_the_protocol_fills_only_the_keys_left_null():
     goyal19 = PROBE.load(None, ["protocol=goyal19"])
     assert probe_optimizer(goyal19, "alexnet") == GOYAL19.optimizer
@@ -80,6 +92,7 @@ def test_the_protocol_fills_only_the_keys_left_null():
         ("trainer.max_epochs=3", "unknown config key 'trainer.max_epochs'"),
         ("run=a/b", "'run'"),
         ("layer= ", "'layer'"),
+        ("dataset=a/b", "'dataset': expected null or a name without '/'"),
     ],
 )
 def test_bad_values_are_one_line_errors_naming_the_key(override, message):
@@ -140,7 +153,8 @@ def test_probe_after_pretraining_appends_rows_that_compare_prints(tiny_pretrain_
     run_dir = runs_dir / "probe-e2e"
     assert_accuracies_recount_from_saved_predictions(rows, run_dir)
     assert json.loads((run_dir / "results.json").read_text()) == rows
-    assert "layer: conv1,conv3" in (run_dir / "config.yaml").read_text()
+    saved = (run_dir / "config.yaml").read_text()
+    assert "layer: conv1,conv3" in saved and "\ndataset: synthetic\n" in saved  # as W&B's config has it
     [metrics_file] = run_dir.glob("csv/version_*/metrics.csv")
     with metrics_file.open() as stream:
         columns = next(csv.reader(stream))
