@@ -31,7 +31,8 @@ def test_places205_preset_is_the_imagenet_protocol_on_205_class_folders(tmp_path
     imagenet = PROBE.load("imagenet", [f"data.root={root}"])
     assert places.expected_classes == PLACES_CLASSES and places.data.source == "folder"
     differing = {key for key, value in to_container(places).items() if to_container(imagenet)[key] != value}
-    assert differing == {"expected_classes"}
+    assert differing == {"expected_classes", "dataset"}
+    assert (places.dataset, imagenet.dataset) == ("places205", "imagenet")
     datamodule = build_datamodule(probe_data(places))
     datamodule.setup("fit")
     assert datamodule.num_classes == PLACES_CLASSES
