@@ -9,7 +9,7 @@ Sections: pretraining curves per run (loss, AuC, rebalanced AuC, colourfulness, 
 images per second, against Lightning's ``trainer/global_step``; the validation examples), the online probe and kNN
 top-1 per layer while pretraining, the final linear-probe top-1 per layer grouped by pretraining run (W&B's run
 group: a transfer run's group is its pretraining run), one section per (network, protocol, dataset) beside that
-protocol's and dataset's published numbers, VOC07 classification and detection mAP and VOC12 segmentation mIoU, one
+protocol's and dataset's published numbers, VOC07 classification and detection mAP and segmentation mIoU (per protocol), one
 section per (task, protocol, dataset), beside the paper's, and colorization metrics (each pretraining run's last
 validation, and ``make eval-color``'s table). A transfer run's W&B config names its ``protocol`` and ``dataset``
 (a probe: ``dataset``, e.g. imagenet or places205; a VOC run: its rows' dataset label), and each section's runs
@@ -52,19 +52,28 @@ from transfer.compare import (
 )
 from transfer.probe.module import STANDARD_LAYERS
 from transfer.probe.protocols import GOYAL19, PROTOCOLS, ZHANG16
+from transfer.voc.voc_config import CLS_PROTOCOLS, DET_PROTOCOLS, SEG_PROTOCOLS
 
 PROBE_PROTOCOLS = tuple(PROTOCOLS.names())
-VOC_CLS_PROTOCOLS = ("finetune", "svm")  # transfer/voc/voc_config.py: VOCClsConfig.protocol
 # The datasets of the paper's tables, as runs of the project's presets name them: the probe presets' ``dataset``
 # (configs/presets/probe/imagenet.yaml, places205.yaml); a VOC run's label (transfer/voc/sources.py) with the
 # voc07 and voc12 presets' splits (tests/transfer/test_dashboard.py checks both against the code).
 VOC07 = "VOC07 trainval -> VOC07 test"
+SEG11 = "VOC11+SBD segmentation train -> seg11valid"  # the seg11 preset (protocol release)
+VOC12_SEG = "VOC12 segmentation train -> val"  # the voc12 preset (protocol project-fcn)
 DEFAULT_DATASETS: dict[str, tuple[str, ...]] = {
     LINEAR_PROBE: ("imagenet", "places205"),
     VOC_CLASSIFICATION: (VOC07,),
     VOC_DETECTION: (VOC07,),
-    VOC_SEGMENTATION: ("VOC12 segmentation train -> val",),
+    VOC_SEGMENTATION: (SEG11, VOC12_SEG),
 }
+VOC_PROTOCOLS = {
+    VOC_CLASSIFICATION: CLS_PROTOCOLS,
+    VOC_DETECTION: DET_PROTOCOLS,
+    VOC_SEGMENTATION: SEG_PROTOCOLS,
+}
+# A paper dataset only one protocol reads: no section pairs it with the task's other protocols.
+PROTOCOL_OF_DATASET = {SEG11: "release", VOC12_SEG: "project-fcn"}
 
 # Where each kind of run's config names its network (pretraining: the model section; a probe: the trunk's name).
 MODEL_CONFIG_KEY = {PRETRAIN: "model.name", LINEAR_PROBE: "model"}
@@ -246,23 +255,16 @@ def dashboard_panels(
                 published = paper_probe_markdown(model, protocol, dataset)
                 if published:
                     panels.append(Panel(section, "published numbers", MARKDOWN, None, text=published))
-    for title, job_type, key, protocols in (
-        (
-            "VOC07 classification mAP (0-1), by pretraining run",
-            VOC_CLASSIFICATION,
-            VOC_MAP_KEY,
-            VOC_CLS_PROTOCOLS,
-        ),
-        ("VOC07 detection mAP (0-1), by pretraining run", VOC_DETECTION, VOC_MAP_KEY, (None,)),
-        ("VOC12 segmentation mIoU (0-1), by pretraining run", VOC_SEGMENTATION, VOC_MIOU_KEY, (None,)),
+    for title, job_type, key in (
+        ("VOC07 classification mAP (0-1), by pretraining run", VOC_CLASSIFICATION, VOC_MAP_KEY),
+        ("VOC07 detection mAP (0-1), by pretraining run", VOC_DETECTION, VOC_MAP_KEY),
+        ("segmentation mIoU (0-1), by pretraining run", VOC_SEGMENTATION, VOC_MIOU_KEY),
     ):
-        for protocol in protocols:
+        for protocol in VOC_PROTOCOLS[job_type]:
             for dataset in per_task[job_type]:
-                section = (
-                    f"Pascal VOC: {job_type}"
-                    + (f", protocol {protocol}" if protocol else "")
-                    + f", dataset {dataset}"
-                )
+                if PROTOCOL_OF_DATASET.get(dataset, protocol) != protocol:
+                    continue
+                section = f"Pascal VOC: {job_type}, protocol {protocol}, dataset {dataset}"
                 panels.append(Panel(section, title, BAR, job_type, (key,), None, True, protocol, dataset))
     panels.append(
         Panel("Pascal VOC: the paper", "published numbers", MARKDOWN, None, text=paper_voc_markdown())

@@ -39,6 +39,7 @@ from transfer.dashboard import (
 )
 
 VOC12_SEG = "VOC12 segmentation train -> val"
+SEG11 = "VOC11+SBD segmentation train -> seg11valid"
 
 
 def logged_columns(run_dir: Path) -> set[str]:
@@ -116,10 +117,13 @@ def test_panels_cover_every_section_and_each_network_gets_its_own_layers():
             for protocol in ("goyal19", "zhang16")
             for dataset in ("imagenet", "places205")
         ),
+        f"Pascal VOC: voc-cls, protocol kraehenbuehl16, dataset {VOC07}",
         f"Pascal VOC: voc-cls, protocol finetune, dataset {VOC07}",
         f"Pascal VOC: voc-cls, protocol svm, dataset {VOC07}",
-        f"Pascal VOC: voc-det, dataset {VOC07}",
-        f"Pascal VOC: voc-seg, dataset {VOC12_SEG}",
+        f"Pascal VOC: voc-det, protocol faster-rcnn-fc67, dataset {VOC07}",
+        f"Pascal VOC: voc-det, protocol faster-rcnn-mlp, dataset {VOC07}",
+        f"Pascal VOC: voc-seg, protocol release, dataset {SEG11}",
+        f"Pascal VOC: voc-seg, protocol project-fcn, dataset {VOC12_SEG}",
         "Pascal VOC: the paper",
         "Colorization",
     ]
@@ -169,10 +173,13 @@ def test_panels_cover_every_section_and_each_network_gets_its_own_layers():
     assert "| colorization (rescaled) | 61.5 | 65.9 | 46.9 | 35.6 |" in voc.text
     voc_bars = [panel for panel in panels if panel.kind == BAR and panel.section.startswith("Pascal VOC")]
     assert [(panel.job_type, panel.protocol, panel.dataset, panel.keys) for panel in voc_bars] == [
+        ("voc-cls", "kraehenbuehl16", VOC07, ("voc/map",)),
         ("voc-cls", "finetune", VOC07, ("voc/map",)),
         ("voc-cls", "svm", VOC07, ("voc/map",)),
-        ("voc-det", None, VOC07, ("voc/map",)),
-        ("voc-seg", None, VOC12_SEG, ("voc/miou",)),
+        ("voc-det", "faster-rcnn-fc67", VOC07, ("voc/map",)),
+        ("voc-det", "faster-rcnn-mlp", VOC07, ("voc/map",)),
+        ("voc-seg", "release", SEG11, ("voc/miou",)),
+        ("voc-seg", "project-fcn", VOC12_SEG, ("voc/miou",)),
     ]
     listing = describe(panels)
     assert "           reads: train/loss, val/loss  x: trainer/global_step" in listing
@@ -277,11 +284,17 @@ def test_report_is_built_from_the_same_panels_when_the_extra_is_installed():
     )  # none published
     # VOC labels hold '>', which the filter parser would rewrite to '>=' if it saw it: W&B gets them intact.
     assert [runs for _, runs, _ in outline if runs[0][1].startswith("voc-")] == [
-        (("jobType", "voc-cls"), ("protocol", "finetune"), ("dataset", VOC07)),
-        (("jobType", "voc-cls"), ("protocol", "svm"), ("dataset", VOC07)),
-        (("jobType", "voc-det"), ("dataset", VOC07)),
-        (("jobType", "voc-det"), ("dataset", tiny_voc)),
-        (("jobType", "voc-seg"), ("dataset", VOC12_SEG)),
+        *(
+            (("jobType", "voc-cls"), ("protocol", protocol), ("dataset", VOC07))
+            for protocol in ("kraehenbuehl16", "finetune", "svm")
+        ),
+        *(
+            (("jobType", "voc-det"), ("protocol", protocol), ("dataset", dataset))
+            for protocol in ("faster-rcnn-fc67", "faster-rcnn-mlp")
+            for dataset in (VOC07, tiny_voc)
+        ),
+        (("jobType", "voc-seg"), ("protocol", "release"), ("dataset", SEG11)),
+        (("jobType", "voc-seg"), ("protocol", "project-fcn"), ("dataset", VOC12_SEG)),
     ]
     alexnet = report_outline(wr, build_report(dashboard_panels(["alexnet"]), "p", "someone", "t"))
     published = {section: names for section, runs, names in alexnet if runs[0][1] == LINEAR_PROBE}
@@ -310,11 +323,12 @@ def test_a_filter_value_reaches_wandb_as_written_whatever_its_characters():
 
 def test_the_default_datasets_are_the_names_runs_of_the_papers_presets_record(tmp_path):
     from transfer.probe.probe_config import PROBE, dataset_name
-    from transfer.voc.sources import resolve_voc_seg_source, resolve_voc_source
+    from transfer.voc.sources import resolve_release_seg_source, resolve_voc_seg_source, resolve_voc_source
     from transfer.voc.voc_config import VOC_CLS, VOC_DET, VOC_SEG
 
     folder = tmp_path / "data"
-    for path in ("train/cat", "val/cat", "VOCdevkit/VOC2007", "VOCdevkit/VOC2012"):
+    voc = ("VOCdevkit/VOC2007", "VOCdevkit/VOC2012", "VOCdevkit/VOC2011", "benchmark_RELEASE/dataset")
+    for path in ("train/cat", "val/cat", *voc):
         (folder / path).mkdir(parents=True)
     probe = [
         dataset_name(PROBE.load(preset, [f"data.root={folder}"])) for preset in ("imagenet", "places205")
@@ -323,7 +337,9 @@ def test_the_default_datasets_are_the_names_runs_of_the_papers_presets_record(tm
     root = [f"data.root={folder}"]
     assert (resolve_voc_source(VOC_CLS.load("voc07", root).data).label,) == DEFAULT_DATASETS["voc-cls"]
     assert (resolve_voc_source(VOC_DET.load("voc07", root).data).label,) == DEFAULT_DATASETS["voc-det"]
-    assert (resolve_voc_seg_source(VOC_SEG.load("voc12", root).data).label,) == DEFAULT_DATASETS["voc-seg"]
+    seg = [resolve_voc_seg_source(VOC_SEG.load("voc12", root).data).label]
+    seg.insert(0, resolve_release_seg_source(VOC_SEG.load("seg11", root).data).label)
+    assert tuple(seg) == DEFAULT_DATASETS["voc-seg"]
 
 
 def test_the_results_stores_named_datasets_get_sections_of_their_own(tmp_path):
