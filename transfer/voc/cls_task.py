@@ -21,16 +21,12 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-import torch
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
-from torch import nn
 from torch.utils.data import Dataset
 
-from lit_colorization.color import uint8_to_lab
 from lit_colorization.config.loading import ConfigError
 from lit_colorization.models import ColorizationNet
-from lit_colorization.models.data_init import between_layer_rescale_
 from lit_colorization.runtime.preemption import StopBetweenUnits
 from lit_colorization.runtime.resumption import fit_resumable
 from lit_colorization.store.checkpoint import weights_checksum
@@ -53,6 +49,7 @@ from transfer.voc.common import (
 )
 from transfer.voc.dataset import VOCClassification
 from transfer.voc.low_shot import low_shot_svms, plot_low_shot, save_low_shot
+from transfer.voc.rescale import release_rescale_
 from transfer.voc.sources import (
     NUM_TEST_VIEWS,
     TEST_YEAR,
@@ -156,44 +153,6 @@ def finetune(
 KRAEHENBUEHL16_DROPOUT = 0.5
 KRAEHENBUEHL16_DROPOUT_LAYERS = ("fc6", "fc7")
 KRAEHENBUEHL16_HEAD_BIAS = 0.1
-# The release rescaled on 10 batches of 80 crops of 227, with a fresh 1000-way fc8 N(0, 0.01^2), bias 1
-# (postprocess_model.sh line 12, train_val_nobn_rs.prototxt lines 14-18 and 269-277).
-RESCALE_CROPS = 800
-RESCALE_HEAD_CLASSES = 1000
-RESCALE_HEAD_STD = 0.01
-RESCALE_HEAD_BIAS = 1.0
-
-
-def release_rescale_(network: ColorizationNet, train: Any, seed: int) -> dict[str, Any]:
-    """The release's between-layer rescaling of the BatchNorm-folded standard network (in place): under a fresh
-    1000-way top layer, on ``RESCALE_CROPS`` 227 crops (one ``ScaleJitterCrop`` view of training images taken in
-    turn, ImageNet not being at hand); the top layer is put back afterwards. Returns the row's record of it."""
-    generator = torch.Generator().manual_seed(seed)
-    view = ScaleJitterCrop(227, 1.0, 1.0, generator)  # a 227 crop at scale 1 (smaller images upsampled)
-    crops = torch.stack([view(train[index % len(train)][0]) for index in range(RESCALE_CROPS)])
-    device = next(network.parameters()).device
-    lightness = uint8_to_lab(crops.to(device))[:, :1]
-    logits = network.logits
-    fresh = nn.Conv2d(logits.in_channels, RESCALE_HEAD_CLASSES, 1).to(device)
-    with torch.no_grad():
-        fresh.weight.copy_(torch.randn(fresh.weight.shape, generator=generator) * RESCALE_HEAD_STD)
-        fresh.bias.fill_(RESCALE_HEAD_BIAS)
-    network.logits = fresh
-    try:
-        report = between_layer_rescale_(network, lightness, seed=seed)
-    finally:
-        network.logits = logits
-    log.info(
-        "rescaled the folded standard network on %d VOC crops under a fresh 1000-way layer: gradient/weight "
-        "ratio spread %.3g -> %.3g in %d steps",
-        RESCALE_CROPS,
-        report.ratio_spread_before,
-        report.ratio_spread_after,
-        report.iterations,
-    )
-    return {
-        "rescale_method": "between-layer, 800 training crops of 227, fresh 1000-way top (release: ImageNet)"
-    }
 
 
 def kraehenbuehl16(
@@ -222,7 +181,9 @@ def kraehenbuehl16(
         )
     )
     test_loader = data_loader(test, data.batch_size, data.num_workers, shuffle=False)
-    rescaled = release_rescale_(network, train, config.trainer.seed) if config.rescale else {}
+    rescaled = (
+        release_rescale_(network, train, config.trainer.seed, config.rescale_images) if config.rescale else {}
+    )
     classifier = VOCClassifier(
         network,
         head_layer,

@@ -20,7 +20,6 @@ from torchvision.transforms import v2
 from lit_colorization.config.loading import to_container
 from lit_colorization.models import ColorizationNet
 from lit_colorization.runtime.resumption import fit_resumable
-from transfer.voc.cls_task import release_rescale_
 from transfer.voc.common import (
     base_row,
     build_trainer,
@@ -54,6 +53,7 @@ from transfer.voc.detection import (
     collate_indexed_detection,
     default_backbone_layer,
 )
+from transfer.voc.rescale import release_rescale_
 from transfer.voc.sources import TEST_YEAR, Indexed, training_set
 from transfer.voc.voc_config import DetectorConfig, DetOptimConfig, VOCDetConfig
 
@@ -130,8 +130,13 @@ def detect(config: VOCDetConfig) -> dict[str, Any]:
         rescaled: dict[str, Any] = {}
         if config.rescale and fc67:
             # The folded standard network rescaled as voc-cls kraehenbuehl16 does (the release's nobn_fc_rs).
-            rescaled = release_rescale_(network, train, config.trainer.seed)
+            rescaled = release_rescale_(network, train, config.trainer.seed, config.rescale_images)
         elif config.rescale:
+            if config.rescale_images is not None:
+                raise ValueError(
+                    f"config key 'rescale_images': protocol {protocol} rescales on VOC images; the release's "
+                    "rescaling on ImageNet crops is faster-rcnn-fc67's (an AlexNet)"
+                )
             rescale_trunk_(network, train, config.trainer.seed)
         test_loader = data_loader(
             test, data.batch_size, data.num_workers, shuffle=False, collate_fn=collate_indexed_detection

@@ -25,7 +25,6 @@ from lit_colorization.runtime.resumption import fit_resumable
 from transfer.runs import resolve_ckpt
 from transfer.trunk import in_standard_geometry, load_network
 from transfer.voc.classification import default_head_layer
-from transfer.voc.cls_task import release_rescale_
 from transfer.voc.common import (
     StartedRun,
     base_row,
@@ -42,6 +41,7 @@ from transfer.voc.common import (
 )
 from transfer.voc.dataset import VOCSegmentationDataset
 from transfer.voc.fcn_alexnet import AB_SCALE, ALIGNED_CROP_OFFSET, FCNAlexNet
+from transfer.voc.rescale import release_rescale_
 from transfer.voc.sbd import SegmentationList, release_lists
 from transfer.voc.segmentation import (
     FCNSegmenter,
@@ -125,7 +125,9 @@ def release(
     log.info("release lists: %s", lists.counts)
     train = SegmentationList(lists.train, voc.classes)
     test = Indexed(SegmentationList(lists.seg11valid, voc.classes))
-    rescaled = release_rescale_(network, train, config.trainer.seed) if config.rescale else {}
+    rescaled = (
+        release_rescale_(network, train, config.trainer.seed, config.rescale_images) if config.rescale else {}
+    )
     num_classes = len(voc.classes) + 1
     segmenter = FCNAlexNet(network, num_classes, config.colour_branch, config.crop_offset)
     result, steps = fit_and_score(config, run, segmenter, train, test, num_classes)

@@ -10,6 +10,7 @@ overridden.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from lit_colorization.config.commands import CommandConfig, register_command
 from lit_colorization.config.loading import (
@@ -25,6 +26,8 @@ from transfer.transfer_config import TransferRunConfig, validate_resume, validat
 # kraehenbuehl16: the paper's fine-tuning, philkr/voc-classification as the release ran it (docs/reference.md 11.4);
 # finetune: this project's earlier recipe (training geometry, global average pool, no dropout); svm: goyal19's
 # per-class SVMs on frozen features of the whole image at image.crop (section 11.5).
+# The protocols that rescale the folded standard network as the release did (rescale_images); null: by network.
+RELEASE_RESCALE_PROTOCOLS = ("kraehenbuehl16", "faster-rcnn-fc67", "release", None)
 CLS_PROTOCOLS = ("kraehenbuehl16", "finetune", "svm")
 # How a classification row's AP is computed (docs/reference.md sections 11.4, 11.5; transfer/voc/evaluation.py):
 # "area" scikit-learn's average_precision_score (philkr/voc-classification), "area-envelope" the area under the
@@ -151,6 +154,10 @@ class VOCClsConfig(TransferRunConfig):
     # Kraehenbuehl's between-layer rescaling of the pretrained trunk on training images before fine-tuning: the
     # paper's VOC rows (docs/reference.md section 7, "rescaled before fine-tuning") were measured so.
     rescale: bool = True
+    # The release's rescaling crops (transfer/voc/rescale.py): a folder of ImageNet training images (e.g.
+    # /data/imagenet/train) for the standard-geometry protocols (kraehenbuehl16, faster-rcnn-fc67, release);
+    # null: 227 crops of the VOC training images.
+    rescale_images: str | None = None
     # run=None names the run folder <pretrain run>-<protocol>-<layer>
     protocol: str = "kraehenbuehl16"  # kraehenbuehl16 | finetune | svm (CLS_PROTOCOLS)
     # protocol=svm: Goyal et al. 2019's low-shot SVMs (svm.low_shot_k positives per class, svm.low_shot_samples
@@ -222,6 +229,10 @@ class VOCDetConfig(TransferRunConfig):
     # paper's VOC rows (docs/reference.md section 7, "rescaled before fine-tuning") were measured so.
     # faster-rcnn-fc67 rescales the folded standard network as voc-cls kraehenbuehl16 does.
     rescale: bool = False
+    # The release's rescaling crops (transfer/voc/rescale.py): a folder of ImageNet training images (e.g.
+    # /data/imagenet/train) for the standard-geometry protocols (kraehenbuehl16, faster-rcnn-fc67, release);
+    # null: 227 crops of the VOC training images.
+    rescale_images: str | None = None
     protocol: str | None = None  # faster-rcnn-fc67 | faster-rcnn-mlp (DET_PROTOCOLS); null: by network
     # run=None names the run folder <pretrain run>[-fc67]-<layer>[-frozen]
     data: VOCDataConfig = field(default_factory=lambda: VOCDataConfig(batch_size=2))
@@ -317,6 +328,10 @@ class VOCSegConfig(TransferRunConfig):
     # Kraehenbuehl's between-layer rescaling of the pretrained trunk on training images before fine-tuning: the
     # release fine-tuned the rescaled network (solve.py: alexnet_release_450000_nobn_rs.caffemodel).
     rescale: bool = True
+    # The release's rescaling crops (transfer/voc/rescale.py): a folder of ImageNet training images (e.g.
+    # /data/imagenet/train) for the standard-geometry protocols (kraehenbuehl16, faster-rcnn-fc67, release);
+    # null: 227 crops of the VOC training images.
+    rescale_images: str | None = None
     # protocol=release: the learned ab branch (conv1_ab on 0.69308239 (a + b), summed into conv1) as the
     # release's prototxt has it; false: the segmenter sees L only
     colour_branch: bool = True
@@ -336,8 +351,27 @@ class VOCSegConfig(TransferRunConfig):
 
 
 def _validate_run(config: VOCClsConfig | VOCDetConfig | VOCSegConfig) -> None:
-    """What every VOC command checks: its run name, results path, trainer, SGD and schedule length."""
+    """What every VOC command checks: its run name, results path, trainer, SGD, schedule length and the
+    rescaling's images."""
     trainer = config.trainer
+    require(
+        config.rescale_images is None or Path(config.rescale_images).is_dir(),
+        "rescale_images",
+        "null or a folder of ImageNet training images",
+        config.rescale_images,
+    )
+    require(
+        config.rescale_images is None or config.protocol in RELEASE_RESCALE_PROTOCOLS,
+        "rescale_images",
+        f"null unless protocol is one of {list(RELEASE_RESCALE_PROTOCOLS)} (the release's rescaling)",
+        config.rescale_images,
+    )
+    require(
+        config.rescale_images is None or config.rescale,
+        "rescale_images",
+        "null when rescale=false",
+        config.rescale_images,
+    )
     require_folder_name("run", config.run)
     require_results_path(config.results)
     validate_trainer_config(trainer)
