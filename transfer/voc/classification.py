@@ -166,6 +166,10 @@ class VOCClassificationModule(L.LightningModule):
         if self.recorded is not None:
             self.recorded.append(tuple(t.detach().cpu() for t in (index, scores, targets, ignore)))
 
+    def start_recording(self) -> None:
+        """From now on validation keeps what it scores (``recorded_arrays``)."""
+        self.recorded = []
+
     def recorded_arrays(self) -> dict[str, np.ndarray]:
         """This process's recorded test images in dataset order, once each: ``index``, ``scores`` (the 10-view
         averages), ``targets`` and ``ignore`` (N x classes), what ``voc/map`` is computed from."""

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
@@ -28,15 +27,15 @@ from torch.utils.data import Dataset
 from lit_colorization.config.loading import ConfigError
 from lit_colorization.models import ColorizationNet
 from lit_colorization.runtime.preemption import StopBetweenUnits
-from lit_colorization.runtime.resumption import fit_resumable
 from lit_colorization.store.checkpoint import weights_checksum
 from transfer.trunk import BackboneSource, Trunk
 from transfer.voc.classification import VOCClassificationModule, VOCClassifier, default_head_layer
 from transfer.voc.common import (
+    StartedRun,
     base_row,
-    build_trainer,
     data_loader,
     feature_device,
+    fit_and_score,
     load_trunk,
     log_per_class,
     per_class_ap,
@@ -45,7 +44,6 @@ from transfer.voc.common import (
     rescale_trunk_,
     save_test_predictions,
     started_run,
-    train_data,
 )
 from transfer.voc.dataset import VOCClassification
 from transfer.voc.low_shot import low_shot_svms, plot_low_shot, save_low_shot
@@ -78,31 +76,8 @@ LOW_SHOT_TASK = "voc-svm-low-shot"
 log = logging.getLogger(__name__)
 
 
-def fit_and_score(
-    trainer: L.Trainer,
-    module: VOCClassificationModule,
-    resume: str | None,
-    training: Any,
-    test_loader: Any,
-    run_dir: Path,
-) -> Any:
-    """Fine-tune (continuing from ``resume`` if given), score the test set and keep what it scored
-    (``test_predictions.npz``); the module's result."""
-    fit_resumable(trainer, module, resume, datamodule=training)
-    module.recorded = []
-    trainer.validate(module, dataloaders=test_loader, verbose=False)
-    save_test_predictions(run_dir, module.recorded_arrays(), trainer.global_rank, trainer.world_size)
-    return module.last_result
-
-
 def finetune(
-    config: VOCClsConfig,
-    network: ColorizationNet,
-    voc: VOCSource,
-    head_layer: str,
-    logger: Logger | bool,
-    run_dir: Path,
-    resume: str | None = None,
+    config: VOCClsConfig, network: ColorizationNet, voc: VOCSource, head_layer: str, run: StartedRun
 ) -> tuple[dict[str, Any], float, list[float]]:
     """Fine-tune (continuing from the checkpoint ``resume`` if given) and evaluate; returns (row fields, mAP,
     per-class AP)."""
@@ -124,16 +99,7 @@ def finetune(
         rescale_trunk_(network, train, config.trainer.seed)
     classifier = VOCClassifier(network, head_layer, config.train_from, len(voc.classes))
     module = VOCClassificationModule(classifier, config.optim, cls_ap_metric(config))
-    trainer = build_trainer(config.trainer, run_dir, logger)
-    periodic = test_loader if config.trainer.val_check_interval is not None else None
-    result = fit_and_score(
-        trainer,
-        module,
-        resume,
-        train_data(train, config, data.batch_size, periodic=periodic),
-        test_loader,
-        run_dir,
-    )
+    result, trainer = fit_and_score(config, run, module, train, test_loader)
     fields = {
         "protocol": "finetune",
         "geometry": "training",  # the network as pretrained (AlexNet: BatchNorm, padded pools, dilated fc6)
@@ -156,13 +122,7 @@ KRAEHENBUEHL16_HEAD_BIAS = 0.1
 
 
 def kraehenbuehl16(
-    config: VOCClsConfig,
-    network: ColorizationNet,
-    voc: VOCSource,
-    head_layer: str,
-    logger: Logger | bool,
-    run_dir: Path,
-    resume: str | None = None,
+    config: VOCClsConfig, network: ColorizationNet, voc: VOCSource, head_layer: str, run: StartedRun
 ) -> tuple[dict[str, Any], float, list[float]]:
     """philkr/voc-classification as the release ran it (docs/reference.md section 11.4) on the folded standard
     network: scale-jittered mirrored crops, dropout after fc6 and fc7, a new linear layer, the per-image summed
@@ -196,16 +156,7 @@ def kraehenbuehl16(
         head_bias=KRAEHENBUEHL16_HEAD_BIAS,
     )
     module = VOCClassificationModule(classifier, config.optim, cls_ap_metric(config), loss_per_image=True)
-    trainer = build_trainer(config.trainer, run_dir, logger)
-    periodic = test_loader if config.trainer.val_check_interval is not None else None
-    result = fit_and_score(
-        trainer,
-        module,
-        resume,
-        train_data(train, config, data.batch_size, periodic=periodic),
-        test_loader,
-        run_dir,
-    )
+    result, trainer = fit_and_score(config, run, module, train, test_loader)
     fields = {
         "protocol": "kraehenbuehl16",
         "geometry": "standard",
@@ -502,11 +453,9 @@ def classify(config: VOCClsConfig) -> dict[str, Any] | list[dict[str, Any]]:
                     config, backbone, pooling, voc, layer, logger, cache, run_dir
                 )
         elif config.protocol == "kraehenbuehl16":
-            fields, mean_ap, per_class = kraehenbuehl16(
-                config, network, voc, layer, logger, run_dir, run.resume
-            )
+            fields, mean_ap, per_class = kraehenbuehl16(config, network, voc, layer, run)
         else:
-            fields, mean_ap, per_class = finetune(config, network, voc, layer, logger, run_dir, run.resume)
+            fields, mean_ap, per_class = finetune(config, network, voc, layer, run)
         ap = per_class_ap(voc.classes, per_class)
         row = {
             **base_row(config, TASK, run_dir, source, voc),

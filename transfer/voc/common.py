@@ -32,6 +32,7 @@ from lit_colorization.data.datamodule import evenly_spaced_indices
 from lit_colorization.data.resumable import ResumableTrainData, resumable_train_data
 from lit_colorization.models import ColorizationNet
 from lit_colorization.models.data_init import InitReport, between_layer_rescale_
+from lit_colorization.runtime.resumption import fit_resumable
 from lit_colorization.store.atomic import atomic_open, write_text
 from lit_colorization.store.loggers import build_logger
 from lit_colorization.store.results import PERCENT, SCHEMA, publish_results
@@ -264,6 +265,27 @@ def log_per_class(
             step=step,
         )
         logger.save()
+
+
+def fit_and_score(
+    config: VOCRunConfig,
+    run: StartedRun,
+    module: L.LightningModule,
+    train: Dataset,
+    test_loader: DataLoader,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
+    accumulate_grad_batches: int = 1,
+) -> tuple[Any, L.Trainer]:
+    """Fine-tune ``module`` on ``train`` (continuing the run's checkpoint if it has one), score ``test_loader``
+    and keep what it scored (``test_predictions.npz``); (the module's result, the trainer)."""
+    trainer = build_trainer(config.trainer, run.run_dir, run.logger, accumulate_grad_batches)
+    periodic = test_loader if config.trainer.val_check_interval is not None else None
+    training = train_data(train, config, config.data.batch_size, collate_fn=collate_fn, periodic=periodic)
+    fit_resumable(trainer, module, run.resume, datamodule=training)
+    module.start_recording()
+    trainer.validate(module, dataloaders=test_loader, verbose=False)
+    save_test_predictions(run.run_dir, module.recorded_arrays(), trainer.global_rank, trainer.world_size)
+    return module.last_result, trainer
 
 
 def save_test_predictions(run_dir: Path, arrays: dict[str, Any], rank: int = 0, world_size: int = 1) -> Path:

@@ -19,20 +19,17 @@ from torchvision.transforms import v2
 
 from lit_colorization.config.loading import to_container
 from lit_colorization.models import ColorizationNet
-from lit_colorization.runtime.resumption import fit_resumable
 from transfer.voc.common import (
     base_row,
-    build_trainer,
     data_loader,
+    fit_and_score,
     load_trunk,
     log_per_class,
     per_class_ap,
     percent,
     publish_and_print,
     rescale_trunk_,
-    save_test_predictions,
     started_run,
-    train_data,
 )
 from transfer.voc.dataset import VOCDetectionDataset, collate_detection
 from transfer.voc.detection import (
@@ -144,14 +141,7 @@ def detect(config: VOCDetConfig) -> dict[str, Any]:
         build = build_fast_rcnn_detector if fc67 else build_detector
         detector = build(network, len(voc.classes), detector_config)
         module = VOCDetectionModule(detector, optim)
-        trainer = build_trainer(config.trainer, run_dir, logger)
-        periodic = test_loader if config.trainer.val_check_interval is not None else None
-        training = train_data(train, config, data.batch_size, collate_fn=collate_detection, periodic=periodic)
-        fit_resumable(trainer, module, run.resume, datamodule=training)
-        module.recorded = []
-        trainer.validate(module, dataloaders=test_loader, verbose=False)
-        save_test_predictions(run_dir, module.recorded_arrays(), trainer.global_rank, trainer.world_size)
-        result = module.last_result
+        result, trainer = fit_and_score(config, run, module, train, test_loader, collate_fn=collate_detection)
 
         per_class = [result.per_class.get(label, float("nan")) for label in range(1, len(voc.classes) + 1)]
         ap = per_class_ap(voc.classes, per_class)

@@ -417,6 +417,10 @@ class VOCDetectionModule(L.LightningModule):
             for image, prediction, target in zip(index.tolist(), detections, targets, strict=True):
                 self.recorded.append((image, prediction, target))
 
+    def start_recording(self) -> None:
+        """From now on validation keeps what it scores (``recorded_arrays``)."""
+        self.recorded = []
+
     def recorded_arrays(self) -> dict[str, np.ndarray]:
         """This process's recorded test images, once each, as flat arrays: ``pred_boxes`` (M x 4, x1 y1 x2 y2 in
         image pixels), ``pred_scores``, ``pred_labels`` and ``pred_image`` (the dataset index of each box); the

@@ -21,23 +21,20 @@ from typing import Any
 import lightning as L
 from torch import nn
 
-from lit_colorization.runtime.resumption import fit_resumable
 from transfer.runs import resolve_ckpt
 from transfer.trunk import in_standard_geometry, load_network
 from transfer.voc.classification import default_head_layer
 from transfer.voc.common import (
     StartedRun,
     base_row,
-    build_trainer,
     data_loader,
+    fit_and_score,
     log_per_class,
     per_class_ap,
     percent,
     publish_and_print,
     rescale_trunk_,
-    save_test_predictions,
     started_run,
-    train_data,
 )
 from transfer.voc.dataset import VOCSegmentationDataset
 from transfer.voc.fcn_alexnet import AB_SCALE, ALIGNED_CROP_OFFSET, FCNAlexNet
@@ -59,32 +56,6 @@ TEST_BATCH_SIZE = 1
 log = logging.getLogger(__name__)
 
 
-def fit_and_score(
-    config: VOCSegConfig,
-    run: StartedRun,
-    segmenter: nn.Module,
-    train: Any,
-    test: Indexed,
-    num_classes: int,
-) -> tuple[SegmentationResult, int]:
-    """Fine-tune ``segmenter`` (``optim.iter_size`` batches per step), score ``test`` and keep what it scored;
-    (the result, the optimizer steps taken)."""
-    data = config.data
-    test_loader = data_loader(test, TEST_BATCH_SIZE, data.num_workers, shuffle=False)
-    module = VOCSegmentationModule(segmenter, num_classes, config.optim)
-    trainer = build_trainer(
-        config.trainer, run.run_dir, run.logger, accumulate_grad_batches=config.optim.iter_size
-    )
-    periodic = test_loader if config.trainer.val_check_interval is not None else None
-    fit_resumable(
-        trainer, module, run.resume, datamodule=train_data(train, config, data.batch_size, periodic=periodic)
-    )
-    module.recorded = {}
-    trainer.validate(module, dataloaders=test_loader, verbose=False)
-    save_test_predictions(run.run_dir, module.recorded, trainer.global_rank, trainer.world_size)
-    return module.last_result, trainer.global_step
-
-
 def project_fcn(
     config: VOCSegConfig, network: nn.Module, voc: VOCSource, run: StartedRun, layer: str
 ) -> tuple[dict[str, Any], SegmentationResult]:
@@ -102,7 +73,11 @@ def project_fcn(
         rescale_trunk_(network, train, config.trainer.seed)
     num_classes = len(voc.classes) + 1
     segmenter = FCNSegmenter(network, layer, config.train_from, num_classes)
-    result, steps = fit_and_score(config, run, segmenter, train, test, num_classes)
+    module = VOCSegmentationModule(segmenter, num_classes, config.optim)
+    test_loader = data_loader(test, TEST_BATCH_SIZE, config.data.num_workers, shuffle=False)
+    result, trainer = fit_and_score(
+        config, run, module, train, test_loader, accumulate_grad_batches=config.optim.iter_size
+    )
     fields = {
         "layer": layer,
         # Not the release's FCN-AlexNet on VOC2011+SBD scored on seg11valid (docs/reference.md section 11.6).
@@ -112,7 +87,7 @@ def project_fcn(
         "trainable_layers": list(segmenter.trainable_layers),
         "head": f"FCN-32s: 1x1 conv on {layer}, bilinear upsampling",
         "crop": config.image.crop,
-        "steps": steps,
+        "steps": trainer.global_step,
     }
     return fields, result
 
@@ -130,7 +105,11 @@ def release(
     )
     num_classes = len(voc.classes) + 1
     segmenter = FCNAlexNet(network, num_classes, config.colour_branch, config.crop_offset)
-    result, steps = fit_and_score(config, run, segmenter, train, test, num_classes)
+    module = VOCSegmentationModule(segmenter, num_classes, config.optim)
+    test_loader = data_loader(test, TEST_BATCH_SIZE, config.data.num_workers, shuffle=False)
+    result, trainer = fit_and_score(
+        config, run, module, train, test_loader, accumulate_grad_batches=config.optim.iter_size
+    )
     fields = {
         "layer": "fc7",
         "protocol": "release",
@@ -152,7 +131,7 @@ def release(
         **lists.counts,
         "images_per_step": config.optim.iter_size,
         "crop": None,  # whole images, no augmentation
-        "steps": steps,
+        "steps": trainer.global_step,
     }
     return fields, result
 

@@ -175,6 +175,14 @@ class VOCSegmentationModule(L.LightningModule):
                 self.recorded.setdefault(f"predicted_{image}", predicted.to(torch.uint8).cpu().numpy())
                 self.recorded.setdefault(f"truth_{image}", truth.to(torch.uint8).cpu().numpy())
 
+    def start_recording(self) -> None:
+        """From now on validation keeps what it scores (``recorded_arrays``)."""
+        self.recorded = {}
+
+    def recorded_arrays(self) -> dict[str, np.ndarray]:
+        """This process's recorded test images: ``predicted_<index>`` and ``truth_<index>`` class maps."""
+        return dict(self.recorded or {})
+
     def on_validation_epoch_end(self) -> None:
         self.last_result = self.test_iou.compute()
         self.test_iou.reset()
