@@ -28,7 +28,8 @@ from typing import Any, NamedTuple
 
 from lit_colorization.layer_colours import layer_colour
 from lit_colorization.stats import accuracy_interval
-from lit_colorization.store.atomic import atomic_open, write_text
+from lit_colorization.store.atomic import write_text
+from lit_colorization.store.images import save_figure
 from lit_colorization.store.results import ResultRow, in_current_units, read_results
 from transfer.probe.protocols import GOYAL19, PROBE_LAYERS, PROTOCOLS, ZHANG16
 
@@ -636,11 +637,7 @@ def plot_linear_probe(series: Sequence[ProbeSeries], path: str | Path) -> Path:
         axis.grid(alpha=0.3)
         axis.legend(handles=key, fontsize=7)
     figure.tight_layout()
-    path = Path(path)
-    with atomic_open(path, "wb") as stream:
-        figure.savefig(stream, format="png", dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 class ComparisonRow(NamedTuple):

@@ -15,7 +15,7 @@ from lit_colorization.color.pictures import colorization_grid
 from lit_colorization.evaluation.checkpoints import EvaluatedCheckpoint, predict_ab
 from lit_colorization.evaluation.rows import GRAY, GROUND_TRUTH
 from lit_colorization.evaluation.validation_set import EvalSet
-from lit_colorization.store.atomic import atomic_open
+from lit_colorization.store.images import save_figure
 
 
 @torch.inference_mode()
@@ -57,6 +57,4 @@ def plot_sweep(sweep_rows: Sequence[dict[str, Any]], gray_row: dict[str, Any], p
         axis.grid(True, alpha=0.3)
     axes[-1].legend(fontsize="small")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(path, "wb") as stream:
-        figure.savefig(stream, format="png", dpi=100)
-    return path
+    return save_figure(figure, path, dpi=100)

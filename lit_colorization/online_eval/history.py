@@ -14,7 +14,8 @@ from pathlib import Path
 
 from lit_colorization.layer_colours import depth_key, layer_colour
 from lit_colorization.stats import PERCENT, wilson_interval
-from lit_colorization.store.atomic import atomic_open, write_text
+from lit_colorization.store.atomic import write_text
+from lit_colorization.store.images import save_figure
 
 HISTORY_FILE = "online_eval.json"
 PLOT_FILE = "online_eval.png"
@@ -137,7 +138,4 @@ def plot(points: Sequence[Point], path: Path, num_classes: int | None = None) ->
     n = f", n={totals[-1]}" if totals else ""
     figure.suptitle(f"Online evaluation per layer (bands: 95% Wilson{n})", x=0.02, ha="left", fontsize=11)
     figure.tight_layout(rect=(0, 0, 1, 0.95))
-    with atomic_open(path, "wb") as stream:
-        figure.savefig(stream, format="png", dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)

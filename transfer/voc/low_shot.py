@@ -28,6 +28,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from lit_colorization.store.atomic import atomic_open
+from lit_colorization.store.images import save_figure
 from transfer.voc.evaluation import classification_map
 from transfer.voc.svm import FeatureSet, class_label, fit_svm
 
@@ -274,8 +275,4 @@ def plot_low_shot(results: Sequence[LowShotResult], title: str, path: str | Path
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
     figure.tight_layout()
-    path = Path(path)
-    with atomic_open(path, "wb") as stream:
-        figure.savefig(stream, format="png", dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
