@@ -6,8 +6,7 @@ not import torch: a command's ``--help`` stays fast.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from lit_colorization.lazy import lazy_attributes
 
 _HOMES = {
     "Batch": "collate",
@@ -31,9 +30,4 @@ _HOMES = {
 
 __all__ = sorted(_HOMES)
 
-
-def __getattr__(name: str) -> Any:
-    """Import the submodule that defines ``name`` when it is first asked for."""
-    if name not in _HOMES:
-        raise AttributeError(f"module 'lit_colorization.data' has no attribute {name!r}")
-    return getattr(import_module(f"lit_colorization.data.{_HOMES[name]}"), name)
+__getattr__ = lazy_attributes(__name__, _HOMES)

@@ -7,8 +7,7 @@ torch. ``transfer.voc.synthetic`` (tiny dataset generator, also a CLI) is not am
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from lit_colorization.lazy import lazy_attributes
 
 _HOMES = {
     "VOC_CLASSES": "dataset",
@@ -24,9 +23,4 @@ _HOMES = {
 
 __all__ = sorted(_HOMES)
 
-
-def __getattr__(name: str) -> Any:
-    """Import the submodule that defines ``name`` when it is first asked for."""
-    if name not in _HOMES:
-        raise AttributeError(f"module 'transfer.voc' has no attribute {name!r}")
-    return getattr(import_module(f"transfer.voc.{_HOMES[name]}"), name)
+__getattr__ = lazy_attributes(__name__, _HOMES)
