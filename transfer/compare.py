@@ -333,7 +333,8 @@ VOC_DETECTION = "voc-det"
 VOC_SEGMENTATION = "voc-seg"
 VOC_COLUMNS = ("cls fc6-8", "cls all", "det", "seg")
 # docs/reference.md section 7, Split-Brain Table 4 (AlexNet): VOC2007 classification mAP fine-tuning fc6-8 and all
-# layers, VOC2007 Fast R-CNN detection mAP, VOC2012 FCN segmentation mIoU (%); None where the paper has none.
+# layers, VOC2007 Fast R-CNN detection mAP, FCN-AlexNet segmentation mIoU (seg11valid, section 11.6) (%); None
+# where the paper has none.
 PAPER_VOC: dict[str, tuple[float | None, ...]] = {
     "ImageNet labels": (78.9, 79.9, 56.8, 48.0),
     "Gaussian random": (None, 53.3, 43.4, 19.8),
@@ -374,6 +375,13 @@ def voc_setting(data: dict[str, Any]) -> str:
         return f"svm on {data.get('layer', '?')}"
     # Rows written before the kraehenbuehl16 protocol existed have protocol "finetune" (or none).
     return f"{data.get('protocol') or 'finetune'} from {data.get('train_from', '?')}"
+
+
+def seg_setting(data: dict[str, Any]) -> str:
+    """What a VOC segmentation row trained: the release's FCN-AlexNet, or this project's FCN head."""
+    if data.get("protocol") == "release":  # the paper's protocol (docs/reference.md section 11.6)
+        return f"release FCN-AlexNet, crop {data.get('crop_offset', '?')}"
+    return f"fcn on {data.get('layer', '?')}, from {data.get('train_from', '?')}"
 
 
 def voc_section(task: str, rows: Sequence[ResultRow]) -> Section:
@@ -421,7 +429,7 @@ def paper_voc_section() -> Section:
         for method, values in PAPER_VOC.items()
     ]
     lines = [
-        f"AlexNet, {SPLIT_BRAIN_TABLE_4}: VOC2007 classification and detection mAP, VOC2012 segmentation mIoU (%)",
+        f"AlexNet, {SPLIT_BRAIN_TABLE_4}: VOC2007 classification and detection mAP, segmentation mIoU (%)",
         *format_table(["method", *VOC_COLUMNS], body),
     ]
     return Section("Pascal VOC, the paper's numbers", lines)
@@ -435,21 +443,17 @@ def voc_segmentation_section(rows: Sequence[ResultRow]) -> Section:
         if not _is_number(data.get("miou")):
             problems.append(f"line {row.line}: {VOC_SEGMENTATION} row without a numeric 'miou', skipped")
             continue
-        if data.get("protocol") == "release":  # the paper's protocol (docs/reference.md section 11.6)
-            setting = f"release FCN-AlexNet, crop {data.get('crop_offset', '?')}"
-        else:
-            setting = f"fcn on {data.get('layer', '?')}, from {data.get('train_from', '?')}"
         body.append(
             [
                 str(data.get("pretrain_run", "?")),
                 str(data.get("model", "?")),
-                setting,
+                seg_setting(data),
                 _short_dataset(str(data.get("dataset", "?"))),
                 f"{float(data['miou']):.1f}",
             ]
         )
     body += [
-        [label, "alexnet", setting, "VOC12 (paper)", f"{value:.1f}"]
+        [label, "alexnet", setting, "seg11valid (paper)", f"{value:.1f}"]
         for setting, label, value in paper_voc_rows(VOC_SEGMENTATION)
     ]
     lines = [
@@ -667,14 +671,17 @@ def _paper_probe(one: ProbeSeries, layer: str) -> tuple[float | None, str]:
 
 
 def _paper_voc(task: str, data: dict[str, Any]) -> tuple[float | None, str]:
-    """The paper's colorization (rescaled) number for an AlexNet VOC run trained as the paper's was, else None."""
+    """The paper's colorization (rescaled) number for an AlexNet VOC run of the protocol that produced it (the
+    kraehenbuehl16 fine-tunes from fc6 and conv1, faster-rcnn-fc67, the release's segmentation), else None."""
     if data.get("model") != "alexnet" or task not in PAPER_VOC_BESIDE:
         return None, ""
-    setting = voc_setting(data) if task != VOC_SEGMENTATION else "FCN"
-    column = {"finetune from fc6": "cls fc6-8", "finetune from conv1": "cls all"}.get(setting)
-    if task == VOC_DETECTION and not data.get("freeze_backbone"):
+    protocol = data.get("protocol")
+    column = None
+    if task == VOC_CLASSIFICATION and protocol == "kraehenbuehl16":
+        column = {"fc6": "cls fc6-8", "conv1": "cls all"}.get(data.get("train_from"))
+    elif task == VOC_DETECTION and protocol == "faster-rcnn-fc67" and not data.get("freeze_backbone"):
         column = "det"
-    if task == VOC_SEGMENTATION:
+    elif task == VOC_SEGMENTATION and protocol == "release":
         column = "seg"
     if column is None:
         return None, ""
@@ -709,9 +716,7 @@ def comparison_rows(rows: Sequence[ResultRow]) -> list[ComparisonRow]:
         if row.task not in PAPER_VOC_BESIDE or not _is_number(data.get(measure)):
             continue
         paper, source = _paper_voc(row.task, data)
-        setting = (
-            voc_setting(data) if row.task != VOC_SEGMENTATION else f"fcn from {data.get('train_from', '?')}"
-        )
+        setting = voc_setting(data) if row.task != VOC_SEGMENTATION else seg_setting(data)
         table.append(
             ComparisonRow(
                 row.task,

@@ -3,6 +3,7 @@ PNG written."""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 
@@ -359,14 +360,21 @@ def test_compare_writes_markdown_and_csv_with_the_papers_number_and_the_differen
             "dataset": "/data/imagenet",
         },
         {"task": "voc-cls", "pretrain_run": "mine", "model": "alexnet", "map": 6320, "train_from": "conv1"},
-        {"task": "voc-cls", "pretrain_run": "mine", "model": "alexnet", "map": 60.5, "train_from": "fc6"},
+        {
+            "task": "voc-cls",
+            "pretrain_run": "mine",
+            "model": "alexnet",
+            "map": 60.5,
+            "train_from": "fc6",
+            "protocol": "kraehenbuehl16",
+        },
     ]
     results.write_text("".join(json.dumps({"schema": SCHEMA, **row}) + "\n" for row in rows))
     text = compare(results, tmp_path / "linear_probe.png")
     markdown = (tmp_path / "compare.md").read_text()
     assert "## linear-probe: alexnet, protocol zhang16, imagenet" in markdown
     assert "| mine | conv3 | 28.0 | 31.0 | -3.0 | Split-Brain Tab. 2 (zhang16) |" in markdown
-    assert "| mine | finetune from fc6 | 60.5 | 61.5 | -1.0 | Split-Brain Tab. 4 |" in markdown
+    assert "| mine | kraehenbuehl16 from fc6 | 60.5 | 61.5 | -1.0 | Split-Brain Tab. 4 |" in markdown
     assert f"- {results}:2: 'map' is 6320, not a percentage in [0, 100], skipped" in markdown
     assert "6320" not in text
     lines = (tmp_path / "compare.csv").read_text().splitlines()
@@ -385,3 +393,38 @@ def test_one_row_with_an_impossible_top1_is_skipped_and_the_report_still_prints(
     text = compare(results, tmp_path / "probe.png")
     assert table_line(text, "mine")[2] == "9.0*"
     assert f"{results}:2: 'top1' is 150.0, not a percentage in [0, 100], skipped" in capsys.readouterr().err
+
+
+def test_only_the_protocol_that_produced_a_paper_number_stands_beside_it(tmp_path):
+    """kraehenbuehl16 from fc6/conv1, faster-rcnn-fc67 and the release's segmentation carry the paper's number;
+    the project's own protocols (finetune, faster-rcnn-mlp, project-fcn) and other networks carry none."""
+    common = {"schema": SCHEMA, "pretrain_run": "mine", "model": "alexnet"}
+    rows = [
+        {"task": "voc-cls", "protocol": "kraehenbuehl16", "train_from": "conv1", "map": 60.0},
+        {"task": "voc-cls", "protocol": "kraehenbuehl16", "train_from": "conv3", "map": 58.0},
+        {"task": "voc-cls", "protocol": "finetune", "train_from": "conv1", "map": 55.0},
+        {"task": "voc-det", "protocol": "faster-rcnn-fc67", "layer": "conv5", "map": 40.0},
+        {"task": "voc-det", "protocol": "faster-rcnn-mlp", "layer": "conv5", "map": 30.0},
+        {"task": "voc-seg", "protocol": "release", "crop_offset": 0, "miou": 30.0},
+        {"task": "voc-seg", "protocol": "project-fcn", "layer": "fc7", "train_from": "conv1", "miou": 25.0},
+        {"task": "voc-seg", "protocol": "release", "crop_offset": 0, "miou": 20.0, "model": "resnet50"},
+    ]
+    results = tmp_path / "transfer.jsonl"
+    results.write_text(
+        "".join(json.dumps({**common, "run": str(i), **row}) + "\n" for i, row in enumerate(rows))
+    )
+    compare(results, tmp_path / "linear_probe.png")
+    lines = list(csv.reader((tmp_path / "compare.csv").read_text().splitlines()))[1:]
+    paired = sorted((cells[0], cells[2], cells[1], cells[4], cells[7], cells[8]) for cells in lines)
+    assert paired == sorted(
+        [
+            ("voc-cls", "kraehenbuehl16", "alexnet", "kraehenbuehl16 from conv1", "65.9", "-5.9"),
+            ("voc-cls", "kraehenbuehl16", "alexnet", "kraehenbuehl16 from conv3", "", ""),
+            ("voc-cls", "finetune", "alexnet", "finetune from conv1", "", ""),
+            ("voc-det", "faster-rcnn-fc67", "alexnet", "faster-rcnn-fc67 on conv5", "46.9", "-6.9"),
+            ("voc-det", "faster-rcnn-mlp", "alexnet", "faster-rcnn-mlp on conv5", "", ""),
+            ("voc-seg", "release", "alexnet", "release FCN-AlexNet, crop 0", "35.6", "-5.6"),
+            ("voc-seg", "project-fcn", "alexnet", "fcn on fc7, from conv1", "", ""),
+            ("voc-seg", "release", "resnet50", "release FCN-AlexNet, crop 0", "", ""),
+        ]
+    )
