@@ -25,7 +25,15 @@ from lit_colorization.runtime.scaling import scale_recipe
 from transfer.probe.probe_config import probe_schedule
 from transfer.reproduce.reproduce_config import ReproduceConfig
 from transfer.reproduce.stages import PreparedStage, StageSpec, prepare_stage
-from transfer.voc.dataset import voc_year_dir
+from transfer.trunk import in_standard_geometry
+from transfer.voc.dataset import VOC_CLASSES, voc_year_dir
+from transfer.voc.detection import (
+    FAST_RCNN_LAYER,
+    FC67_PROTOCOL,
+    MLP_PROTOCOL,
+    ROIS_PER_IMAGE,
+    default_backbone_layer,
+)
 from transfer.voc.sbd import release_list_sizes
 from transfer.voc.synthetic import SBD_FOLDER
 from transfer.voc.voc_config import resolve_seg_protocol
@@ -80,6 +88,44 @@ def forward_flops(model: str, kwargs: dict[str, Any], height: int, width: int) -
         with FlopCounterMode(display=False) as counter:
             network(torch.rand(1, 1, height, width))
     return float(counter.get_total_flops())
+
+
+# torchvision's RoIHeads default (box_batch_size_per_image): the RoIs faster-rcnn-mlp samples per training image.
+MLP_ROIS_PER_IMAGE = 512
+VOC_ASPECT = 4 / 3  # VOC photos are mostly 500 x 375
+
+
+def detection_flops(config: Any, model: str, kwargs: dict[str, Any]) -> tuple[float, str]:
+    """FLOPs of one training image of the detector ``config`` describes, and what they count: the trunk up to the
+    RoI layer on a 4:3 image at the mean training scale, plus the box head over the RoIs sampled per image. The
+    RPN and the losses are left out (small beside the trunk)."""
+    detector = config.detector
+    protocol = config.protocol or (FC67_PROTOCOL if model == "alexnet" else MLP_PROTOCOL)
+    fc67 = protocol == FC67_PROTOCOL
+    sizes, longest = (
+        (detector.train_sizes, detector.train_max_size) if fc67 else ([detector.min_size], detector.max_size)
+    )
+    shorter = sum(sizes) / len(sizes)
+    longer = min(shorter * VOC_ASPECT, longest)
+    height, width = round(longer / VOC_ASPECT), round(longer)
+    with torch.device("meta"):
+        network = create_model(model, **kwargs)
+        if fc67:
+            network = in_standard_geometry(network)
+        layer = FAST_RCNN_LAYER if fc67 else detector.backbone_layer or default_backbone_layer(network)
+        with FlopCounterMode(display=False) as counter:
+            channels = network.features(torch.rand(1, 1, height, width), [layer])[layer].shape[1]
+    classes = len(config.data.classes or VOC_CLASSES) + 1
+    if fc67:  # fc6 on the 6 x 6 pooled conv5, fc7, cls_score and bbox_pred
+        widths = [(channels * 36, 4096), (4096, 4096), (4096, 5 * classes)]
+        rois = ROIS_PER_IMAGE
+    else:
+        side, hidden = detector.roi_output_size, detector.representation_size
+        widths = [(channels * side * side, hidden), (hidden, hidden), (hidden, 5 * classes)]
+        rois = MLP_ROIS_PER_IMAGE
+    head = rois * sum(2 * fan_in * fan_out for fan_in, fan_out in widths)
+    note = f"{protocol}: the trunk to {layer} at {height} x {width} and the box head on {rois} RoIs (RPN not counted)"
+    return float(counter.get_total_flops()) + head, note
 
 
 def flop_scaled(rate: float, flops_per_image: float) -> float:
@@ -207,16 +253,15 @@ def plan_voc(stage: PreparedStage, devices: int) -> StagePlan:
             f"row (e) {PROBE_TRUNK:,} img/s for the features at {crop}px; the per-class SVM fits (CPU) not measured",
         )
     if name == "voc-det":
-        height, width = config.detector.min_size, config.detector.max_size
-        note = "the trunk only (RPN and box heads not counted)"
+        forward, note = detection_flops(config, model, kwargs)
     elif release:
         # Whole VOC images (about 500 x 375) padded by 100 on each side, one per forward.
-        height, width = 375 + 200, 500 + 200
+        forward = forward_flops(model, kwargs, 375 + 200, 500 + 200)
         note = "the trunk on a whole 500 x 375 image padded by 100"
     else:
-        height = width = config.image.crop
+        forward = forward_flops(model, kwargs, config.image.crop, config.image.crop)
         note = "the whole network"
-    flops = TRAIN_STEP_OVER_FORWARD * forward_flops(model, kwargs, height, width)
+    flops = TRAIN_STEP_OVER_FORWARD * forward
     rate = flop_scaled(MODEL_STEP, flops)
     steps = config.trainer.max_steps
     per_process = config.optim.iter_size if release else config.data.batch_size
