@@ -35,6 +35,8 @@ PROTOCOL ?=
 VOC_PRESET ?= $(if $(DATA),voc07)
 # voc-seg on real data: seg11 (protocol release: VOC2011 + SBD -> seg11valid), voc12 with PROTOCOL=project-fcn.
 SEG_PRESET ?= $(if $(DATA),$(if $(filter project-fcn,$(PROTOCOL)),voc12,seg11))
+# voc-det: VOC_PRESET when given, else the protocol's preset (voc07_mlp for PROTOCOL=faster-rcnn-mlp) with DATA.
+DET_PRESET ?= $(if $(filter command line environment,$(origin VOC_PRESET)),$(VOC_PRESET),$(if $(DATA),$(if $(filter faster-rcnn-mlp,$(PROTOCOL)),voc07_mlp,voc07)))
 # voc-seg protocol release: SBD's benchmark_RELEASE folder (unset: $(DATA)/benchmark_RELEASE).
 SBD ?=
 # Places205 probes: PROBE_PRESET=places205 with DATA holding train/<category>/ and val/<category>/.
@@ -164,10 +166,11 @@ voc-cls: setup ## VOC07 classification, fine-tune or SVM (ARGS="low_shot=true": 
 	$(PY) -m transfer.cli.voc_cls $(if $(VOC_PRESET),--preset $(VOC_PRESET)) $(VOC_OVERRIDES) \
 		$(if $(TRAIN_FROM),train_from=$(TRAIN_FROM)) $(if $(PROTOCOL),protocol=$(PROTOCOL)) $(ARGS)
 
-voc-det: setup ## VOC07 detection, Faster R-CNN on the colorization trunk: CKPT DATA MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN RESUME ARGS
-	$(PY) -m transfer.cli.voc_det $(if $(VOC_PRESET),--preset $(VOC_PRESET)) $(VOC_OVERRIDES) $(ARGS)
+voc-det: setup ## VOC07 detection: PROTOCOL (faster-rcnn-fc67: the pretrained fc6/fc7 as the RoI head, the paper's; faster-rcnn-mlp) CKPT DATA MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN RESUME ARGS
+	$(PY) -m transfer.cli.voc_det $(if $(DET_PRESET),--preset $(DET_PRESET)) $(VOC_OVERRIDES) \
+		$(if $(PROTOCOL),protocol=$(PROTOCOL)) $(ARGS)
 
-voc-seg: setup ## VOC segmentation, mIoU: PROTOCOL (release: the paper's FCN-AlexNet, VOC2011+SBD -> seg11valid; project-fcn: VOC2012) CKPT DATA (holds VOCdevkit/) SBD TRAIN_FROM MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN RESUME ARGS
+voc-seg: setup ## Segmentation on Pascal VOC2011+SBD or VOC2012, mIoU: PROTOCOL (release: the paper's FCN-AlexNet, VOC2011+SBD -> seg11valid; project-fcn: VOC2012) CKPT DATA (holds VOCdevkit/) SBD TRAIN_FROM MAX_STEPS MAX_EPOCHS GPUS LOGGER RUN RESUME ARGS
 	$(PY) -m transfer.cli.voc_seg $(if $(SEG_PRESET),--preset $(SEG_PRESET)) $(VOC_OVERRIDES) \
 		$(if $(PROTOCOL),protocol=$(PROTOCOL)) $(if $(SBD),data.sbd_root=$(SBD)) $(if $(TRAIN_FROM),train_from=$(TRAIN_FROM)) $(ARGS)
 
