@@ -98,7 +98,12 @@ EXPECTED = {
     "dashboard": {"PROJECT": "--project {v}", "ENTITY": "--entity {v}", "MODELS": "--models {v}"},
     "voc-cls": {**VOC, "TRAIN_FROM": "train_from={v}", "PROTOCOL": "protocol={v}"},
     "voc-det": {**VOC, "PROTOCOL": "protocol={v}"},
-    "voc-seg": {**VOC, "TRAIN_FROM": "train_from={v}", "PROTOCOL": "protocol={v}", "SBD": "data.sbd_root={v}"},
+    "voc-seg": {
+        **VOC,
+        "TRAIN_FROM": "train_from={v}",
+        "PROTOCOL": "protocol={v}",
+        "SBD": "data.sbd_root={v}",
+    },
     "eval-color": {
         "CKPT": "--ckpt {v}",
         "DATA": "--data {v}",
