@@ -1,5 +1,5 @@
 # PYTHON_ARGCOMPLETE_OK  (argcomplete: this command completes its flags and presets on tab)
-"""Pascal VOC07 detection (Faster R-CNN) on a colorization trunk: ``python -m transfer.cli.voc_det [--preset NAME] [--config FILE] key=value ...``.
+"""Pascal VOC07 detection on a colorization trunk: protocol faster-rcnn-fc67 (the pretrained fc6/fc7 as the RoI head) or faster-rcnn-mlp: ``python -m transfer.cli.voc_det [--preset NAME] [--config FILE] key=value ...``.
 
 Parses the command line, then imports the library, loads the config and calls ``transfer.voc.det_task.detect``.
 """
@@ -10,7 +10,7 @@ from lit_colorization.cli.common import CommandLibrary, CommandLine, run_preset_
 
 COMMAND_LINE = CommandLine(
     module="transfer.cli.voc_det",
-    description="Pascal VOC07 detection (Faster R-CNN) on a colorization trunk",
+    description="Pascal VOC07 detection on a colorization trunk: protocol faster-rcnn-fc67 (the pretrained fc6/fc7 as the RoI head) or faster-rcnn-mlp",
     preset_kind="voc_det",
     schema="transfer.voc.voc_config:VOCDetConfig",
 )

@@ -1,5 +1,5 @@
 # PYTHON_ARGCOMPLETE_OK  (argcomplete: this command completes its flags and presets on tab)
-"""Pascal VOC2012 segmentation (FCN, mIoU) on a colorization trunk: ``python -m transfer.cli.voc_seg [--preset NAME] [--config FILE] key=value ...``.
+"""Pascal VOC segmentation (mIoU) on a colorization trunk: protocol release (FCN-AlexNet, VOC2011 + SBD -> seg11valid) or project-fcn (VOC2012): ``python -m transfer.cli.voc_seg [--preset NAME] [--config FILE] key=value ...``.
 
 Parses the command line, then imports the library, loads the config and calls ``transfer.voc.seg_task.segment``.
 """
@@ -10,7 +10,7 @@ from lit_colorization.cli.common import CommandLibrary, CommandLine, run_preset_
 
 COMMAND_LINE = CommandLine(
     module="transfer.cli.voc_seg",
-    description="Pascal VOC2012 segmentation (FCN, mIoU) on a colorization trunk",
+    description="Pascal VOC segmentation (mIoU) on a colorization trunk: protocol release (FCN-AlexNet, VOC2011 + SBD -> seg11valid) or project-fcn (VOC2012)",
     preset_kind="voc_seg",
     schema="transfer.voc.voc_config:VOCSegConfig",
 )
