@@ -41,7 +41,6 @@ from transfer.probe.probe_config import (
     ProbeConfig,
     check_class_count,
     dataset_name,
-    probe_data,
     probe_optimizer,
     probe_schedule,
 )
@@ -73,7 +72,6 @@ def result_rows(
 ) -> list[dict[str, Any]]:
     """One results-store row per probed layer; accuracies in percent (results store schema ``SCHEMA``)."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    data = probe_data(config)
     rows = []
     for layer, head in module.heads.items():
         probe = module.layer_probes[layer]
@@ -93,7 +91,9 @@ def result_rows(
             "pooled_shape": list(head.pooled_shape),
             "feature_dim": head.feature_dim,
             "crop_size": config.data.crop_size,
-            "resize": {"side": data.resize, "mode": data.resize_mode} if data.resize else None,
+            "resize": {"side": config.data.resize, "mode": config.data.resize_mode}
+            if config.data.resize
+            else None,
             "dataset": dataset_name(config),
             "data_root": str(Path(config.data.root).resolve()) if config.data.source == "folder" else None,
             "num_classes": num_classes,
@@ -152,7 +152,7 @@ def probe(config: ProbeConfig, extra_callbacks: Sequence[Callback] = ()) -> list
     layers = resolve_layers(config.layer, source.model_name)
     settings = probe_optimizer(config, source.model_name), probe_schedule(config)
     run_dir = probe_run_directory(config, source, layers)
-    datamodule = build_datamodule(probe_data(config))
+    datamodule = build_datamodule(config.data)
     datamodule.setup("fit")
     check_class_count(config, datamodule.classes)  # before the run folder is made
     with hold_run(run_dir):
@@ -183,11 +183,10 @@ def probe_in(
         schedule,
         config.data.batch_size,
         seed=config.trainer.seed,
-        device_cropper=device_cropper(probe_data(config)),
+        device_cropper=device_cropper(config.data),
     )
     resolved = {
         **to_container(config),
-        "data": asdict(probe_data(config)),
         "ckpt": source.ckpt,
         "model": source.model_name,
         "dataset": dataset_name(config),  # W&B filters probe runs on it (transfer/dashboard.py)

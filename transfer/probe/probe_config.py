@@ -8,11 +8,11 @@ overrides the protocol's value. The run's ``config.yaml`` records the values it 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lit_colorization.config.commands import CommandConfig, register_command
+from lit_colorization.config.commands import CommandConfig, ExtraLayers, register_command
 from lit_colorization.config.loading import (
     ConfigError,
     require,
@@ -118,14 +118,14 @@ def probe_schedule(config: ProbeConfig) -> ProbeSchedule:
         raise ConfigError(str(error)) from None
 
 
-def probe_data(config: ProbeConfig) -> DataConfig:
-    """The images the run reads: ``config.data`` with a null ``resize_mode`` set to the protocol's."""
-    from transfer.probe.protocols import get_protocol
+def protocol_resize_mode(config: ProbeConfig) -> ExtraLayers:
+    """The protocol's ``data.resize_mode`` (zhang16: squash, goyal19: shorter_side) where the config leaves it
+    null, as a layer under the command line's overrides; an unknown protocol is left to validation."""
+    from transfer.probe.protocols import PROTOCOLS
 
-    data = {item.name: getattr(config.data, item.name) for item in fields(DataConfig)}
-    if data["resize_mode"] is None:
-        data["resize_mode"] = get_protocol(config.protocol).resize_mode
-    return DataConfig(**data)
+    if config.data.resize_mode is not None or config.protocol not in PROTOCOLS:
+        return ExtraLayers()
+    return ExtraLayers(overrides=[f"data.resize_mode={PROTOCOLS.get(config.protocol).resize_mode}"])
 
 
 def probe_optimizer(config: ProbeConfig, model_name: str) -> ProbeOptimizer:
@@ -211,7 +211,7 @@ def validate_probe_config(config: ProbeConfig) -> None:
         "folder, embedded or synthetic (a probe needs class names, which shards do not keep)",
         config.data.source,
     )
-    validate_data_config(probe_data(config))
+    validate_data_config(config.data)
 
 
 def check_class_count(config: ProbeConfig, classes: Sequence[str]) -> None:
@@ -234,5 +234,6 @@ PROBE = register_command(
         preset_kind="probe",
         validate=validate_probe_config,
         run_prefix="probe-",
+        extra_layers=protocol_resize_mode,
     )
 )

@@ -11,7 +11,7 @@ from PIL import Image
 from lit_colorization.config.loading import to_container
 from lit_colorization.data import build_datamodule
 from transfer.cli.probe import main as probe_main
-from transfer.probe.probe_config import PROBE, check_class_count, probe_data
+from transfer.probe.probe_config import PROBE, check_class_count
 
 PLACES_CLASSES = 205
 
@@ -33,7 +33,7 @@ def test_places205_preset_is_the_imagenet_protocol_on_205_class_folders(tmp_path
     differing = {key for key, value in to_container(places).items() if to_container(imagenet)[key] != value}
     assert differing == {"expected_classes", "dataset"}
     assert (places.dataset, imagenet.dataset) == ("places205", "imagenet")
-    datamodule = build_datamodule(probe_data(places))
+    datamodule = build_datamodule(places.data)
     datamodule.setup("fit")
     assert datamodule.num_classes == PLACES_CLASSES
     check_class_count(places, datamodule.classes)
@@ -43,11 +43,11 @@ def test_the_protocol_decides_how_images_reach_256_unless_data_resize_mode_says(
     """zhang16 read the release's 256 x 256 LMDB (squashed); goyal19 scales the shorter side (fair_ssb's "scale")."""
     root = f"data.root={_tree(tmp_path / 'imagenet', ['n01440764'])}"
     modes = {
-        overrides: probe_data(PROBE.load("imagenet", [root, *overrides])).resize_mode
+        overrides: PROBE.load("imagenet", [root, *overrides]).data.resize_mode
         for overrides in [(), ("protocol=goyal19",), ("protocol=goyal19", "data.resize_mode=squash")]
     }
     assert list(modes.values()) == ["squash", "shorter_side", "squash"]
-    assert probe_data(PROBE.load("imagenet", [root])).resize == 256
+    assert PROBE.load("imagenet", [root]).data.resize == 256
     with pytest.raises(
         ValueError, match="data.resize_mode must be one of shorter_side, squash; got 'stretch'"
     ):
