@@ -397,6 +397,14 @@ def _validate_run(config: VOCClsConfig | VOCDetConfig | VOCSegConfig) -> None:
     )
 
 
+def _validate_bias_keys(optim: ClsOptimConfig | DetOptimConfig | SegOptimConfig) -> None:
+    """The biases' lr multiplier (positive) and weight decay (>= 0); null, where a schema allows it, is the
+    protocol's."""
+    mult, decay = optim.bias_lr_mult, optim.bias_weight_decay
+    require(mult is None or mult > 0, "optim.bias_lr_mult", "a positive number or null", mult)
+    require(decay is None or decay >= 0, "optim.bias_weight_decay", "null or >= 0", decay)
+
+
 def _validate_data_basics(data: VOCDataConfig) -> None:
     """Classes, batch size and workers, and the tiny VOC's sizes: what every VOC data section checks."""
     _validate_classes_and_tiny(data)
@@ -471,9 +479,7 @@ def validate_voc_cls_config(config: VOCClsConfig) -> None:
     require(image.test_views >= 1, "image.test_views", "an integer >= 1", image.test_views)
     clip = optim.clip_gradients
     require(clip is None or clip > 0, "optim.clip_gradients", "null or a positive number", clip)
-    require(optim.bias_lr_mult > 0, "optim.bias_lr_mult", "a positive number", optim.bias_lr_mult)
-    bias_decay = optim.bias_weight_decay
-    require(bias_decay is None or bias_decay >= 0, "optim.bias_weight_decay", "null or >= 0", bias_decay)
+    _validate_bias_keys(optim)
     require(image.crop > 0, "image.crop", "a positive integer", image.crop)
     require(
         image.resize >= image.crop, "image.resize", f"an integer >= image.crop ({image.crop})", image.resize
@@ -539,15 +545,7 @@ def validate_voc_det_config(config: VOCDetConfig) -> None:
         f"an integer >= the largest of detector.train_sizes ({max(train_sizes)})",
         detector.train_max_size,
     )
-    optim = config.optim
-    require(
-        optim.bias_lr_mult is None or optim.bias_lr_mult > 0,
-        "optim.bias_lr_mult",
-        "null or a positive number",
-        optim.bias_lr_mult,
-    )
-    bias_decay = optim.bias_weight_decay
-    require(bias_decay is None or bias_decay >= 0, "optim.bias_weight_decay", "null or >= 0", bias_decay)
+    _validate_bias_keys(config.optim)
     for key in ("roi_output_size", "representation_size", "detections_per_image"):
         require(getattr(detector, key) > 0, f"detector.{key}", "a positive integer", getattr(detector, key))
     require(
@@ -625,14 +623,7 @@ def validate_voc_seg_config(config: VOCSegConfig) -> None:
         "a positive integer or null",
         optim.iter_size,
     )
-    require(
-        optim.bias_lr_mult is None or optim.bias_lr_mult > 0,
-        "optim.bias_lr_mult",
-        "a positive number or null",
-        optim.bias_lr_mult,
-    )
-    bias_decay = optim.bias_weight_decay
-    require(bias_decay is None or bias_decay >= 0, "optim.bias_weight_decay", "null or >= 0", bias_decay)
+    _validate_bias_keys(optim)
     if config.protocol == "release":
         validate_release_seg_keys(config)
 
